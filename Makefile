@@ -1,0 +1,133 @@
+# tessera: one Makefile for everything.
+#
+#   make              build/serve, build/train, tools, tests, benches (-O2)
+#   make test         every CPU test, built with ASan + UBSan into build/san
+#   make test-cuda    CUDA tests (needs a GPU machine)
+#   make deps         install missing Debian packages and the npm test oracle
+#   make demo         build a tiny model and inspect it (the README's first command)
+#
+# CUDA code is compiled when nvcc is found; CUDA=0 forces it off, CUDA=1 on.
+# DEPS_PREFIX points at unpacked Debian packages (the GPU machine's
+# .device/env.sh sets it); empty means the system's own.
+
+BUILD      ?= build
+SAN        ?= 0
+DEPS_PREFIX ?=
+CC         ?= cc
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+ifeq ($(SAN),1)
+  CUDA := 0
+endif
+CUDA ?= $(if $(NVCC),1,0)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+LLHTTP_DIR := $(DEPS_PREFIX)/usr/share/llhttp
+LLHTTP_INC := $(DEPS_PREFIX)/usr/share/include/llhttp
+
+CPPFLAGS := -Icore -Ikernels -I$(LLHTTP_INC) -D_GNU_SOURCE
+ifneq ($(DEPS_PREFIX),)
+  CPPFLAGS += -I$(DEPS_PREFIX)/usr/include
+  LDFLAGS  += -L$(DEPS_PREFIX)/usr/lib/x86_64-linux-gnu -Wl,-rpath,$(DEPS_PREFIX)/usr/lib/x86_64-linux-gnu
+endif
+WARN   := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS := -std=c11 -g -pthread -MMD -MP $(WARN)
+ifeq ($(SAN),1)
+  CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else
+  CFLAGS  += -O2 -march=x86-64-v2
+endif
+LDLIBS := -luv -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
+
+ifeq ($(CUDA),1)
+  CPPFLAGS += -DTESSERA_CUDA=1
+  NVFLAGS  := -O3 -std=c++17 -Icore -Ikernels -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90 -Xcompiler -Wall
+  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+endif
+
+CORE_SRC   := $(wildcard core/*.c) $(wildcard kernels/cpu/*.c)
+SERVE_SRC  := $(wildcard serve/*.c)
+TRAIN_SRC  := $(wildcard train/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+CU_SRC     := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
+CUTEST_SRC := $(wildcard tests/cuda/test_*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+CORE_OBJ   := $(call obj,$(CORE_SRC))
+LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(wildcard $(LLHTTP_DIR)/*.c))
+CU_OBJ     := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
+DEV_OBJ    := $(CORE_OBJ) $(CU_OBJ)
+DEV_LIBS   := $(LDLIBS) $(CUDA_LIBS)
+
+SERVE_BIN  := $(if $(SERVE_SRC),$(BUILD)/serve)
+TRAIN_BIN  := $(if $(TRAIN_SRC),$(BUILD)/train)
+TEST_BIN   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TOOL_BIN   := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRC))
+BENCH_BIN  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+CUTEST_BIN := $(if $(filter 1,$(CUDA)),$(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(CUTEST_SRC)))
+
+.PHONY: all test test-build test-cuda deps demo clean
+all: $(SERVE_BIN) $(TRAIN_BIN) $(TEST_BIN) $(TOOL_BIN) $(BENCH_BIN) $(CUTEST_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# llhttp ships as generated C; it is not ours, so it gets no -Werror.
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out -Werror -Wall -Wextra,$(CFLAGS)) -w -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/serve: $(call obj,$(SERVE_SRC)) $(DEV_OBJ) $(LLHTTP_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
+
+$(BUILD)/train: $(call obj,$(TRAIN_SRC)) $(DEV_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
+
+# Tests, tools and benches link the CPU code only; CUDA tests link both.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(DEV_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
+
+# The CPU tests: sanitized build in build/san, then tests/run.sh runs every
+# test program and every tests/test_*.sh against it.
+test:
+	$(MAKE) --no-print-directory SAN=1 BUILD=build/san test-build
+	tests/run.sh build/san
+
+test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN)
+
+test-cuda:
+	$(MAKE) --no-print-directory CUDA=1 all
+	@set -e; for t in $(BUILD)/tests/cuda/test_*; do [ -x "$$t" ] || continue; echo "== $$t"; $$t; done
+
+deps:
+	.ci/deps.sh
+
+demo: all
+	tests/demo.sh $(BUILD)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,173 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *util_read_file(const char *path, size_t *len, err_t *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fseek(f, 0, SEEK_END) != 0) goto fail;
+    long n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) goto fail;
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) {
+        fclose(f);
+        err_set(err, "%s: out of memory reading %ld bytes", path, n);
+        return NULL;
+    }
+    if (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        goto fail;
+    }
+    buf[n] = '\0';
+    fclose(f);
+    if (len) *len = (size_t)n;
+    return buf;
+fail:
+    err_set(err, "%s: read failed: %s", path, strerror(errno));
+    fclose(f);
+    return NULL;
+}
+
+int util_write_file_atomic(const char *path, const void *data, size_t len, err_t *err) {
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp) return err_set(err, "%s: out of memory", path);
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        err_set(err, "%s: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            err_set(err, "%s: write failed: %s", tmp, strerror(errno));
+            goto fail;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        err_set(err, "%s: fsync failed: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        err_set(err, "%s: rename failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    free(tmp);
+    return 0;
+fail:
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    free(tmp);
+    return -1;
+}
+
+char *util_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *s = malloc(a + b + 2);
+    if (!s) return NULL;
+    memcpy(s, dir, a);
+    size_t k = a;
+    if (a > 0 && dir[a - 1] != '/') s[k++] = '/';
+    memcpy(s + k, name, b + 1);
+    return s;
+}
+
+int util_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int util_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+uint16_t util_f32_to_bf16(float f) {
+    union { uint32_t u; float f; } v = { .f = f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); // quiet NaN
+    uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
+    return (uint16_t)((v.u + rounding) >> 16);
+}
+
+float util_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    union { uint32_t u; float f; } v;
+    if (exp == 0) {
+        // zero or subnormal: value = man * 2^-24
+        float m = (float)man * 5.9604644775390625e-8f;
+        return sign ? -m : m;
+    }
+    if (exp == 31) v.u = sign | 0x7f800000u | (man << 13);
+    else v.u = sign | ((exp + 112u) << 23) | (man << 13);
+    return v.f;
+}
+
+uint16_t util_f32_to_f16(float f) {
+    union { uint32_t u; float f; } v = { .f = f };
+    uint32_t sign = (v.u >> 16) & 0x8000u;
+    uint32_t a = v.u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);          // NaN
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);         // overflow -> inf
+    if (a < 0x38800000u) {                                           // subnormal or zero
+        float m = fabsf(f) * 16777216.0f;                            // in units of 2^-24
+        return (uint16_t)(sign | (uint32_t)nearbyintf(m));
+    }
+    uint32_t rounding = 0xfffu + ((a >> 13) & 1u);
+    a += rounding;
+    return (uint16_t)(sign | ((a - 0x38000000u) >> 13));
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void util_rng_seed(util_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t util_rng_next(util_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double util_rng_uniform(util_rng *r) { return (double)(util_rng_next(r) >> 11) * 0x1.0p-53; }
+
+double util_rng_normal(util_rng *r) {
+    double u1 = util_rng_uniform(r), u2 = util_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}

@@ -1,0 +1,47 @@
+// util: small helpers shared by every module: whole-file reads, atomic
+// writes, number conversions between the float formats checkpoints use.
+#ifndef TESSERA_UTIL_H
+#define TESSERA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+// Reads a whole file into a new NUL-terminated buffer; *len (if not NULL)
+// gets its length without the NUL. Returns NULL and fills err on failure.
+// Free with free().
+char *util_read_file(const char *path, size_t *len, err_t *err);
+
+// Writes data to path atomically: a temporary file in the same folder,
+// fsync, then rename over path. Readers never see a partial file.
+int util_write_file_atomic(const char *path, const void *data, size_t len, err_t *err);
+
+// Joins a folder and a name with one '/' into a new string (free with free()).
+char *util_path_join(const char *dir, const char *name);
+
+int util_is_dir(const char *path);
+int util_is_file(const char *path);
+
+// bf16 / f16 <-> f32. bf16 is rounded to nearest even, as torch does.
+static inline float util_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+    return v.f;
+}
+uint16_t util_f32_to_bf16(float f);
+float util_f16_to_f32(uint16_t h);
+uint16_t util_f32_to_f16(float f);
+
+// Deterministic random numbers (splitmix64 seeding a xoshiro256**), so that
+// generated models and adapters are identical on every machine.
+typedef struct util_rng {
+    uint64_t s[4];
+} util_rng;
+void util_rng_seed(util_rng *r, uint64_t seed);
+uint64_t util_rng_next(util_rng *r);
+// Uniform in [0, 1).
+double util_rng_uniform(util_rng *r);
+// Standard normal (Box-Muller).
+double util_rng_normal(util_rng *r);
+
+#endif
