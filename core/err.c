@@ -21,6 +21,10 @@ int err_wrap(err_t *e, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+    // Assembled by hand: the message is meant to be cut at the buffer's end.
+    size_t cap = sizeof e->msg - 1, n = 0;
+    for (const char *parts[3] = {prefix, ": ", old}, **p = parts; p < parts + 3; p++)
+        for (const char *c = *p; *c && n < cap; c++) e->msg[n++] = *c;
+    e->msg[n] = '\0';
     return -1;
 }

@@ -84,8 +84,9 @@ int sft_to_f32(const sft_tensor *t, float *out, err_t *err);
 
 // Writer: collects tensors, then writes one file atomically (temp + rename).
 // Data is borrowed: it must stay valid until sft_writer_write returns.
-// Tensors are written sorted by name; the header is padded with spaces to a
-// multiple of 8 bytes, as the Hugging Face writer does.
+// As the Hugging Face writer does, tensors are written largest dtype first,
+// then by name, and the header is padded with spaces to a multiple of 8
+// bytes, so every tensor's data is aligned to its element size.
 typedef struct sft_writer sft_writer;
 
 sft_writer *sft_writer_new(void);

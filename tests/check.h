@@ -14,8 +14,8 @@ static int check_count = 0;
         check_count++;                                                            \
         if (!(cond)) {                                                            \
             check_failures++;                                                     \
-            fprintf(stderr, "%s:%d: CHECK failed: %s ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, "" __VA_ARGS__);                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s", __FILE__, __LINE__, #cond);  \
+            fprintf(stderr, " " __VA_ARGS__);                                     \
             fputc('\n', stderr);                                                  \
         }                                                                         \
     } while (0)
