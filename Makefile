@@ -14,6 +14,7 @@ BUILD      ?= build
 SAN        ?= 0
 DEPS_PREFIX ?=
 CC         ?= cc
+NPROC      := $(shell nproc 2>/dev/null || echo 2)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
 ifeq ($(SAN),1)
@@ -113,7 +114,7 @@ $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(DEV_OBJ)
 # The CPU tests: sanitized build in build/san, then tests/run.sh runs every
 # test program and every tests/test_*.sh against it.
 test:
-	$(MAKE) --no-print-directory SAN=1 BUILD=build/san test-build
+	$(MAKE) --no-print-directory -j$(NPROC) SAN=1 BUILD=build/san test-build
 	tests/run.sh build/san
 
 test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN)

@@ -25,7 +25,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # npm ci when any devDependency of package.json is not installed.
-if ! node -e 'const p=require("./package.json");for(const d in p.devDependencies)require.resolve(d+"/package.json")' 2>/dev/null; then
+if ! node -e 'const p=require("./package.json"),fs=require("fs");for(const d in p.devDependencies)if(!fs.existsSync("node_modules/"+d+"/package.json"))process.exit(1)'; then
     echo "deps: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
 fi
