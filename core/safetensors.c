@@ -139,7 +139,7 @@ static int span_cmp(const void *a, const void *b) {
 // starts where the previous ended and the last ends at the file's end.
 // This rules out overlaps (two tensors aliasing bytes) and junk.
 static int check_tiling(const sft_map *m, span *sp, int n, uint64_t data_len, const sft *s, err_t *err) {
-    qsort(sp, (size_t)n, sizeof *sp, span_cmp);
+    if (n > 1) qsort(sp, (size_t)n, sizeof *sp, span_cmp);
     uint64_t expect = 0;
     for (int i = 0; i < n; i++) {
         const char *name = s->tensors[sp[i].index].name;
@@ -218,7 +218,7 @@ static int parse_map(sft *s, sft_map *m, err_t *err) {
             continue;
         }
         sft_tensor t = {0};
-        uint64_t b, en;
+        uint64_t b = 0, en = 0;
         if (parse_entry(m, e, &t, &b, &en, err) != 0) goto out;
         t.file = m->path;
         t.data = b <= data_len ? data + b : data; // range checked in check_tiling
@@ -230,7 +230,7 @@ static int parse_map(sft *s, sft_map *m, err_t *err) {
         sp[k++] = (span){b, en, s->n_tensors - 1};
     }
     if (check_tiling(m, sp, k, data_len, s, err) != 0) goto out;
-    qsort(s->tensors + s->n_tensors - k, (size_t)k, sizeof *s->tensors, tensor_offset_cmp);
+    if (k > 1) qsort(s->tensors + s->n_tensors - k, (size_t)k, sizeof *s->tensors, tensor_offset_cmp);
     cJSON *meta = cJSON_DetachItemFromObjectCaseSensitive(root, "__metadata__");
     m->metadata = meta;
     rc = 0;
@@ -255,7 +255,7 @@ static int build_index(sft *s, err_t *err) {
     s->by_name = malloc(((size_t)s->n_tensors + 1) * sizeof *s->by_name);
     if (!s->by_name) return err_set(err, "out of memory");
     for (int i = 0; i < s->n_tensors; i++) s->by_name[i] = (name_ref){s->tensors[i].name, i};
-    qsort(s->by_name, (size_t)s->n_tensors, sizeof *s->by_name, name_ref_cmp);
+    if (s->n_tensors > 1) qsort(s->by_name, (size_t)s->n_tensors, sizeof *s->by_name, name_ref_cmp);
     for (int i = 1; i < s->n_tensors; i++) {
         const sft_tensor *a = &s->tensors[s->by_name[i - 1].index], *b = &s->tensors[s->by_name[i].index];
         if (strcmp(a->name, b->name) == 0) {
@@ -440,7 +440,7 @@ const sft_tensor *sft_at(const sft *s, int i) { return i >= 0 && i < s->n_tensor
 const sft_tensor *sft_find(const sft *s, const char *name) {
     if (!s->by_name) return NULL;
     name_ref key = {name, 0};
-    const name_ref *r = bsearch(&key, s->by_name, (size_t)s->n_tensors, sizeof key, name_ref_cmp);
+    const name_ref *r = s->n_tensors ? bsearch(&key, s->by_name, (size_t)s->n_tensors, sizeof key, name_ref_cmp) : NULL;
     return r ? &s->tensors[r->index] : NULL;
 }
 
@@ -597,7 +597,7 @@ static char *build_header(sft_writer *w, size_t *len) {
 static int write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n ? 0 : -1; }
 
 int sft_writer_write(sft_writer *w, const char *path, err_t *err) {
-    qsort(w->e, (size_t)w->n, sizeof *w->e, wentry_cmp);
+    if (w->n > 1) qsort(w->e, (size_t)w->n, sizeof *w->e, wentry_cmp);
     size_t hlen;
     char *header = build_header(w, &hlen);
     if (!header) return err_set(err, "%s: out of memory building the header", path);

@@ -143,6 +143,20 @@ static void test_writer_round_trip(void) {
     free(path);
 }
 
+// A file with no tensors (an adapter with nothing in it) is valid.
+static void test_empty_file(void) {
+    err_t err = {0};
+    sft_writer *w = sft_writer_new();
+    char *path = tmp_path("empty.safetensors");
+    CHECK(sft_writer_write(w, path, &err) == 0, "%s", err.msg);
+    sft_writer_free(w);
+    sft *s = sft_open(path, &err);
+    CHECK(s && sft_count(s) == 0 && sft_find(s, "x") == NULL && sft_at(s, 0) == NULL, "%s", err.msg);
+    sft_close(s);
+    unlink(path);
+    free(path);
+}
+
 static void write_shard(const char *name, const char *tensor, float value) {
     err_t err = {0};
     float v[2] = {value, value};
@@ -283,6 +297,7 @@ int main(void) {
     if (!mkdtemp(tmpdir)) return 1;
     test_reads_python_written_file();
     test_writer_round_trip();
+    test_empty_file();
     test_sharded();
     test_corrupt_headers();
     test_missing_file();
