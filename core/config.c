@@ -1,0 +1,828 @@
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const char *arch_names[MODEL_ARCH_COUNT] = {
+    "LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM"};
+// model_type values, used only when "architectures" is absent.
+static const char *arch_types[MODEL_ARCH_COUNT] = {"llama", "qwen2", "qwen3", "mistral"};
+
+const char *model_arch_name(model_arch a) {
+    return (unsigned)a < MODEL_ARCH_COUNT ? arch_names[a] : "unknown";
+}
+
+// ---- typed JSON field access -------------------------------------------
+//
+// Every reader takes the object, the key and a context naming the file and
+// the enclosing object (e.g. "rope_scaling."), so each error message reads
+// "FILE: field rope_scaling.factor: expected a number, got string". Absent
+// and null fields are the same thing, as transformers treats them.
+
+typedef struct jctx {
+    const char *file;
+    const char *prefix; // "" or "rope_parameters."
+    err_t *err;
+} jctx;
+
+static const char *json_type(const cJSON *v) {
+    if (cJSON_IsNumber(v)) return "number";
+    if (cJSON_IsString(v)) return "string";
+    if (cJSON_IsBool(v)) return "bool";
+    if (cJSON_IsArray(v)) return "array";
+    if (cJSON_IsObject(v)) return "object";
+    if (cJSON_IsNull(v)) return "null";
+    return "invalid";
+}
+
+static const cJSON *field(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+static int bad_type(const jctx *c, const char *key, const char *want, const cJSON *v) {
+    return err_set(c->err, "%s: field %s%s: expected %s, got %s", c->file, c->prefix, key, want,
+                   json_type(v));
+}
+
+// Checks that a JSON value is an integer in [lo, hi].
+static int as_int(const jctx *c, const char *key, const cJSON *v, int64_t lo, int64_t hi,
+                  int64_t *out) {
+    if (!cJSON_IsNumber(v)) return bad_type(c, key, "an integer", v);
+    double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d))
+        return err_set(c->err, "%s: field %s%s: expected an integer, got %g", c->file, c->prefix,
+                       key, d);
+    if (d < (double)lo || d > (double)hi)
+        return err_set(c->err, "%s: field %s%s: %.17g is out of range [%lld, %lld]", c->file,
+                       c->prefix, key, d, (long long)lo, (long long)hi);
+    *out = (int64_t)d;
+    return 0;
+}
+
+// Optional integer: 1 found, 0 absent/null (*out untouched), -1 error.
+static int opt_int(const jctx *c, const cJSON *o, const char *key, int64_t lo, int64_t hi,
+                   int64_t *out) {
+    const cJSON *v = field(o, key);
+    if (!v) return 0;
+    return as_int(c, key, v, lo, hi, out) < 0 ? -1 : 1;
+}
+
+static int req_int(const jctx *c, const cJSON *o, const char *key, int64_t lo, int64_t hi,
+                   int64_t *out) {
+    int r = opt_int(c, o, key, lo, hi, out);
+    if (r == 0)
+        return err_set(c->err, "%s: missing required field %s%s (an integer)", c->file, c->prefix,
+                       key);
+    return r < 0 ? -1 : 0;
+}
+
+// Optional finite number.
+static int opt_num(const jctx *c, const cJSON *o, const char *key, double *out) {
+    const cJSON *v = field(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v)) return bad_type(c, key, "a number", v);
+    if (!isfinite(v->valuedouble))
+        return err_set(c->err, "%s: field %s%s: number is not finite", c->file, c->prefix, key);
+    *out = v->valuedouble;
+    return 1;
+}
+
+static int opt_bool(const jctx *c, const cJSON *o, const char *key, int *out) {
+    const cJSON *v = field(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsBool(v)) return bad_type(c, key, "true or false", v);
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return 1;
+}
+
+// Optional string: 1 and *out set, 0 absent, -1 wrong type.
+static int opt_str(const jctx *c, const cJSON *o, const char *key, const char **out) {
+    const cJSON *v = field(o, key);
+    if (!v) return 0;
+    if (!cJSON_IsString(v)) return bad_type(c, key, "a string", v);
+    *out = v->valuestring;
+    return 1;
+}
+
+// ---- architecture -------------------------------------------------------
+
+static int parse_arch(const jctx *c, const cJSON *root, model_config *cfg) {
+    const cJSON *archs = field(root, "architectures");
+    const char *name = NULL;
+    if (archs) {
+        if (!cJSON_IsArray(archs) || cJSON_GetArraySize(archs) < 1 ||
+            !cJSON_IsString(cJSON_GetArrayItem(archs, 0)))
+            return err_set(c->err, "%s: field architectures: expected a non-empty list of strings",
+                           c->file);
+        name = cJSON_GetArrayItem(archs, 0)->valuestring;
+        for (int a = 0; a < MODEL_ARCH_COUNT; a++)
+            if (strcmp(name, arch_names[a]) == 0) {
+                cfg->arch = (model_arch)a;
+                return 0;
+            }
+    } else {
+        const char *type = NULL;
+        if (opt_str(c, root, "model_type", &type) < 0) return -1;
+        if (!type)
+            return err_set(c->err, "%s: missing field architectures (and model_type)", c->file);
+        for (int a = 0; a < MODEL_ARCH_COUNT; a++)
+            if (strcmp(type, arch_types[a]) == 0) {
+                cfg->arch = (model_arch)a;
+                return 0;
+            }
+        name = type;
+    }
+    return err_set(c->err,
+                   "%s: unsupported architecture %.100s (supported: LlamaForCausalLM, "
+                   "Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM)",
+                   c->file, name);
+}
+
+// ---- sizes --------------------------------------------------------------
+
+// Upper bounds keep every product (heads * head_dim * hidden, vocab * hidden)
+// far inside int64 and every single dimension inside int.
+#define MAX_DIM (1 << 20)
+#define MAX_VOCAB (1 << 24)
+#define MAX_LAYERS 4096
+
+static int parse_sizes(const jctx *c, const cJSON *root, model_config *cfg) {
+    int64_t v = 0;
+    if (req_int(c, root, "hidden_size", 1, MAX_DIM, &v) < 0) return -1;
+    cfg->hidden_size = (int)v;
+    if (req_int(c, root, "num_hidden_layers", 1, MAX_LAYERS, &v) < 0) return -1;
+    cfg->num_hidden_layers = (int)v;
+    if (req_int(c, root, "num_attention_heads", 1, MAX_DIM, &v) < 0) return -1;
+    cfg->num_attention_heads = (int)v;
+    if (req_int(c, root, "intermediate_size", 1, MAX_DIM, &v) < 0) return -1;
+    cfg->intermediate_size = (int)v;
+    if (req_int(c, root, "vocab_size", 1, MAX_VOCAB, &v) < 0) return -1;
+    cfg->vocab_size = (int)v;
+
+    v = cfg->num_attention_heads;
+    if (opt_int(c, root, "num_key_value_heads", 1, MAX_DIM, &v) < 0) return -1;
+    cfg->num_key_value_heads = (int)v;
+    if (cfg->num_attention_heads % cfg->num_key_value_heads != 0)
+        return err_set(c->err,
+                       "%s: field num_key_value_heads: %d does not divide num_attention_heads %d",
+                       c->file, cfg->num_key_value_heads, cfg->num_attention_heads);
+
+    int r = opt_int(c, root, "head_dim", 1, 4096, &v);
+    if (r < 0) return -1;
+    if (r == 1) {
+        cfg->head_dim = (int)v;
+    } else if (cfg->arch == MODEL_ARCH_QWEN3) {
+        cfg->head_dim = 128; // Qwen3Config's default; real Qwen3 configs write it
+    } else {
+        if (cfg->hidden_size % cfg->num_attention_heads != 0)
+            return err_set(c->err,
+                           "%s: field num_attention_heads: %d does not divide hidden_size %d "
+                           "(and head_dim is not given)",
+                           c->file, cfg->num_attention_heads, cfg->hidden_size);
+        cfg->head_dim = cfg->hidden_size / cfg->num_attention_heads;
+    }
+    if (cfg->head_dim % 2 != 0)
+        return err_set(c->err, "%s: field head_dim: %d must be even (RoPE rotates pairs)", c->file,
+                       cfg->head_dim);
+    if ((int64_t)cfg->num_attention_heads * cfg->head_dim > MAX_DIM)
+        return err_set(c->err, "%s: num_attention_heads %d x head_dim %d is too large", c->file,
+                       cfg->num_attention_heads, cfg->head_dim);
+
+    // transformers' per-class defaults for the two fields configs may omit
+    static const int64_t max_pos_default[MODEL_ARCH_COUNT] = {2048, 32768, 32768, 131072};
+    cfg->max_position_embeddings = max_pos_default[cfg->arch];
+    if (opt_int(c, root, "max_position_embeddings", 1, (int64_t)1 << 40,
+                &cfg->max_position_embeddings) < 0)
+        return -1;
+    cfg->rms_norm_eps = 1e-6;
+    if (opt_num(c, root, "rms_norm_eps", &cfg->rms_norm_eps) < 0) return -1;
+    if (!(cfg->rms_norm_eps > 0 && cfg->rms_norm_eps < 1))
+        return err_set(c->err, "%s: field rms_norm_eps: %g must be in (0, 1)", c->file,
+                       cfg->rms_norm_eps);
+    return 0;
+}
+
+// ---- RoPE ---------------------------------------------------------------
+
+// Reads the scaling part of a RoPE description: transformers 5's
+// rope_parameters or the older rope_scaling (either "rope_type" or the even
+// older "type" names the kind).
+static int parse_rope_kind(const jctx *c, const cJSON *o, model_rope *rope) {
+    const char *type = NULL;
+    const char *key = "rope_type";
+    if (opt_str(c, o, "rope_type", &type) < 0) return -1;
+    if (!type) {
+        key = "type";
+        if (opt_str(c, o, "type", &type) < 0) return -1;
+    }
+    if (!type || strcmp(type, "default") == 0) {
+        rope->type = MODEL_ROPE_DEFAULT;
+        return 0;
+    }
+    if (strcmp(type, "linear") == 0) {
+        rope->type = MODEL_ROPE_LINEAR;
+        if (opt_num(c, o, "factor", &rope->factor) != 1 || !(rope->factor > 0))
+            return err_set(c->err, "%s: field %sfactor: linear RoPE scaling needs a factor > 0",
+                           c->file, c->prefix);
+        return 0;
+    }
+    if (strcmp(type, "llama3") == 0) {
+        rope->type = MODEL_ROPE_LLAMA3;
+        if (opt_num(c, o, "factor", &rope->factor) != 1 || !(rope->factor > 0))
+            return err_set(c->err, "%s: field %sfactor: llama3 RoPE scaling needs a factor > 0",
+                           c->file, c->prefix);
+        if (opt_num(c, o, "low_freq_factor", &rope->low_freq_factor) != 1 ||
+            opt_num(c, o, "high_freq_factor", &rope->high_freq_factor) != 1 ||
+            !(rope->low_freq_factor > 0) || !(rope->high_freq_factor > rope->low_freq_factor))
+            return err_set(c->err,
+                           "%s: fields %slow_freq_factor/high_freq_factor: llama3 RoPE scaling "
+                           "needs 0 < low_freq_factor < high_freq_factor",
+                           c->file, c->prefix);
+        if (opt_int(c, o, "original_max_position_embeddings", 1, (int64_t)1 << 40,
+                    &rope->original_max_position_embeddings) != 1)
+            return err_set(c->err,
+                           "%s: field %soriginal_max_position_embeddings: llama3 RoPE scaling "
+                           "needs a positive integer",
+                           c->file, c->prefix);
+        return 0;
+    }
+    return err_set(c->err,
+                   "%s: field %s%s: RoPE type \"%.60s\" is not supported (supported: default, "
+                   "linear, llama3)",
+                   c->file, c->prefix, key, type);
+}
+
+static int parse_rope(const jctx *c, const cJSON *root, model_config *cfg) {
+    model_rope *rope = &cfg->rope;
+    memset(rope, 0, sizeof *rope);
+    rope->theta = 10000.0; // every supported class's default
+    rope->factor = 1.0;
+    if (opt_num(c, root, "rope_theta", &rope->theta) < 0) return -1;
+
+    const cJSON *params = field(root, "rope_parameters");
+    const cJSON *scaling = field(root, "rope_scaling");
+    const char *name = params ? "rope_parameters." : "rope_scaling.";
+    const cJSON *o = params ? params : scaling;
+    if (o) {
+        if (!cJSON_IsObject(o)) return bad_type(c, params ? "rope_parameters" : "rope_scaling",
+                                                "an object", o);
+        jctx sub = {c->file, name, c->err};
+        if (opt_num(&sub, o, "rope_theta", &rope->theta) < 0) return -1;
+        if (parse_rope_kind(&sub, o, rope) < 0) return -1;
+    }
+    if (!(rope->theta > 0))
+        return err_set(c->err, "%s: field rope_theta: %g must be > 0", c->file, rope->theta);
+    return 0;
+}
+
+// ---- attention variants, ids, dtype, quantization -----------------------
+
+static int parse_attention(const jctx *c, const cJSON *root, model_config *cfg) {
+    int bias = 0;
+    if (opt_bool(c, root, "attention_bias", &bias) < 0) return -1;
+    cfg->qkv_bias = cfg->o_bias = 0;
+    if (cfg->arch == MODEL_ARCH_QWEN2) cfg->qkv_bias = 1; // Qwen2Attention: always, o_proj none
+    if (cfg->arch == MODEL_ARCH_LLAMA || cfg->arch == MODEL_ARCH_QWEN3) cfg->qkv_bias = cfg->o_bias = bias;
+    cfg->qk_norm = cfg->arch == MODEL_ARCH_QWEN3;
+
+    int mlp_bias = 0;
+    if (opt_bool(c, root, "mlp_bias", &mlp_bias) < 0) return -1;
+    if (mlp_bias)
+        return err_set(c->err, "%s: field mlp_bias: true is not supported", c->file);
+    const char *act = NULL;
+    if (opt_str(c, root, "hidden_act", &act) < 0) return -1;
+    if (act && strcmp(act, "silu") != 0)
+        return err_set(c->err, "%s: field hidden_act: \"%.40s\" is not supported (expected silu)",
+                       c->file, act);
+
+    int64_t win = 0;
+    if (cfg->arch == MODEL_ARCH_MISTRAL) {
+        if (opt_int(c, root, "sliding_window", 1, INT32_MAX, &win) < 0) return -1;
+    } else {
+        // Qwen2/3 apply a window only with use_sliding_window, and then only
+        // to layers past max_window_layers; no published checkpoint does.
+        int use = 0;
+        if (opt_bool(c, root, "use_sliding_window", &use) < 0) return -1;
+        if (use)
+            return err_set(c->err, "%s: field use_sliding_window: true is not supported", c->file);
+    }
+    cfg->sliding_window = win >= cfg->max_position_embeddings ? 0 : (int)win;
+    return 0;
+}
+
+// Adds eos ids from an int or a list of ints, skipping ones already known.
+static int add_eos(const jctx *c, const cJSON *o, model_config *cfg) {
+    const cJSON *v = field(o, "eos_token_id");
+    if (!v) return 0;
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, i) : v;
+        int64_t id = 0;
+        if (as_int(c, "eos_token_id", e, 0, cfg->vocab_size - 1, &id) < 0) return -1;
+        if (model_config_is_eos(cfg, (int)id)) continue;
+        if (cfg->n_eos == MODEL_MAX_EOS)
+            return err_set(c->err, "%s: field eos_token_id: more than %d ids", c->file,
+                           MODEL_MAX_EOS);
+        cfg->eos_token_ids[cfg->n_eos++] = (int)id;
+    }
+    return 0;
+}
+
+static int parse_ids(const jctx *c, const cJSON *root, model_config *cfg) {
+    int64_t v = -1;
+    if (opt_int(c, root, "bos_token_id", 0, cfg->vocab_size - 1, &v) < 0) return -1;
+    cfg->bos_token_id = (int)v;
+    v = -1;
+    if (opt_int(c, root, "pad_token_id", 0, cfg->vocab_size - 1, &v) < 0) return -1;
+    cfg->pad_token_id = (int)v;
+    cfg->n_eos = 0;
+    return add_eos(c, root, cfg);
+}
+
+static int parse_misc(const jctx *c, const cJSON *root, model_config *cfg) {
+    int tie = 0; // false for all four classes in transformers
+    if (opt_bool(c, root, "tie_word_embeddings", &tie) < 0) return -1;
+    cfg->tie_word_embeddings = tie;
+
+    const char *dt = NULL;
+    if (opt_str(c, root, "dtype", &dt) < 0) return -1;
+    if (!dt && opt_str(c, root, "torch_dtype", &dt) < 0) return -1;
+    cfg->dtype[0] = '\0';
+    if (dt) snprintf(cfg->dtype, sizeof cfg->dtype, "%s", dt);
+    return 0;
+}
+
+static int parse_quant(const jctx *c, const cJSON *root, model_config *cfg) {
+    cfg->quant = MODEL_QUANT_NONE;
+    cfg->quant_double = 0;
+    const cJSON *q = field(root, "quantization_config");
+    if (!q) return 0;
+    if (!cJSON_IsObject(q)) return bad_type(c, "quantization_config", "an object", q);
+    jctx sub = {c->file, "quantization_config.", c->err};
+    const char *method = NULL, *qtype = NULL;
+    int in4 = 0;
+    if (opt_str(&sub, q, "quant_method", &method) < 0) return -1;
+    if (!method || strcmp(method, "bitsandbytes") != 0)
+        return err_set(c->err,
+                       "%s: field quantization_config.quant_method: \"%.40s\" is not supported "
+                       "(only bitsandbytes nf4)",
+                       c->file, method ? method : "(missing)");
+    if (opt_bool(&sub, q, "load_in_4bit", &in4) < 0) return -1;
+    if (opt_str(&sub, q, "bnb_4bit_quant_type", &qtype) < 0) return -1;
+    if (!in4 || !qtype || strcmp(qtype, "nf4") != 0)
+        return err_set(c->err,
+                       "%s: field quantization_config: only load_in_4bit with bnb_4bit_quant_type "
+                       "nf4 is supported",
+                       c->file);
+    if (opt_bool(&sub, q, "bnb_4bit_use_double_quant", &cfg->quant_double) < 0) return -1;
+    cfg->quant = MODEL_QUANT_BNB_NF4;
+    return 0;
+}
+
+int model_config_parse(const char *json, size_t len, const char *name, model_config *cfg,
+                       err_t *err) {
+    memset(cfg, 0, sizeof *cfg);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return err_set(err, "%s: invalid JSON", name);
+    jctx c = {name, "", err};
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        err_set(err, "%s: expected a JSON object at the top level", name);
+        goto done;
+    }
+    if (parse_arch(&c, root, cfg) < 0 || parse_sizes(&c, root, cfg) < 0 ||
+        parse_rope(&c, root, cfg) < 0 || parse_attention(&c, root, cfg) < 0 ||
+        parse_ids(&c, root, cfg) < 0 || parse_misc(&c, root, cfg) < 0 ||
+        parse_quant(&c, root, cfg) < 0)
+        goto done;
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+int model_config_apply_generation(const char *json, size_t len, const char *name,
+                                  model_config *cfg, err_t *err) {
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return err_set(err, "%s: invalid JSON", name);
+    jctx c = {name, "", err};
+    int rc = -1;
+    int64_t bos = -1;
+    if (!cJSON_IsObject(root)) {
+        err_set(err, "%s: expected a JSON object at the top level", name);
+        goto done;
+    }
+    if (opt_int(&c, root, "bos_token_id", 0, cfg->vocab_size - 1, &bos) < 0) goto done;
+    if (cfg->bos_token_id < 0) cfg->bos_token_id = (int)bos;
+    if (add_eos(&c, root, cfg) < 0) goto done;
+    rc = 0;
+done:
+    cJSON_Delete(root);
+    return rc;
+}
+
+// Reads and applies one JSON file of the folder; missing optional files are fine.
+static int load_json(const char *dir, const char *file, int optional, model_config *cfg,
+                     err_t *err) {
+    char *path = util_path_join(dir, file);
+    if (!path) return err_set(err, "%s: out of memory", dir);
+    int rc = 0;
+    if (optional && !util_is_file(path)) goto done;
+    size_t len;
+    char *text = util_read_file(path, &len, err);
+    if (!text) {
+        rc = -1;
+        goto done;
+    }
+    rc = optional ? model_config_apply_generation(text, len, path, cfg, err)
+                  : model_config_parse(text, len, path, cfg, err);
+    free(text);
+done:
+    free(path);
+    return rc;
+}
+
+int model_config_load(const char *dir, model_config *cfg, err_t *err) {
+    if (load_json(dir, "config.json", 0, cfg, err) < 0) return -1;
+    return load_json(dir, "generation_config.json", 1, cfg, err);
+}
+
+int model_config_is_eos(const model_config *cfg, int id) {
+    for (int i = 0; i < cfg->n_eos; i++)
+        if (cfg->eos_token_ids[i] == id) return 1;
+    return 0;
+}
+
+// ---- tensor names and shapes --------------------------------------------
+
+static const char *linear_names[MODEL_LIN_COUNT] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                    "gate_proj", "up_proj", "down_proj"};
+static const char *linear_paths[MODEL_LIN_COUNT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+
+const char *model_linear_name(model_linear l) { return linear_names[l]; }
+const char *model_linear_path(model_linear l) { return linear_paths[l]; }
+
+int model_linear_parse(const char *name) {
+    for (int l = 0; l < MODEL_LIN_COUNT; l++)
+        if (strcmp(name, linear_names[l]) == 0) return l;
+    return -1;
+}
+
+void model_linear_dims(const model_config *cfg, model_linear l, int *out, int *in) {
+    int q = cfg->num_attention_heads * cfg->head_dim;
+    int kv = cfg->num_key_value_heads * cfg->head_dim;
+    int h = cfg->hidden_size, f = cfg->intermediate_size;
+    switch (l) {
+    case MODEL_LIN_Q: *out = q, *in = h; break;
+    case MODEL_LIN_K:
+    case MODEL_LIN_V: *out = kv, *in = h; break;
+    case MODEL_LIN_O: *out = h, *in = q; break;
+    case MODEL_LIN_GATE:
+    case MODEL_LIN_UP: *out = f, *in = h; break;
+    default: *out = h, *in = f; break; // down
+    }
+}
+
+// Name suffixes (after "model.layers.N.") of the per-layer kinds.
+static const char *weight_suffix[MODEL_W_COUNT] = {
+    [MODEL_W_EMBED] = "model.embed_tokens.weight",
+    [MODEL_W_NORM] = "model.norm.weight",
+    [MODEL_W_LM_HEAD] = "lm_head.weight",
+    [MODEL_W_ATTN_NORM] = "input_layernorm.weight",
+    [MODEL_W_Q] = "self_attn.q_proj.weight",
+    [MODEL_W_K] = "self_attn.k_proj.weight",
+    [MODEL_W_V] = "self_attn.v_proj.weight",
+    [MODEL_W_O] = "self_attn.o_proj.weight",
+    [MODEL_W_GATE] = "mlp.gate_proj.weight",
+    [MODEL_W_UP] = "mlp.up_proj.weight",
+    [MODEL_W_DOWN] = "mlp.down_proj.weight",
+    [MODEL_W_Q_BIAS] = "self_attn.q_proj.bias",
+    [MODEL_W_K_BIAS] = "self_attn.k_proj.bias",
+    [MODEL_W_V_BIAS] = "self_attn.v_proj.bias",
+    [MODEL_W_O_BIAS] = "self_attn.o_proj.bias",
+    [MODEL_W_Q_NORM] = "self_attn.q_norm.weight",
+    [MODEL_W_K_NORM] = "self_attn.k_norm.weight",
+    [MODEL_W_MLP_NORM] = "post_attention_layernorm.weight",
+};
+
+int model_weight_per_layer(model_weight w) {
+    return w != MODEL_W_EMBED && w != MODEL_W_NORM && w != MODEL_W_LM_HEAD;
+}
+
+model_weight model_weight_of_linear(model_linear l) { return (model_weight)(MODEL_W_Q + l); }
+
+int model_weight_name(model_weight w, int layer, char *buf, size_t n) {
+    if (!model_weight_per_layer(w)) return snprintf(buf, n, "%s", weight_suffix[w]);
+    return snprintf(buf, n, "model.layers.%d.%s", layer, weight_suffix[w]);
+}
+
+int model_weight_shape(const model_config *cfg, model_weight w, int64_t shape[2]) {
+    int64_t q = (int64_t)cfg->num_attention_heads * cfg->head_dim;
+    int64_t kv = (int64_t)cfg->num_key_value_heads * cfg->head_dim;
+    int out, in;
+    switch (w) {
+    case MODEL_W_EMBED:
+    case MODEL_W_LM_HEAD:
+        shape[0] = cfg->vocab_size, shape[1] = cfg->hidden_size;
+        return 2;
+    case MODEL_W_NORM:
+    case MODEL_W_ATTN_NORM:
+    case MODEL_W_MLP_NORM:
+    case MODEL_W_O_BIAS: shape[0] = cfg->hidden_size; return 1;
+    case MODEL_W_Q_BIAS: shape[0] = q; return 1;
+    case MODEL_W_K_BIAS:
+    case MODEL_W_V_BIAS: shape[0] = kv; return 1;
+    case MODEL_W_Q_NORM:
+    case MODEL_W_K_NORM: shape[0] = cfg->head_dim; return 1;
+    default:
+        model_linear_dims(cfg, (model_linear)(w - MODEL_W_Q), &out, &in);
+        shape[0] = out, shape[1] = in;
+        return 2;
+    }
+}
+
+int model_weight_required(const model_config *cfg, model_weight w) {
+    switch (w) {
+    case MODEL_W_LM_HEAD: return !cfg->tie_word_embeddings;
+    case MODEL_W_Q_BIAS:
+    case MODEL_W_K_BIAS:
+    case MODEL_W_V_BIAS: return cfg->qkv_bias;
+    case MODEL_W_O_BIAS: return cfg->o_bias;
+    case MODEL_W_Q_NORM:
+    case MODEL_W_K_NORM: return cfg->qk_norm;
+    default: return 1;
+    }
+}
+
+static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static int is_float(sft_dtype dt) {
+    return dt == SFT_F32 || dt == SFT_F16 || dt == SFT_BF16;
+}
+
+// A bnb-4bit checkpoint packs two NF4 codes per byte of a decoder linear weight.
+static int is_packed_linear(const model_config *cfg, model_weight w) {
+    return cfg->quant == MODEL_QUANT_BNB_NF4 && w >= MODEL_W_Q && w <= MODEL_W_DOWN;
+}
+
+static int check_one(const model_config *cfg, const sft *s, model_weight w, int layer,
+                     err_t *err) {
+    char name[128], want[64], got[160];
+    int64_t shape[2];
+    model_weight_name(w, layer, name, sizeof name);
+    int nd = model_weight_shape(cfg, w, shape);
+    shape_str(want, sizeof want, nd, shape);
+    const sft_tensor *t = sft_find(s, name);
+    if (!t)
+        return err_set(err, "%s: missing tensor %s (expected shape %s)",
+                       sft_count(s) > 0 ? sft_at(s, 0)->file : "model weights", name, want);
+    shape_str(got, sizeof got, t->ndim, t->shape);
+    if (is_packed_linear(cfg, w)) {
+        if (t->dtype != SFT_U8 || t->numel * 2 != shape[0] * shape[1])
+            return err_set(err,
+                           "%s: tensor %s: expected U8 packing a 4-bit %s weight (%lld bytes), "
+                           "got %s %s",
+                           t->file, name, want, (long long)(shape[0] * shape[1] / 2),
+                           sft_dtype_name(t->dtype), got);
+        return 0;
+    }
+    int ok = t->ndim == nd;
+    for (int i = 0; ok && i < nd; i++) ok = t->shape[i] == shape[i];
+    if (!ok)
+        return err_set(err, "%s: tensor %s: expected shape %s, got %s", t->file, name, want, got);
+    if (!is_float(t->dtype))
+        return err_set(err, "%s: tensor %s: expected a float dtype (F32, F16, BF16), got %s",
+                       t->file, name, sft_dtype_name(t->dtype));
+    return 0;
+}
+
+// A "model.layers.N." tensor with N past num_hidden_layers means the
+// weights belong to a different (deeper) model than the config describes.
+static int check_layer_range(const model_config *cfg, const sft *s, err_t *err) {
+    for (int i = 0; i < sft_count(s); i++) {
+        const sft_tensor *t = sft_at(s, i);
+        long layer;
+        char *end;
+        if (strncmp(t->name, "model.layers.", 13) != 0) continue;
+        layer = strtol(t->name + 13, &end, 10);
+        if (end != t->name + 13 && layer >= cfg->num_hidden_layers)
+            return err_set(err, "%s: tensor %s: layer %ld is past num_hidden_layers %d", t->file,
+                           t->name, layer, cfg->num_hidden_layers);
+    }
+    return 0;
+}
+
+int model_config_check_weights(const model_config *cfg, const sft *s, err_t *err) {
+    for (int w = 0; w < MODEL_W_COUNT; w++) {
+        if (!model_weight_required(cfg, (model_weight)w)) continue;
+        int layers = model_weight_per_layer((model_weight)w) ? cfg->num_hidden_layers : 1;
+        for (int l = 0; l < layers; l++)
+            if (check_one(cfg, s, (model_weight)w, l, err) < 0) return -1;
+    }
+    return check_layer_range(cfg, s, err);
+}
+
+// ---- Python-style JSON printer ---------------------------------------------
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p, b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_indent(sbuf *b, int depth) {
+    sb_put(b, "\n", 1);
+    for (int i = 0; i < depth; i++) sb_put(b, "  ", 2);
+}
+
+// Decodes one UTF-8 sequence; invalid bytes come back as themselves (as
+// Latin-1), which keeps the output valid JSON.
+static uint32_t utf8_next(const unsigned char **s) {
+    const unsigned char *p = *s;
+    uint32_t c = p[0];
+    int n = c >= 0xf0 && c < 0xf8 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+    if (c >= 0xf8) n = 0;
+    uint32_t cp = n == 3 ? c & 7 : n == 2 ? c & 15 : c & 31;
+    for (int i = 1; i <= n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            *s = p + 1;
+            return c;
+        }
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    *s = p + 1 + n;
+    return n ? cp : c;
+}
+
+// ensure_ascii: everything outside printable ASCII is \uXXXX (with UTF-16
+// surrogate pairs above the BMP), as Python does.
+static void sb_json_string(sbuf *b, const char *s) {
+    char tmp[16];
+    sb_put(b, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t c = utf8_next(&p);
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
+                        : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
+                        : c == '\f' ? "\\f" : NULL;
+        if (esc) {
+            sb_str(b, esc);
+        } else if (c >= 0x20 && c < 0x7f) {
+            char ch = (char)c;
+            sb_put(b, &ch, 1);
+        } else if (c >= 0x10000) {
+            c -= 0x10000;
+            snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xd800 + (c >> 10), 0xdc00 + (c & 0x3ff));
+            sb_str(b, tmp);
+        } else {
+            snprintf(tmp, sizeof tmp, "\\u%04x", c);
+            sb_str(b, tmp);
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+// Python's repr(float): the shortest digits that read back to v; fixed
+// notation for exponents in [-4, 16), else d.ddde+XX.
+static void py_float(double v, char *buf, size_t n) {
+    if (isnan(v)) {
+        snprintf(buf, n, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        snprintf(buf, n, v > 0 ? "Infinity" : "-Infinity");
+        return;
+    }
+    if (v == 0) {
+        snprintf(buf, n, signbit(v) ? "-0.0" : "0.0");
+        return;
+    }
+    char e[40], digits[24];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p - 1, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    const char *q = e + (v < 0);
+    int nd = 0;
+    for (; *q && *q != 'e'; q++)
+        if (*q != '.') digits[nd++] = *q;
+    digits[nd] = '\0';
+    int x = atoi(q + 1);
+    const char *sign = v < 0 ? "-" : "";
+    if (x < -4 || x >= 16) {
+        snprintf(buf, n, "%s%c%s%se%c%02d", sign, digits[0], nd > 1 ? "." : "", digits + 1,
+                 x < 0 ? '-' : '+', x < 0 ? -x : x);
+    } else if (x < 0) {
+        snprintf(buf, n, "%s0.%.*s%s", sign, -x - 1, "0000", digits);
+    } else if (nd <= x + 1) {
+        snprintf(buf, n, "%s%s%.*s.0", sign, digits, x + 1 - nd, "0000000000000000");
+    } else {
+        snprintf(buf, n, "%s%.*s.%s", sign, x + 1, digits, digits + x + 1);
+    }
+}
+
+cJSON *cfg_json_float(double v) {
+    char buf[40];
+    py_float(v, buf, sizeof buf);
+    return cJSON_CreateRaw(buf);
+}
+
+static int key_cmp(const void *a, const void *b) {
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static void print_value(sbuf *b, const cJSON *v, int depth);
+
+static void print_container(sbuf *b, const cJSON *v, int depth) {
+    int is_obj = cJSON_IsObject(v);
+    int n = cJSON_GetArraySize(v);
+    if (n == 0) {
+        sb_str(b, is_obj ? "{}" : "[]");
+        return;
+    }
+    const cJSON **items = malloc((size_t)n * sizeof *items);
+    if (!items) {
+        b->oom = 1;
+        return;
+    }
+    int k = 0;
+    for (const cJSON *c = v->child; c && k < n; c = c->next) items[k++] = c;
+    if (is_obj) qsort(items, (size_t)k, sizeof *items, key_cmp);
+    sb_str(b, is_obj ? "{" : "[");
+    for (int i = 0; i < k; i++) {
+        sb_indent(b, depth + 1);
+        if (is_obj) {
+            sb_json_string(b, items[i]->string);
+            sb_str(b, ": ");
+        }
+        print_value(b, items[i], depth + 1);
+        if (i + 1 < k) sb_str(b, ",");
+    }
+    sb_indent(b, depth);
+    sb_str(b, is_obj ? "}" : "]");
+    free(items);
+}
+
+static void print_value(sbuf *b, const cJSON *v, int depth) {
+    char num[48];
+    if (cJSON_IsRaw(v)) {
+        sb_str(b, v->valuestring);
+    } else if (cJSON_IsNull(v)) {
+        sb_str(b, "null");
+    } else if (cJSON_IsBool(v)) {
+        sb_str(b, cJSON_IsTrue(v) ? "true" : "false");
+    } else if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == floor(d) && fabs(d) < 1e16) snprintf(num, sizeof num, "%.0f", d);
+        else py_float(d, num, sizeof num);
+        sb_str(b, num);
+    } else if (cJSON_IsString(v)) {
+        sb_json_string(b, v->valuestring);
+    } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
+        print_container(b, v, depth);
+    } else {
+        sb_str(b, "null");
+    }
+}
+
+char *cfg_json_print(const cJSON *v) {
+    sbuf b = {0};
+    print_value(&b, v, 0);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
