@@ -9,6 +9,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "json.h"
 #include "util.h"
 
 // ---- regexes --------------------------------------------------------------
@@ -50,62 +51,8 @@ static int re_full_match(void *re, const char *s) {
 
 // ---- typed JSON fields ----------------------------------------------------
 
-static const char *json_type(const cJSON *v) {
-    if (cJSON_IsNumber(v)) return "number";
-    if (cJSON_IsString(v)) return "string";
-    if (cJSON_IsBool(v)) return "bool";
-    if (cJSON_IsArray(v)) return "array";
-    if (cJSON_IsObject(v)) return "object";
-    return "null";
-}
-
-// Absent and null are the same: PEFT writes null for every unused option.
-static const cJSON *field(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-static int bad_type(const char *key, const char *want, const cJSON *v, err_t *err) {
-    return err_set(err, "field %s: expected %s, got %s", key, want, json_type(v));
-}
-
-static int as_int(const char *key, const cJSON *v, int64_t lo, int64_t hi, int64_t *out,
-                  err_t *err) {
-    if (!cJSON_IsNumber(v)) return bad_type(key, "an integer", v, err);
-    double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d))
-        return err_set(err, "field %s: expected an integer, got %.17g", key, d);
-    if (d < (double)lo || d > (double)hi)
-        return err_set(err, "field %s: %.17g is out of range [%lld, %lld]", key, d, (long long)lo,
-                       (long long)hi);
-    *out = (int64_t)d;
-    return 0;
-}
-
-static int opt_num(const cJSON *o, const char *key, double *out, err_t *err) {
-    const cJSON *v = field(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v)) return bad_type(key, "a number", v, err);
-    if (!isfinite(v->valuedouble)) return err_set(err, "field %s: number is not finite", key);
-    *out = v->valuedouble;
-    return 1;
-}
-
-static int opt_bool(const cJSON *o, const char *key, int *out, err_t *err) {
-    const cJSON *v = field(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsBool(v)) return bad_type(key, "true or false", v, err);
-    *out = cJSON_IsTrue(v) ? 1 : 0;
-    return 1;
-}
-
-static int opt_str(const cJSON *o, const char *key, const char **out, err_t *err) {
-    const cJSON *v = field(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsString(v)) return bad_type(key, "a string", v, err);
-    *out = v->valuestring;
-    return 1;
-}
+// JSON errors here carry no file name: lora_load adds the folder.
+#define NOFILE(err) (&(json_ctx){NULL, "", (err)})
 
 // ---- adapter_config.json --------------------------------------------------
 
@@ -124,7 +71,7 @@ static void strv_free(char **v, int n) {
 // four supported model types, q_proj and v_proj.
 static int parse_modules(const cJSON *root, const char *key, int is_target, char ***names, int *n,
                          char **regex, void **re, err_t *err) {
-    const cJSON *v = field(root, key);
+    const cJSON *v = json_field(root, key);
     const char **src = NULL;
     static const char *qv[] = {"q_proj", "v_proj"};
     int count = 0;
@@ -141,7 +88,7 @@ static int parse_modules(const cJSON *root, const char *key, int is_target, char
             return *regex ? 0 : err_set(err, "field %s: out of memory", key);
         }
     } else if (!cJSON_IsArray(v)) {
-        return bad_type(key, "a list of module names or a string", v, err);
+        return json_bad_type(NOFILE(err), key, "a list of module names or a string", v);
     }
     if (v && cJSON_IsArray(v)) count = cJSON_GetArraySize(v);
     if (is_target && count == 0) return err_set(err, "field %s: empty list", key);
@@ -153,7 +100,7 @@ static int parse_modules(const cJSON *root, const char *key, int is_target, char
             const cJSON *e = cJSON_GetArrayItem(v, i);
             if (!cJSON_IsString(e) || e->valuestring[0] == '\0')
                 return err_set(err, "field %s[%d]: expected a module name, got %s", key, i,
-                               json_type(e));
+                               json_type_name(e));
             s = e->valuestring;
         }
         (*names)[i] = strdup(s);
@@ -167,9 +114,9 @@ static int parse_modules(const cJSON *root, const char *key, int is_target, char
 // "(?:.*\.)?(?:key)" and fully matched, i.e. key matches a dotted suffix.
 static int parse_patterns(const cJSON *root, const char *key, int is_rank, lora_pattern **out,
                           int *n, err_t *err) {
-    const cJSON *v = field(root, key);
+    const cJSON *v = json_field(root, key);
     if (!v) return 0;
-    if (!cJSON_IsObject(v)) return bad_type(key, "an object", v, err);
+    if (!cJSON_IsObject(v)) return json_bad_type(NOFILE(err), key, "an object", v);
     int count = cJSON_GetArraySize(v);
     *out = calloc((size_t)(count > 0 ? count : 1), sizeof(lora_pattern));
     if (!*out) return err_set(err, "field %s: out of memory", key);
@@ -182,12 +129,12 @@ static int parse_patterns(const cJSON *root, const char *key, int is_rank, lora_
         snprintf(what, sizeof what, "%s[\"%.80s\"]", key, e->string);
         if (is_rank) {
             int64_t r = 0;
-            if (as_int(what, e, 1, LORA_MAX_RANK, &r, err) < 0) return -1;
+            if (json_as_int(NOFILE(err), what, e, 1, LORA_MAX_RANK, &r) < 0) return -1;
             p->value = (double)r;
         } else {
             if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble))
                 return err_set(err, "field %s: expected a finite number, got %s", what,
-                               json_type(e));
+                               json_type_name(e));
             p->value = e->valuedouble;
         }
         p->key = strdup(e->string);
@@ -206,7 +153,7 @@ static int parse_patterns(const cJSON *root, const char *key, int is_rank, lora_
 }
 
 static int parse_layers(const cJSON *root, lora_config *c, err_t *err) {
-    const cJSON *v = field(root, "layers_to_transform");
+    const cJSON *v = json_field(root, "layers_to_transform");
     if (!v) return 0;
     int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
     c->layers = calloc((size_t)(n > 0 ? n : 1), sizeof(int));
@@ -214,7 +161,7 @@ static int parse_layers(const cJSON *root, lora_config *c, err_t *err) {
     for (int i = 0; i < n; i++) {
         const cJSON *e = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, i) : v;
         int64_t l = 0;
-        if (as_int("layers_to_transform", e, 0, 1 << 20, &l, err) < 0) return -1;
+        if (json_as_int(NOFILE(err), "layers_to_transform", e, 0, 1 << 20, &l) < 0) return -1;
         c->layers[i] = (int)l;
     }
     c->n_layers = n;
@@ -225,31 +172,31 @@ static int parse_layers(const cJSON *root, lora_config *c, err_t *err) {
 // implement: refused by name rather than silently ignored.
 static int check_unsupported(const cJSON *root, err_t *err) {
     int b = 0;
-    if (opt_bool(root, "use_dora", &b, err) < 0) return -1;
+    if (json_opt_bool(NOFILE(err), root, "use_dora", &b) < 0) return -1;
     if (b) return err_set(err, "field use_dora: DoRA adapters are not supported (expected false)");
     b = 0;
-    if (opt_bool(root, "fan_in_fan_out", &b, err) < 0) return -1;
+    if (json_opt_bool(NOFILE(err), root, "fan_in_fan_out", &b) < 0) return -1;
     if (b) return err_set(err, "field fan_in_fan_out: true is not supported (GPT-2 style Conv1D)");
     b = 0;
-    if (opt_bool(root, "lora_bias", &b, err) < 0) return -1;
+    if (json_opt_bool(NOFILE(err), root, "lora_bias", &b) < 0) return -1;
     if (b) return err_set(err, "field lora_bias: true is not supported (expected false)");
     b = 0;
-    if (opt_bool(root, "use_qalora", &b, err) < 0) return -1;
+    if (json_opt_bool(NOFILE(err), root, "use_qalora", &b) < 0) return -1;
     if (b) return err_set(err, "field use_qalora: true is not supported (expected false)");
     const char *s = NULL;
-    if (opt_str(root, "bias", &s, err) < 0) return -1;
+    if (json_opt_str(NOFILE(err), root, "bias", &s) < 0) return -1;
     if (s && strcmp(s, "none") != 0)
         return err_set(err, "field bias: \"%.40s\" is not supported for serving (expected \"none\")",
                        s);
     s = NULL;
-    if (opt_str(root, "peft_type", &s, err) < 0) return -1;
+    if (json_opt_str(NOFILE(err), root, "peft_type", &s) < 0) return -1;
     if (s && strcmp(s, "LORA") != 0)
         return err_set(err, "field peft_type: \"%.40s\" is not supported (expected \"LORA\")", s);
     static const char *must_be_empty[] = {"modules_to_save", "trainable_token_indices",
                                           "target_parameters", "layer_replication",
                                           "alora_invocation_tokens"};
     for (size_t i = 0; i < sizeof must_be_empty / sizeof *must_be_empty; i++) {
-        const cJSON *v = field(root, must_be_empty[i]);
+        const cJSON *v = json_field(root, must_be_empty[i]);
         if (v && !((cJSON_IsArray(v) || cJSON_IsObject(v)) && cJSON_GetArraySize(v) == 0))
             return err_set(err, "field %s: not supported for serving (expected null)",
                            must_be_empty[i]);
@@ -259,23 +206,23 @@ static int check_unsupported(const cJSON *root, err_t *err) {
 
 static int parse_scalars(const cJSON *root, lora_config *c, err_t *err) {
     int64_t r = 8; // LoraConfig's defaults
-    const cJSON *rv = field(root, "r");
-    if (rv && as_int("r", rv, 1, LORA_MAX_RANK, &r, err) < 0) return -1;
+    const cJSON *rv = json_field(root, "r");
+    if (rv && json_as_int(NOFILE(err), "r", rv, 1, LORA_MAX_RANK, &r) < 0) return -1;
     c->r = (int)r;
     c->alpha = 8;
-    if (opt_num(root, "lora_alpha", &c->alpha, err) < 0) return -1;
-    if (opt_bool(root, "use_rslora", &c->use_rslora, err) < 0) return -1;
-    if (opt_num(root, "lora_dropout", &c->dropout, err) < 0) return -1;
+    if (json_opt_num(NOFILE(err), root, "lora_alpha", &c->alpha) < 0) return -1;
+    if (json_opt_bool(NOFILE(err), root, "use_rslora", &c->use_rslora) < 0) return -1;
+    if (json_opt_num(NOFILE(err), root, "lora_dropout", &c->dropout) < 0) return -1;
     if (c->dropout < 0 || c->dropout >= 1)
         return err_set(err, "field lora_dropout: %g must be in [0, 1)", c->dropout);
     const char *s = NULL;
-    if (opt_str(root, "task_type", &s, err) < 0) return -1;
+    if (json_opt_str(NOFILE(err), root, "task_type", &s) < 0) return -1;
     if (s && strcmp(s, "CAUSAL_LM") != 0)
         return err_set(err, "field task_type: \"%.40s\" is not supported (expected \"CAUSAL_LM\")",
                        s);
     snprintf(c->task_type, sizeof c->task_type, "%s", s ? s : "");
     s = NULL;
-    if (opt_str(root, "base_model_name_or_path", &s, err) < 0) return -1;
+    if (json_opt_str(NOFILE(err), root, "base_model_name_or_path", &s) < 0) return -1;
     if (s && !(c->base_model = strdup(s))) return err_set(err, "out of memory");
     return 0;
 }

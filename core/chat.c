@@ -15,31 +15,6 @@
 // ---------------------------------------------------------------------------
 // Output buffer
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
 
 // ---------------------------------------------------------------------------
 // Python string semantics the templates rely on
@@ -130,12 +105,12 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
 
-static void sb_view(sbuf *b, view v) { sb_put(b, v.p, v.n); }
+static void sb_view(util_buf *b, view v) { util_buf_put(b, v.p, v.n); }
 
 // Jinja's |tojson on a string, as transformers defines it (json.dumps with
 // ensure_ascii=False): quotes and escapes, non-ASCII passes through.
-static void sb_json_string(sbuf *b, const char *s) {
-    sb_puts(b, "\"");
+static void sb_json_string(util_buf *b, const char *s) {
+    util_buf_puts(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
@@ -145,10 +120,10 @@ static void sb_json_string(sbuf *b, const char *s) {
             snprintf(hex, sizeof hex, "\\u%04x", c);
             esc = hex;
         }
-        if (esc) sb_puts(b, esc);
-        else sb_put(b, s, 1);
+        if (esc) util_buf_puts(b, esc);
+        else util_buf_put(b, s, 1);
     }
-    sb_puts(b, "\"");
+    util_buf_puts(b, "\"");
 }
 
 // ---------------------------------------------------------------------------
@@ -209,7 +184,7 @@ static int is_role(const chat_msg *m, const char *role) { return strcmp(m->role,
 
 // Rendering state: the prompt so far and the assistant spans.
 typedef struct render {
-    sbuf out;
+    util_buf out;
     chat_span *spans;  // NULL when the caller did not ask
     int n_spans;
 } render;
@@ -227,25 +202,25 @@ static void span_end(render *r) {
 // Qwen2.5 and Qwen3 fold a run of tool messages into one user turn:
 //   <|im_start|>user\n<tool_response>\nA\n</tool_response>\n<tool_response>...<|im_end|>\n
 static void chatml_tool(render *r, const chat_msg *msgs, int n, int i) {
-    if (i == 0 || !is_role(&msgs[i - 1], "tool")) sb_puts(&r->out, "<|im_start|>user");
-    sb_puts(&r->out, "\n<tool_response>\n");
-    sb_puts(&r->out, msgs[i].content);
-    sb_puts(&r->out, "\n</tool_response>");
-    if (i == n - 1 || !is_role(&msgs[i + 1], "tool")) sb_puts(&r->out, "<|im_end|>\n");
+    if (i == 0 || !is_role(&msgs[i - 1], "tool")) util_buf_puts(&r->out, "<|im_start|>user");
+    util_buf_puts(&r->out, "\n<tool_response>\n");
+    util_buf_puts(&r->out, msgs[i].content);
+    util_buf_puts(&r->out, "\n</tool_response>");
+    if (i == n - 1 || !is_role(&msgs[i + 1], "tool")) util_buf_puts(&r->out, "<|im_end|>\n");
 }
 
 // <|im_start|>ROLE\nCONTENT<|im_end|>\n, with the span around an assistant's
 // CONTENT<|im_end|>.
 static void chatml_turn(render *r, int i, const char *role, view content) {
     int assistant = strcmp(role, "assistant") == 0;
-    sb_puts(&r->out, "<|im_start|>");
-    sb_puts(&r->out, role);
-    sb_puts(&r->out, "\n");
+    util_buf_puts(&r->out, "<|im_start|>");
+    util_buf_puts(&r->out, role);
+    util_buf_puts(&r->out, "\n");
     if (assistant) span_begin(r, i);
     sb_view(&r->out, content);
-    sb_puts(&r->out, "<|im_end|>");
+    util_buf_puts(&r->out, "<|im_end|>");
     if (assistant) span_end(r);
-    sb_puts(&r->out, "\n");
+    util_buf_puts(&r->out, "\n");
 }
 
 // chatml, qwen2, qwen2.5: the templates differ only in the default system
@@ -257,7 +232,7 @@ static void render_chatml(render *r, chat_family f, const chat_msg *msgs, int n,
         if (f == CHAT_QWEN25 && is_role(&msgs[i], "tool")) chatml_tool(r, msgs, n, i);
         else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
     }
-    if (o->add_generation_prompt) sb_puts(&r->out, "<|im_start|>assistant\n");
+    if (o->add_generation_prompt) util_buf_puts(&r->out, "<|im_start|>assistant\n");
 }
 
 // The index of the last user message that is a real query, not a tool result
@@ -289,19 +264,19 @@ static void qwen3_assistant(render *r, const chat_msg *m, int i, int n, int last
         if (open) open += strlen("<think>"), before = (view){open, (size_t)(before.p + before.n - open)};
         reasoning = lstrip_nl(before);
     }
-    sb_puts(&r->out, "<|im_start|>assistant\n");
+    util_buf_puts(&r->out, "<|im_start|>assistant\n");
     span_begin(r, i);
     if (i > last_query && (i == n - 1 || reasoning.n > 0)) {
-        sb_puts(&r->out, "<think>\n");
+        util_buf_puts(&r->out, "<think>\n");
         sb_view(&r->out, rstrip_nl(lstrip_nl(reasoning)));
-        sb_puts(&r->out, "\n</think>\n\n");
+        util_buf_puts(&r->out, "\n</think>\n\n");
         sb_view(&r->out, lstrip_nl(content));
     } else {
         sb_view(&r->out, content);
     }
-    sb_puts(&r->out, "<|im_end|>");
+    util_buf_puts(&r->out, "<|im_end|>");
     span_end(r);
-    sb_puts(&r->out, "\n");
+    util_buf_puts(&r->out, "\n");
 }
 
 static void render_qwen3(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
@@ -312,29 +287,29 @@ static void render_qwen3(render *r, const chat_msg *msgs, int n, const chat_opts
         else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
     }
     if (o->add_generation_prompt) {
-        sb_puts(&r->out, "<|im_start|>assistant\n");
-        if (o->enable_thinking == 0) sb_puts(&r->out, "<think>\n\n</think>\n\n");
+        util_buf_puts(&r->out, "<|im_start|>assistant\n");
+        if (o->enable_thinking == 0) util_buf_puts(&r->out, "<think>\n\n</think>\n\n");
     }
 }
 
 // <|start_header_id|>ROLE<|end_header_id|>\n\n + trim(CONTENT) + <|eot_id|>
 static void llama3_turn(render *r, int i, const char *role, const char *content) {
     int assistant = strcmp(role, "assistant") == 0;
-    sb_puts(&r->out, "<|start_header_id|>");
-    sb_puts(&r->out, role);
-    sb_puts(&r->out, "<|end_header_id|>\n\n");
+    util_buf_puts(&r->out, "<|start_header_id|>");
+    util_buf_puts(&r->out, role);
+    util_buf_puts(&r->out, "<|end_header_id|>\n\n");
     if (assistant) span_begin(r, i);
     sb_view(&r->out, py_strip(view_of(content)));
-    sb_puts(&r->out, "<|eot_id|>");
+    util_buf_puts(&r->out, "<|eot_id|>");
     if (assistant) span_end(r);
 }
 
 static void render_llama3(render *r, chat_family f, const chat_msg *msgs, int n, const chat_opts *o) {
-    sb_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
+    util_buf_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
     for (int i = 0; i < n; i++) llama3_turn(r, i, msgs[i].role, msgs[i].content);
     // The original Llama 3 template has no add_generation_prompt test.
     if (f == CHAT_LLAMA3 || o->add_generation_prompt)
-        sb_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+        util_buf_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 // Llama 3.1: the first system message moves into a system turn that always
@@ -343,21 +318,21 @@ static void render_llama3(render *r, chat_family f, const chat_msg *msgs, int n,
 // template's tojson quotes a string content (a string is iterable).
 static void render_llama31(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
     int first = is_role(&msgs[0], "system") ? 1 : 0;
-    sb_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
-    sb_puts(&r->out, "<|start_header_id|>system<|end_header_id|>\n\n"
+    util_buf_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
+    util_buf_puts(&r->out, "<|start_header_id|>system<|end_header_id|>\n\n"
                      "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
     if (first) sb_view(&r->out, py_strip(view_of(msgs[0].content)));
-    sb_puts(&r->out, "<|eot_id|>");
+    util_buf_puts(&r->out, "<|eot_id|>");
     for (int i = first; i < n; i++) {
         if (is_role(&msgs[i], "tool")) {
-            sb_puts(&r->out, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            util_buf_puts(&r->out, "<|start_header_id|>ipython<|end_header_id|>\n\n");
             sb_json_string(&r->out, msgs[i].content);
-            sb_puts(&r->out, "<|eot_id|>");
+            util_buf_puts(&r->out, "<|eot_id|>");
         } else {
             llama3_turn(r, i, msgs[i].role, msgs[i].content);
         }
     }
-    if (o->add_generation_prompt) sb_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    if (o->add_generation_prompt) util_buf_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 char *chat_render(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
@@ -383,7 +358,7 @@ char *chat_render(chat_family f, const chat_msg *msgs, int n, const chat_opts *o
     else if (f == CHAT_LLAMA31) render_llama31(&r, msgs, n, o);
     else if (is_llama(f)) render_llama3(&r, f, msgs, n, o);
     else render_chatml(&r, f, msgs, n, o);
-    sb_put(&r.out, "", 0);  // an empty conversation still yields a string
+    util_buf_put(&r.out, "", 0);  // an empty conversation still yields a string
     if (r.out.oom || !r.out.p) {
         free(r.out.p);
         free(r.spans);

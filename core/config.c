@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "util.h"
 
 static const char *arch_names[MODEL_ARCH_COUNT] = {
@@ -17,103 +18,10 @@ const char *model_arch_name(model_arch a) {
     return (unsigned)a < MODEL_ARCH_COUNT ? arch_names[a] : "unknown";
 }
 
-// ---- typed JSON field access -------------------------------------------
-//
-// Every reader takes the object, the key and a context naming the file and
-// the enclosing object (e.g. "rope_scaling."), so each error message reads
-// "FILE: field rope_scaling.factor: expected a number, got string". Absent
-// and null fields are the same thing, as transformers treats them.
-
-typedef struct jctx {
-    const char *file;
-    const char *prefix; // "" or "rope_parameters."
-    err_t *err;
-} jctx;
-
-static const char *json_type(const cJSON *v) {
-    if (cJSON_IsNumber(v)) return "number";
-    if (cJSON_IsString(v)) return "string";
-    if (cJSON_IsBool(v)) return "bool";
-    if (cJSON_IsArray(v)) return "array";
-    if (cJSON_IsObject(v)) return "object";
-    if (cJSON_IsNull(v)) return "null";
-    return "invalid";
-}
-
-static const cJSON *field(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-static int bad_type(const jctx *c, const char *key, const char *want, const cJSON *v) {
-    return err_set(c->err, "%s: field %s%s: expected %s, got %s", c->file, c->prefix, key, want,
-                   json_type(v));
-}
-
-// Checks that a JSON value is an integer in [lo, hi].
-static int as_int(const jctx *c, const char *key, const cJSON *v, int64_t lo, int64_t hi,
-                  int64_t *out) {
-    if (!cJSON_IsNumber(v)) return bad_type(c, key, "an integer", v);
-    double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d))
-        return err_set(c->err, "%s: field %s%s: expected an integer, got %g", c->file, c->prefix,
-                       key, d);
-    if (d < (double)lo || d > (double)hi)
-        return err_set(c->err, "%s: field %s%s: %.17g is out of range [%lld, %lld]", c->file,
-                       c->prefix, key, d, (long long)lo, (long long)hi);
-    *out = (int64_t)d;
-    return 0;
-}
-
-// Optional integer: 1 found, 0 absent/null (*out untouched), -1 error.
-static int opt_int(const jctx *c, const cJSON *o, const char *key, int64_t lo, int64_t hi,
-                   int64_t *out) {
-    const cJSON *v = field(o, key);
-    if (!v) return 0;
-    return as_int(c, key, v, lo, hi, out) < 0 ? -1 : 1;
-}
-
-static int req_int(const jctx *c, const cJSON *o, const char *key, int64_t lo, int64_t hi,
-                   int64_t *out) {
-    int r = opt_int(c, o, key, lo, hi, out);
-    if (r == 0)
-        return err_set(c->err, "%s: missing required field %s%s (an integer)", c->file, c->prefix,
-                       key);
-    return r < 0 ? -1 : 0;
-}
-
-// Optional finite number.
-static int opt_num(const jctx *c, const cJSON *o, const char *key, double *out) {
-    const cJSON *v = field(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v)) return bad_type(c, key, "a number", v);
-    if (!isfinite(v->valuedouble))
-        return err_set(c->err, "%s: field %s%s: number is not finite", c->file, c->prefix, key);
-    *out = v->valuedouble;
-    return 1;
-}
-
-static int opt_bool(const jctx *c, const cJSON *o, const char *key, int *out) {
-    const cJSON *v = field(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsBool(v)) return bad_type(c, key, "true or false", v);
-    *out = cJSON_IsTrue(v) ? 1 : 0;
-    return 1;
-}
-
-// Optional string: 1 and *out set, 0 absent, -1 wrong type.
-static int opt_str(const jctx *c, const cJSON *o, const char *key, const char **out) {
-    const cJSON *v = field(o, key);
-    if (!v) return 0;
-    if (!cJSON_IsString(v)) return bad_type(c, key, "a string", v);
-    *out = v->valuestring;
-    return 1;
-}
-
 // ---- architecture -------------------------------------------------------
 
-static int parse_arch(const jctx *c, const cJSON *root, model_config *cfg) {
-    const cJSON *archs = field(root, "architectures");
+static int parse_arch(const json_ctx *c, const cJSON *root, model_config *cfg) {
+    const cJSON *archs = json_field(root, "architectures");
     const char *name = NULL;
     if (archs) {
         if (!cJSON_IsArray(archs) || cJSON_GetArraySize(archs) < 1 ||
@@ -128,7 +36,7 @@ static int parse_arch(const jctx *c, const cJSON *root, model_config *cfg) {
             }
     } else {
         const char *type = NULL;
-        if (opt_str(c, root, "model_type", &type) < 0) return -1;
+        if (json_opt_str(c, root, "model_type", &type) < 0) return -1;
         if (!type)
             return err_set(c->err, "%s: missing field architectures (and model_type)", c->file);
         for (int a = 0; a < MODEL_ARCH_COUNT; a++)
@@ -152,28 +60,28 @@ static int parse_arch(const jctx *c, const cJSON *root, model_config *cfg) {
 #define MAX_VOCAB (1 << 24)
 #define MAX_LAYERS 4096
 
-static int parse_sizes(const jctx *c, const cJSON *root, model_config *cfg) {
+static int parse_sizes(const json_ctx *c, const cJSON *root, model_config *cfg) {
     int64_t v = 0;
-    if (req_int(c, root, "hidden_size", 1, MAX_DIM, &v) < 0) return -1;
+    if (json_req_int(c, root, "hidden_size", 1, MAX_DIM, &v) < 0) return -1;
     cfg->hidden_size = (int)v;
-    if (req_int(c, root, "num_hidden_layers", 1, MAX_LAYERS, &v) < 0) return -1;
+    if (json_req_int(c, root, "num_hidden_layers", 1, MAX_LAYERS, &v) < 0) return -1;
     cfg->num_hidden_layers = (int)v;
-    if (req_int(c, root, "num_attention_heads", 1, MAX_DIM, &v) < 0) return -1;
+    if (json_req_int(c, root, "num_attention_heads", 1, MAX_DIM, &v) < 0) return -1;
     cfg->num_attention_heads = (int)v;
-    if (req_int(c, root, "intermediate_size", 1, MAX_DIM, &v) < 0) return -1;
+    if (json_req_int(c, root, "intermediate_size", 1, MAX_DIM, &v) < 0) return -1;
     cfg->intermediate_size = (int)v;
-    if (req_int(c, root, "vocab_size", 1, MAX_VOCAB, &v) < 0) return -1;
+    if (json_req_int(c, root, "vocab_size", 1, MAX_VOCAB, &v) < 0) return -1;
     cfg->vocab_size = (int)v;
 
     v = cfg->num_attention_heads;
-    if (opt_int(c, root, "num_key_value_heads", 1, MAX_DIM, &v) < 0) return -1;
+    if (json_opt_int(c, root, "num_key_value_heads", 1, MAX_DIM, &v) < 0) return -1;
     cfg->num_key_value_heads = (int)v;
     if (cfg->num_attention_heads % cfg->num_key_value_heads != 0)
         return err_set(c->err,
                        "%s: field num_key_value_heads: %d does not divide num_attention_heads %d",
                        c->file, cfg->num_key_value_heads, cfg->num_attention_heads);
 
-    int r = opt_int(c, root, "head_dim", 1, 4096, &v);
+    int r = json_opt_int(c, root, "head_dim", 1, 4096, &v);
     if (r < 0) return -1;
     if (r == 1) {
         cfg->head_dim = (int)v;
@@ -197,11 +105,11 @@ static int parse_sizes(const jctx *c, const cJSON *root, model_config *cfg) {
     // transformers' per-class defaults for the two fields configs may omit
     static const int64_t max_pos_default[MODEL_ARCH_COUNT] = {2048, 32768, 32768, 131072};
     cfg->max_position_embeddings = max_pos_default[cfg->arch];
-    if (opt_int(c, root, "max_position_embeddings", 1, (int64_t)1 << 40,
+    if (json_opt_int(c, root, "max_position_embeddings", 1, (int64_t)1 << 40,
                 &cfg->max_position_embeddings) < 0)
         return -1;
     cfg->rms_norm_eps = 1e-6;
-    if (opt_num(c, root, "rms_norm_eps", &cfg->rms_norm_eps) < 0) return -1;
+    if (json_opt_num(c, root, "rms_norm_eps", &cfg->rms_norm_eps) < 0) return -1;
     if (!(cfg->rms_norm_eps > 0 && cfg->rms_norm_eps < 1))
         return err_set(c->err, "%s: field rms_norm_eps: %g must be in (0, 1)", c->file,
                        cfg->rms_norm_eps);
@@ -213,13 +121,13 @@ static int parse_sizes(const jctx *c, const cJSON *root, model_config *cfg) {
 // Reads the scaling part of a RoPE description: transformers 5's
 // rope_parameters or the older rope_scaling (either "rope_type" or the even
 // older "type" names the kind).
-static int parse_rope_kind(const jctx *c, const cJSON *o, model_rope *rope) {
+static int parse_rope_kind(const json_ctx *c, const cJSON *o, model_rope *rope) {
     const char *type = NULL;
     const char *key = "rope_type";
-    if (opt_str(c, o, "rope_type", &type) < 0) return -1;
+    if (json_opt_str(c, o, "rope_type", &type) < 0) return -1;
     if (!type) {
         key = "type";
-        if (opt_str(c, o, "type", &type) < 0) return -1;
+        if (json_opt_str(c, o, "type", &type) < 0) return -1;
     }
     if (!type || strcmp(type, "default") == 0) {
         rope->type = MODEL_ROPE_DEFAULT;
@@ -227,24 +135,24 @@ static int parse_rope_kind(const jctx *c, const cJSON *o, model_rope *rope) {
     }
     if (strcmp(type, "linear") == 0) {
         rope->type = MODEL_ROPE_LINEAR;
-        if (opt_num(c, o, "factor", &rope->factor) != 1 || !(rope->factor > 0))
+        if (json_opt_num(c, o, "factor", &rope->factor) != 1 || !(rope->factor > 0))
             return err_set(c->err, "%s: field %sfactor: linear RoPE scaling needs a factor > 0",
                            c->file, c->prefix);
         return 0;
     }
     if (strcmp(type, "llama3") == 0) {
         rope->type = MODEL_ROPE_LLAMA3;
-        if (opt_num(c, o, "factor", &rope->factor) != 1 || !(rope->factor > 0))
+        if (json_opt_num(c, o, "factor", &rope->factor) != 1 || !(rope->factor > 0))
             return err_set(c->err, "%s: field %sfactor: llama3 RoPE scaling needs a factor > 0",
                            c->file, c->prefix);
-        if (opt_num(c, o, "low_freq_factor", &rope->low_freq_factor) != 1 ||
-            opt_num(c, o, "high_freq_factor", &rope->high_freq_factor) != 1 ||
+        if (json_opt_num(c, o, "low_freq_factor", &rope->low_freq_factor) != 1 ||
+            json_opt_num(c, o, "high_freq_factor", &rope->high_freq_factor) != 1 ||
             !(rope->low_freq_factor > 0) || !(rope->high_freq_factor > rope->low_freq_factor))
             return err_set(c->err,
                            "%s: fields %slow_freq_factor/high_freq_factor: llama3 RoPE scaling "
                            "needs 0 < low_freq_factor < high_freq_factor",
                            c->file, c->prefix);
-        if (opt_int(c, o, "original_max_position_embeddings", 1, (int64_t)1 << 40,
+        if (json_opt_int(c, o, "original_max_position_embeddings", 1, (int64_t)1 << 40,
                     &rope->original_max_position_embeddings) != 1)
             return err_set(c->err,
                            "%s: field %soriginal_max_position_embeddings: llama3 RoPE scaling "
@@ -258,22 +166,22 @@ static int parse_rope_kind(const jctx *c, const cJSON *o, model_rope *rope) {
                    c->file, c->prefix, key, type);
 }
 
-static int parse_rope(const jctx *c, const cJSON *root, model_config *cfg) {
+static int parse_rope(const json_ctx *c, const cJSON *root, model_config *cfg) {
     model_rope *rope = &cfg->rope;
     memset(rope, 0, sizeof *rope);
     rope->theta = 10000.0; // every supported class's default
     rope->factor = 1.0;
-    if (opt_num(c, root, "rope_theta", &rope->theta) < 0) return -1;
+    if (json_opt_num(c, root, "rope_theta", &rope->theta) < 0) return -1;
 
-    const cJSON *params = field(root, "rope_parameters");
-    const cJSON *scaling = field(root, "rope_scaling");
+    const cJSON *params = json_field(root, "rope_parameters");
+    const cJSON *scaling = json_field(root, "rope_scaling");
     const char *name = params ? "rope_parameters." : "rope_scaling.";
     const cJSON *o = params ? params : scaling;
     if (o) {
-        if (!cJSON_IsObject(o)) return bad_type(c, params ? "rope_parameters" : "rope_scaling",
+        if (!cJSON_IsObject(o)) return json_bad_type(c, params ? "rope_parameters" : "rope_scaling",
                                                 "an object", o);
-        jctx sub = {c->file, name, c->err};
-        if (opt_num(&sub, o, "rope_theta", &rope->theta) < 0) return -1;
+        json_ctx sub = {c->file, name, c->err};
+        if (json_opt_num(&sub, o, "rope_theta", &rope->theta) < 0) return -1;
         if (parse_rope_kind(&sub, o, rope) < 0) return -1;
     }
     if (!(rope->theta > 0))
@@ -283,32 +191,32 @@ static int parse_rope(const jctx *c, const cJSON *root, model_config *cfg) {
 
 // ---- attention variants, ids, dtype, quantization -----------------------
 
-static int parse_attention(const jctx *c, const cJSON *root, model_config *cfg) {
+static int parse_attention(const json_ctx *c, const cJSON *root, model_config *cfg) {
     int bias = 0;
-    if (opt_bool(c, root, "attention_bias", &bias) < 0) return -1;
+    if (json_opt_bool(c, root, "attention_bias", &bias) < 0) return -1;
     cfg->qkv_bias = cfg->o_bias = 0;
     if (cfg->arch == MODEL_ARCH_QWEN2) cfg->qkv_bias = 1; // Qwen2Attention: always, o_proj none
     if (cfg->arch == MODEL_ARCH_LLAMA || cfg->arch == MODEL_ARCH_QWEN3) cfg->qkv_bias = cfg->o_bias = bias;
     cfg->qk_norm = cfg->arch == MODEL_ARCH_QWEN3;
 
     int mlp_bias = 0;
-    if (opt_bool(c, root, "mlp_bias", &mlp_bias) < 0) return -1;
+    if (json_opt_bool(c, root, "mlp_bias", &mlp_bias) < 0) return -1;
     if (mlp_bias)
         return err_set(c->err, "%s: field mlp_bias: true is not supported", c->file);
     const char *act = NULL;
-    if (opt_str(c, root, "hidden_act", &act) < 0) return -1;
+    if (json_opt_str(c, root, "hidden_act", &act) < 0) return -1;
     if (act && strcmp(act, "silu") != 0)
         return err_set(c->err, "%s: field hidden_act: \"%.40s\" is not supported (expected silu)",
                        c->file, act);
 
     int64_t win = 0;
     if (cfg->arch == MODEL_ARCH_MISTRAL) {
-        if (opt_int(c, root, "sliding_window", 1, INT32_MAX, &win) < 0) return -1;
+        if (json_opt_int(c, root, "sliding_window", 1, INT32_MAX, &win) < 0) return -1;
     } else {
         // Qwen2/3 apply a window only with use_sliding_window, and then only
         // to layers past max_window_layers; no published checkpoint does.
         int use = 0;
-        if (opt_bool(c, root, "use_sliding_window", &use) < 0) return -1;
+        if (json_opt_bool(c, root, "use_sliding_window", &use) < 0) return -1;
         if (use)
             return err_set(c->err, "%s: field use_sliding_window: true is not supported", c->file);
     }
@@ -317,14 +225,14 @@ static int parse_attention(const jctx *c, const cJSON *root, model_config *cfg) 
 }
 
 // Adds eos ids from an int or a list of ints, skipping ones already known.
-static int add_eos(const jctx *c, const cJSON *o, model_config *cfg) {
-    const cJSON *v = field(o, "eos_token_id");
+static int add_eos(const json_ctx *c, const cJSON *o, model_config *cfg) {
+    const cJSON *v = json_field(o, "eos_token_id");
     if (!v) return 0;
     int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
     for (int i = 0; i < n; i++) {
         const cJSON *e = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, i) : v;
         int64_t id = 0;
-        if (as_int(c, "eos_token_id", e, 0, cfg->vocab_size - 1, &id) < 0) return -1;
+        if (json_as_int(c, "eos_token_id", e, 0, cfg->vocab_size - 1, &id) < 0) return -1;
         if (model_config_is_eos(cfg, (int)id)) continue;
         if (cfg->n_eos == MODEL_MAX_EOS)
             return err_set(c->err, "%s: field eos_token_id: more than %d ids", c->file,
@@ -334,53 +242,53 @@ static int add_eos(const jctx *c, const cJSON *o, model_config *cfg) {
     return 0;
 }
 
-static int parse_ids(const jctx *c, const cJSON *root, model_config *cfg) {
+static int parse_ids(const json_ctx *c, const cJSON *root, model_config *cfg) {
     int64_t v = -1;
-    if (opt_int(c, root, "bos_token_id", 0, cfg->vocab_size - 1, &v) < 0) return -1;
+    if (json_opt_int(c, root, "bos_token_id", 0, cfg->vocab_size - 1, &v) < 0) return -1;
     cfg->bos_token_id = (int)v;
     v = -1;
-    if (opt_int(c, root, "pad_token_id", 0, cfg->vocab_size - 1, &v) < 0) return -1;
+    if (json_opt_int(c, root, "pad_token_id", 0, cfg->vocab_size - 1, &v) < 0) return -1;
     cfg->pad_token_id = (int)v;
     cfg->n_eos = 0;
     return add_eos(c, root, cfg);
 }
 
-static int parse_misc(const jctx *c, const cJSON *root, model_config *cfg) {
+static int parse_misc(const json_ctx *c, const cJSON *root, model_config *cfg) {
     int tie = 0; // false for all four classes in transformers
-    if (opt_bool(c, root, "tie_word_embeddings", &tie) < 0) return -1;
+    if (json_opt_bool(c, root, "tie_word_embeddings", &tie) < 0) return -1;
     cfg->tie_word_embeddings = tie;
 
     const char *dt = NULL;
-    if (opt_str(c, root, "dtype", &dt) < 0) return -1;
-    if (!dt && opt_str(c, root, "torch_dtype", &dt) < 0) return -1;
+    if (json_opt_str(c, root, "dtype", &dt) < 0) return -1;
+    if (!dt && json_opt_str(c, root, "torch_dtype", &dt) < 0) return -1;
     cfg->dtype[0] = '\0';
     if (dt) snprintf(cfg->dtype, sizeof cfg->dtype, "%s", dt);
     return 0;
 }
 
-static int parse_quant(const jctx *c, const cJSON *root, model_config *cfg) {
+static int parse_quant(const json_ctx *c, const cJSON *root, model_config *cfg) {
     cfg->quant = MODEL_QUANT_NONE;
     cfg->quant_double = 0;
-    const cJSON *q = field(root, "quantization_config");
+    const cJSON *q = json_field(root, "quantization_config");
     if (!q) return 0;
-    if (!cJSON_IsObject(q)) return bad_type(c, "quantization_config", "an object", q);
-    jctx sub = {c->file, "quantization_config.", c->err};
+    if (!cJSON_IsObject(q)) return json_bad_type(c, "quantization_config", "an object", q);
+    json_ctx sub = {c->file, "quantization_config.", c->err};
     const char *method = NULL, *qtype = NULL;
     int in4 = 0;
-    if (opt_str(&sub, q, "quant_method", &method) < 0) return -1;
+    if (json_opt_str(&sub, q, "quant_method", &method) < 0) return -1;
     if (!method || strcmp(method, "bitsandbytes") != 0)
         return err_set(c->err,
                        "%s: field quantization_config.quant_method: \"%.40s\" is not supported "
                        "(only bitsandbytes nf4)",
                        c->file, method ? method : "(missing)");
-    if (opt_bool(&sub, q, "load_in_4bit", &in4) < 0) return -1;
-    if (opt_str(&sub, q, "bnb_4bit_quant_type", &qtype) < 0) return -1;
+    if (json_opt_bool(&sub, q, "load_in_4bit", &in4) < 0) return -1;
+    if (json_opt_str(&sub, q, "bnb_4bit_quant_type", &qtype) < 0) return -1;
     if (!in4 || !qtype || strcmp(qtype, "nf4") != 0)
         return err_set(c->err,
                        "%s: field quantization_config: only load_in_4bit with bnb_4bit_quant_type "
                        "nf4 is supported",
                        c->file);
-    if (opt_bool(&sub, q, "bnb_4bit_use_double_quant", &cfg->quant_double) < 0) return -1;
+    if (json_opt_bool(&sub, q, "bnb_4bit_use_double_quant", &cfg->quant_double) < 0) return -1;
     cfg->quant = MODEL_QUANT_BNB_NF4;
     return 0;
 }
@@ -390,7 +298,7 @@ int model_config_parse(const char *json, size_t len, const char *name, model_con
     memset(cfg, 0, sizeof *cfg);
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) return err_set(err, "%s: invalid JSON", name);
-    jctx c = {name, "", err};
+    json_ctx c = {name, "", err};
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         err_set(err, "%s: expected a JSON object at the top level", name);
@@ -411,14 +319,14 @@ int model_config_apply_generation(const char *json, size_t len, const char *name
                                   model_config *cfg, err_t *err) {
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root) return err_set(err, "%s: invalid JSON", name);
-    jctx c = {name, "", err};
+    json_ctx c = {name, "", err};
     int rc = -1;
     int64_t bos = -1;
     if (!cJSON_IsObject(root)) {
         err_set(err, "%s: expected a JSON object at the top level", name);
         goto done;
     }
-    if (opt_int(&c, root, "bos_token_id", 0, cfg->vocab_size - 1, &bos) < 0) goto done;
+    if (json_opt_int(&c, root, "bos_token_id", 0, cfg->vocab_size - 1, &bos) < 0) goto done;
     if (cfg->bos_token_id < 0) cfg->bos_token_id = (int)bos;
     if (add_eos(&c, root, cfg) < 0) goto done;
     rc = 0;
@@ -637,34 +545,10 @@ int model_config_check_weights(const model_config *cfg, const sft *s, err_t *err
 
 // ---- Python-style JSON printer ---------------------------------------------
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
 
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p, b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_indent(sbuf *b, int depth) {
-    sb_put(b, "\n", 1);
-    for (int i = 0; i < depth; i++) sb_put(b, "  ", 2);
+static void sb_indent(util_buf *b, int depth) {
+    util_buf_put(b, "\n", 1);
+    for (int i = 0; i < depth; i++) util_buf_put(b, "  ", 2);
 }
 
 // Decodes one UTF-8 sequence; invalid bytes come back as themselves (as
@@ -688,9 +572,9 @@ static uint32_t utf8_next(const unsigned char **s) {
 
 // ensure_ascii: everything outside printable ASCII is \uXXXX (with UTF-16
 // surrogate pairs above the BMP), as Python does.
-static void sb_json_string(sbuf *b, const char *s) {
+static void sb_json_string(util_buf *b, const char *s) {
     char tmp[16];
-    sb_put(b, "\"", 1);
+    util_buf_put(b, "\"", 1);
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         uint32_t c = utf8_next(&p);
@@ -698,20 +582,20 @@ static void sb_json_string(sbuf *b, const char *s) {
                         : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
                         : c == '\f' ? "\\f" : NULL;
         if (esc) {
-            sb_str(b, esc);
+            util_buf_puts(b, esc);
         } else if (c >= 0x20 && c < 0x7f) {
             char ch = (char)c;
-            sb_put(b, &ch, 1);
+            util_buf_put(b, &ch, 1);
         } else if (c >= 0x10000) {
             c -= 0x10000;
             snprintf(tmp, sizeof tmp, "\\u%04x\\u%04x", 0xd800 + (c >> 10), 0xdc00 + (c & 0x3ff));
-            sb_str(b, tmp);
+            util_buf_puts(b, tmp);
         } else {
             snprintf(tmp, sizeof tmp, "\\u%04x", c);
-            sb_str(b, tmp);
+            util_buf_puts(b, tmp);
         }
     }
-    sb_put(b, "\"", 1);
+    util_buf_put(b, "\"", 1);
 }
 
 // Python's repr(float): the shortest digits that read back to v; fixed
@@ -763,13 +647,13 @@ static int key_cmp(const void *a, const void *b) {
     return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
 }
 
-static void print_value(sbuf *b, const cJSON *v, int depth);
+static void print_value(util_buf *b, const cJSON *v, int depth);
 
-static void print_container(sbuf *b, const cJSON *v, int depth) {
+static void print_container(util_buf *b, const cJSON *v, int depth) {
     int is_obj = cJSON_IsObject(v);
     int n = cJSON_GetArraySize(v);
     if (n == 0) {
-        sb_str(b, is_obj ? "{}" : "[]");
+        util_buf_puts(b, is_obj ? "{}" : "[]");
         return;
     }
     const cJSON **items = malloc((size_t)n * sizeof *items);
@@ -780,45 +664,45 @@ static void print_container(sbuf *b, const cJSON *v, int depth) {
     int k = 0;
     for (const cJSON *c = v->child; c && k < n; c = c->next) items[k++] = c;
     if (is_obj) qsort(items, (size_t)k, sizeof *items, key_cmp);
-    sb_str(b, is_obj ? "{" : "[");
+    util_buf_puts(b, is_obj ? "{" : "[");
     for (int i = 0; i < k; i++) {
         sb_indent(b, depth + 1);
         if (is_obj) {
             sb_json_string(b, items[i]->string);
-            sb_str(b, ": ");
+            util_buf_puts(b, ": ");
         }
         print_value(b, items[i], depth + 1);
-        if (i + 1 < k) sb_str(b, ",");
+        if (i + 1 < k) util_buf_puts(b, ",");
     }
     sb_indent(b, depth);
-    sb_str(b, is_obj ? "}" : "]");
+    util_buf_puts(b, is_obj ? "}" : "]");
     free(items);
 }
 
-static void print_value(sbuf *b, const cJSON *v, int depth) {
+static void print_value(util_buf *b, const cJSON *v, int depth) {
     char num[48];
     if (cJSON_IsRaw(v)) {
-        sb_str(b, v->valuestring);
+        util_buf_puts(b, v->valuestring);
     } else if (cJSON_IsNull(v)) {
-        sb_str(b, "null");
+        util_buf_puts(b, "null");
     } else if (cJSON_IsBool(v)) {
-        sb_str(b, cJSON_IsTrue(v) ? "true" : "false");
+        util_buf_puts(b, cJSON_IsTrue(v) ? "true" : "false");
     } else if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
         if (d == floor(d) && fabs(d) < 1e16) snprintf(num, sizeof num, "%.0f", d);
         else py_float(d, num, sizeof num);
-        sb_str(b, num);
+        util_buf_puts(b, num);
     } else if (cJSON_IsString(v)) {
         sb_json_string(b, v->valuestring);
     } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
         print_container(b, v, depth);
     } else {
-        sb_str(b, "null");
+        util_buf_puts(b, "null");
     }
 }
 
 char *cfg_json_print(const cJSON *v) {
-    sbuf b = {0};
+    util_buf b = {0};
     print_value(&b, v, 0);
     if (b.oom) {
         free(b.p);

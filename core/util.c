@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,10 +97,82 @@ int util_is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+char *util_dir_tmp_beside(const char *path, err_t *err) {
+    const char *slash = strrchr(path, '/');
+    int dlen = slash ? (int)(slash - path + 1) : 0;
+    size_t n = strlen(path) + 48;
+    char *tmp = malloc(n);
+    if (!tmp) {
+        err_set(err, "%s: out of memory", path);
+        return NULL;
+    }
+    snprintf(tmp, n, "%.*s.%s.tmp.%ld", dlen, path, path + dlen, (long)getpid());
+    util_rm_rf(tmp); // left over by a killed run with the same pid
+    if (mkdir(tmp, 0755) != 0) {
+        err_set(err, "%s: %s", tmp, strerror(errno));
+        free(tmp);
+        return NULL;
+    }
+    return tmp;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void util_rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+int util_dir_publish(const char *tmp, const char *path, err_t *err) {
+    if (!util_is_dir(path)) {
+        if (rename(tmp, path) != 0) return err_set(err, "%s: rename: %s", path, strerror(errno));
+        return 0;
+    }
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0) {
+        util_rm_rf(tmp); // now holds the old folder
+        return 0;
+    }
+    size_t n = strlen(path) + 48;
+    char *old = malloc(n);
+    if (!old) return err_set(err, "%s: out of memory", path);
+    snprintf(old, n, "%s.old.%ld", path, (long)getpid());
+    int rc = 0;
+    if (rename(path, old) != 0) {
+        rc = err_set(err, "%s: rename: %s", path, strerror(errno));
+    } else if (rename(tmp, path) != 0) {
+        rc = err_set(err, "%s: rename: %s", path, strerror(errno));
+        rename(old, path);
+    } else {
+        util_rm_rf(old);
+    }
+    free(old);
+    return rc;
+}
+
 int util_is_file(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
+
+void util_buf_put(util_buf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void util_buf_puts(util_buf *b, const char *s) { util_buf_put(b, s, strlen(s)); }
 
 uint16_t util_f32_to_bf16(float f) {
     union { uint32_t u; float f; } v = { .f = f };

@@ -21,7 +21,32 @@ int util_write_file_atomic(const char *path, const void *data, size_t len, err_t
 char *util_path_join(const char *dir, const char *name);
 
 int util_is_dir(const char *path);
+
+// Folders published whole (models, adapters): build in a hidden temporary
+// folder beside the destination (".NAME.tmp.PID": same filesystem, and
+// folder watchers skip dot-names), then publish it. A reader of the
+// destination sees the old folder or the new one, never a partial one.
+//
+// Creates that temporary folder; returns its path (free()) or NULL + err.
+char *util_dir_tmp_beside(const char *path, err_t *err);
+// Moves tmp to path. When path exists the two are swapped in one step
+// (renameat2 RENAME_EXCHANGE; where the filesystem lacks it, the old folder
+// is moved aside first, leaving a short gap) and the old one is removed.
+int util_dir_publish(const char *tmp, const char *path, err_t *err);
+// Removes a folder tree (best effort, like rm -rf).
+void util_rm_rf(const char *path);
 int util_is_file(const char *path);
+
+// A growable, always NUL-terminated byte string. Zero-initialise it; free
+// p with free(). After an allocation failure, further puts are dropped and
+// oom stays set, so a builder checks once at the end.
+typedef struct util_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} util_buf;
+void util_buf_put(util_buf *b, const char *s, size_t n);
+void util_buf_puts(util_buf *b, const char *s);
 
 // bf16 / f16 <-> f32. bf16 is rounded to nearest even, as torch does.
 static inline float util_bf16_to_f32(uint16_t h) {

@@ -192,28 +192,6 @@ done:
     return rc;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    return remove(path);
-}
-
-static void rm_rf(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
-// Moves tmp to out; an existing out is moved aside first and then removed,
-// so a watcher sees either the old adapter or the new one, never half.
-static int publish(const char *tmp, const char *out, err_t *err) {
-    char old[4096];
-    snprintf(old, sizeof old, "%s.old.%ld", out, (long)getpid());
-    int had = util_is_dir(out);
-    if (had && rename(out, old) != 0) return err_set(err, "%s: rename: %s", out, strerror(errno));
-    if (rename(tmp, out) != 0) {
-        err_set(err, "%s: rename: %s", out, strerror(errno));
-        if (had) rename(old, out);
-        return -1;
-    }
-    if (had) rm_rf(old);
-    return 0;
-}
-
 static int build(const opts *o, const char *tmp, err_t *err) {
     model_config cfg;
     unsigned mask;
@@ -237,22 +215,19 @@ static int build(const opts *o, const char *tmp, err_t *err) {
 
 int main(int argc, char **argv) {
     opts o = parse_args(argc, argv);
-    // A hidden name beside the destination: same filesystem for rename, and
-    // a folder watcher skips dot-names.
-    char tmp[4096];
-    const char *slash = strrchr(o.out, '/');
-    int dlen = slash ? (int)(slash - o.out + 1) : 0;
-    snprintf(tmp, sizeof tmp, "%.*s.%s.tmp.%ld", dlen, o.out, o.out + dlen, (long)getpid());
     err_t err = {{0}};
-    if (mkdir(tmp, 0755) != 0) {
-        fprintf(stderr, "mkadapter: %s: %s\n", tmp, strerror(errno));
-        return 1;
-    }
-    if (build(&o, tmp, &err) < 0 || publish(tmp, o.out, &err) < 0) {
+    char *tmp = util_dir_tmp_beside(o.out, &err);
+    if (!tmp) {
         fprintf(stderr, "mkadapter: %s\n", err.msg);
-        rm_rf(tmp);
         return 1;
     }
+    if (build(&o, tmp, &err) < 0 || util_dir_publish(tmp, o.out, &err) < 0) {
+        fprintf(stderr, "mkadapter: %s\n", err.msg);
+        util_rm_rf(tmp);
+        free(tmp);
+        return 1;
+    }
+    free(tmp);
     printf("mkadapter: wrote %s (rank %ld, alpha %g, targets %s%s)\n", o.out, o.rank, o.alpha,
            o.targets, o.rslora ? ", rsLoRA" : "");
     return 0;

@@ -1,0 +1,92 @@
+// util: float conversions, the growable buffer, atomic file writes and
+// whole-folder publishing (a replaced folder is swapped, never half there).
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/json.h"
+#include "../core/util.h"
+#include "check.h"
+
+static void test_floats(void) {
+    CHECK(util_bf16_to_f32(util_f32_to_bf16(1.0f)) == 1.0f);
+    CHECK(util_f32_to_bf16(1.00390625f) == 0x3f80, "ties round to even");
+    CHECK(util_f32_to_bf16(1.01171875f) == 0x3f82, "ties round to even (odd below)");
+    float vals[] = {0.0f, -2.5f, 65504.0f, 6.103515625e-05f, 5.960464477539063e-08f, 0.33325195f};
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++)
+        CHECK(util_f16_to_f32(util_f32_to_f16(vals[i])) == vals[i], "f16 round trip of %g", vals[i]);
+    CHECK(util_f32_to_f16(1e6f) == 0x7c00, "overflow to inf");
+}
+
+static void test_buf(void) {
+    util_buf b = {0};
+    for (int i = 0; i < 1000; i++) util_buf_puts(&b, "ab");
+    util_buf_put(&b, "xyz", 1);
+    CHECK(!b.oom && b.len == 2001 && b.p[2000] == 'x' && b.p[2001] == '\0');
+    free(b.p);
+}
+
+static int count_entries(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "test $(ls -A %s | wc -l) -eq 1", dir);
+    return system(cmd) == 0;
+}
+
+static void test_dir_publish(void) {
+    char root[] = "/tmp/tessera-util-XXXXXX";
+    CHECK(mkdtemp(root) != NULL);
+    err_t err = {{0}};
+    char *dest = util_path_join(root, "adapter");
+    for (int round = 0; round < 3; round++) {
+        char *tmp = util_dir_tmp_beside(dest, &err);
+        CHECK(tmp && strstr(tmp, "/.adapter.tmp."), "%s", err.msg);
+        if (!tmp) break;
+        char *f = util_path_join(tmp, "v"), text[16];
+        snprintf(text, sizeof text, "%d", round);
+        CHECK(util_write_file_atomic(f, text, strlen(text), &err) == 0);
+        free(f);
+        CHECK(util_dir_publish(tmp, dest, &err) == 0, "%s", err.msg);
+        f = util_path_join(dest, "v");
+        char *got = util_read_file(f, NULL, &err);
+        CHECK(got && strcmp(got, text) == 0, "round %d", round);
+        free(got);
+        free(f);
+        CHECK(count_entries(root), "round %d: only the published folder is left", round);
+        free(tmp);
+    }
+    free(dest);
+    util_rm_rf(root);
+    CHECK(!util_is_dir(root));
+}
+
+static void test_json_fields(void) {
+    err_t err = {{0}};
+    cJSON *o = cJSON_Parse("{\"n\": 3, \"f\": 2.5, \"s\": \"x\", \"b\": true, \"z\": null}");
+    json_ctx c = {"cfg.json", "rope.", &err};
+    int64_t i = 0;
+    double d = 0;
+    int b = 0;
+    const char *s = NULL;
+    CHECK(json_opt_int(&c, o, "n", 0, 10, &i) == 1 && i == 3);
+    CHECK(json_opt_int(&c, o, "z", 0, 10, &i) == 0 && json_opt_int(&c, o, "absent", 0, 10, &i) == 0);
+    CHECK(json_opt_int(&c, o, "n", 5, 10, &i) == -1 && strstr(err.msg, "cfg.json: field rope.n: 3 is out of range"),
+          "%s", err.msg);
+    CHECK(json_opt_int(&c, o, "f", 0, 10, &i) == -1 && strstr(err.msg, "expected an integer"), "%s", err.msg);
+    CHECK(json_opt_num(&c, o, "f", &d) == 1 && d == 2.5);
+    CHECK(json_opt_bool(&c, o, "s", &b) == -1 && strstr(err.msg, "field rope.s: expected true or false, got string"),
+          "%s", err.msg);
+    CHECK(json_opt_str(&c, o, "s", &s) == 1 && strcmp(s, "x") == 0);
+    CHECK(json_req_int(&c, o, "z", 0, 1, &i) == -1 && strstr(err.msg, "missing required field rope.z"), "%s",
+          err.msg);
+    json_ctx nofile = {NULL, "", &err};
+    CHECK(json_opt_str(&nofile, o, "b", &s) == -1 && strncmp(err.msg, "field b:", 8) == 0, "%s", err.msg);
+    cJSON_Delete(o);
+}
+
+int main(void) {
+    test_floats();
+    test_buf();
+    test_dir_publish();
+    test_json_fields();
+    return check_finish("test_util");
+}
