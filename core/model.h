@@ -1,0 +1,99 @@
+// model: a loaded decoder (Llama 3, Qwen2/2.5, Qwen3, Mistral) with its
+// adapter slots, and the batched forward pass over kernels/backend.h.
+//
+// The forward is written once for the four architectures, parameterised by
+// model_config: q/k/v and o bias, Qwen3's per-head q/k RMSNorm, the RoPE
+// kind (default, linear, llama3), tied embeddings, Mistral's sliding window.
+//
+// A batch is one flat list of T tokens from many sequences: each token has
+// its id, its position in its sequence, its sequence id (a kv_cache
+// sequence) and an adapter slot (-1: base model). Prefill chunks and single
+// decode tokens mix freely in one batch. Within a batch, a token attends to
+// the positions of its own sequence up to its own, including those stored
+// by earlier tokens of the same batch; positions before the batch must have
+// been written by earlier forwards. LoRA is applied per run of consecutive
+// tokens that share a slot (sort the batch by slot to make runs long).
+//
+// Weights: decoder linear weights are NF4 (quantized at load, or loaded as
+// they are from a bitsandbytes 4-bit checkpoint) or dense (bf16 kept as
+// bf16, f16 converted to f32, f32). Embeddings and lm_head stay dense in
+// their file dtype; norms and biases become f32.
+#ifndef TESSERA_MODEL_H
+#define TESSERA_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adapter.h"
+#include "backend.h"
+#include "config.h"
+#include "err.h"
+#include "kv.h"
+
+typedef enum model_load_quant {
+    MODEL_LOAD_NF4,  // quantize decoder linear weights to NF4 (bitsandbytes layout)
+    MODEL_LOAD_NONE, // keep them dense as stored
+} model_load_quant;
+
+typedef struct model_opts {
+    model_load_quant quant;  // default NF4; a bnb-4bit checkpoint is NF4 either way
+    int nf4_double_quant;    // default 1 (bnb's compress_statistics); 0: f32 absmax
+    int max_tokens;          // tokens per forward the activations hold (default 512)
+    int max_slots;           // adapter slots (default 8)
+    const bk_ops *bk;        // NULL: the CPU backend
+} model_opts;
+
+model_opts model_opts_default(void);
+
+typedef struct model model;
+
+// Loads dir (config.json, generation_config.json, safetensors) onto the
+// backend. o NULL means the defaults. Returns a new model (free with
+// model_free) or NULL + err naming the file / tensor and what was expected.
+model *model_load(const char *dir, const model_opts *o, err_t *err);
+void model_free(model *m);
+
+const model_config *model_get_config(const model *m);
+// Bytes of backend memory the weights take (adapters and activations not
+// counted).
+int64_t model_weight_bytes(const model *m);
+
+// Resizes the activations for up to max_tokens tokens per forward. Call
+// between forwards (it allocates); model_forward never does.
+int model_reserve(model *m, int max_tokens, err_t *err);
+int model_max_tokens(const model *m);
+
+// Copies adapter a (loaded against this model's config) into slot
+// (0 <= slot < max_slots), replacing what was there; a may be freed
+// afterwards. -1 + err when a does not fit the model or on out of memory.
+int model_adapter_set(model *m, int slot, const lora_adapter *a, err_t *err);
+void model_adapter_clear(model *m, int slot);
+int model_max_slots(const model *m);
+// 1 if slot holds an adapter.
+int model_adapter_used(const model *m, int slot);
+
+// A KV cache shaped for this model (layers, KV heads, head_dim) on its
+// backend; free with kv_free.
+kv_cache *model_kv_new(const model *m, int block_size, int n_blocks, int max_seqs, int max_seq_len,
+                       err_t *err);
+
+// One forward step's tokens. Arrays are host memory, n entries each.
+typedef struct model_batch {
+    int n;
+    const int32_t *token;
+    const int32_t *pos;     // position of the token in its sequence
+    const int32_t *seq;     // kv_cache sequence id (open, capacity > pos)
+    const int32_t *adapter; // slot, -1 = none; NULL: no adapter for any token
+    const uint8_t *want;    // 1: return this token's logits; NULL: every token's
+} model_batch;
+
+// Runs the batch: stores each token's K/V in kv at (seq, pos) and writes
+// the logits of the wanted tokens, in batch order, to logits (n_wanted x
+// vocab_size floats, host memory). Validates the batch first (ids, slots,
+// sequences, capacities) and returns -1 + err naming the token index and
+// field; 0 on success. Allocates nothing. A (seq, pos) pair may appear
+// once per batch. Not reentrant: one thread runs a model's forwards (the
+// activations are the model's).
+int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, err_t *err);
+
+#endif

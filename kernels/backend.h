@@ -1,0 +1,142 @@
+// backend: the table of ops the forward pass is written over. The CPU
+// backend (kernels/cpu/) is the reference; a CUDA backend fills the same
+// table with kernels of the same names and shapes, and is tested against it.
+//
+// Every pointer an op takes lives in the backend's memory (bk_ops.alloc;
+// plain host memory on the CPU) unless the comment says "host". Activations
+// are f32 and row-major; every op accumulates in f32. Shapes are written as
+// in llm.c: `x (T, C)` is T rows of C floats.
+//
+// Ops are synchronous from the caller's point of view on the CPU. A device
+// backend may queue them; `download` is the point where results are ready.
+//
+// Batch invariance: every CPU op computes each output element with the same
+// sequence of float operations whatever T is and whatever other rows share
+// the call, so a token's logits do not depend on what else is in its batch
+// (tests/test_model.c checks this bit for bit).
+#ifndef TESSERA_BACKEND_H
+#define TESSERA_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "nf4.h"
+
+// The largest head_dim the attention ops accept (every model in use has
+// 64..256).
+#define BK_MAX_HEAD_DIM 512
+
+typedef enum bk_wtype {
+    BK_W_F32,  // dense float
+    BK_W_BF16, // dense bf16 (uint16_t), converted to f32 a row tile at a time
+    BK_W_NF4,  // bitsandbytes NF4 (nf4.h), dequantized a row tile at a time
+} bk_wtype;
+
+// A weight matrix W (rows = OC, cols = C), row-major, in backend memory.
+// For NF4, `nf4` is the tensor description with its pointers (packed,
+// absmax or absmax_q + nested_absmax) in backend memory; nf4.owned is NULL.
+// `mem` is the one allocation holding the data (the owner of the weight
+// frees it with bk_ops.free; NULL when the data is borrowed).
+typedef struct bk_weight {
+    bk_wtype type;
+    int64_t rows, cols;
+    const void *data; // F32: float[rows*cols]; BF16: uint16_t[rows*cols]
+    nf4_tensor nf4;   // NF4 only
+    void *mem;
+} bk_weight;
+
+// One contiguous run of tokens [start, start + count) of a batch that share
+// an adapter, for one adapted projection: y[t] += scale * B (A x[t]).
+// The array of segments is host memory; A and B are backend memory.
+typedef struct bk_lora_seg {
+    int start, count;
+    int rank;
+    float scale;
+    const float *A; // (rank, C)
+    const float *B; // (OC, rank)
+} bk_lora_seg;
+
+// Attention over a paged KV cache. The cache of one layer holds n_blocks
+// blocks of block_size token slots, each slot n_kv_heads * head_dim floats:
+// k_cache (n_blocks * block_size, n_kv_heads * head_dim), same for v_cache.
+// Position j of sequence s lives in slot
+//   block_table[s * table_stride + j / block_size] * block_size + j % block_size.
+// Token t (a query at position pos[t] of sequence seq[t]) attends to
+// positions max(0, pos[t] - window + 1) .. pos[t] of its own sequence
+// (window 0 = no window), which must all have been stored (kv_store) before.
+typedef struct bk_attn_args {
+    const float *k_cache, *v_cache;
+    const int32_t *block_table; // (max_seqs, table_stride)
+    int table_stride;
+    int block_size;
+    const int32_t *seq, *pos;   // (T)
+    int n_heads, n_kv_heads, head_dim;
+    int window;
+    float scale;                // 1/sqrt(head_dim) for every supported model
+} bk_attn_args;
+
+typedef struct bk_ops {
+    const char *name;
+    int host_memory; // 1 if backend memory is ordinary host memory (CPU)
+
+    // Memory. alloc returns NULL + err on failure; free(NULL) is a no-op.
+    void *(*alloc)(size_t bytes, err_t *err);
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+
+    // tok (T) token ids, embed (V, C) -> x (T, C): row gather (bf16 rows converted)
+    void (*embed)(float *x, const int32_t *tok, int T, const bk_weight *embed);
+
+    // x (N, C), w (C) -> out (N, C): out = x / sqrt(mean(x^2) + eps) * w.
+    // out may equal x. Qwen3's per-head q/k norm is this op with N = T * heads,
+    // C = head_dim.
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t N, int C, float eps);
+
+    // x (T, C), W (OC, C), bias (OC) or NULL -> out (T, OC) = x W^T + bias.
+    // out must not alias x.
+    void (*matmul)(float *out, const float *x, const bk_weight *W, const float *bias, int T);
+
+    // LoRA over adapter segments (SGMV), one call for the whole batch:
+    // x (T, C) -> y (T, OC) += seg.scale * B_s (A_s x[t]) for t in each segment.
+    // Tokens outside every segment are untouched; ranks may differ per
+    // segment. v is scratch of (T, max rank) floats.
+    void (*lora)(float *y, const float *x, float *v, int C, int OC, const bk_lora_seg *seg, int nseg);
+
+    // x (T, H, D) in place: rotate each head's pairs (i, i + D/2) by
+    // pos[t] * inv_freq[i] (the "rotate_half" layout of Llama/Qwen/Mistral).
+    // inv_freq (D/2) already holds any linear / llama3 scaling.
+    void (*rope)(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq);
+
+    // k, v (T, KV) -> cache slots slot[t] of k_cache, v_cache (rows of KV floats).
+    void (*kv_store)(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot,
+                     int T, int KV);
+
+    // q (T, H, D) -> out (T, H, D): softmax(q k^T * scale) v per head over the
+    // positions described above; query head h reads KV head h / (H / KVH).
+    void (*attention)(float *out, const float *q, int T, const bk_attn_args *a);
+
+    // gate, up (N) -> out (N) = silu(gate) * up; out may equal gate.
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t N);
+
+    // x (N) += y (N)
+    void (*residual)(float *x, const float *y, int64_t N);
+
+    // x (T, C), rows (N) -> out (N, C) = x[rows[i]]; out must not alias x.
+    void (*gather_rows)(float *out, const float *x, const int32_t *rows, int N, int C);
+} bk_ops;
+
+// The CPU backend (kernels/cpu). Threaded with a process-wide pool; see
+// kernels/cpu/pool.h for sizing it (bk_cpu_set_threads).
+const bk_ops *bk_cpu(void);
+
+// Threads the CPU ops use: n >= 1, or 0 for the number of online CPUs (or
+// $TESSERA_THREADS when set). Call between forward passes, not during one.
+void bk_cpu_set_threads(int n);
+int bk_cpu_threads(void);
+// Joins the pool's threads and frees their scratch (a later op restarts
+// them): for a clean exit under LeakSanitizer.
+void bk_cpu_shutdown(void);
+
+#endif

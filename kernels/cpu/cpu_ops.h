@@ -1,0 +1,87 @@
+// cpu_ops: the CPU backend's ops (the reference implementation of
+// kernels/backend.h) and the small vector helpers they share.
+//
+// Dot products use GCC/Clang vector extensions: 8 float lanes accumulated
+// independently, summed in a fixed order, then the tail. Every op computes
+// an output element the same way whatever the batch size or thread count,
+// which makes the backend batch-invariant (see backend.h).
+#ifndef TESSERA_CPU_OPS_H
+#define TESSERA_CPU_OPS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "backend.h"
+
+// 4-lane vectors (SSE everywhere on x86-64; NEON on arm64). 32-byte
+// vectors would change the calling convention of these helpers without AVX.
+typedef float cpu_v4 __attribute__((vector_size(16)));
+
+static inline cpu_v4 cpu_v4_load(const float *p) {
+    cpu_v4 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void cpu_v4_store(float *p, cpu_v4 v) { memcpy(p, &v, sizeof v); }
+
+// The 8 lanes (lo, hi) summed in a fixed order.
+static inline float cpu_v8_sum(cpu_v4 lo, cpu_v4 hi) {
+    cpu_v4 s = lo + hi;
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+// a (n) . b (n): 8 lanes, then the tail.
+static inline float cpu_dot(const float *a, const float *b, int64_t n) {
+    cpu_v4 lo = {0}, hi = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        lo += cpu_v4_load(a + i) * cpu_v4_load(b + i);
+        hi += cpu_v4_load(a + i + 4) * cpu_v4_load(b + i + 4);
+    }
+    float s = cpu_v8_sum(lo, hi);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// x (n) . w[r] (n) for four consecutive rows of w (row stride n) -> out[4].
+// Each result is bit-identical to cpu_dot(x, w + r * n, n); x is loaded once
+// for the four rows.
+static inline void cpu_dot4(const float *x, const float *w, int64_t n, float out[4]) {
+    cpu_v4 l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0}, l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
+    const float *w0 = w, *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        cpu_v4 xl = cpu_v4_load(x + i), xh = cpu_v4_load(x + i + 4);
+        l0 += xl * cpu_v4_load(w0 + i), h0 += xh * cpu_v4_load(w0 + i + 4);
+        l1 += xl * cpu_v4_load(w1 + i), h1 += xh * cpu_v4_load(w1 + i + 4);
+        l2 += xl * cpu_v4_load(w2 + i), h2 += xh * cpu_v4_load(w2 + i + 4);
+        l3 += xl * cpu_v4_load(w3 + i), h3 += xh * cpu_v4_load(w3 + i + 4);
+    }
+    float s0 = cpu_v8_sum(l0, h0), s1 = cpu_v8_sum(l1, h1), s2 = cpu_v8_sum(l2, h2), s3 = cpu_v8_sum(l3, h3);
+    for (; i < n; i++) {
+        s0 += x[i] * w0[i];
+        s1 += x[i] * w1[i];
+        s2 += x[i] * w2[i];
+        s3 += x[i] * w3[i];
+    }
+    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
+}
+
+// Rows [r0, r0 + n) of an NF4 or BF16 weight -> out (n, cols) f32; each
+// value exactly as nf4_dequantize / util_bf16_to_f32 forms it.
+void cpu_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out);
+
+void cpu_embed(float *x, const int32_t *tok, int T, const bk_weight *embed);
+void cpu_rmsnorm(float *out, const float *x, const float *w, int64_t N, int C, float eps);
+void cpu_matmul(float *out, const float *x, const bk_weight *W, const float *bias, int T);
+void cpu_lora(float *y, const float *x, float *v, int C, int OC, const bk_lora_seg *seg, int nseg);
+void cpu_rope(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq);
+void cpu_kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot,
+                  int T, int KV);
+void cpu_attention(float *out, const float *q, int T, const bk_attn_args *a);
+void cpu_swiglu(float *out, const float *gate, const float *up, int64_t N);
+void cpu_residual(float *x, const float *y, int64_t N);
+void cpu_gather_rows(float *out, const float *x, const int32_t *rows, int N, int C);
+
+#endif

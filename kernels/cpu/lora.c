@@ -1,0 +1,40 @@
+// lora: the LoRA pair over adapter segments (SGMV). One call covers every
+// segment of the batch; each token is one task: shrink v = A x[t] (rank
+// dots of length C), then expand y[t] += scale * B v (OC dots of length
+// rank), in PEFT's order (lora_B(lora_A(x)) * scaling added to the base).
+#include "cpu_ops.h"
+#include "pool.h"
+
+typedef struct lora_job {
+    float *y;
+    const float *x;
+    float *v;
+    int C, OC;
+    int max_rank;
+    const bk_lora_seg *seg;
+    int nseg;
+    int64_t n_tokens; // sum of segment counts
+} lora_job;
+
+static void lora_task(void *ctx, int64_t task, int thread) {
+    const lora_job *j = ctx;
+    // task-th token over the concatenated segments
+    const bk_lora_seg *s = j->seg;
+    while (task >= s->count) task -= s->count, s++;
+    int64_t t = s->start + task;
+    const float *x = j->x + t * j->C;
+    float *v = j->v + t * j->max_rank;
+    float *y = j->y + t * j->OC;
+    for (int k = 0; k < s->rank; k++) v[k] = cpu_dot(s->A + (int64_t)k * j->C, x, j->C);
+    for (int o = 0; o < j->OC; o++) y[o] += cpu_dot(s->B + (int64_t)o * s->rank, v, s->rank) * s->scale;
+}
+
+// x (T, C) -> y (T, OC) += scale_s * B_s A_s x[t] per segment; v (T, max rank)
+void cpu_lora(float *y, const float *x, float *v, int C, int OC, const bk_lora_seg *seg, int nseg) {
+    lora_job j = {y, x, v, C, OC, 0, seg, nseg, 0};
+    for (int i = 0; i < nseg; i++) {
+        if (seg[i].rank > j.max_rank) j.max_rank = seg[i].rank;
+        j.n_tokens += seg[i].count;
+    }
+    cpu_pool_run(j.n_tokens, lora_task, &j);
+}

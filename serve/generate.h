@@ -1,0 +1,65 @@
+// generate: the command-line generation mode. Loads a model (and
+// optionally one adapter), renders the prompt with the model's chat
+// template (or takes it raw), tokenizes, and streams the generated text to
+// stdout as it is sampled (UTF-8 safe), stopping at an EOS id.
+//
+//   --model DIR          Hugging Face model folder (required)
+//   --adapter DIR        PEFT adapter folder, applied to every token
+//   --prompt TEXT        the user message (required)
+//   --system TEXT        a system message before it (chat mode only)
+//   --raw                no chat template: TEXT is tokenized as it is, with
+//                        the tokenizer's BOS if it adds one; special tokens
+//                        written in TEXT are parsed
+//   --chat-template NAME override the detected family (chatml, qwen2,
+//                        qwen2.5, qwen3, llama3, llama3-genprompt, llama3.1)
+//   --max-tokens N       tokens to generate at most (default 256)
+//   --temperature T      0 = greedy (the default); else sample
+//   --top-p P            nucleus sampling (default 1 = off)
+//   --top-k K            (default 0 = off)
+//   --seed N             sampling seed (default 0)
+//   --quant nf4|none     decoder weights NF4 (default) or dense as stored
+//   --threads N          CPU threads (default: all online CPUs)
+//   --stats              one line of timing to stderr at the end
+//
+// Stop ids: config.json's and generation_config.json's eos_token_id, and
+// the tokenizer's eos_token. The stop token itself is not printed; special
+// tokens are not printed. A newline follows the generated text.
+#ifndef TESSERA_GENERATE_H
+#define TESSERA_GENERATE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "model.h"
+
+typedef struct generate_opts {
+    const char *model;
+    const char *adapter;       // NULL = base model
+    const char *prompt;
+    const char *system;        // NULL = none
+    const char *chat_template; // NULL = detect from tokenizer_config.json
+    int raw;
+    int max_tokens;
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed;
+    model_load_quant quant;
+    int threads;               // 0 = default
+    int stats;
+} generate_opts;
+
+generate_opts generate_opts_default(void);
+
+// Parses the options above from argv[0..argc) (a "--generate" among them
+// is skipped, so main can pass its whole argv minus the program name).
+// Returns 0, 1 when --help / -h was given (print generate_usage), or -1 +
+// err naming the option.
+int generate_parse_args(int argc, char **argv, generate_opts *o, err_t *err);
+
+void generate_usage(FILE *f);
+
+// Runs the generation, text to stdout. 0, or -1 + err.
+int generate_run(const generate_opts *o, err_t *err);
+
+#endif
