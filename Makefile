@@ -59,6 +59,8 @@ CUTEST_SRC := $(wildcard tests/cuda/test_*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 CORE_OBJ   := $(call obj,$(CORE_SRC))
+# The programs' modules other than main.c, so tests can link them too.
+PROG_OBJ   := $(call obj,$(filter-out serve/main.c train/main.c,$(SERVE_SRC) $(TRAIN_SRC)))
 LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(wildcard $(LLHTTP_DIR)/*.c))
 CU_OBJ     := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
 DEV_OBJ    := $(CORE_OBJ) $(CU_OBJ)
@@ -95,7 +97,8 @@ $(BUILD)/train: $(call obj,$(TRAIN_SRC)) $(DEV_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
 
 # Tests, tools and benches link the CPU code only; CUDA tests link both.
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(CORE_OBJ)
+# Tests also get serve's and train's modules (not their main.c).
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(CORE_OBJ) $(PROG_OBJ) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

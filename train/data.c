@@ -1,0 +1,1094 @@
+// data: JSONL training files to token ids and loss masks. See data.h for
+// the formats, the bad-line rules and how special tokens are kept out of
+// message content. The file reads top to bottom as a line goes through it:
+// read the line, check its bytes, parse it into messages, render them with
+// the chat template, cut the rendering at the template's markers, tokenize.
+#include "data.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "util.h"
+
+// What a step that reads one line returns besides 0 (the line is good).
+enum { TD_BLANK = 1, TD_BAD = -1, TD_OOM = -2 };
+
+// A bad line's reason: sets why, returns TD_BAD.
+__attribute__((format(printf, 2, 3))) static int bad(err_t *why, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (why) vsnprintf(why->msg, sizeof why->msg, fmt, ap);
+    va_end(ap);
+    return TD_BAD;
+}
+
+const char *data_format_name(data_format f) {
+    switch (f) {
+    case DATA_FMT_OPENAI: return "openai-chat";
+    case DATA_FMT_ALPACA: return "alpaca";
+    case DATA_FMT_SHAREGPT: return "sharegpt";
+    default: return "none";
+    }
+}
+
+struct data_set {
+    data_example *ex;
+    int n, cap;
+    data_format format;
+};
+
+// Grows *p (an array of *cap elements of size elem) to hold need elements.
+static int grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return 0;
+    int c = *cap ? *cap : 16;
+    while (c < need) c = c > INT32_MAX / 2 ? need : c * 2;
+    void *q = realloc(*p, (size_t)c * elem);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Reading lines
+
+// Buffered line reader. A line longer than the cap is not kept: the reader
+// skips to its end and says so, so that one huge line costs no memory.
+typedef struct td_reader {
+    FILE *f;
+    char buf[1 << 16];
+    size_t pos, end;
+    int eof;
+    char *line;
+    size_t len, cap;
+} td_reader;
+
+// Reads the next line (without its '\n') into r->line, NUL-terminated.
+// Returns 1, 0 at the end of the file, -1 on a read error or out of memory.
+static int rd_line(td_reader *r, size_t max, int *too_long) {
+    int got = 0;
+    r->len = 0;
+    *too_long = 0;
+    for (;;) {
+        if (r->pos == r->end) {
+            if (r->eof) break;
+            r->end = fread(r->buf, 1, sizeof r->buf, r->f);
+            r->pos = 0;
+            if (r->end == 0) {
+                if (ferror(r->f)) return -1;
+                r->eof = 1;
+                break;
+            }
+        }
+        got = 1;
+        char *nl = memchr(r->buf + r->pos, '\n', r->end - r->pos);
+        size_t take = (nl ? (size_t)(nl - r->buf) : r->end) - r->pos;
+        if (!*too_long && r->len + take > max) *too_long = 1;
+        if (!*too_long) {
+            if (r->len + take + 1 > r->cap) {
+                size_t cap = r->cap ? r->cap : 4096;
+                while (cap < r->len + take + 1) cap *= 2;
+                char *p = realloc(r->line, cap);
+                if (!p) return -1;
+                r->line = p;
+                r->cap = cap;
+            }
+            memcpy(r->line + r->len, r->buf + r->pos, take);
+            r->len += take;
+        }
+        r->pos += take + (nl ? 1 : 0);
+        if (nl) break;
+    }
+    if (!got) return 0;
+    if (*too_long) r->len = 0;
+    if (!r->line && !(r->line = malloc(1))) return -1;
+    r->line[r->len] = '\0';
+    return 1;
+}
+
+// ---------------------------------------------------------------------------
+// Checking a line's bytes
+
+// The offset of the first ill-formed UTF-8 sequence in s, or n if there is
+// none (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
+static size_t utf8_check(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : lo, hi = c == 0xED ? 0x9F : hi;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : lo, hi = c == 0xF4 ? 0x8F : hi;
+        else return i;
+        if (i + len > n || s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (size_t k = 2; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+        i += len;
+    }
+    return n;
+}
+
+// cJSON is more lenient than the json.loads that OpenAI's and Hugging Face's
+// tools read these files with: it takes raw control characters inside
+// strings, and it stops at a NUL byte as if the line ended there. Those are
+// refused here, and so is the escape \u0000, which cJSON would decode into a
+// NUL that silently cuts the C string short.
+static int json_prescan(const char *s, size_t n, err_t *why) {
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (in_str) {
+            if (c == '\\') {
+                if (i + 5 < n && memcmp(s + i + 1, "u0000", 5) == 0)
+                    return bad(why, "invalid JSON: \\u0000 (NUL) in a string at column %zu", i + 1);
+                i++;
+            } else if (c == '"') {
+                in_str = 0;
+            } else if (c < 0x20) {
+                return err_set(why, "invalid JSON: raw control character 0x%02X in a string at column %zu "
+                                    "(write it escaped)", c, i + 1);
+            }
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c < 0x20 && c != '\t' && c != '\r') {
+            return err_set(why, "invalid JSON: control character 0x%02X at column %zu", c, i + 1);
+        }
+    }
+    return 0;
+}
+
+static int is_blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
+    return 1;
+}
+
+// A string from the data, quoted for a one-line message: at most about 32
+// bytes, cut at a character boundary, control characters escaped.
+static const char *clip(const char *s, char *buf, size_t n) {
+    size_t w = 0, i = 0;
+    buf[w++] = '"';
+    while (s[i] && w + 8 < n && i < 32) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (c < 0x20) w += (size_t)snprintf(buf + w, n - w, "\\x%02X", c), i++;
+        else if (w + k + 5 < n) memcpy(buf + w, s + i, k), w += k, i += k;
+        else break;
+    }
+    snprintf(buf + w, n - w, "%s\"", s[i] ? "..." : "");
+    return buf;
+}
+
+// A short description of a JSON value for messages: its type, or the value
+// itself for numbers and strings.
+static const char *json_desc(const cJSON *v, char *buf, size_t n) {
+    if (!v) return "nothing";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v) ? "true" : "false";
+    if (cJSON_IsNumber(v)) return snprintf(buf, n, "%g", v->valuedouble), buf;
+    if (cJSON_IsString(v)) return clip(v->valuestring, buf, n);
+    if (cJSON_IsArray(v)) return "an array";
+    return "an object";
+}
+
+static const cJSON *get(const cJSON *obj, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(obj, key);
+}
+
+// ---------------------------------------------------------------------------
+// Lines to conversations
+
+// The messages of one line. Strings are borrowed from the cJSON tree or
+// owned (those built here: joined parts, Alpaca's user turn).
+typedef struct conv {
+    chat_msg *msgs;
+    int *weights;
+    int n, cap_msgs, cap_weights;
+    char **owned;
+    int n_owned, cap_owned;
+} conv;
+
+static void conv_reset(conv *c) {
+    for (int i = 0; i < c->n_owned; i++) free(c->owned[i]);
+    c->n = c->n_owned = 0;
+}
+
+static void conv_free(conv *c) {
+    conv_reset(c);
+    free(c->msgs);
+    free(c->weights);
+    free(c->owned);
+}
+
+static int conv_add(conv *c, const char *role, const char *content, int weight) {
+    if (grow((void **)&c->msgs, &c->cap_msgs, c->n + 1, sizeof *c->msgs) ||
+        grow((void **)&c->weights, &c->cap_weights, c->n + 1, sizeof *c->weights))
+        return TD_OOM;
+    c->msgs[c->n] = (chat_msg){.role = role, .content = content, .reasoning = NULL};
+    c->weights[c->n++] = weight;
+    return 0;
+}
+
+// Takes ownership of s (freed with the conversation); NULL on out of memory.
+static char *conv_own(conv *c, char *s) {
+    if (!s || grow((void **)&c->owned, &c->cap_owned, c->n_owned + 1, sizeof *c->owned)) {
+        free(s);
+        return NULL;
+    }
+    return c->owned[c->n_owned++] = s;
+}
+
+// a + sep + b as a new string owned by c.
+static char *conv_join(conv *c, const char *a, const char *sep, const char *b) {
+    size_t la = strlen(a), ls = strlen(sep), lb = strlen(b);
+    char *s = malloc(la + ls + lb + 1);
+    if (s) memcpy(s, a, la), memcpy(s + la, sep, ls), memcpy(s + la + ls, b, lb + 1);
+    return conv_own(c, s);
+}
+
+// A message's text: a non-empty string, or (OpenAI) an array of
+// {"type": "text", "text": ...} parts joined with "\n".
+static int read_content(conv *c, const cJSON *v, const char *path, const char **out, err_t *why) {
+    char d[48];
+    if (!v) return err_set(why, "%s: missing", path);
+    if (cJSON_IsString(v)) {
+        if (!*v->valuestring) return bad(why, "%s: empty content", path);
+        *out = v->valuestring;
+        return 0;
+    }
+    if (!cJSON_IsArray(v))
+        return bad(why, "%s: expected a string or an array of text parts, got %s", path,
+                   json_desc(v, d, sizeof d));
+    const char *text = "";
+    int j = 0;
+    for (const cJSON *p = v->child; p; p = p->next, j++) {
+        const cJSON *type = get(p, "type"), *t = get(p, "text");
+        if (!cJSON_IsObject(p) || !cJSON_IsString(type))
+            return bad(why, "%s[%d]: expected {\"type\": \"text\", \"text\": \"...\"}, got %s", path, j,
+                       json_desc(p, d, sizeof d));
+        if (strcmp(type->valuestring, "text") != 0)
+            return bad(why, "%s[%d].type: unsupported content part %s (only \"text\")", path, j,
+                       clip(type->valuestring, d, sizeof d));
+        if (!cJSON_IsString(t))
+            return bad(why, "%s[%d].text: expected a string, got %s", path, j, json_desc(t, d, sizeof d));
+        if (!(text = j == 0 ? t->valuestring : conv_join(c, text, "\n", t->valuestring))) return TD_OOM;
+    }
+    if (!*text) return bad(why, "%s: empty content", path);
+    *out = text;
+    return 0;
+}
+
+// An optional string field: 0 with *out = NULL when absent or null.
+static int read_opt_string(const cJSON *obj, const char *key, const char **out, err_t *why) {
+    const cJSON *v = get(obj, key);
+    char d[48];
+    *out = NULL;
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsString(v))
+        return bad(why, "%s: expected a string, got %s", key, json_desc(v, d, sizeof d));
+    *out = v->valuestring;
+    return 0;
+}
+
+// A present field that is not null, false or an empty array.
+static int present(const cJSON *v) {
+    return v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsArray(v) && !v->child);
+}
+
+static const char *const chat_roles[] = {"system", "user", "assistant"};
+
+static const char *known_role(const char *r) {
+    for (int i = 0; i < 3; i++)
+        if (strcmp(r, chat_roles[i]) == 0) return chat_roles[i];
+    return NULL;
+}
+
+static int parse_openai(const cJSON *root, conv *c, err_t *why) {
+    char d[48], path[64];
+    if (present(get(root, "tools")) || present(get(root, "functions")))
+        return bad(why, "%s: tool definitions are not supported", present(get(root, "tools")) ? "tools" : "functions");
+    const cJSON *ms = get(root, "messages");
+    if (!cJSON_IsArray(ms)) return bad(why, "messages: expected an array, got %s", json_desc(ms, d, sizeof d));
+    if (!ms->child) return bad(why, "messages: empty");
+    int i = 0;
+    for (const cJSON *m = ms->child; m; m = m->next, i++) {
+        if (!cJSON_IsObject(m))
+            return bad(why, "messages[%d]: expected an object, got %s", i, json_desc(m, d, sizeof d));
+        const cJSON *r = get(m, "role");
+        if (!cJSON_IsString(r))
+            return bad(why, "messages[%d].role: expected a string, got %s", i, json_desc(r, d, sizeof d));
+        const char *role = known_role(r->valuestring);
+        if (!role)
+            return bad(why, "messages[%d].role: unknown role %s (expected system, user or assistant)", i,
+                       clip(r->valuestring, d, sizeof d));
+        if (present(get(m, "tool_calls")) || present(get(m, "function_call")))
+            return bad(why, "messages[%d].%s: tool calls are not supported", i,
+                       present(get(m, "tool_calls")) ? "tool_calls" : "function_call");
+        const char *text;
+        snprintf(path, sizeof path, "messages[%d].content", i);
+        int rc = read_content(c, get(m, "content"), path, &text, why);
+        if (rc) return rc;
+        int weight = 1;
+        const cJSON *w = get(m, "weight");
+        if (w) {
+            if (role != chat_roles[2])
+                return bad(why, "messages[%d].weight: only assistant messages take a weight", i);
+            if (!cJSON_IsNumber(w) || (w->valuedouble != 0 && w->valuedouble != 1))
+                return bad(why, "messages[%d].weight: bad weight %s (expected 0 or 1)", i, json_desc(w, d, sizeof d));
+            weight = w->valuedouble != 0;
+        }
+        if ((rc = conv_add(c, role, text, weight))) return rc;
+    }
+    return 0;
+}
+
+static int parse_alpaca(const cJSON *root, conv *c, err_t *why) {
+    char d[48];
+    const cJSON *ins = get(root, "instruction"), *out = get(root, "output"), *hist = get(root, "history");
+    const char *input, *system;
+    if (!cJSON_IsString(ins))
+        return bad(why, "instruction: expected a string, got %s", json_desc(ins, d, sizeof d));
+    if (!*ins->valuestring) return bad(why, "instruction: empty content");
+    if (!cJSON_IsString(out)) return bad(why, "output: expected a string, got %s", json_desc(out, d, sizeof d));
+    if (!*out->valuestring) return bad(why, "output: empty content");
+    int rc = read_opt_string(root, "input", &input, why);
+    if (!rc) rc = read_opt_string(root, "system", &system, why);
+    if (rc) return rc;
+    if (system && *system && (rc = conv_add(c, "system", system, 1))) return rc;
+    if (hist && !cJSON_IsNull(hist)) {
+        if (!cJSON_IsArray(hist))
+            return bad(why, "history: expected an array of [instruction, output], got %s",
+                       json_desc(hist, d, sizeof d));
+        int i = 0;
+        for (const cJSON *h = hist->child; h; h = h->next, i++) {
+            const cJSON *q = cJSON_GetArrayItem(h, 0), *a = cJSON_GetArrayItem(h, 1);
+            if (!cJSON_IsArray(h) || cJSON_GetArraySize(h) != 2 || !cJSON_IsString(q) || !cJSON_IsString(a))
+                return bad(why, "history[%d]: expected [instruction, output] (two strings), got %s", i,
+                           json_desc(h, d, sizeof d));
+            if (!*q->valuestring || !*a->valuestring)
+                return bad(why, "history[%d][%d]: empty content", i, *q->valuestring ? 1 : 0);
+            if ((rc = conv_add(c, "user", q->valuestring, 1)) || (rc = conv_add(c, "assistant", a->valuestring, 1)))
+                return rc;
+        }
+    }
+    const char *user = ins->valuestring;
+    if (input && *input && !(user = conv_join(c, user, "\n\n", input))) return TD_OOM;
+    if ((rc = conv_add(c, "user", user, 1)) || (rc = conv_add(c, "assistant", out->valuestring, 1))) return rc;
+    return 0;
+}
+
+// ShareGPT's speaker names, with the OpenAI ones accepted too.
+static const char *sharegpt_role(const char *from) {
+    if (strcmp(from, "human") == 0) return "user";
+    if (strcmp(from, "gpt") == 0) return "assistant";
+    return known_role(from);
+}
+
+static int parse_sharegpt(const cJSON *root, conv *c, err_t *why) {
+    char d[48], path[64];
+    const cJSON *cs = get(root, "conversations");
+    const char *system;
+    int rc = read_opt_string(root, "system", &system, why);
+    if (rc) return rc;
+    if (!cJSON_IsArray(cs))
+        return bad(why, "conversations: expected an array, got %s", json_desc(cs, d, sizeof d));
+    if (!cs->child) return bad(why, "conversations: empty");
+    if (system && *system && (rc = conv_add(c, "system", system, 1))) return rc;
+    int i = 0;
+    for (const cJSON *m = cs->child; m; m = m->next, i++) {
+        if (!cJSON_IsObject(m))
+            return bad(why, "conversations[%d]: expected an object, got %s", i, json_desc(m, d, sizeof d));
+        const cJSON *f = get(m, "from");
+        if (!cJSON_IsString(f))
+            return bad(why, "conversations[%d].from: expected a string, got %s", i, json_desc(f, d, sizeof d));
+        const char *role = sharegpt_role(f->valuestring);
+        if (!role)
+            return bad(why, "conversations[%d].from: unknown role %s (expected system, human, gpt, user "
+                       "or assistant)", i, clip(f->valuestring, d, sizeof d));
+        const cJSON *v = get(m, "value");
+        snprintf(path, sizeof path, "conversations[%d].value", i);
+        if (v && !cJSON_IsString(v))
+            return bad(why, "%s: expected a string, got %s", path, json_desc(v, d, sizeof d));
+        const char *text;
+        if ((rc = read_content(c, v, path, &text, why)) || (rc = conv_add(c, role, text, 1))) return rc;
+    }
+    return 0;
+}
+
+static data_format detect_format(const cJSON *root) {
+    if (get(root, "messages")) return DATA_FMT_OPENAI;
+    if (get(root, "conversations")) return DATA_FMT_SHAREGPT;
+    if (get(root, "instruction") || get(root, "output")) return DATA_FMT_ALPACA;
+    return DATA_FMT_NONE;
+}
+
+// Every example needs something to learn: an assistant message with weight 1.
+static int check_assistant(const conv *c, err_t *why) {
+    int any = 0, weighted = 0;
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->msgs[i].role, "assistant") == 0) any = 1, weighted |= c->weights[i] != 0;
+    if (!any) return bad(why, "no assistant message");
+    if (!weighted) return bad(why, "no assistant message with weight 1 (all have weight 0)");
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Cutting the rendered conversation at the template's markers
+
+// The ids of the markers a family's template writes, or -1 for a marker the
+// tokenizer does not hold as one added token (its text is then plain text,
+// as Hugging Face would tokenize it too).
+typedef struct markers {
+    int32_t im_start, im_end, think, think_end;  // ChatML families
+    int32_t bos, sh, eh, eot;                    // Llama 3 families
+    const char *bos_text;
+} markers;
+
+static int32_t marker_id(const tok *t, const char *s, int *oom) {
+    size_t n1 = 0, n0 = 0;
+    int32_t *a = tok_encode(t, s, strlen(s), 1, &n1, NULL);
+    int32_t *b = tok_encode(t, s, strlen(s), 0, &n0, NULL);
+    int32_t id = a && b && n1 == 1 && !(n0 == 1 && b[0] == a[0]) ? a[0] : -1;
+    if (!a || !b) *oom = 1;
+    free(a);
+    free(b);
+    return id;
+}
+
+static int is_llama(chat_family f) {
+    return f == CHAT_LLAMA3 || f == CHAT_LLAMA3_GENPROMPT || f == CHAT_LLAMA31;
+}
+
+static int markers_init(markers *mk, const data_opts *o, err_t *err) {
+    int oom = 0;
+    const tok *t = o->tok;
+    mk->bos_text = o->bos_token ? o->bos_token : "<|begin_of_text|>";
+    if (is_llama(o->family)) {
+        mk->bos = *mk->bos_text ? marker_id(t, mk->bos_text, &oom) : -1;
+        mk->sh = marker_id(t, "<|start_header_id|>", &oom);
+        mk->eh = marker_id(t, "<|end_header_id|>", &oom);
+        mk->eot = marker_id(t, "<|eot_id|>", &oom);
+        if (!oom && (mk->sh < 0 || mk->eh < 0 || mk->eot < 0))
+            return err_set(err, "the tokenizer has no added tokens <|start_header_id|>, <|end_header_id|> and "
+                                "<|eot_id|> that the %s chat template writes (check --chat-template)",
+                           chat_family_name(o->family));
+    } else {
+        mk->im_start = marker_id(t, "<|im_start|>", &oom);
+        mk->im_end = marker_id(t, "<|im_end|>", &oom);
+        mk->think = marker_id(t, "<think>", &oom);
+        mk->think_end = marker_id(t, "</think>", &oom);
+        if (!oom && (mk->im_start < 0 || mk->im_end < 0))
+            return err_set(err, "the tokenizer has no added tokens <|im_start|> and <|im_end|> that the %s chat "
+                                "template writes (check --chat-template)", chat_family_name(o->family));
+    }
+    return oom ? err_set(err, "out of memory tokenizing the chat template's markers") : 0;
+}
+
+// A template marker at [off, off + len) of the rendering, and its id.
+typedef struct cut {
+    size_t off, len;
+    int32_t id;
+} cut;
+
+// Walks a rendering through the turn layout its family writes (chat.h),
+// checking every literal piece and noting the markers. Message content is
+// stepped over by its length, never searched, so no text inside it can be
+// taken for a marker. A layout that does not match (chat.c changed) sets
+// broken rather than guessing.
+typedef struct walk {
+    const char *s;
+    size_t n, pos;
+    cut *cuts;
+    int n_cuts, cap_cuts;
+    int broken, oom;
+} walk;
+
+static void w_text(walk *w, const char *lit) {
+    size_t k = strlen(lit);
+    if (w->broken || w->pos + k > w->n || memcmp(w->s + w->pos, lit, k) != 0) w->broken = 1;
+    else w->pos += k;
+}
+
+static void w_marker(walk *w, const char *lit, int32_t id) {
+    size_t at = w->pos;
+    w_text(w, lit);
+    if (w->broken || id < 0) return;
+    if (grow((void **)&w->cuts, &w->cap_cuts, w->n_cuts + 1, sizeof *w->cuts)) {
+        w->oom = w->broken = 1;
+        return;
+    }
+    w->cuts[w->n_cuts++] = (cut){.off = at, .len = strlen(lit), .id = id};
+}
+
+static void w_skip(walk *w, size_t k) {
+    if (w->broken || k > w->n - w->pos) w->broken = 1;
+    else w->pos += k;
+}
+
+static void w_to(walk *w, size_t pos) {
+    if (w->broken || pos < w->pos || pos > w->n) w->broken = 1;
+    else w->pos = pos;
+}
+
+// An assistant message's content starts where its chat_span starts; returns
+// where its end-of-turn marker begins.
+static size_t w_span(walk *w, const chat_span *sp, int n_sp, int *k, int i, const char *end_marker) {
+    if (w->broken || *k >= n_sp || sp[*k].msg_index != i || sp[*k].start != w->pos ||
+        sp[*k].end < w->pos + strlen(end_marker)) {
+        w->broken = 1;
+        return w->pos;
+    }
+    return sp[(*k)++].end - strlen(end_marker);
+}
+
+// Qwen3 opens some assistant turns with "<think>\nR\n</think>\n\n". Its tags
+// are the template's: the content after the template's split holds no
+// "</think>", so the block is there exactly when the turn has one, and the
+// first one ends it.
+static void walk_think(walk *w, const markers *mk, size_t end) {
+    if (w->broken || !memmem(w->s + w->pos, end - w->pos, "</think>", 8)) return;
+    w_marker(w, "<think>", mk->think);
+    if (w->broken) return;
+    const char *close = memmem(w->s + w->pos, end - w->pos, "</think>", 8);
+    w_to(w, close ? (size_t)(close - w->s) : w->n + 1);
+    w_marker(w, "</think>", mk->think_end);
+}
+
+// chatml, qwen2, qwen2.5, qwen3 with system/user/assistant messages:
+// [default system turn] then <|im_start|>ROLE\nCONTENT<|im_end|>\n each.
+static void walk_chatml(walk *w, const markers *mk, chat_family f, const chat_msg *m, int n,
+                        const chat_span *sp, int n_sp) {
+    int k = 0;
+    if ((f == CHAT_QWEN2 || f == CHAT_QWEN25) && strcmp(m[0].role, "system") != 0) {
+        // The default system prompt is template text: its end is the first <|im_end|>.
+        w_marker(w, "<|im_start|>", mk->im_start);
+        w_text(w, "system\n");
+        const char *e = w->broken ? NULL : memmem(w->s + w->pos, w->n - w->pos, "<|im_end|>", 10);
+        w_to(w, e ? (size_t)(e - w->s) : w->n + 1);
+        w_marker(w, "<|im_end|>", mk->im_end);
+        w_text(w, "\n");
+    }
+    for (int i = 0; i < n && !w->broken; i++) {
+        w_marker(w, "<|im_start|>", mk->im_start);
+        w_text(w, m[i].role);
+        w_text(w, "\n");
+        if (strcmp(m[i].role, "assistant") == 0) {
+            size_t end = w_span(w, sp, n_sp, &k, i, "<|im_end|>");
+            if (f == CHAT_QWEN3) walk_think(w, mk, end);
+            w_to(w, end);
+        } else {
+            w_skip(w, strlen(m[i].content));
+        }
+        w_marker(w, "<|im_end|>", mk->im_end);
+        w_text(w, "\n");
+    }
+    if (w->pos != w->n) w->broken = 1;
+}
+
+#define LLAMA31_SYSTEM_HEAD "\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+
+// llama3, llama3-genprompt, llama3.1: bos, [3.1's system turn], then
+// <|start_header_id|>ROLE<|end_header_id|>\n\ntrim(CONTENT)<|eot_id|> each,
+// [llama3's trailing assistant header]. xlen[i] is len(trim(content i)).
+static void walk_llama(walk *w, const markers *mk, chat_family f, const chat_msg *m, int n,
+                       const chat_span *sp, int n_sp, const size_t *xlen) {
+    int k = 0, first = 0;
+    if (*mk->bos_text) w_marker(w, mk->bos_text, mk->bos);
+    if (f == CHAT_LLAMA31) {
+        first = strcmp(m[0].role, "system") == 0;
+        w_marker(w, "<|start_header_id|>", mk->sh);
+        w_text(w, "system");
+        w_marker(w, "<|end_header_id|>", mk->eh);
+        w_text(w, LLAMA31_SYSTEM_HEAD);
+        if (first) w_skip(w, xlen[0]);
+        w_marker(w, "<|eot_id|>", mk->eot);
+    }
+    for (int i = first; i < n && !w->broken; i++) {
+        w_marker(w, "<|start_header_id|>", mk->sh);
+        w_text(w, m[i].role);
+        w_marker(w, "<|end_header_id|>", mk->eh);
+        w_text(w, "\n\n");
+        if (strcmp(m[i].role, "assistant") == 0) w_to(w, w_span(w, sp, n_sp, &k, i, "<|eot_id|>"));
+        else w_skip(w, xlen[i]);
+        w_marker(w, "<|eot_id|>", mk->eot);
+    }
+    if (f == CHAT_LLAMA3) {  // that template always ends with the reply header
+        w_marker(w, "<|start_header_id|>", mk->sh);
+        w_text(w, "assistant");
+        w_marker(w, "<|end_header_id|>", mk->eh);
+        w_text(w, "\n\n");
+    }
+    if (w->pos != w->n) w->broken = 1;
+}
+
+// len(trim(content)) as the Llama 3 templates write it, asked of chat_render
+// itself so that the trim is exactly its (Python's str.strip).
+static int llama_trim_len(const char *content, size_t *len, err_t *err) {
+    static const char head[] = "<|start_header_id|>user<|end_header_id|>\n\n", tail[] = "<|eot_id|>";
+    const chat_opts o = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = ""};
+    const chat_msg msg = {.role = "user", .content = content, .reasoning = NULL};
+    char *r = chat_render(CHAT_LLAMA3_GENPROMPT, &msg, 1, &o, NULL, NULL, err);
+    if (!r) return -1;
+    size_t rl = strlen(r), fixed = sizeof head - 1 + sizeof tail - 1;
+    int ok = rl >= fixed && memcmp(r, head, sizeof head - 1) == 0;
+    *len = ok ? rl - fixed : 0;
+    free(r);
+    return ok ? 0 : err_set(err, "internal: the llama3 template's turn layout changed");
+}
+
+// ---------------------------------------------------------------------------
+// Tokenizing
+
+typedef struct toks {
+    int32_t *ids;
+    uint8_t *mask;
+    int n, cap, cap_mask;
+} toks;
+
+static int toks_push(toks *t, const int32_t *ids, size_t n, size_t trained_from) {
+    if (n > (size_t)(INT32_MAX - t->n)) return -1;
+    int need = t->n + (int)n;
+    if (grow((void **)&t->ids, &t->cap, need, sizeof *t->ids) ||
+        grow((void **)&t->mask, &t->cap_mask, need, sizeof *t->mask))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        t->ids[t->n] = ids[i];
+        t->mask[t->n++] = i >= trained_from;
+    }
+    return 0;
+}
+
+// Tokenizes the text s[a, b) between two markers as plain text. When a
+// trained span starts inside it, the tokens from the first one that differs
+// from the tokens of s[a, span start) alone are trained: those are the
+// span's, plus one that straddles its start.
+static int encode_gap(const tok *t, const char *s, size_t a, size_t b, const chat_span *sp,
+                      const uint8_t *on, int n_sp, toks *out, err_t *err) {
+    size_t n = 0, from = SIZE_MAX;
+    int32_t *ids = tok_encode(t, s + a, b - a, 0, &n, err);
+    if (!ids) {
+        err_wrap(err, "tokenizing");
+        return TD_BAD;
+    }
+    for (int k = 0; k < n_sp; k++) {
+        if (!on[k] || sp[k].start >= b || sp[k].end <= a) continue;
+        from = 0;
+        if (sp[k].start > a) {
+            size_t m = 0;
+            int32_t *pre = tok_encode(t, s + a, sp[k].start - a, 0, &m, err);
+            if (!pre) {
+                free(ids);
+                err_wrap(err, "tokenizing");
+                return TD_BAD;
+            }
+            while (from < m && from < n && pre[from] == ids[from]) from++;
+            free(pre);
+        }
+        break;
+    }
+    int rc = toks_push(out, ids, n, from);
+    free(ids);
+    return rc ? TD_OOM : 0;
+}
+
+static int in_span(size_t off, const chat_span *sp, const uint8_t *on, int n_sp) {
+    for (int k = 0; k < n_sp; k++)
+        if (on[k] && off >= sp[k].start && off < sp[k].end) return 1;
+    return 0;
+}
+
+// Renders, cuts and tokenizes one conversation into *ex. TD_BAD with why,
+// or TD_OOM.
+static int encode_conv(const data_opts *o, const markers *mk, const chat_msg *m, const int *weights, int n,
+                       data_example *ex, err_t *why) {
+    memset(ex, 0, sizeof *ex);
+    chat_span *sp = NULL;
+    int n_sp = 0, rc = 0;
+    size_t *xlen = NULL;
+    uint8_t *on = NULL;
+    walk w = {0};
+    toks out = {0};
+    const chat_opts co = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = o->bos_token};
+    char *r = chat_render(o->family, m, n, &co, &sp, &n_sp, why);
+    if (!r) return TD_BAD;
+    if (!(xlen = calloc((size_t)n, sizeof *xlen)) || !(on = calloc((size_t)n_sp + 1, 1))) {
+        rc = TD_OOM;
+        goto done;
+    }
+    for (int k = 0; k < n_sp; k++) on[k] = !weights || weights[sp[k].msg_index] != 0;
+    w = (walk){.s = r, .n = strlen(r)};
+    if (is_llama(o->family)) {
+        for (int i = 0; i < n && !rc; i++)
+            if (strcmp(m[i].role, "assistant") != 0 && llama_trim_len(m[i].content, &xlen[i], why)) rc = TD_BAD;
+        if (!rc) walk_llama(&w, mk, o->family, m, n, sp, n_sp, xlen);
+    } else {
+        walk_chatml(&w, mk, o->family, m, n, sp, n_sp);
+    }
+    if (rc) goto done;
+    if (w.oom) {
+        rc = TD_OOM;
+        goto done;
+    }
+    if (w.broken) {
+        rc = TD_BAD;
+        bad(why, "internal: the %s rendering does not have the expected turn layout at byte %zu",
+                chat_family_name(o->family), w.pos);
+        goto done;
+    }
+    size_t prev = 0;
+    for (int c = 0; c <= w.n_cuts && !rc; c++) {
+        size_t end = c < w.n_cuts ? w.cuts[c].off : w.n;
+        if (end > prev) rc = encode_gap(o->tok, r, prev, end, sp, on, n_sp, &out, why);
+        if (rc || c == w.n_cuts) break;
+        if (toks_push(&out, &w.cuts[c].id, 1, in_span(end, sp, on, n_sp) ? 0 : 1)) rc = TD_OOM;
+        prev = end + w.cuts[c].len;
+    }
+    if (rc) goto done;
+    ex->n_messages = n;
+    int full = out.n;
+    if (out.n > o->max_seq_len) ex->truncated = 1, out.n = o->max_seq_len;
+    for (int i = 0; i < out.n; i++) ex->n_trained += out.mask[i];
+    if (ex->n_trained == 0) {
+        int first = out.n;
+        while (first < full && !out.mask[first]) first++;
+        rc = TD_BAD;
+        err_set(why, "no trained token within max-seq-len %d (the first is token %d of %d)", o->max_seq_len,
+                first + 1, full);
+        goto done;
+    }
+    // Shrink to fit: a large file holds many of these.
+    int32_t *ids = realloc(out.ids, (size_t)out.n * sizeof *ids);
+    uint8_t *mask = realloc(out.mask, (size_t)out.n);
+    ex->ids = ids ? ids : out.ids;
+    ex->mask = mask ? mask : out.mask;
+    ex->n = out.n;
+    out.ids = NULL;
+    out.mask = NULL;
+done:
+    free(out.ids);
+    free(out.mask);
+    free(w.cuts);
+    free(xlen);
+    free(on);
+    free(sp);
+    free(r);
+    return rc;
+}
+
+static int check_opts(const data_opts *o, err_t *err) {
+    if (!o || !o->tok) return err_set(err, "data: no tokenizer");
+    if (o->family < 0 || o->family >= CHAT_NFAMILIES) return err_set(err, "data: unknown chat template family");
+    if (o->max_seq_len <= 0) return err_set(err, "data: max-seq-len must be positive, got %d", o->max_seq_len);
+    return 0;
+}
+
+int data_encode_chat(const data_opts *opts, const chat_msg *msgs, const int *weights, int n,
+                     data_example *ex, err_t *err) {
+    markers mk;
+    memset(ex, 0, sizeof *ex);
+    if (check_opts(opts, err) || markers_init(&mk, opts, err)) return -1;
+    if (n < 1 || !msgs) return err_set(err, "data: no messages");
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        if (!msgs[i].role || !known_role(msgs[i].role) || !msgs[i].content)
+            return err_set(err, "data: message %d: expected role system, user or assistant and content", i);
+        any |= strcmp(msgs[i].role, "assistant") == 0 && (!weights || weights[i] != 0);
+    }
+    if (!any) return err_set(err, "no assistant message with weight 1");
+    int rc = encode_conv(opts, &mk, msgs, weights, n, ex, err);
+    if (rc == TD_OOM) err_set(err, "out of memory");
+    return rc ? -1 : 0;
+}
+
+void data_example_free(data_example *ex) {
+    if (!ex) return;
+    free(ex->ids);
+    free(ex->mask);
+    ex->ids = NULL;
+    ex->mask = NULL;
+    ex->n = 0;
+}
+
+// ---------------------------------------------------------------------------
+// Loading a file
+
+typedef struct loader {
+    const data_opts *o;
+    markers mk;
+    data_set *ds;
+    data_report *rep;
+    conv c;
+} loader;
+
+// One line through every check into an example. 0 (added), TD_BLANK,
+// TD_BAD with why, TD_OOM.
+static int load_line(loader *L, char *line, size_t len, int too_long, err_t *why) {
+    size_t max = L->o->max_line_bytes ? L->o->max_line_bytes : DATA_MAX_LINE_DEFAULT;
+    if (too_long) return err_set(why, "line too long (over %zu bytes)", max);
+    if (len && line[len - 1] == '\r') line[--len] = '\0';
+    if (is_blank(line, len)) return TD_BLANK;
+    size_t bad_at = utf8_check((const unsigned char *)line, len);
+    if (bad_at < len) return bad(why, "invalid UTF-8 at column %zu", bad_at + 1);
+    if (json_prescan(line, len, why)) return TD_BAD;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(line, len + 1, &end, 1);
+    if (!root) return bad(why, "invalid JSON at column %zu", end ? (size_t)(end - line) + 1 : (size_t)1);
+    int rc = 0;
+    char d[48];
+    data_format f = detect_format(root);
+    conv_reset(&L->c);
+    if (!cJSON_IsObject(root)) {
+        rc = bad(why, "not a JSON object (got %s)", json_desc(root, d, sizeof d));
+    } else if (f == DATA_FMT_NONE) {
+        rc = bad(why, "unknown format: expected \"messages\" (openai-chat), \"conversations\" (sharegpt) "
+                 "or \"instruction\" and \"output\" (alpaca)");
+    } else if (L->rep->format != DATA_FMT_NONE && f != L->rep->format) {
+        rc = bad(why, "format %s, but the file is %s (set by line %" PRId64 ")", data_format_name(f),
+                 data_format_name(L->rep->format), L->rep->format_line);
+    } else {
+        rc = f == DATA_FMT_OPENAI ? parse_openai(root, &L->c, why)
+           : f == DATA_FMT_ALPACA ? parse_alpaca(root, &L->c, why)
+                                  : parse_sharegpt(root, &L->c, why);
+        if (!rc) rc = check_assistant(&L->c, why);
+    }
+    data_example ex;
+    if (!rc) rc = encode_conv(L->o, &L->mk, L->c.msgs, L->c.weights, L->c.n, &ex, why);
+    cJSON_Delete(root);
+    if (rc) return rc;
+    if (grow((void **)&L->ds->ex, &L->ds->cap, L->ds->n + 1, sizeof *L->ds->ex)) {
+        data_example_free(&ex);
+        return TD_OOM;
+    }
+    ex.line = L->rep->lines > INT32_MAX ? INT32_MAX : (int)L->rep->lines;
+    L->ds->ex[L->ds->n++] = ex;
+    if (L->rep->format == DATA_FMT_NONE) L->rep->format = f, L->rep->format_line = L->rep->lines;
+    return 0;
+}
+
+static void note_bad(data_report *rep, int64_t line, const char *reason) {
+    rep->bad++;
+    if (rep->n_bad_lines >= DATA_BAD_KEPT) return;
+    if (!rep->bad_lines && !(rep->bad_lines = calloc(DATA_BAD_KEPT, sizeof *rep->bad_lines))) return;
+    data_bad *b = &rep->bad_lines[rep->n_bad_lines++];
+    b->line = line;
+    // Cut a long reason at a character boundary.
+    size_t n = strlen(reason);
+    if (n >= sizeof b->reason) {
+        n = sizeof b->reason - 1;
+        while (n > 0 && ((unsigned char)reason[n] & 0xC0) == 0x80) n--;
+    }
+    memcpy(b->reason, reason, n);
+    b->reason[n] = '\0';
+}
+
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+// Nearest-rank percentile of n sorted values.
+static int percentile(const int *v, int n, double q) {
+    int k = (int)ceil(q * n);
+    return v[k < 1 ? 0 : k - 1];
+}
+
+void data_report_stats(data_report *rep, const data_set *ds) {
+    int n = ds ? ds->n : 0;
+    rep->ok = n;
+    rep->tokens = rep->trained = rep->truncated = 0;
+    rep->len_min = rep->len_max = rep->len_p50 = rep->len_p90 = rep->len_p99 = 0;
+    rep->msg_min = rep->msg_max = 0;
+    rep->len_mean = rep->msg_mean = 0;
+    if (n == 0) return;
+    int *len = malloc((size_t)n * sizeof *len);
+    int64_t msgs = 0;
+    rep->msg_min = INT32_MAX;
+    for (int i = 0; i < n; i++) {
+        const data_example *e = &ds->ex[i];
+        if (len) len[i] = e->n;
+        rep->tokens += e->n;
+        rep->trained += e->n_trained;
+        rep->truncated += e->truncated;
+        msgs += e->n_messages;
+        rep->msg_min = e->n_messages < rep->msg_min ? e->n_messages : rep->msg_min;
+        rep->msg_max = e->n_messages > rep->msg_max ? e->n_messages : rep->msg_max;
+    }
+    rep->len_mean = (double)rep->tokens / n;
+    rep->msg_mean = (double)msgs / n;
+    if (!len) return;  // out of memory: no percentiles
+    qsort(len, (size_t)n, sizeof *len, cmp_int);
+    rep->len_min = len[0];
+    rep->len_max = len[n - 1];
+    rep->len_p50 = percentile(len, n, 0.50);
+    rep->len_p90 = percentile(len, n, 0.90);
+    rep->len_p99 = percentile(len, n, 0.99);
+    free(len);
+}
+
+data_set *data_load(const char *path, const data_opts *opts, data_report *rep, err_t *err) {
+    data_report local;
+    data_report *R = rep ? rep : &local;
+    memset(R, 0, sizeof *R);
+    snprintf(R->path, sizeof R->path, "%s", path ? path : "");
+    if (check_opts(opts, err)) return NULL;
+    R->max_seq_len = opts->max_seq_len;
+    loader L = {.o = opts, .rep = R};
+    if (markers_init(&L.mk, opts, err)) return NULL;
+    td_reader *rd = calloc(1, sizeof *rd);
+    L.ds = calloc(1, sizeof *L.ds);
+    if (!rd || !L.ds) {
+        err_set(err, "%s: out of memory", path);
+        goto fail;
+    }
+    if (!(rd->f = fopen(path, "rb"))) {
+        err_set(err, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    size_t max = opts->max_line_bytes ? opts->max_line_bytes : DATA_MAX_LINE_DEFAULT;
+    for (;;) {
+        int too_long, r = rd_line(rd, max, &too_long);
+        if (r < 0) {
+            err_set(err, "%s: line %" PRId64 ": %s", path, R->lines + 1,
+                    ferror(rd->f) ? strerror(errno) : "out of memory");
+            goto fail;
+        }
+        if (r == 0) break;
+        R->lines++;
+        err_t why = {{0}};
+        int rc = load_line(&L, rd->line, rd->len, too_long, &why);
+        if (rc == TD_OOM) {
+            err_set(err, "%s: line %" PRId64 ": out of memory", path, R->lines);
+            goto fail;
+        }
+        if (rc == TD_BLANK) R->blank++;
+        else if (rc == TD_BAD) note_bad(R, R->lines, why.msg);
+    }
+    L.ds->format = R->format;
+    data_report_stats(R, L.ds);
+    if (opts->strict && R->bad > 0) {
+        err_set(err, "%s: %" PRId64 " bad line%s (strict); first: line %" PRId64 ": %s", path, R->bad,
+                R->bad == 1 ? "" : "s", R->bad_lines ? R->bad_lines[0].line : 0,
+                R->bad_lines ? R->bad_lines[0].reason : "?");
+        goto fail;
+    }
+    if (L.ds->n == 0) {
+        err_set(err, "%s: no usable examples (%" PRId64 " lines, %" PRId64 " bad)", path, R->lines, R->bad);
+        goto fail;
+    }
+    fclose(rd->f);
+    free(rd->line);
+    free(rd);
+    conv_free(&L.c);
+    if (!rep) data_report_free(&local);
+    return L.ds;
+fail:
+    if (rd && rd->f) fclose(rd->f);
+    if (rd) free(rd->line);
+    free(rd);
+    conv_free(&L.c);
+    data_free(L.ds);
+    if (!rep) data_report_free(&local);
+    return NULL;
+}
+
+void data_free(data_set *ds) {
+    if (!ds) return;
+    for (int i = 0; i < ds->n; i++) data_example_free(&ds->ex[i]);
+    free(ds->ex);
+    free(ds);
+}
+
+int data_count(const data_set *ds) { return ds ? ds->n : 0; }
+
+const data_example *data_get(const data_set *ds, int i) {
+    return ds && i >= 0 && i < ds->n ? &ds->ex[i] : NULL;
+}
+
+data_format data_set_format(const data_set *ds) { return ds ? ds->format : DATA_FMT_NONE; }
+
+// ---------------------------------------------------------------------------
+// Validation split
+
+int data_split(data_set *ds, double frac, uint64_t seed, data_set **val, err_t *err) {
+    *val = NULL;
+    if (!(frac > 0 && frac < 1)) return err_set(err, "validation split must be between 0 and 1, got %g", frac);
+    int n = ds->n;
+    long k = lround(frac * n);
+    if (k < 1) k = 1;
+    if (k >= n)
+        return err_set(err, "%d example%s: too few to hold out %g of them for validation", n, n == 1 ? "" : "s", frac);
+    int *idx = malloc((size_t)n * sizeof *idx);
+    uint8_t *pick = calloc((size_t)n, 1);
+    data_set *v = calloc(1, sizeof *v);
+    if (!idx || !pick || !v || !(v->ex = malloc((size_t)k * sizeof *v->ex))) {
+        free(idx), free(pick), free(v ? v->ex : NULL), free(v);
+        return err_set(err, "out of memory splitting %d examples", n);
+    }
+    // The first k of a Fisher-Yates shuffle seeded by seed.
+    util_rng rng;
+    util_rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = 0; i < k; i++) {
+        int j = i + (int)(util_rng_next(&rng) % (uint64_t)(n - i));
+        int t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+        pick[idx[i]] = 1;
+    }
+    int kept = 0;
+    v->cap = (int)k;
+    v->format = ds->format;
+    for (int i = 0; i < n; i++) {
+        if (pick[i]) v->ex[v->n++] = ds->ex[i];
+        else ds->ex[kept++] = ds->ex[i];
+    }
+    ds->n = kept;
+    free(idx);
+    free(pick);
+    *val = v;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// The report
+
+void data_report_print(FILE *f, const data_report *r, int max_listed) {
+    fprintf(f, "data: %s\n", r->path);
+    if (r->format != DATA_FMT_NONE)
+        fprintf(f, "  format: %s (detected from line %" PRId64 ")\n", data_format_name(r->format), r->format_line);
+    else
+        fprintf(f, "  format: none detected\n");
+    fprintf(f, "  lines: %" PRId64 " (%" PRId64 " blank, skipped)\n", r->lines, r->blank);
+    fprintf(f, "  examples: %" PRId64 " ok, %" PRId64 " bad\n", r->ok, r->bad);
+    fprintf(f, "  tokens: %" PRId64 " total, %" PRId64 " trained (%.1f%%)\n", r->tokens, r->trained,
+            r->tokens ? 100.0 * (double)r->trained / (double)r->tokens : 0.0);
+    if (r->ok > 0) {
+        fprintf(f, "  tokens per example: min %d, max %d, mean %.1f, p50 %d, p90 %d, p99 %d\n", r->len_min,
+                r->len_max, r->len_mean, r->len_p50, r->len_p90, r->len_p99);
+        fprintf(f, "  messages per example: min %d, max %d, mean %.1f\n", r->msg_min, r->msg_max, r->msg_mean);
+    }
+    fprintf(f, "  truncated at max-seq-len %d: %" PRId64 "\n", r->max_seq_len, r->truncated);
+    if (r->bad == 0) return;
+    fprintf(f, "  bad lines:\n");
+    int shown = 0;
+    for (int i = 0; i < r->n_bad_lines && shown < max_listed; i++, shown++)
+        fprintf(f, "    line %" PRId64 ": %s\n", r->bad_lines[i].line, r->bad_lines[i].reason);
+    if (r->bad > shown) fprintf(f, "    ... and %" PRId64 " more\n", r->bad - shown);
+}
+
+void data_report_free(data_report *rep) {
+    if (!rep) return;
+    free(rep->bad_lines);
+    rep->bad_lines = NULL;
+    rep->n_bad_lines = 0;
+}
