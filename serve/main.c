@@ -1,27 +1,73 @@
-// serve: tessera's server program. Today it offers --inspect only; the
-// OpenAI-compatible HTTP server comes with the engine (see DESIGN.md).
+// serve: tessera's server program: the OpenAI-compatible HTTP server (see
+// server.h), or --inspect to print what a model folder holds.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "generate.h"
 #include "inspect.h"
+#include "server.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: serve --inspect --model DIR [--adapter DIR]... [--prompt TEXT] [--chat-template NAME]\n"
+            "usage: serve --model DIR [--host 127.0.0.1] [--port 8000] [--adapters DIR] [--tenants FILE]\n"
+            "             [--max-body BYTES] [--served-model-name NAME] [--chat-template NAME]\n"
+            "       serve --inspect --model DIR [--adapter DIR]... [--prompt TEXT] [--chat-template NAME]\n"
+            "       serve --generate --model DIR --prompt TEXT [--adapter DIR] [...]  (serve --generate --help)\n"
+            "\n"
+            "  --model DIR       Hugging Face model folder (config.json, *.safetensors, tokenizer.json)\n"
+            "  --host ADDR       address to listen on (default 127.0.0.1)\n"
+            "  --port N          port (default 8000; 0 = any free port, logged)\n"
+            "  --adapters DIR    folder of PEFT adapters, one per subfolder, watched for changes\n"
+            "  --tenants FILE    API keys -> tenants -> adapter globs (JSON, see serve/tenants.h);\n"
+            "                    without it no key is needed and every adapter is visible\n"
+            "  --max-body BYTES  largest request body (default 8 MiB)\n"
+            "  --served-model-name NAME  the base model's id (default: the model folder's name)\n"
+            "  --chat-template N override the detected family: chatml, qwen2, qwen2.5, qwen3, llama3, ...\n"
+            "  --idle-timeout S  close keep-alive connections idle this long (default 60)\n"
+            "  --request-timeout S  a request must arrive whole within this (default 30)\n"
+            "  --echo-engine MS  testing: a fake engine that repeats the prompt, one token per MS\n"
             "\n"
             "  --inspect         read the model folder (and adapters) as the server will and print\n"
             "                    config, weights, tokenizer, chat template, the tokenized prompt\n"
-            "  --model DIR       Hugging Face model folder (config.json, *.safetensors, tokenizer.json)\n"
-            "  --adapter DIR     PEFT adapter folder (adapter_config.json, adapter_model.safetensors)\n"
-            "  --prompt TEXT     a user message to render with the chat template and tokenize\n"
-            "  --chat-template N override the detected family: chatml, qwen2, qwen2.5, qwen3, llama3, ...\n"
+            "  --adapter DIR     (inspect) PEFT adapter folder\n"
+            "  --prompt TEXT     (inspect) a user message to render with the chat template and tokenize\n"
             "\n"
-            "The HTTP server is not built yet: this binary only inspects.\n");
+            "SIGTERM/SIGINT stop the server; SIGHUP reloads --tenants and rescans --adapters.\n");
+}
+
+// A non-negative integer flag value, or -1.
+static long long num(const char *v) {
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    return *v && !*end && n >= 0 ? n : -1;
+}
+
+// serve --generate: one prompt through the engine, streamed to stdout.
+static int generate_main(int argc, char **argv) {
+    generate_opts g = generate_opts_default();
+    err_t err = {{0}};
+    int rc = generate_parse_args(argc, argv, &g, &err);
+    if (rc == 1) {
+        generate_usage(stdout);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "error serve: %s\n", err.msg);
+        return 2;
+    }
+    if (generate_run(&g, &err) < 0) {
+        fprintf(stderr, "error serve: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--generate") == 0) return generate_main(argc - 1, argv + 1);
     inspect_opts o = {0};
-    int inspect = 0;
+    srv_config sc = {.port = 8000};
+    int inspect = 0, echo_ms = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -36,9 +82,26 @@ int main(int argc, char **argv) {
             fprintf(stderr, "error serve: %s needs a value\n", a);
             return 2;
         }
-        if (strcmp(a, "--model") == 0) o.model = v;
+        long long n = 0;
+        int numeric = strcmp(a, "--port") == 0 || strcmp(a, "--max-body") == 0 || strcmp(a, "--idle-timeout") == 0 ||
+                      strcmp(a, "--request-timeout") == 0 || strcmp(a, "--echo-engine") == 0;
+        if (numeric && ((n = num(v)) < 0 || (strcmp(a, "--port") == 0 && n > 65535))) {
+            fprintf(stderr, "error serve: %s %s: expected a non-negative integer%s\n", a, v,
+                    strcmp(a, "--port") == 0 ? " up to 65535" : "");
+            return 2;
+        }
+        if (strcmp(a, "--model") == 0) o.model = sc.model_dir = v;
         else if (strcmp(a, "--prompt") == 0) o.prompt = v;
-        else if (strcmp(a, "--chat-template") == 0) o.chat_template = v;
+        else if (strcmp(a, "--chat-template") == 0) o.chat_template = sc.chat_template = v;
+        else if (strcmp(a, "--host") == 0) sc.host = v;
+        else if (strcmp(a, "--port") == 0) sc.port = (int)n;
+        else if (strcmp(a, "--adapters") == 0) sc.adapters_dir = v;
+        else if (strcmp(a, "--tenants") == 0) sc.tenants_path = v;
+        else if (strcmp(a, "--max-body") == 0) sc.max_body_bytes = (size_t)n;
+        else if (strcmp(a, "--served-model-name") == 0) sc.served_model_name = v;
+        else if (strcmp(a, "--idle-timeout") == 0) sc.idle_timeout_ms = (uint64_t)n * 1000;
+        else if (strcmp(a, "--request-timeout") == 0) sc.request_timeout_ms = (uint64_t)n * 1000;
+        else if (strcmp(a, "--echo-engine") == 0) echo_ms = n > 0 ? (int)n : 1;
         else if (strcmp(a, "--adapter") == 0) {
             if (o.n_adapters == INSPECT_MAX_ADAPTERS) {
                 fprintf(stderr, "error serve: at most %d --adapter\n", INSPECT_MAX_ADAPTERS);
@@ -52,14 +115,29 @@ int main(int argc, char **argv) {
         }
         i++;
     }
-    if (!inspect || !o.model) {
+    if (!o.model) {
         usage(stderr);
         return 2;
     }
     err_t err = {{0}};
-    if (inspect_run(&o, &err) != 0) {
+    if (inspect) {
+        if (inspect_run(&o, &err) != 0) {
+            fprintf(stderr, "error serve: %s\n", err.msg);
+            return 1;
+        }
+        return 0;
+    }
+    srv *s = srv_open(&sc, &err);
+    if (!s) {
         fprintf(stderr, "error serve: %s\n", err.msg);
         return 1;
     }
-    return 0;
+    if (echo_ms && srv_use_echo_engine(s, echo_ms, &err) != 0) {
+        fprintf(stderr, "error serve: %s\n", err.msg);
+        srv_free(s);
+        return 1;
+    }
+    int rc = srv_run(s);
+    srv_free(s);
+    return rc;
 }

@@ -3,13 +3,9 @@
 # written by mkmodel with the real tokenizers: greedy output is repeatable,
 # the stats line counts what was generated, the text is valid UTF-8, an
 # adapter, --raw, --quant none and seeded sampling all run, and bad options
-# are refused. Skips (passes) until serve/main.c wires --generate.
+# are refused.
 set -euo pipefail
 build=${TESSERA_BUILD:-build/san}
-if ! "$build/serve" --help 2>&1 | grep -q -- '--generate'; then
-    echo "SKIP: $build/serve has no --generate mode yet"
-    exit 0
-fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0

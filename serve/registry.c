@@ -1,0 +1,212 @@
+// registry: scan the adapters folder into snapshots. See registry.h.
+#include "registry.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "adapter.h"
+#include "util.h"
+
+static int stamp_of(const char *path, reg_stamp *st) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return -1;
+    st->dev = sb.st_dev;
+    st->ino = sb.st_ino;
+    st->size = (int64_t)sb.st_size;
+    st->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    return 0;
+}
+
+static int stamp_eq(const reg_stamp *a, const reg_stamp *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime_ns == b->mtime_ns;
+}
+
+reg_entry *reg_entry_ref(const reg_entry *e) {
+    reg_entry *m = (reg_entry *)e;
+    atomic_fetch_add(&m->refs, 1);
+    return m;
+}
+
+void reg_entry_unref(reg_entry *e) {
+    if (!e || atomic_fetch_sub(&e->refs, 1) != 1) return;
+    free(e->name);
+    free(e->path);
+    free(e->error);
+    free(e);
+}
+
+void reg_snapshot_free(reg_snapshot *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n; i++) reg_entry_unref(s->entries[i]);
+    free(s->entries);
+    free(s);
+}
+
+void reg_changes_free(reg_changes *c) {
+    if (!c) return;
+    free(c->added);
+    free(c->replaced);
+    free(c->removed);
+    free(c->failed);
+    memset(c, 0, sizeof *c);
+}
+
+static const reg_entry *find_any(const reg_snapshot *s, const char *name) {
+    if (!s) return NULL;
+    int lo = 0, hi = s->n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        int c = strcmp(s->entries[mid]->name, name);
+        if (c == 0) return s->entries[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return NULL;
+}
+
+const reg_entry *reg_find(const reg_snapshot *s, const char *name) {
+    const reg_entry *e = find_any(s, name);
+    return e && e->ok ? e : NULL;
+}
+
+int reg_count(const reg_snapshot *s) {
+    int n = 0;
+    for (int i = 0; s && i < s->n; i++) n += s->entries[i]->ok;
+    return n;
+}
+
+// Validates the folder with lora_load and fills the entry's metadata, or
+// its error.
+static void validate(reg_entry *e, const model_config *cfg, const char *reserved) {
+    if (reserved && strcmp(e->name, reserved) == 0) {
+        e->error = strdup("the name is the base model's id; rename the folder");
+        return;
+    }
+    err_t err = {{0}};
+    lora_adapter *a = lora_load(e->path, cfg, &err);
+    if (!a) {
+        e->error = strdup(err.msg);
+        return;
+    }
+    e->ok = 1;
+    e->rank = a->max_rank;
+    e->alpha = a->config.alpha;
+    e->n_adapted = a->n_adapted;
+    e->n_params = a->n_params;
+    e->created = e->weights.mtime_ns / 1000000000;
+    lora_free(a);
+}
+
+// A new entry for folder name, stamped (both files must exist: a folder
+// with neither is not an adapter and yields NULL with *skip set).
+static reg_entry *entry_new(const char *dir, const char *name, int *skip) {
+    *skip = 0;
+    reg_entry *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    atomic_init(&e->refs, 1);
+    e->name = strdup(name);
+    e->path = util_path_join(dir, name);
+    char *cfg = e->path ? util_path_join(e->path, "adapter_config.json") : NULL;
+    char *wts = e->path ? util_path_join(e->path, "adapter_model.safetensors") : NULL;
+    if (!e->name || !e->path || !cfg || !wts) {
+        free(cfg);
+        free(wts);
+        reg_entry_unref(e);
+        return NULL;
+    }
+    int has_cfg = stamp_of(cfg, &e->config) == 0;
+    int has_wts = stamp_of(wts, &e->weights) == 0;
+    stamp_of(e->path, &e->dir);
+    free(cfg);
+    free(wts);
+    if (!has_cfg) {
+        *skip = 1;
+        reg_entry_unref(e);
+        return NULL;
+    }
+    if (!has_wts) e->error = strdup("adapter_model.safetensors is missing");
+    return e;
+}
+
+static int cmp_entry(const void *a, const void *b) {
+    return strcmp((*(reg_entry *const *)a)->name, (*(reg_entry *const *)b)->name);
+}
+
+static int push(const reg_entry ***arr, int *n, const reg_entry *e) {
+    const reg_entry **t = realloc(*arr, (size_t)(*n + 1) * sizeof *t);
+    if (!t) return -1;
+    t[(*n)++] = e;
+    *arr = t;
+    return 0;
+}
+
+reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snapshot *prev, const char *reserved,
+                       reg_changes *changes, err_t *err) {
+    if (changes) memset(changes, 0, sizeof *changes);
+    DIR *d = opendir(dir);
+    if (!d) {
+        err_set(err, "%s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    reg_snapshot *s = calloc(1, sizeof *s);
+    int cap = 0;
+    struct dirent *de;
+    while (s && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        int skip = 0;
+        reg_entry *e = entry_new(dir, de->d_name, &skip);
+        if (!e) {
+            if (skip) continue;
+            break; // out of memory
+        }
+        if (!util_is_dir(e->path)) {
+            reg_entry_unref(e);
+            continue;
+        }
+        const reg_entry *old = find_any(prev, e->name);
+        if (old && stamp_eq(&old->dir, &e->dir) && stamp_eq(&old->config, &e->config) &&
+            stamp_eq(&old->weights, &e->weights)) {
+            reg_entry_unref(e);
+            e = reg_entry_ref(old); // unchanged: share it
+        } else if (!e->error) {
+            validate(e, cfg, reserved);
+        }
+        if (s->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            reg_entry **t = realloc(s->entries, (size_t)cap * sizeof *t);
+            if (!t) {
+                reg_entry_unref(e);
+                break;
+            }
+            s->entries = t;
+        }
+        s->entries[s->n++] = e;
+    }
+    closedir(d);
+    if (!s) {
+        err_set(err, "out of memory");
+        return NULL;
+    }
+    if (s->n > 1) qsort(s->entries, (size_t)s->n, sizeof *s->entries, cmp_entry);
+    if (!changes) return s;
+    for (int i = 0; i < s->n; i++) {
+        const reg_entry *e = s->entries[i], *old = find_any(prev, e->name);
+        if (old == e) continue;
+        if (!e->ok) {
+            push(&changes->failed, &changes->n_failed, e);
+            if (old && old->ok) push(&changes->removed, &changes->n_removed, old);
+        } else if (old && old->ok) {
+            push(&changes->replaced, &changes->n_replaced, e);
+        } else {
+            push(&changes->added, &changes->n_added, e);
+        }
+    }
+    for (int i = 0; prev && i < prev->n; i++) {
+        const reg_entry *o = prev->entries[i];
+        if (o->ok && !find_any(s, o->name)) push(&changes->removed, &changes->n_removed, o);
+    }
+    return s;
+}

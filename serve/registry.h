@@ -1,0 +1,101 @@
+// registry: the adapters folder. Each subfolder holding adapter_config.json
+// and adapter_model.safetensors is an adapter named after the folder
+// (adapters/acme-bot -> model "acme-bot"); it is validated with lora_load
+// against the base model's config before it is offered.
+//
+// A scan returns a new snapshot: an immutable, name-sorted list of entries.
+// Entries are shared between snapshots and reference-counted (atomically),
+// so a request can hold the entry of the adapter it uses while a rescan
+// replaces or removes it. A rescan reuses an entry whose folder and files
+// look unchanged (same inode, size and mtime of the folder and both files)
+// and re-validates the rest, which catches the trainer's atomic
+// temp-dir-and-rename, an in-place overwrite, and a half-copied folder
+// completing later. Folders whose name starts with '.' are ignored (the
+// trainer's temp dirs), as are folders without adapter_config.json; a
+// folder that fails validation is kept as a "bad" entry (not offered) so it
+// is reported once, not at every rescan, and retried when it changes.
+//
+// This module is plain C with no event loop: reg_scan reads the disk and is
+// meant for a worker thread (uv_queue_work). Threading contract: reg_scan
+// only reads `prev` (which must stay alive until it returns); snapshots are
+// never modified after creation; reg_entry_ref/unref are thread-safe.
+//
+// The registry keeps metadata, not weights: whoever needs the tensors (the
+// engine, when it gives the adapter a slot) loads them again with lora_load
+// from entry->path.
+#ifndef TESSERA_REGISTRY_H
+#define TESSERA_REGISTRY_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "err.h"
+
+typedef struct reg_stamp {
+    dev_t dev;
+    ino_t ino;
+    int64_t size;
+    int64_t mtime_ns;
+} reg_stamp;
+
+typedef struct reg_entry {
+    char *name;          // the folder name = the model id
+    char *path;          // dir/name
+    reg_stamp dir, config, weights;
+    int ok;              // validated; 0 = bad (see error)
+    char *error;         // why it is bad (NULL when ok)
+    // From the validated adapter:
+    int rank;            // max rank over modules
+    double alpha;
+    int n_adapted;       // adapted projections
+    int64_t n_params;
+    int64_t created;     // unix time of the weights file's mtime
+    atomic_int refs;
+} reg_entry;
+
+typedef struct reg_snapshot {
+    reg_entry **entries; // sorted by name; good and bad ones
+    int n;
+} reg_snapshot;
+
+// What a scan changed compared with prev, for logging: each array lists
+// entries of the new snapshot (added, replaced, newly bad) or of prev
+// (removed); borrowed from the snapshots.
+typedef struct reg_changes {
+    const reg_entry **added;    // new good adapters
+    int n_added;
+    const reg_entry **replaced; // good adapters whose files changed
+    int n_replaced;
+    const reg_entry **removed;  // from prev: gone, or now bad (good in prev)
+    int n_removed;
+    const reg_entry **failed;   // new or changed and bad (entry->error says why)
+    int n_failed;
+} reg_changes;
+
+// Scans dir against the base model cfg. prev (may be NULL) is the current
+// snapshot: unchanged entries are shared from it. reserved (may be NULL) is
+// a name no adapter may take (the base model's id): such a folder is bad.
+// Returns a new snapshot (free with reg_snapshot_free) and fills *changes
+// (free with reg_changes_free; may be NULL), or NULL + err when dir cannot
+// be read at all.
+reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snapshot *prev, const char *reserved,
+                       reg_changes *changes, err_t *err);
+
+void reg_snapshot_free(reg_snapshot *s);
+void reg_changes_free(reg_changes *c);
+
+// The good entry named name, or NULL (bad entries are not found). Borrowed
+// from the snapshot: take a reference to keep it longer.
+const reg_entry *reg_find(const reg_snapshot *s, const char *name);
+
+// Number of good entries.
+int reg_count(const reg_snapshot *s);
+
+// Reference counting for holders other than snapshots (a request in
+// flight). ref returns e. unref frees the entry when the last holder drops it.
+reg_entry *reg_entry_ref(const reg_entry *e);
+void reg_entry_unref(reg_entry *e);
+
+#endif

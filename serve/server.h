@@ -1,0 +1,154 @@
+// server: the OpenAI-compatible multi-tenant server: one libuv loop that
+// wires http (transport), api (JSON), tenants (keys), registry (adapters
+// folder, watched) and, through the interface below, a generation engine.
+//
+// Routes:
+//   GET  /health                 {"status":"ok"}, no key needed
+//   GET  /v1/models              the base model (if the tenant may use it)
+//                                and the tenant's adapters
+//   GET  /v1/models/{id}         one of those, else 404 model_not_found
+//   POST /v1/chat/completions    validated, templated, tokenized, checked
+//   POST /v1/completions         against the context, then handed to the
+//                                engine (503 when none is plugged in)
+//
+// Per request on the loop thread: auth (tenants), body (api), model visible
+// to the tenant (registry). The chat template and tokenizer run on the libuv
+// thread pool; so do adapter-folder scans. Signals: SIGTERM/SIGINT stop the
+// server (srv_run returns 0); SIGHUP reloads the tenants file (a bad file
+// keeps the old table) and rescans the adapters.
+//
+// ---- The engine boundary ----------------------------------------------------
+//
+// An engine turns a validated srv_request into tokens. The server does the
+// text side on the loop thread (DESIGN.md, data flow step 3): incremental
+// UTF-8-safe detokenizing, stop strings, SSE chunks or the final JSON. The
+// engine does the numbers: prefill, decode, sampling (sampler.h), max_tokens
+// and stop token ids (EOS).
+//
+// Threading: submit, cancel and stop are called on the loop thread. The
+// engine calls the request's sink on the loop thread too: an engine thread
+// hands results over with uv_async_send on srv_loop() (see the echo engine
+// in server.c for a small complete example).
+//
+// Lifetime: a submitted srv_request belongs to the server and stays valid
+// until the engine has called sink.on_finish once for each of its n choices;
+// after that the engine must not touch it. Every choice gets exactly one
+// on_finish, also after cancel (reason SRV_FINISH_CANCEL, or the real reason
+// if it finished first) and at shutdown (inside stop()).
+#ifndef TESSERA_SERVER_H
+#define TESSERA_SERVER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "err.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+typedef struct srv srv;
+
+typedef enum srv_finish {
+    SRV_FINISH_STOP,   // EOS or a stop token id: finish_reason "stop"
+    SRV_FINISH_LENGTH, // max_tokens reached: "length"
+    SRV_FINISH_CANCEL, // cancelled (client gone, stop string, shutdown)
+    SRV_FINISH_ERROR,  // the engine failed this choice: the client gets a 500 / an error event
+} srv_finish;
+
+// Where the engine reports, on the loop thread.
+typedef struct srv_sink {
+    void *ctx;
+    // One generated token of choice `index` (0..n-1), in order. r->token is
+    // the id; r->logprob and r->top (n_top = sampling.top_logprobs) feed
+    // logprobs when the request asked for them. The token that ends a choice
+    // with SAMPLER_FINISH_STOP (EOS) need not be reported; if it is
+    // (r->finish set) it is ignored: never shown, only counted by on_finish.
+    void (*on_token)(void *ctx, int index, const sampler_result *r);
+    // Choice `index` is over. completion_tokens counts every token sampled
+    // for it (EOS included, as vLLM counts).
+    void (*on_finish)(void *ctx, int index, srv_finish reason, int completion_tokens);
+} srv_sink;
+
+// A validated generation request: one prompt, n independent choices.
+// Everything is read-only for the engine except engine_data.
+typedef struct srv_request {
+    uint64_t id;                // unique in this process (logs)
+    const int32_t *prompt;      // token ids, each in [0, vocab_size)
+    int n_prompt;               // >= 1
+    const char *adapter;        // adapter name, NULL = the base model
+    const char *adapter_path;   // its folder, for lora_load (NULL = base)
+    sampler_params sampling;    // checked with sampler_params_check; stop_ids = the EOS ids;
+                                // seed always set (random when the client gave none);
+                                // choice i should seed its sampler_state with seed + i
+    int max_tokens;             // >= 1, and n_prompt + max_tokens <= max_position_embeddings
+    int n;                      // choices, 1..API_MAX_N
+    srv_sink sink;
+    void *engine_data;          // the engine's own
+} srv_request;
+
+enum { SRV_SUBMIT_OK = 0, SRV_SUBMIT_BUSY = 1 };
+
+typedef struct srv_engine {
+    void *ctx;
+    // Takes a request. Returns SRV_SUBMIT_OK; SRV_SUBMIT_BUSY when it
+    // cannot queue more now (the client gets 429 with Retry-After); or -1 +
+    // err for a request it cannot serve (503 with err's message). When it
+    // does not return OK it must not call the sink for r.
+    int (*submit)(void *ctx, srv_request *r, err_t *err);
+    // Stop choice `index` of r (-1: every choice) as soon as possible.
+    // on_finish still comes for each such choice, later or inside this call.
+    void (*cancel)(void *ctx, srv_request *r, int index);
+    // The server is shutting down: every connection is closed and every
+    // request cancelled. Join threads, call on_finish (synchronously, here)
+    // for each choice not finished yet, and close the engine's libuv handles.
+    void (*stop)(void *ctx);
+} srv_engine;
+
+// ---- the server ---------------------------------------------------------------
+
+typedef struct srv_config {
+    const char *model_dir;          // Hugging Face folder (config.json, tokenizer.json, ...)
+    const char *served_model_name;  // the base model's id; NULL = the folder's basename
+    const char *chat_template;      // family name overriding detection (chat.h); NULL = detect
+    const char *host;               // NULL = "127.0.0.1"
+    int port;                       // 0 = any free port (logged)
+    const char *adapters_dir;       // NULL = no adapters
+    const char *tenants_path;       // NULL = open mode (no keys; every adapter visible)
+    size_t max_body_bytes;          // 0 = 8 MiB
+    uint64_t idle_timeout_ms;       // 0 = 60 s
+    uint64_t request_timeout_ms;    // 0 = 30 s
+    uint64_t rescan_ms;             // periodic adapter rescan; 0 = 2 s
+} srv_config;
+
+// Reads the model's config, tokenizer and chat template, the tenants file
+// and the adapters folder (a first scan), and binds the listening socket.
+// Logs one line per fact to stderr. Returns a new server (srv_free) or NULL
+// + err naming the file or address at fault.
+srv *srv_open(const srv_config *cfg, err_t *err);
+
+// Plugs an engine in (copied). Before srv_run. Without one, generation
+// endpoints validate and then answer 503 "generation engine not available".
+void srv_set_engine(srv *s, const srv_engine *e);
+
+// A built-in test engine that "generates" the prompt's own tokens back, one
+// per delay_ms, from a thread of its own (finish "length" when max_tokens
+// is smaller than the prompt, else "stop"). For tests and as the reference
+// use of this interface; not a model.
+int srv_use_echo_engine(srv *s, int delay_ms, err_t *err);
+
+// What an engine needs from the server.
+uv_loop_t *srv_loop(srv *s);
+const model_config *srv_model(const srv *s);
+const tok *srv_tokenizer(const srv *s);
+const char *srv_model_dir(const srv *s);
+
+// Runs the loop until SIGTERM/SIGINT (or srv_stop); then closes every
+// connection, cancels requests, stops the engine and returns 0.
+int srv_run(srv *s);
+
+// Begins the same shutdown from the loop thread.
+void srv_stop(srv *s);
+
+void srv_free(srv *s);
+
+#endif
