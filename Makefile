@@ -97,10 +97,11 @@ $(BUILD)/train: $(call obj,$(TRAIN_SRC)) $(DEV_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
 
 # Tests, tools and benches link the CPU code only; CUDA tests link both.
-# Tests also get serve's and train's modules (not their main.c).
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(CORE_OBJ) $(PROG_OBJ) $(LLHTTP_OBJ)
+# Tests also get serve's and train's modules (not their main.c), and so
+# the CUDA objects those reference when CUDA is on.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(DEV_OBJ) $(PROG_OBJ) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
 
 $(BUILD)/tools/%: $(BUILD)/obj/tests/tools/%.o $(CORE_OBJ)
 	@mkdir -p $(dir $@)
