@@ -67,7 +67,7 @@ struct model {
 
     model_slot *slots;
     float *lora_v;     // (max_tokens, lora_rank_cap) LoRA shrink scratch
-    int lora_rank_cap;
+    int lora_rank_cap; // opts.max_lora_rank
 
     int max_tokens;
     model_acts a;
@@ -78,7 +78,12 @@ struct model {
 };
 
 model_opts model_opts_default(void) {
-    model_opts o = {.quant = MODEL_LOAD_NF4, .nf4_double_quant = 1, .max_tokens = 512, .max_slots = 8, .bk = NULL};
+    model_opts o = {.quant = MODEL_LOAD_NF4,
+                    .nf4_double_quant = 1,
+                    .max_tokens = 512,
+                    .max_slots = 8,
+                    .max_lora_rank = MODEL_DEFAULT_MAX_LORA_RANK,
+                    .bk = NULL};
     return o;
 }
 
@@ -86,6 +91,7 @@ const model_config *model_get_config(const model *m) { return &m->cfg; }
 int64_t model_weight_bytes(const model *m) { return m->weight_bytes; }
 int model_max_tokens(const model *m) { return m->max_tokens; }
 int model_max_slots(const model *m) { return m->opts.max_slots; }
+int model_max_lora_rank(const model *m) { return m->opts.max_lora_rank; }
 
 // ---- loading ---------------------------------------------------------------------
 
@@ -297,6 +303,9 @@ model *model_load(const char *dir, const model_opts *o, err_t *err) {
     m->opts = o ? *o : model_opts_default();
     m->bk = m->opts.bk ? m->opts.bk : bk_cpu();
     if (m->opts.max_slots < 0) m->opts.max_slots = 0;
+    if (m->opts.max_lora_rank <= 0) m->opts.max_lora_rank = MODEL_DEFAULT_MAX_LORA_RANK;
+    if (m->opts.max_lora_rank > LORA_MAX_RANK) m->opts.max_lora_rank = LORA_MAX_RANK;
+    m->lora_rank_cap = m->opts.max_lora_rank;
     sft *s = NULL;
     if (model_config_load(dir, &m->cfg, err) < 0 || check_supported(&m->cfg, dir, err) < 0) goto fail;
     if (!(s = sft_open(dir, err))) goto fail;
@@ -412,18 +421,30 @@ void model_adapter_clear(model *m, int slot) {
     memset(s, 0, sizeof *s);
 }
 
+// Refuses an adapter this model cannot run: a rank above max_lora_rank (the
+// first module over it is named), or another base's shape.
 static int check_adapter(const model *m, const lora_adapter *a, err_t *err) {
+    if (a->max_rank > m->opts.max_lora_rank)
+        for (int i = 0; i < a->n_layers * MODEL_LIN_COUNT; i++)
+            if (a->modules[i].rank > m->opts.max_lora_rank)
+                return err_set(err,
+                               "adapter %s: rank %d (layer %d %s) is above this model's max_lora_rank %d "
+                               "(raise max_lora_rank to serve it)",
+                               a->name, a->modules[i].rank, i / MODEL_LIN_COUNT,
+                               model_linear_name((model_linear)(i % MODEL_LIN_COUNT)), m->opts.max_lora_rank);
     if (a->n_layers != m->cfg.num_hidden_layers)
-        return err_set(err, "adapter %s has %d layers, the model %d", a->name, a->n_layers,
-                       m->cfg.num_hidden_layers);
+        return err_set(err, "adapter %s has %d layers, the model %d (an adapter for another base model)", a->name,
+                       a->n_layers, m->cfg.num_hidden_layers);
     for (int l = 0; l < a->n_layers; l++)
         for (int i = 0; i < MODEL_LIN_COUNT; i++) {
             const lora_module *lm = lora_at(a, l, (model_linear)i);
             int out, in;
             model_linear_dims(&m->cfg, (model_linear)i, &out, &in);
             if (lm->rank > 0 && (lm->in != in || lm->out != out))
-                return err_set(err, "adapter %s: layer %d %s is [%d, %d], the model's [%d, %d]", a->name, l,
-                               model_linear_name((model_linear)i), lm->out, lm->in, out, in);
+                return err_set(err,
+                               "adapter %s: layer %d %s is [%d, %d], the model's [%d, %d] (an adapter for another "
+                               "base model)",
+                               a->name, l, model_linear_name((model_linear)i), lm->out, lm->in, out, in);
         }
     return 0;
 }
@@ -440,11 +461,6 @@ int model_adapter_set(model *m, int slot, const lora_adapter *a, err_t *err) {
         free(s.mods);
         if (s.mem) m->bk->free(s.mem);
         return err_set(err, "adapter %s: out of memory for %lld weights", a->name, (long long)a->n_params);
-    }
-    if (a->max_rank > m->lora_rank_cap && lora_scratch(m, m->max_tokens, a->max_rank, err) < 0) {
-        free(s.mods);
-        m->bk->free(s.mem);
-        return -1;
     }
     float *p = s.mem;
     for (int i = 0; i < n; i++) {
@@ -605,4 +621,23 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, e
     for (int t = 0; t < T; t++)
         if (kv->len[b->seq[t]] < b->pos[t] + 1) kv->len[b->seq[t]] = b->pos[t] + 1;
     return 0;
+}
+
+// ---- views for training ------------------------------------------------------------
+
+void model_get_view(const model *m, model_view *v) {
+    *v = (model_view){m->bk, &m->embed, &m->lm_head, m->norm, m->inv_freq};
+}
+
+void model_get_layer_view(const model *m, int layer, model_layer_view *v) {
+    const model_layer *L = &m->layers[layer];
+    memset(v, 0, sizeof *v);
+    v->attn_norm = L->attn_norm;
+    v->mlp_norm = L->mlp_norm;
+    v->q_norm = L->q_norm;
+    v->k_norm = L->k_norm;
+    for (int i = 0; i < MODEL_LIN_COUNT; i++) {
+        v->lin[i] = &L->lin[i];
+        v->bias[i] = L->bias[i];
+    }
 }

@@ -40,8 +40,17 @@ typedef struct model_opts {
     int nf4_double_quant;    // default 1 (bnb's compress_statistics); 0: f32 absmax
     int max_tokens;          // tokens per forward the activations hold (default 512)
     int max_slots;           // adapter slots (default 8)
+    // The largest LoRA rank an adapter slot accepts (default 64; 0 means the
+    // default). model_adapter_set refuses an adapter with any module of a
+    // higher rank. vLLM's --max-lora-rank defaults to 16; 64 covers the
+    // ranks QLoRA recipes use (8..64) without a flag. The LoRA scratch is
+    // sized for it once, with the activations (max_tokens x max_lora_rank
+    // floats), so setting an adapter never resizes it.
+    int max_lora_rank;
     const bk_ops *bk;        // NULL: the CPU backend
 } model_opts;
+
+#define MODEL_DEFAULT_MAX_LORA_RANK 64
 
 model_opts model_opts_default(void);
 
@@ -65,10 +74,14 @@ int model_max_tokens(const model *m);
 
 // Copies adapter a (loaded against this model's config) into slot
 // (0 <= slot < max_slots), replacing what was there; a may be freed
-// afterwards. -1 + err when a does not fit the model or on out of memory.
+// afterwards. -1 + err naming the adapter when it does not fit: a slot out
+// of range, a rank above max_lora_rank, another layer count or projection
+// shapes than the model's (an adapter for another base); or on out of
+// memory. On error the slot and every other slot are left as they were.
 int model_adapter_set(model *m, int slot, const lora_adapter *a, err_t *err);
 void model_adapter_clear(model *m, int slot);
 int model_max_slots(const model *m);
+int model_max_lora_rank(const model *m);
 // 1 if slot holds an adapter.
 int model_adapter_used(const model *m, int slot);
 
@@ -95,5 +108,25 @@ typedef struct model_batch {
 // once per batch. Not reentrant: one thread runs a model's forwards (the
 // activations are the model's).
 int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, err_t *err);
+
+// Read-only views of the weights, for the training forward and backward
+// (core/lora_train.c), which runs the same layers over its own
+// activations. Borrowed from m: valid until model_free.
+typedef struct model_view {
+    const bk_ops *bk;
+    const bk_weight *embed, *lm_head; // (V, C)
+    const float *norm;                // (C) the final norm
+    const float *inv_freq;            // (head_dim / 2) RoPE frequencies, scaling applied
+} model_view;
+
+typedef struct model_layer_view {
+    const float *attn_norm, *mlp_norm;     // (C)
+    const float *q_norm, *k_norm;          // (head_dim), Qwen3 only; else NULL
+    const bk_weight *lin[MODEL_LIN_COUNT]; // q, k, v, o, gate, up, down: (out, in)
+    const float *bias[MODEL_LIN_COUNT];    // (out) or NULL
+} model_layer_view;
+
+void model_get_view(const model *m, model_view *v);
+void model_get_layer_view(const model *m, int layer, model_layer_view *v);
 
 #endif

@@ -76,6 +76,49 @@ typedef struct bk_attn_args {
     float scale;                // 1/sqrt(head_dim) for every supported model
 } bk_attn_args;
 
+// ---- training (train/) -------------------------------------------------------
+//
+// LoRA dropout as PEFT applies it (nn.Dropout on the input of lora_A):
+// element i = t * C + c of the input x (T, C) is kept with probability
+// 1 - p and then scaled by 1 / (1 - p). Whether it is kept is a pure
+// function of (key, i) (bk_dropout_keep), so the backward pass and a
+// recomputed forward see the same mask without storing it, on any backend.
+typedef struct bk_dropout {
+    float p;      // 0: no dropout
+    uint64_t key;
+} bk_dropout;
+
+static inline int bk_dropout_keep(const bk_dropout *d, uint64_t i) {
+    uint64_t z = d->key + (i + 1) * 0x9E3779B97F4A7C15ull; // splitmix64 of key + i
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * 0x1p-24f >= d->p;
+}
+
+// Causal attention for training: a batch of whole sequences packed one after
+// another (no KV cache, no padding). Token t attends to the tokens
+// max(start[t], t - window + 1) .. t of the batch (window 0 = no window),
+// start[t] being the index of the first token of t's sequence.
+typedef struct bk_train_attn {
+    const int32_t *start; // (T)
+    int n_heads, n_kv_heads, head_dim;
+    int window;
+    float scale;
+} bk_train_attn;
+
+// One AdamW step as torch.optim.AdamW takes it (decoupled weight decay),
+// its scalars formed on the host in double and rounded, as torch forms them
+// in Python: g = g * grad_scale; p = p * decay; m = lerp(m, g, 1 - beta1);
+// v = v * beta2 + (1 - beta2) g^2; p -= step_size * m / (sqrt(v) / bc2_sqrt + eps).
+typedef struct bk_adamw {
+    float beta1, beta2, eps;
+    float decay;          // 1 - lr * weight_decay
+    float step_size;      // lr / (1 - beta1^step)
+    float bc2_sqrt;       // sqrt(1 - beta2^step)
+    float grad_scale;     // gradients are multiplied by this first (clipping)
+} bk_adamw;
+
 typedef struct bk_ops {
     const char *name;
     int host_memory; // 1 if backend memory is ordinary host memory (CPU)
@@ -125,6 +168,62 @@ typedef struct bk_ops {
 
     // x (T, C), rows (N) -> out (N, C) = x[rows[i]]; out must not alias x.
     void (*gather_rows)(float *out, const float *x, const int32_t *rows, int N, int C);
+
+    // ---- training: forward variants that keep what backward needs, and the
+    // backward ops. Base weights are frozen: gradients flow to activations
+    // and LoRA weights only. Gradient outputs named "accumulate" add (1) or
+    // overwrite (0); dA, dB always add.
+
+    // q (T, H, D), k, v (T, KVH, D) -> out (T, H, D) as `attention` computes
+    // it, over the packed sequences of bk_train_attn; lse (T, H) gets each
+    // row's log-sum-exp of the scaled scores (what backward needs).
+    void (*attention_train)(float *out, float *lse, const float *q, const float *k, const float *v, int T,
+                            const bk_train_attn *a);
+    // dout (T, H, D) and the forward's q, k, v, out, lse -> dq (T, H, D),
+    // dk, dv (T, KVH, D) (overwritten); delta (T, H) scratch.
+    void (*attention_backward)(float *dq, float *dk, float *dv, float *delta, const float *dout, const float *q,
+                               const float *k, const float *v, const float *out, const float *lse, int T,
+                               const bk_train_attn *a);
+
+    // One LoRA over every token, with dropout on its input:
+    // x (T, C), A (rank, C), B (OC, rank) -> v (T, rank) = A drop(x) (kept
+    // for backward), y (T, OC) += scale * B v. Without dropout the same
+    // float operations as `lora`.
+    void (*lora_train)(float *y, float *v, const float *x, const float *A, const float *B, int T, int C, int OC,
+                       int rank, float scale, const bk_dropout *drop);
+    // dy (T, OC), x, v, A, B as lora_train had them, u = scale * dy B
+    // (T, rank, scratch) -> dA (rank, C) += u^T drop(x), dB (OC, rank) +=
+    // scale * dy^T v, dx (T, C) += the dropout mask (scaled) * (u A).
+    void (*lora_backward)(float *dx, float *dA, float *dB, float *u, const float *dy, const float *x, const float *v,
+                          const float *A, const float *B, int T, int C, int OC, int rank, float scale,
+                          const bk_dropout *drop);
+
+    // dy (T, OC), W (OC, C) -> dx (T, C) = dy W (the input gradient of
+    // matmul; bf16 / NF4 tiles converted as matmul does).
+    void (*matmul_backward)(float *dx, const float *dy, const bk_weight *W, int T, int accumulate);
+
+    // dy (N, C), the forward's input x (N, C) and w (C) -> dx (N, C).
+    // dx may equal dy when not accumulating.
+    void (*rmsnorm_backward)(float *dx, const float *dy, const float *x, const float *w, int64_t N, int C, float eps,
+                             int accumulate);
+
+    // dx (T, H, D) in place: the inverse rotation of `rope`.
+    void (*rope_backward)(float *dx, const int32_t *pos, int T, int H, int D, const float *inv_freq);
+
+    // dout, gate, up (N) -> dgate, dup (N) of out = silu(gate) * up.
+    // dgate may equal dout.
+    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                            int64_t N);
+
+    // logits (N, V) in place -> (softmax(logits) - onehot(target)) * grad_scale;
+    // loss (N) = logsumexp(logits) - logits[target] per row.
+    void (*cross_entropy)(float *logits, float *loss, const int32_t *target, int N, int V, float grad_scale);
+
+    // One AdamW step on n parameters p with gradients g and moments m, v.
+    void (*adamw)(float *p, const float *g, float *m, float *v, int64_t n, const bk_adamw *h);
+
+    // sum(x^2) in double, the same value for any thread count (host result).
+    double (*sumsq)(const float *x, int64_t n);
 } bk_ops;
 
 // The CPU backend (kernels/cpu). Threaded with a process-wide pool; see
@@ -135,6 +234,16 @@ const bk_ops *bk_cpu(void);
 // $TESSERA_THREADS when set). Call between forward passes, not during one.
 void bk_cpu_set_threads(int n);
 int bk_cpu_threads(void);
+// The CPU matmul kernels, process-wide: level 0 the portable reference
+// kernels, 1 AVX2 + FMA, 2 AVX2 + FMA with AVX-512VL NF4 lookups (the same
+// results as 1, faster); the best the CPU has up to `level` is used. The
+// default is the best available, capped by $TESSERA_SIMD when set. Each set
+// is batch-invariant; 1 and 2 differ from 0 by f32 rounding (fused
+// multiply-add, another summation order) within the bound
+// tests/test_kernels.c states. Returns the set now in use: "portable",
+// "avx2+fma" or "avx512vl". Between forward passes, like bk_cpu_set_threads.
+const char *bk_cpu_set_simd(int level);
+const char *bk_cpu_simd(void);
 // Joins the pool's threads and frees their scratch (a later op restarts
 // them): for a clean exit under LeakSanitizer.
 void bk_cpu_shutdown(void);

@@ -3,7 +3,9 @@
 // rows, row counts not a multiple of the tiles, more tokens than a task's
 // chunk, non-contiguous KV blocks, GQA, a sliding window), plus batch
 // invariance (a row's result does not depend on the batch around it) and
-// thread invariance (1 thread vs several: bit-identical).
+// thread invariance (1 thread vs several: bit-identical), for each matmul
+// kernel set the CPU has (portable, AVX2 + FMA, AVX-512VL lookups), and the
+// sets against each other within a stated bound.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,34 +45,94 @@ static void ref_matmul(double *out, const float *x, const float *w, const float 
         }
 }
 
-static void check_matmul_kind(const char *kind, const bk_weight *W, const float *wf, int T) {
+static const char *const SIMD_NAMES[] = {"portable", "avx2+fma", "avx512vl"};
+
+// Selects kernel set `level` (bk_cpu_set_simd); 0 if this CPU lacks it.
+static int use_simd(int level) { return strcmp(bk_cpu_set_simd(level), SIMD_NAMES[level]) == 0; }
+
+// out = x W^T + bias under the current kernel set: relative error vs the
+// double reference, batch invariance (each row alone gives the same bits:
+// the one-token fused kernels equal the tile kernels) and thread
+// invariance (1 vs 3 threads: the same bits). Returns the relative error.
+static double check_matmul_set(const char *kind, const bk_weight *W, const float *x, const float *bias,
+                               const double *want, int T, float *out) {
     const bk_ops *bk = bk_cpu();
     int C = (int)W->cols, OC = (int)W->rows;
-    float *x = randn((int64_t)T * C, 1.0f), *bias = randn(OC, 0.1f);
-    float *out = malloc((size_t)T * OC * sizeof *out), *one = malloc((size_t)OC * sizeof *one);
-    double *want = malloc((size_t)T * OC * sizeof *want);
-    ref_matmul(want, x, wf, bias, T, C, OC);
+    float *one = malloc((size_t)OC * sizeof *one), *serial = malloc((size_t)T * OC * sizeof *serial);
     bk->matmul(out, x, W, bias, T);
     double e = rel_err(out, want, (int64_t)T * OC);
-    CHECK(e < 1e-5, "matmul %s: relative error %.3g", kind, e);
-    // batch invariance: each row alone gives the same bits
+    CHECK(e < 1e-5, "matmul %s (%s): relative error %.3g", kind, bk_cpu_simd(), e);
     int same = 1;
     for (int t = 0; t < T; t++) {
         bk->matmul(one, x + (int64_t)t * C, W, bias, 1);
         same &= memcmp(one, out + (int64_t)t * OC, (size_t)OC * sizeof *one) == 0;
     }
-    CHECK(same, "matmul %s: a row computed alone differs from the batch", kind);
-    // thread invariance
+    CHECK(same, "matmul %s (%s): a row computed alone differs from the batch", kind, bk_cpu_simd());
     int threads = bk_cpu_threads();
     bk_cpu_set_threads(1);
-    float *serial = malloc((size_t)T * OC * sizeof *serial);
     bk->matmul(serial, x, W, bias, T);
     bk_cpu_set_threads(3);
+    bk->matmul(one, x, W, bias, 1); // and a one-token call on 3 threads
+    CHECK(memcmp(one, out, (size_t)OC * sizeof *one) == 0, "matmul %s (%s): T=1 on 3 threads differs", kind,
+          bk_cpu_simd());
     bk->matmul(out, x, W, bias, T);
-    CHECK(memcmp(serial, out, (size_t)T * OC * sizeof *out) == 0, "matmul %s: 1 vs 3 threads differ", kind);
+    CHECK(memcmp(serial, out, (size_t)T * OC * sizeof *out) == 0, "matmul %s (%s): 1 vs 3 threads differ", kind,
+          bk_cpu_simd());
     bk_cpu_set_threads(threads);
-    printf("matmul %-10s T %d, %d x %d: rel err %.2g, batch- and thread-invariant\n", kind, T, OC, C, e);
-    free(x), free(bias), free(out), free(one), free(want), free(serial);
+    printf("matmul %-7s %-9s T %d, %d x %d: rel err %.2g, batch- and thread-invariant\n", kind, bk_cpu_simd(), T, OC,
+           C, e);
+    free(one), free(serial);
+    return e;
+}
+
+// Every kernel set the CPU has, then the sets against each other. The
+// SIMD kernels round differently from the portable ones (fma, another
+// summation order), so they are held to the worst-case bound of any f32
+// evaluation of the same sum: each of the two results is within
+// gamma(C + 1) * sum_c |x_c w_c| + |bias| of the exact value (Higham,
+// gamma(n) = n u / (1 - n u), u = 2^-24), so they differ by at most twice
+// that. AVX-512VL only changes how NF4 codes are looked up: the same bits
+// as AVX2.
+static void check_matmul_kind(const char *kind, const bk_weight *W, const float *wf, int T) {
+    int C = (int)W->cols, OC = (int)W->rows;
+    float *x = randn((int64_t)T * C, 1.0f), *bias = randn(OC, 0.1f);
+    double *want = malloc((size_t)T * OC * sizeof *want), *bound = malloc((size_t)T * OC * sizeof *bound);
+    ref_matmul(want, x, wf, bias, T, C, OC);
+    double u = ldexp(1.0, -24), gamma = (C + 1) * u / (1 - (C + 1) * u);
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < OC; o++) {
+            double s = fabs((double)bias[o]);
+            for (int c = 0; c < C; c++) s += fabs((double)x[t * C + c] * wf[(int64_t)o * C + c]);
+            bound[(int64_t)t * OC + o] = 2 * gamma * s;
+        }
+    const char *orig = bk_cpu_simd();
+    float *out[3] = {NULL, NULL, NULL};
+    for (int level = 0; level < 3; level++) {
+        if (!use_simd(level)) continue;
+        out[level] = malloc((size_t)T * OC * sizeof(float));
+        check_matmul_set(kind, W, x, bias, want, T, out[level]);
+    }
+    for (int level = 1; level < 3; level++) {
+        if (!out[level]) continue;
+        double worst = 0, top = 0, diff = 0;
+        for (int64_t i = 0; i < (int64_t)T * OC; i++) {
+            double d = fabs((double)out[level][i] - out[0][i]);
+            if (!(d / bound[i] <= worst)) worst = d / bound[i];
+            diff = fmax(diff, d);
+            top = fmax(top, fabs(want[i]));
+        }
+        CHECK(worst <= 1, "matmul %s: %s vs portable at %.3g of the bound", kind, SIMD_NAMES[level], worst);
+        printf("matmul %-7s %-9s vs portable: max |diff| %.2g of max |y|, %.2g of the worst-case bound\n", kind,
+               SIMD_NAMES[level], diff / top, worst);
+    }
+    if (out[1] && out[2])
+        CHECK(memcmp(out[1], out[2], (size_t)T * OC * sizeof(float)) == 0, "matmul %s: avx512vl differs from avx2",
+              kind);
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(orig, SIMD_NAMES[i]) == 0) use_simd(i);
+        free(out[i]);
+    }
+    free(x), free(bias), free(want), free(bound);
 }
 
 // Dense kinds on (OC, C): f32, and bf16 on the rounded values.
@@ -109,14 +171,16 @@ static void check_nf4(int64_t rows, int C, int T) {
     }
 }
 
-// 176 columns: NF4 blocks span rows (tile path only); 128: whole blocks per
-// row (the fused one-token path too); 173: a bf16 tail after the 8-lane
-// loop; 37 and 21 rows: ragged tiles; T 70 > one token chunk.
+// 176 columns: NF4 blocks span rows (tile path only); 128 and 896: whole
+// blocks per row (the fused one-token path too); 173: a bf16 tail after the
+// 8-lane loop; 37 and 21 rows: ragged tiles, rows left over after groups of
+// 4; T 70 > one token chunk (its last chunk of 6 tokens).
 static void check_matmul(void) {
     check_dense(37, 176, 70);
     check_dense(21, 173, 9);
     check_nf4(64, 176, 70);
     check_nf4(21, 128, 5);
+    check_nf4(70, 896, 3);
 }
 
 // ---- LoRA ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // aligned so vector loads never straddle more lines than they must.
 #include <stdlib.h>
 
+#include "cpu_backward.h"
 #include "cpu_ops.h"
 #include "pool.h"
 
@@ -35,6 +36,17 @@ static const bk_ops cpu_ops = {
     .swiglu = cpu_swiglu,
     .residual = cpu_residual,
     .gather_rows = cpu_gather_rows,
+    .attention_train = cpu_attention_train,
+    .attention_backward = cpu_attention_backward,
+    .lora_train = cpu_lora_train,
+    .lora_backward = cpu_lora_backward,
+    .matmul_backward = cpu_matmul_backward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .rope_backward = cpu_rope_backward,
+    .swiglu_backward = cpu_swiglu_backward,
+    .cross_entropy = cpu_cross_entropy,
+    .adamw = cpu_adamw,
+    .sumsq = cpu_sumsq,
 };
 
 const bk_ops *bk_cpu(void) { return &cpu_ops; }
@@ -44,3 +56,11 @@ void bk_cpu_set_threads(int n) { cpu_pool_set_threads(n); }
 int bk_cpu_threads(void) { return cpu_pool_threads(); }
 
 void bk_cpu_shutdown(void) { cpu_pool_shutdown(); }
+
+static const char *simd_name(int level) {
+    return level == CPU_SIMD_AVX512VL ? "avx512vl" : level == CPU_SIMD_AVX2 ? "avx2+fma" : "portable";
+}
+
+const char *bk_cpu_set_simd(int level) { return simd_name(cpu_simd_set(level)); }
+
+const char *bk_cpu_simd(void) { return simd_name(cpu_simd()); }

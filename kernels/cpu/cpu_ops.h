@@ -68,6 +68,43 @@ static inline void cpu_dot4(const float *x, const float *w, int64_t n, float out
     out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
 }
 
+// ---- kernel sets -------------------------------------------------------------
+//
+// matmul has two sets of kernels: the portable ones above (the reference)
+// and AVX2 + FMA ones (matmul_avx2.c), compiled on x86-64 with target
+// attributes and used when the CPU has both. Where the CPU also has
+// AVX-512VL, the AVX2 set's fused NF4 kernel looks codes up with one
+// AVX-512VL permute instead of three AVX2 instructions: the same results,
+// faster. The choice is process-wide, like the thread count: the best the
+// CPU has, capped by $TESSERA_SIMD (0, 1, 2) when set; cpu_simd_set
+// changes it between forwards.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CPU_HAVE_AVX2 1
+#else
+#define CPU_HAVE_AVX2 0
+#endif
+
+enum {
+    CPU_SIMD_PORTABLE = 0, // the reference kernels
+    CPU_SIMD_AVX2 = 1,     // AVX2 + FMA
+    CPU_SIMD_AVX512VL = 2, // AVX2 + FMA, NF4 codes looked up with AVX-512VL
+};
+
+// The kernel set matmul uses (CPU_SIMD_*).
+int cpu_simd(void);
+// Uses the best set up to `level` that the CPU has; returns it.
+int cpu_simd_set(int level);
+
+// The AVX2 kernels (only called when cpu_simd() >= CPU_SIMD_AVX2):
+// cpu_weight_rows' values, 8 at a time;
+void cpu_avx2_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out);
+// x (T, C) times f32 rows w (R, C) -> out[t * ldo + r];
+void cpu_avx2_tile(const float *x, int64_t T, const float *w, int64_t R, int64_t C, float *out, int64_t ldo);
+// one token x (C) times rows [r0, r1) of a bf16 weight, or of an NF4 weight
+// with C % 64 == 0, decoded in registers -> out[r0 .. r1); vl: AVX-512VL
+// lookups (cpu_simd() == CPU_SIMD_AVX512VL).
+void cpu_avx2_fused_rows(const bk_weight *W, const float *x, float *out, int64_t r0, int64_t r1, int vl);
+
 // Rows [r0, r0 + n) of an NF4 or BF16 weight -> out (n, cols) f32; each
 // value exactly as nf4_dequantize / util_bf16_to_f32 forms it.
 void cpu_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out);

@@ -4,8 +4,11 @@
 // (never the whole weight), then every token of the chunk is dotted with
 // it, so the conversion is paid once per TOK_CHUNK tokens. A chunk of one
 // token (decode) converts in registers instead (the fused kernels below),
-// with bit-identical results.
+// with bit-identical results. On x86-64 CPUs with AVX2 and FMA the same
+// structure runs matmul_avx2.c's kernels instead (see cpu_ops.h).
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 
 #include "cpu_ops.h"
 #include "pool.h"
@@ -13,6 +16,7 @@
 
 #define ROW_TILE 16   // weight rows per task
 #define TOK_CHUNK 64  // tokens per task
+#define DECODE_ROW_TILE_MAX 4096 // weight rows per task at most when T = 1
 
 // Flat elements [i, end) of an NF4 weight -> out, each value code[c] * absmax
 // exactly as nf4_dequantize forms it. Whole 64-value blocks look up both
@@ -129,6 +133,37 @@ static void fuse_rows(const bk_weight *W, const float *x, float *out, int64_t r0
     for (int64_t r = r0; r < r1; r++) out[r] = fuse_nf4(x, &W->nf4, r, W->cols, pair);
 }
 
+// ---- the kernel set ------------------------------------------------------------
+
+// -1 until first asked; then a CPU_SIMD_* level. Read once per matmul call
+// by the calling thread, so a change never lands mid-call.
+static atomic_int simd_level = -1;
+
+static int cpu_best_simd(void) {
+#if CPU_HAVE_AVX2
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return CPU_SIMD_PORTABLE;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return CPU_SIMD_AVX512VL;
+    return CPU_SIMD_AVX2;
+#else
+    return CPU_SIMD_PORTABLE;
+#endif
+}
+
+int cpu_simd_set(int level) {
+    int best = cpu_best_simd();
+    int v = level < 0 ? 0 : level < best ? level : best;
+    atomic_store_explicit(&simd_level, v, memory_order_relaxed);
+    return v;
+}
+
+int cpu_simd(void) {
+    int v = atomic_load_explicit(&simd_level, memory_order_relaxed);
+    if (v >= 0) return v;
+    const char *env = getenv("TESSERA_SIMD");
+    return cpu_simd_set(env && *env ? atoi(env) : CPU_SIMD_AVX512VL);
+}
+
 // ---- the tasks -----------------------------------------------------------------
 
 typedef struct mm_job {
@@ -138,6 +173,8 @@ typedef struct mm_job {
     const float *bias;
     int T;
     int64_t n_chunks; // token chunks per row tile
+    int simd;         // the kernel set for this call (CPU_SIMD_*)
+    int64_t row_tile; // weight rows per task
 } mm_job;
 
 static void add_bias(const mm_job *j, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
@@ -150,13 +187,16 @@ static void mm_task(void *ctx, int64_t task, int thread) {
     const mm_job *j = ctx;
     const bk_weight *W = j->W;
     int64_t C = W->cols, OC = W->rows;
-    int64_t r0 = task / j->n_chunks * ROW_TILE;
-    int64_t r1 = r0 + ROW_TILE < OC ? r0 + ROW_TILE : OC;
+    int64_t r0 = task / j->n_chunks * j->row_tile;
+    int64_t r1 = r0 + j->row_tile < OC ? r0 + j->row_tile : OC;
     int64_t t0 = task % j->n_chunks * TOK_CHUNK;
     int64_t t1 = t0 + TOK_CHUNK < j->T ? t0 + TOK_CHUNK : j->T;
 
     if (fusable(W, t1 - t0)) {
-        fuse_rows(W, j->x + t0 * C, j->out + t0 * OC, r0, r1);
+        if (j->simd)
+            cpu_avx2_fused_rows(W, j->x + t0 * C, j->out + t0 * OC, r0, r1, j->simd == CPU_SIMD_AVX512VL);
+        else
+            fuse_rows(W, j->x + t0 * C, j->out + t0 * OC, r0, r1);
         add_bias(j, r0, r1, t0, t1);
         return;
     }
@@ -165,8 +205,16 @@ static void mm_task(void *ctx, int64_t task, int thread) {
         w = (const float *)W->data + r0 * C;
     } else {
         float *s = cpu_pool_scratch(thread, (size_t)((r1 - r0) * C) * sizeof(float));
-        cpu_weight_rows(W, r0, r1 - r0, s);
+        if (j->simd)
+            cpu_avx2_weight_rows(W, r0, r1 - r0, s);
+        else
+            cpu_weight_rows(W, r0, r1 - r0, s);
         w = s;
+    }
+    if (j->simd) {
+        cpu_avx2_tile(j->x + t0 * C, t1 - t0, w, r1 - r0, C, j->out + t0 * OC + r0, OC);
+        add_bias(j, r0, r1, t0, t1);
+        return;
     }
     for (int64_t t = t0; t < t1; t++) {
         const float *xt = j->x + t * C;
@@ -180,7 +228,14 @@ static void mm_task(void *ctx, int64_t task, int thread) {
 
 // x (T, C), W (OC, C), bias (OC) or NULL -> out (T, OC)
 void cpu_matmul(float *out, const float *x, const bk_weight *W, const float *bias, int T) {
-    mm_job j = {out, x, W, bias, T, (T + TOK_CHUNK - 1) / TOK_CHUNK};
-    int64_t tiles = (W->rows + ROW_TILE - 1) / ROW_TILE;
+    mm_job j = {out, x, W, bias, T, (T + TOK_CHUNK - 1) / TOK_CHUNK, cpu_simd(), ROW_TILE};
+    if (T == 1 && (fusable(W, 1) || W->type == BK_W_F32)) {
+        // Decode streams the weight once: longer runs of rows per task read
+        // memory faster; 8 tasks per thread keep the threads balanced.
+        int64_t per = (W->rows + 8 * cpu_pool_threads() - 1) / (8 * cpu_pool_threads());
+        per = (per + ROW_TILE - 1) / ROW_TILE * ROW_TILE;
+        j.row_tile = per > DECODE_ROW_TILE_MAX ? DECODE_ROW_TILE_MAX : per;
+    }
+    int64_t tiles = (W->rows + j.row_tile - 1) / j.row_tile;
     cpu_pool_run(tiles * j.n_chunks, mm_task, &j);
 }

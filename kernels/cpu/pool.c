@@ -1,13 +1,30 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define POOL_MAX_THREADS 256
+
+// How long an idle thread polls for the next job before it sleeps: decode
+// issues a few hundred short runs per step (one per op), and waking a
+// sleeping thread costs tens of microseconds in a VM, as much as a small
+// matmul. Polling bridges the gaps between ops; an idle pool still sleeps.
+// The polling yields the CPU, so a machine with more runnable threads than
+// cores loses little to it.
+#define POOL_SPIN_NS 100000
+
+// The claim word: the job's generation in the high bits, the next task
+// index in the low ones. A task is claimed by a compare-and-swap that also
+// checks the generation, so a thread that wakes late can never take a task
+// of a job that has been replaced.
+#define IDX_BITS 40
+#define IDX_MASK ((UINT64_C(1) << IDX_BITS) - 1)
 
 typedef struct scratch {
     void *p;
@@ -15,54 +32,124 @@ typedef struct scratch {
     char pad[64 - sizeof(void *) - sizeof(size_t)]; // one cache line per thread
 } scratch;
 
-// The pool. `run_mu` serialises callers; `mu` guards the job hand-off. A job
-// is published by bumping `gen`; each worker that sees a new gen takes tasks
-// from `next` until none are left, then decrements `busy`.
+// A job. Two slots, by generation parity: the caller fills the slot of
+// generation g + 1 while no thread can claim from it any more (job g - 1 is
+// done), then publishes g + 1 in the claim word. Atomic (relaxed) because
+// a late thread may read a slot while it is refilled; it then fails to
+// claim and ignores what it read.
+typedef struct job {
+    _Atomic(cpu_task_fn) fn;
+    _Atomic(void *) ctx;
+    atomic_int_fast64_t n_tasks;
+    atomic_int_fast64_t done; // tasks finished
+} job;
+
+// The pool. `run_mu` serialises callers. Threads that find no job poll the
+// claim word for POOL_SPIN_NS, then sleep on `wake` under `mu`; the caller
+// waits for the job's `done` count the same way on `done_cv`. `sleepers`
+// and `caller_waits` (guarded by mu) tell the other side to signal.
 static struct {
     pthread_mutex_t run_mu, mu;
-    pthread_cond_t wake, done;
-    int started, stop;
+    pthread_cond_t wake, done_cv;
+    int started;
+    atomic_int stop;
     int nthreads;         // caller included
     pthread_t th[POOL_MAX_THREADS];
-    uint64_t gen;
-    uint64_t start_gen;   // gen when the workers were started
-    int busy;             // workers still on the current job
-    cpu_task_fn fn;
-    void *ctx;
-    int64_t n_tasks;
-    atomic_int_fast64_t next;
+    atomic_uint_fast64_t claim;
+    uint64_t gen;         // the caller's count of jobs published
+    job jobs[2];
+    int sleepers;         // workers blocked on wake
+    int caller_waits;     // the caller is blocked on done_cv
     scratch scr[POOL_MAX_THREADS];
 } pool = {
     .run_mu = PTHREAD_MUTEX_INITIALIZER,
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .wake = PTHREAD_COND_INITIALIZER,
-    .done = PTHREAD_COND_INITIALIZER,
+    .done_cv = PTHREAD_COND_INITIALIZER,
 };
 
-static void work(int thread) {
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+// Polls done(arg) until it holds or POOL_SPIN_NS pass: a few hundred pause
+// instructions first, then sched_yield between polls (when another thread
+// waits for this CPU, it runs). Returns done(arg).
+static int poll_until(int (*done)(uint64_t), uint64_t arg) {
+    int64_t t0 = 0;
+    for (int i = 0;; i++) {
+        if (done(arg)) return 1;
+        if (i < 256) {
+            cpu_relax();
+            continue;
+        }
+        int64_t t = now_ns();
+        if (!t0) t0 = t;
+        else if (t - t0 > POOL_SPIN_NS) return 0;
+        sched_yield();
+    }
+}
+
+static int new_job_or_stop(uint64_t seen) {
+    return (atomic_load_explicit(&pool.claim, memory_order_acquire) >> IDX_BITS) != seen ||
+           atomic_load_explicit(&pool.stop, memory_order_acquire);
+}
+
+static int job_done(uint64_t g) {
+    const job *j = &pool.jobs[g & 1];
+    return atomic_load_explicit(&j->done, memory_order_acquire) ==
+           atomic_load_explicit(&j->n_tasks, memory_order_relaxed);
+}
+
+// Runs tasks of job generation g until none is left to claim. Returns
+// when this thread can claim no more (others may still be running theirs).
+static void work(uint64_t g, int thread) {
+    job *j = &pool.jobs[g & 1];
+    uint64_t v = atomic_load_explicit(&pool.claim, memory_order_acquire);
     for (;;) {
-        int64_t t = atomic_fetch_add_explicit(&pool.next, 1, memory_order_relaxed);
-        if (t >= pool.n_tasks) break;
-        pool.fn(pool.ctx, t, thread);
+        if (v >> IDX_BITS != g) return; // replaced by a later job
+        int64_t n = atomic_load_explicit(&j->n_tasks, memory_order_relaxed);
+        int64_t t = (int64_t)(v & IDX_MASK);
+        if (t >= n) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.claim, &v, v + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; // v reloaded
+        cpu_task_fn fn = atomic_load_explicit(&j->fn, memory_order_relaxed);
+        fn(atomic_load_explicit(&j->ctx, memory_order_relaxed), t, thread);
+        if (atomic_fetch_add_explicit(&j->done, 1, memory_order_acq_rel) + 1 == n) {
+            pthread_mutex_lock(&pool.mu);
+            if (pool.caller_waits) pthread_cond_signal(&pool.done_cv);
+            pthread_mutex_unlock(&pool.mu);
+        }
+        v = atomic_load_explicit(&pool.claim, memory_order_acquire);
     }
 }
 
 static void *worker_main(void *arg) {
     int thread = (int)(intptr_t)arg;
-    // Not pool.gen: a job may already have been published before this
-    // thread first takes the lock.
-    uint64_t seen = pool.start_gen;
-    pthread_mutex_lock(&pool.mu);
+    uint64_t seen = atomic_load_explicit(&pool.claim, memory_order_acquire) >> IDX_BITS;
     for (;;) {
-        while (pool.gen == seen && !pool.stop) pthread_cond_wait(&pool.wake, &pool.mu);
-        if (pool.stop) break;
-        seen = pool.gen;
-        pthread_mutex_unlock(&pool.mu);
-        work(thread);
-        pthread_mutex_lock(&pool.mu);
-        if (--pool.busy == 0) pthread_cond_signal(&pool.done);
+        if (!poll_until(new_job_or_stop, seen)) {
+            pthread_mutex_lock(&pool.mu);
+            pool.sleepers++;
+            while (!new_job_or_stop(seen)) pthread_cond_wait(&pool.wake, &pool.mu);
+            pool.sleepers--;
+            pthread_mutex_unlock(&pool.mu);
+        }
+        if (atomic_load_explicit(&pool.stop, memory_order_acquire)) break;
+        seen = atomic_load_explicit(&pool.claim, memory_order_acquire) >> IDX_BITS;
+        work(seen, thread);
     }
-    pthread_mutex_unlock(&pool.mu);
     return NULL;
 }
 
@@ -76,9 +163,8 @@ static int default_threads(void) {
 
 // Starts n - 1 workers (the caller is the n-th). With run_mu held.
 static void start(int n) {
-    pool.stop = 0;
+    atomic_store(&pool.stop, 0);
     pool.nthreads = 1;
-    pool.start_gen = pool.gen;
     for (int i = 1; i < n; i++) {
         if (pthread_create(&pool.th[i], NULL, worker_main, (void *)(intptr_t)i) != 0) break;
         pool.nthreads++;
@@ -89,35 +175,40 @@ static void start(int n) {
 static void stop_workers(void) {
     if (!pool.started) return;
     pthread_mutex_lock(&pool.mu);
-    pool.stop = 1;
+    atomic_store(&pool.stop, 1);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
     for (int i = 1; i < pool.nthreads; i++) pthread_join(pool.th[i], NULL);
     pool.started = 0;
 }
 
+// Publishes the job, takes tasks like any worker, then waits until every
+// task is done. A worker that has not woken by then simply finds the job
+// finished: the caller never waits for a thread that has no task.
 void cpu_pool_run(int64_t n_tasks, cpu_task_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
     pthread_mutex_lock(&pool.run_mu);
     if (!pool.started) start(default_threads());
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.n_tasks = n_tasks;
-    atomic_store(&pool.next, 0);
-    if (pool.nthreads == 1 || n_tasks == 1) {
-        work(0);
-        pthread_mutex_unlock(&pool.run_mu);
-        return;
+    uint64_t g = ++pool.gen & (UINT64_MAX >> IDX_BITS);
+    job *j = &pool.jobs[g & 1];
+    atomic_store_explicit(&j->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&j->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&j->n_tasks, n_tasks, memory_order_relaxed);
+    atomic_store_explicit(&j->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool.claim, g << IDX_BITS, memory_order_release); // publishes the slot
+    if (pool.nthreads > 1 && n_tasks > 1) {
+        pthread_mutex_lock(&pool.mu);
+        if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.mu);
     }
-    pthread_mutex_lock(&pool.mu);
-    pool.busy = pool.nthreads - 1;
-    pool.gen++;
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.mu);
-    work(0);
-    pthread_mutex_lock(&pool.mu);
-    while (pool.busy > 0) pthread_cond_wait(&pool.done, &pool.mu);
-    pthread_mutex_unlock(&pool.mu);
+    work(g, 0);
+    if (!poll_until(job_done, g)) {
+        pthread_mutex_lock(&pool.mu);
+        pool.caller_waits = 1;
+        while (!job_done(g)) pthread_cond_wait(&pool.done_cv, &pool.mu);
+        pool.caller_waits = 0;
+        pthread_mutex_unlock(&pool.mu);
+    }
     pthread_mutex_unlock(&pool.run_mu);
 }
 

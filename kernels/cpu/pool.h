@@ -5,7 +5,11 @@
 // cpu_pool_run(n, fn, ctx) calls fn(ctx, task, thread) for every task in
 // [0, n) on the pool's threads (the calling thread is thread 0 and works
 // too) and returns when all are done. Tasks are handed out one at a time
-// from a shared counter, so uneven tasks balance. One run at a time: calls
+// from a shared counter, so uneven tasks balance, and the caller waits for
+// the tasks, not for the threads: one that is slow to wake (a busy shared
+// machine) finds the job done and costs nothing. Idle threads poll for the
+// next run for 0.1 ms (yielding the CPU) before they sleep, which bridges
+// the short gaps between a forward pass's ops. One run at a time: calls
 // from several threads are serialised.
 //
 // The pool starts on first use with $TESSERA_THREADS threads, or one per
