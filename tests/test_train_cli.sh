@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # train --dry-run on tiny Qwen3 and Llama 3 models (mkmodel, real tokenizers)
 # and the fixture files in tests/fixtures/data: the data report, the planned
-# run and the exit codes; bad option values exit 2 naming the option; and a
-# real run says plainly that this build cannot train yet (exit 2).
+# run and the exit codes; bad option values exit 2 naming the option.
+# (Real training runs are in tests/test_train.sh.)
 set -euo pipefail
 build=${TESSERA_BUILD:-build/san}
 fix=tests/fixtures/data
@@ -106,10 +106,6 @@ printf '{"messages": []}\n\n' >"$tmp/empty.jsonl"
 run nothing 1 "${q[@]}" --data "$tmp/empty.jsonl" --dry-run
 expect nothing "no usable examples (2 lines, 1 bad)" "$tmp/nothing.out"
 expect nothing "line 1: messages: empty" "$tmp/nothing.out"
-
-# Without --dry-run this build cannot train, and says so.
-run notyet 2 "${q[@]}" --data $fix/openai_good.jsonl --out "$tmp/adapters/x"
-expect notyet "train: training is not implemented yet in this build; use --dry-run to validate data" "$tmp/notyet.out"
 
 # Bad command lines: exit 2, the message names the option.
 bad() { # bad NAME PATTERN ARGS...

