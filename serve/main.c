@@ -6,6 +6,7 @@
 
 #include "generate.h"
 #include "inspect.h"
+#include "sched.h"
 #include "server.h"
 
 static void usage(FILE *f) {
@@ -26,7 +27,20 @@ static void usage(FILE *f) {
             "  --chat-template N override the detected family: chatml, qwen2, qwen2.5, qwen3, llama3, ...\n"
             "  --idle-timeout S  close keep-alive connections idle this long (default 60)\n"
             "  --request-timeout S  a request must arrive whole within this (default 30)\n"
+            "  --quant nf4|none  decoder weights NF4 (default) or dense as stored\n"
+            "  --threads N       CPU threads (default: every online CPU)\n"
+            "  --max-loras N     adapters resident in slots at once (default 8; LRU swapped)\n"
+            "  --max-lora-rank N largest adapter rank served (default 64)\n"
+            "  --max-num-seqs N  sequences batched at once (default 16; more wait in a queue)\n"
+            "  --max-num-batched-tokens N  tokens per forward step (default 512; long prompts\n"
+            "                    are prefilled in chunks between decode tokens)\n"
+            "  --max-model-len N positions per sequence (default: the model's, at most 8192)\n"
+            "  --kv-blocks N     KV cache blocks of 16 tokens (default: max-num-seqs full-length\n"
+            "                    sequences, at most 1 GiB)\n"
+            "  --max-queue N     waiting choices beyond which requests get 429 (default 256)\n"
             "  --echo-engine MS  testing: a fake engine that repeats the prompt, one token per MS\n"
+            "                    (no model weights are loaded)\n"
+            "  --no-engine       testing: no engine at all; generation requests are validated, then 503\n"
             "\n"
             "  --inspect         read the model folder (and adapters) as the server will and print\n"
             "                    config, weights, tokenizer, chat template, the tokenized prompt\n"
@@ -67,7 +81,9 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--generate") == 0) return generate_main(argc - 1, argv + 1);
     inspect_opts o = {0};
     srv_config sc = {.port = 8000};
-    int inspect = 0, echo_ms = 0;
+    int inspect = 0, echo_ms = 0, threads = 0, no_engine = 0;
+    model_opts mo = model_opts_default();
+    sched_opts so = sched_opts_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -77,6 +93,9 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--inspect") == 0) {
             inspect = 1;
             continue;
+        } else if (strcmp(a, "--no-engine") == 0) {
+            no_engine = 1;
+            continue;
         }
         if (!v) {
             fprintf(stderr, "error serve: %s needs a value\n", a);
@@ -84,7 +103,16 @@ int main(int argc, char **argv) {
         }
         long long n = 0;
         int numeric = strcmp(a, "--port") == 0 || strcmp(a, "--max-body") == 0 || strcmp(a, "--idle-timeout") == 0 ||
-                      strcmp(a, "--request-timeout") == 0 || strcmp(a, "--echo-engine") == 0;
+                      strcmp(a, "--request-timeout") == 0 || strcmp(a, "--echo-engine") == 0 ||
+                      strcmp(a, "--threads") == 0 || strcmp(a, "--max-loras") == 0 ||
+                      strcmp(a, "--max-lora-rank") == 0 || strcmp(a, "--max-num-seqs") == 0 ||
+                      strcmp(a, "--max-num-batched-tokens") == 0 || strcmp(a, "--max-model-len") == 0 ||
+                      strcmp(a, "--kv-blocks") == 0 || strcmp(a, "--max-queue") == 0;
+        int positive = numeric && strncmp(a, "--max-", 6) == 0 && strcmp(a, "--max-body") != 0;
+        if (numeric && (num(v) > 1000000000 || (positive && num(v) == 0))) {
+            fprintf(stderr, "error serve: %s %s: out of range%s\n", a, v, positive ? " (must be >= 1)" : "");
+            return 2;
+        }
         if (numeric && ((n = num(v)) < 0 || (strcmp(a, "--port") == 0 && n > 65535))) {
             fprintf(stderr, "error serve: %s %s: expected a non-negative integer%s\n", a, v,
                     strcmp(a, "--port") == 0 ? " up to 65535" : "");
@@ -102,6 +130,22 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--idle-timeout") == 0) sc.idle_timeout_ms = (uint64_t)n * 1000;
         else if (strcmp(a, "--request-timeout") == 0) sc.request_timeout_ms = (uint64_t)n * 1000;
         else if (strcmp(a, "--echo-engine") == 0) echo_ms = n > 0 ? (int)n : 1;
+        else if (strcmp(a, "--threads") == 0) threads = (int)n;
+        else if (strcmp(a, "--max-loras") == 0) mo.max_slots = (int)n;
+        else if (strcmp(a, "--max-lora-rank") == 0) mo.max_lora_rank = (int)n;
+        else if (strcmp(a, "--max-num-seqs") == 0) so.max_num_seqs = (int)n;
+        else if (strcmp(a, "--max-num-batched-tokens") == 0) so.max_batched_tokens = (int)n;
+        else if (strcmp(a, "--max-model-len") == 0) so.max_model_len = (int)n;
+        else if (strcmp(a, "--kv-blocks") == 0) so.kv_blocks = (int)n;
+        else if (strcmp(a, "--max-queue") == 0) so.max_queue = (int)n;
+        else if (strcmp(a, "--quant") == 0) {
+            if (strcmp(v, "nf4") == 0) mo.quant = MODEL_LOAD_NF4;
+            else if (strcmp(v, "none") == 0) mo.quant = MODEL_LOAD_NONE;
+            else {
+                fprintf(stderr, "error serve: --quant %s: expected nf4 or none\n", v);
+                return 2;
+            }
+        }
         else if (strcmp(a, "--adapter") == 0) {
             if (o.n_adapters == INSPECT_MAX_ADAPTERS) {
                 fprintf(stderr, "error serve: at most %d --adapter\n", INSPECT_MAX_ADAPTERS);
@@ -127,17 +171,35 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
+    // The real engine unless --echo-engine: the weights load before the
+    // socket opens, so "listening" means ready to generate.
+    model *m = NULL;
+    if (!echo_ms && !no_engine) {
+        if (threads > 0) bk_cpu_set_threads(threads);
+        if (mo.max_tokens < so.max_batched_tokens) mo.max_tokens = so.max_batched_tokens;
+        if (!(m = model_load(sc.model_dir, &mo, &err))) {
+            fprintf(stderr, "error serve: %s\n", err.msg);
+            return 1;
+        }
+    }
     srv *s = srv_open(&sc, &err);
+    sched *e = NULL;
+    if (s && echo_ms && srv_use_echo_engine(s, echo_ms, &err) != 0) {
+        srv_free(s);
+        s = NULL;
+    }
+    if (s && m && !(e = sched_new(s, m, &so, &err))) {
+        srv_free(s);
+        s = NULL;
+    }
     if (!s) {
         fprintf(stderr, "error serve: %s\n", err.msg);
-        return 1;
-    }
-    if (echo_ms && srv_use_echo_engine(s, echo_ms, &err) != 0) {
-        fprintf(stderr, "error serve: %s\n", err.msg);
-        srv_free(s);
+        model_free(m);
         return 1;
     }
     int rc = srv_run(s);
     srv_free(s);
+    sched_free(e);
+    model_free(m);
     return rc;
 }

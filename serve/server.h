@@ -77,6 +77,7 @@ typedef struct srv_request {
     int n_prompt;               // >= 1
     const char *adapter;        // adapter name, NULL = the base model
     const char *adapter_path;   // its folder, for lora_load (NULL = base)
+    uint64_t adapter_version;   // changes when the adapter's files change on disk (registry stamps)
     sampler_params sampling;    // checked with sampler_params_check; stop_ids = the EOS ids;
                                 // seed always set (random when the client gave none);
                                 // choice i should seed its sampler_state with seed + i
