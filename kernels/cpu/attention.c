@@ -42,16 +42,7 @@ static void attn_task(void *ctx, int64_t task, int thread) {
         int64_t slot = (int64_t)table[p / a->block_size] * a->block_size + p % a->block_size;
         const float *k = a->k_cache + slot * KV + kvh * D;
         const float *v = a->v_cache + slot * KV + kvh * D;
-        float s = cpu_dot(q, k, D) * a->scale;
-        if (s > m) {
-            float corr = expf(m - s);
-            l *= corr;
-            for (int d = 0; d < D; d++) acc[d] *= corr;
-            m = s;
-        }
-        float e = expf(s - m);
-        l += e;
-        for (int d = 0; d < D; d++) acc[d] += e * v[d];
+        cpu_softmax_step(cpu_dot(q, k, D) * a->scale, v, D, &m, &l, acc);
     }
     float *o = j->out + (t * H + h) * D;
     float inv = 1.0f / l;

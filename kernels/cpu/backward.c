@@ -70,16 +70,7 @@ static void attn_fwd_task(void *ctx, int64_t task, int thread) {
     float m = -INFINITY, l = 0.0f;
     for (int64_t p = first_key(a, t); p <= t; p++) {
         const float *k = j->k + p * KV + kvh * D, *v = j->v + p * KV + kvh * D;
-        float s = cpu_dot(q, k, D) * a->scale;
-        if (s > m) {
-            float corr = expf(m - s);
-            l *= corr;
-            for (int d = 0; d < D; d++) acc[d] *= corr;
-            m = s;
-        }
-        float e = expf(s - m);
-        l += e;
-        for (int d = 0; d < D; d++) acc[d] += e * v[d];
+        cpu_softmax_step(cpu_dot(q, k, D) * a->scale, v, D, &m, &l, acc);
     }
     float *o = j->out + (t * H + h) * D;
     float inv = 1.0f / l;

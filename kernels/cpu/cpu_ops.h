@@ -8,6 +8,7 @@
 #ifndef TESSERA_CPU_OPS_H
 #define TESSERA_CPU_OPS_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -47,6 +48,22 @@ static inline float cpu_dot(const float *a, const float *b, int64_t n) {
 // x (n) . w[r] (n) for four consecutive rows of w (row stride n) -> out[4].
 // Each result is bit-identical to cpu_dot(x, w + r * n, n); x is loaded once
 // for the four rows.
+// One key of online (streaming) softmax attention: folds score s and its
+// value row v (D floats) into the running max *m, normaliser *l and
+// unnormalised output acc, rescaling what came before when s is a new max.
+// Forward and backward attention share it so they round identically.
+static inline void cpu_softmax_step(float s, const float *v, int64_t D, float *m, float *l, float *acc) {
+    if (s > *m) {
+        float corr = expf(*m - s);
+        *l *= corr;
+        for (int64_t d = 0; d < D; d++) acc[d] *= corr;
+        *m = s;
+    }
+    float e = expf(s - *m);
+    *l += e;
+    for (int64_t d = 0; d < D; d++) acc[d] += e * v[d];
+}
+
 static inline void cpu_dot4(const float *x, const float *w, int64_t n, float out[4]) {
     cpu_v4 l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0}, l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
     const float *w0 = w, *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
