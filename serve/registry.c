@@ -131,6 +131,40 @@ static reg_entry *entry_new(const char *dir, const char *name, int *skip) {
     return e;
 }
 
+reg_entry *reg_open(const char *name, const char *path, const model_config *cfg, err_t *err) {
+    reg_entry *e = calloc(1, sizeof *e);
+    char *cf = util_path_join(path, "adapter_config.json");
+    char *wts = util_path_join(path, "adapter_model.safetensors");
+    if (!e || !cf || !wts || !(e->name = strdup(name)) || !(e->path = strdup(path))) {
+        free(cf);
+        free(wts);
+        if (e) {
+            free(e->name);
+            free(e);
+        }
+        err_set(err, "out of memory");
+        return NULL;
+    }
+    atomic_init(&e->refs, 1);
+    int missing = stamp_of(e->path, &e->dir) != 0 ? 1 : stamp_of(cf, &e->config) != 0 ? 2
+                : stamp_of(wts, &e->weights) != 0 ? 3 : 0;
+    free(cf);
+    free(wts);
+    if (missing) {
+        err_set(err, "%s: %s", path, missing == 1 ? "no such folder" : missing == 2 ? "adapter_config.json is missing"
+                                                                              : "adapter_model.safetensors is missing");
+        reg_entry_unref(e);
+        return NULL;
+    }
+    validate(e, cfg, NULL);
+    if (!e->ok) {
+        err_set(err, "%s: %s", path, e->error ? e->error : "not a valid adapter");
+        reg_entry_unref(e);
+        return NULL;
+    }
+    return e;
+}
+
 static int cmp_entry(const void *a, const void *b) {
     return strcmp((*(reg_entry *const *)a)->name, (*(reg_entry *const *)b)->name);
 }

@@ -93,6 +93,12 @@ const reg_entry *reg_find(const reg_snapshot *s, const char *name);
 // Number of good entries.
 int reg_count(const reg_snapshot *s);
 
+// One adapter folder at any path, under a name of its own (POST
+// /v1/load_lora_adapter): stamped and validated like a scanned folder.
+// Returns a new good entry (reg_entry_unref) or NULL + err saying why the
+// folder is not a usable adapter for cfg.
+reg_entry *reg_open(const char *name, const char *path, const model_config *cfg, err_t *err);
+
 // Reference counting for holders other than snapshots (a request in
 // flight). ref returns e. unref frees the entry when the last holder drops it.
 reg_entry *reg_entry_ref(const reg_entry *e);

@@ -523,9 +523,16 @@ static void sample(sched *e, seq *s, float *logits) {
     else if (s->n_gen >= r->max_tokens || seq_total(s) > e->o.max_model_len) seq_finish(e, s, SRV_FINISH_LENGTH);
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 static void step(sched *e) {
     int n = plan(e);
     if (n == 0) return;
+    double t0 = now_s();
     qsort(e->order, (size_t)n, sizeof *e->order, slot_cmp); // one LoRA segment per slot
     int T = 0, W = 0, prompt_tokens = 0;
     for (int i = 0; i < n; i++) {
@@ -550,12 +557,14 @@ static void step(sched *e) {
         for (int i = 0; i < n; i++) seq_finish(e, e->order[i], SRV_FINISH_ERROR);
         return;
     }
+    for (int i = 0; i < n; i++) e->order[i]->n_past += e->order[i]->planned;
+    for (int w = 0; w < W; w++) sample(e, e->wanted[w], e->logits + (size_t)w * (size_t)e->V);
+    double dt = now_s() - t0;
     pthread_mutex_lock(&e->mu);
     e->st.steps++;
     e->st.prompt_tokens += prompt_tokens;
+    metrics_observe_step(&e->st, dt, T);
     pthread_mutex_unlock(&e->mu);
-    for (int i = 0; i < n; i++) e->order[i]->n_past += e->order[i]->planned;
-    for (int w = 0; w < W; w++) sample(e, e->wanted[w], e->logits + (size_t)w * (size_t)e->V);
 }
 
 // ---- the engine thread ----------------------------------------------------------
@@ -609,6 +618,8 @@ static void *engine_main(void *arg) {
 }
 
 // ---- srv_engine -----------------------------------------------------------------
+
+static void sched_engine_stats(void *ctx, metrics_engine *out);
 
 static void sreq_free(sreq *q) {
     for (int i = 0; i < q->n; i++) {
@@ -780,7 +791,8 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
         goto fail_async;
     }
     e->started = 1;
-    srv_engine eng = {.ctx = e, .submit = sched_submit, .cancel = sched_cancel, .stop = sched_stop};
+    srv_engine eng = {.ctx = e, .submit = sched_submit, .cancel = sched_cancel, .stop = sched_stop,
+                      .stats = sched_engine_stats};
     srv_set_engine(s, &eng);
     logln("info",
           "engine=model max_num_seqs=%d max_num_batched_tokens=%d max_model_len=%d kv_blocks=%d kv_block_size=%d "
@@ -817,6 +829,8 @@ void sched_free(sched *e) {
     pthread_cond_destroy(&e->lcv);
     free(e);
 }
+
+static void sched_engine_stats(void *ctx, metrics_engine *out) { sched_get_stats(ctx, out); }
 
 void sched_get_stats(sched *e, sched_stats *st) {
     pthread_mutex_lock(&e->mu);

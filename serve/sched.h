@@ -38,6 +38,7 @@
 #define TESSERA_SCHED_H
 
 #include "err.h"
+#include "metrics.h"
 #include "model.h"
 #include "server.h"
 
@@ -62,12 +63,9 @@ typedef struct sched sched;
 sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err);
 void sched_free(sched *e);
 
-// Counters for logs and /metrics (read on the loop thread; approximate).
-typedef struct sched_stats {
-    int64_t prompt_tokens, generation_tokens, steps, cancelled, preempted;
-    int64_t adapter_loads, adapter_load_failures;
-    int waiting, running, adapters_resident;
-} sched_stats;
+// Counters for logs and /metrics (read on the loop thread; approximate):
+// metrics.h's engine snapshot, step-latency histogram included.
+typedef metrics_engine sched_stats;
 void sched_get_stats(sched *e, sched_stats *st);
 
 #endif

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "api.h"
 #include "chat.h"
 #include "http.h"
@@ -77,6 +79,11 @@ struct srv {
     void *echo; // the echo engine, when used
     job *jobs;
     int stopping;
+    metrics_requests requests; // GET /metrics
+    // Adapters registered with POST /v1/load_lora_adapter (held references);
+    // they shadow a folder of the same name.
+    reg_entry **runtime;
+    int n_runtime;
 };
 
 // ---- logging ----------------------------------------------------------------
@@ -116,13 +123,29 @@ static void reply_error(http_res *res, const api_error *e) {
     reply_json(res, e->status, api_error_json(e));
 }
 
-static void log_request(const http_req *q, int status, const char *tenant, const char *model) {
+// The route pattern of a path, for the requests counter's endpoint label
+// (never the raw path: labels must stay few).
+static const char *endpoint_of(const char *p) {
+    static const char *const fixed[] = {"/health", "/metrics", "/v1/models", "/v1/chat/completions",
+                                        "/v1/completions", "/v1/load_lora_adapter", "/v1/unload_lora_adapter"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (strcmp(p, fixed[i]) == 0) return fixed[i];
+    if (strncmp(p, "/v1/models/", 11) == 0) return "/v1/models/{id}";
+    return "other";
+}
+
+static void count_request(srv *s, const http_req *q, int status) {
+    metrics_count_request(&s->requests, endpoint_of(q->path), status);
+}
+
+static void log_request(srv *s, const http_req *q, int status, const char *tenant, const char *model) {
+    count_request(s, q, status);
     logln("info", "http", "request method=%s path=%s status=%d peer=%s conn=%llu tenant=%s model=%s", q->method,
           q->path, status, q->peer, (unsigned long long)q->conn_id, tenant ? tenant : "-", model ? model : "-");
 }
 
-static void reply_error_logged(const http_req *q, http_res *res, const api_error *e, const char *tenant) {
-    log_request(q, e->status, tenant, NULL);
+static void reply_error_logged(srv *s, const http_req *q, http_res *res, const api_error *e, const char *tenant) {
+    log_request(s, q, e->status, tenant, NULL);
     reply_error(res, e);
 }
 
@@ -151,11 +174,23 @@ static const tn_tenant *authenticate(srv *s, const http_req *q, api_error *e) {
     }
 }
 
+static int runtime_index(const srv *s, const char *name) {
+    for (int i = 0; i < s->n_runtime; i++)
+        if (strcmp(s->runtime[i]->name, name) == 0) return i;
+    return -1;
+}
+
+// The adapter named name: a runtime-loaded one first, else the folder's.
+static const reg_entry *find_adapter(const srv *s, const char *name) {
+    int i = runtime_index(s, name);
+    return i >= 0 ? s->runtime[i] : reg_find(s->adapters, name);
+}
+
 // 1 if the tenant may use model id; *entry gets the adapter (NULL = base).
 static int model_visible(srv *s, const tn_tenant *tn, const char *id, const reg_entry **entry) {
     *entry = NULL;
     if (strcmp(id, s->base_id) == 0) return tn_allows_base(tn);
-    const reg_entry *e = reg_find(s->adapters, id);
+    const reg_entry *e = find_adapter(s, id);
     if (!e || !tn_allows(tn, id)) return 0;
     *entry = e;
     return 1;
@@ -177,7 +212,7 @@ static api_model adapter_model(srv *s, const reg_entry *e) {
 }
 
 static void route_models(srv *s, const http_req *q, http_res *res, const tn_tenant *tn) {
-    int cap = s->adapters ? s->adapters->n + 1 : 1, n = 0;
+    int cap = (s->adapters ? s->adapters->n + 1 : 1) + s->n_runtime, n = 0;
     api_model *m = calloc((size_t)cap, sizeof *m);
     if (!m) {
         reply_json(res, 500, NULL);
@@ -186,9 +221,11 @@ static void route_models(srv *s, const http_req *q, http_res *res, const tn_tena
     if (tn_allows_base(tn)) m[n++] = base_model(s);
     for (int i = 0; s->adapters && i < s->adapters->n; i++) {
         const reg_entry *e = s->adapters->entries[i];
-        if (e->ok && tn_allows(tn, e->name)) m[n++] = adapter_model(s, e);
+        if (e->ok && tn_allows(tn, e->name) && runtime_index(s, e->name) < 0) m[n++] = adapter_model(s, e);
     }
-    log_request(q, 200, tn->name, NULL);
+    for (int i = 0; i < s->n_runtime; i++)
+        if (tn_allows(tn, s->runtime[i]->name)) m[n++] = adapter_model(s, s->runtime[i]);
+    log_request(s, q, 200, tn->name, NULL);
     reply_json(res, 200, api_models_json(m, n));
     free(m);
 }
@@ -201,10 +238,10 @@ static void route_model(srv *s, const http_req *q, http_res *res, const tn_tenan
         reply_json(res, 500, NULL);
     } else if (!model_visible(s, tn, id, &e)) {
         model_not_found(&err, id, "model");
-        reply_error_logged(q, res, &err, tn->name);
+        reply_error_logged(s, q, res, &err, tn->name);
     } else {
         api_model m = e ? adapter_model(s, e) : base_model(s);
-        log_request(q, 200, tn->name, id);
+        log_request(s, q, 200, tn->name, id);
         reply_json(res, 200, api_model_json(&m));
     }
     free(id);
@@ -294,6 +331,7 @@ static void job_free(job *j) {
 
 static void job_log(job *j, int status) {
     j->status = status;
+    count_request(j->s, j->q, status);
     int64_t ct = 0;
     for (int i = 0; i < j->n_choices; i++) ct += j->choices[i].completion_tokens;
     logln("info", "http", "request method=%s path=%s status=%d peer=%s conn=%llu tenant=%s model=%s "
@@ -857,6 +895,164 @@ static void on_reject(void *ud, int status, const char *peer, const char *reason
 
 // ---- routing ----------------------------------------------------------------------
 
+// ---- runtime adapters (vLLM's /v1/load_lora_adapter) -----------------------------------
+
+typedef struct lora_req {
+    srv *s;
+    const http_req *q;
+    http_res *res;
+    char tenant[64];
+    char *name, *path;
+    reg_entry *entry; // the validated adapter (worker's result)
+    err_t err;
+    uv_work_t work;
+} lora_req;
+
+// Reads {"lora_name": ..., "lora_path": ...} (path only when want_path).
+static int parse_lora_body(const http_req *q, int want_path, char **name, char **path, api_error *e) {
+    *name = *path = NULL;
+    cJSON *o = cJSON_ParseWithLength(q->body ? q->body : "", q->body_len);
+    const cJSON *n = o ? cJSON_GetObjectItemCaseSensitive(o, "lora_name") : NULL;
+    const cJSON *p = o ? cJSON_GetObjectItemCaseSensitive(o, "lora_path") : NULL;
+    int rc = 0;
+    if (!o || !cJSON_IsObject(o))
+        rc = api_err_set(e, 400, "invalid_request_error", NULL, NULL, "The body must be a JSON object.");
+    else if (!cJSON_IsString(n) || !n->valuestring[0] || strchr(n->valuestring, '/'))
+        rc = api_err_set(e, 400, "invalid_request_error", "lora_name", NULL,
+                         "'lora_name' must be a non-empty string without '/'.");
+    else if (want_path && (!cJSON_IsString(p) || !p->valuestring[0]))
+        rc = api_err_set(e, 400, "invalid_request_error", "lora_path", NULL,
+                         "'lora_path' must be the path of an adapter folder on the server.");
+    if (rc == 0) {
+        *name = strdup(n->valuestring);
+        if (want_path) *path = strdup(p->valuestring);
+        if (!*name || (want_path && !*path))
+            rc = api_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+static void lora_reply(lora_req *l, int status, const char *msg) {
+    log_request(l->s, l->q, status, l->tenant, l->name);
+    http_res_send(l->res, status, "text/plain; charset=utf-8", msg, strlen(msg));
+}
+
+static void lora_req_free(lora_req *l) {
+    if (l->entry) reg_entry_unref(l->entry);
+    free(l->name);
+    free(l->path);
+    free(l);
+}
+
+static void lora_load_work(uv_work_t *w) {
+    lora_req *l = w->data;
+    l->entry = reg_open(l->name, l->path, &l->s->model, &l->err);
+}
+
+static void lora_load_done(uv_work_t *w, int status) {
+    lora_req *l = w->data;
+    srv *s = l->s;
+    api_error e;
+    char msg[320];
+    if (status != 0 || !l->entry) {
+        api_err_set(&e, 400, "invalid_request_error", "lora_path", NULL, "Cannot load adapter '%s': %s", l->name,
+                    status != 0 ? "cancelled" : l->err.msg);
+        reply_error_logged(s, l->q, l->res, &e, l->tenant);
+    } else if (find_adapter(s, l->name) || strcmp(l->name, s->base_id) == 0) { // taken while loading
+        api_err_set(&e, 400, "invalid_request_error", "lora_name", NULL,
+                    "The lora adapter '%s' has already been loaded.", l->name);
+        reply_error_logged(s, l->q, l->res, &e, l->tenant);
+    } else {
+        reg_entry **r = realloc(s->runtime, (size_t)(s->n_runtime + 1) * sizeof *r);
+        if (!r) {
+            reply_json(l->res, 500, NULL);
+        } else {
+            s->runtime = r;
+            s->runtime[s->n_runtime++] = l->entry;
+            logln("info", "registry", "loaded adapter=%s rank=%d alpha=%g modules=%d path=%s tenant=%s",
+                  l->entry->name, l->entry->rank, l->entry->alpha, l->entry->n_adapted, l->entry->path, l->tenant);
+            l->entry = NULL;
+            snprintf(msg, sizeof msg, "Success: LoRA adapter '%s' added successfully.", l->name);
+            lora_reply(l, 200, msg);
+        }
+    }
+    lora_req_free(l);
+}
+
+// POST /v1/load_lora_adapter and /v1/unload_lora_adapter, admin keys only
+// (any request in open mode). Answers as vLLM: 200 with a plain-text line.
+static void route_lora(srv *s, const http_req *q, http_res *res, const tn_tenant *tn, int load) {
+    api_error e;
+    if (!tn->admin) {
+        api_err_set(&e, 403, "permission_error", NULL, NULL,
+                    "Loading and unloading adapters needs an admin key (\"admin\": true in the tenants file).");
+        reply_error_logged(s, q, res, &e, tn->name);
+        return;
+    }
+    lora_req *l = calloc(1, sizeof *l);
+    if (!l) {
+        reply_json(res, 500, NULL);
+        return;
+    }
+    *l = (lora_req){.s = s, .q = q, .res = res};
+    snprintf(l->tenant, sizeof l->tenant, "%s", tn->name);
+    if (parse_lora_body(q, load, &l->name, &l->path, &e) != 0) {
+        reply_error_logged(s, q, res, &e, tn->name);
+        lora_req_free(l);
+        return;
+    }
+    if (!load) {
+        int i = runtime_index(s, l->name);
+        if (i < 0) {
+            api_err_set(&e, 404, "invalid_request_error", "lora_name", "model_not_found",
+                        "The lora adapter '%s' was not loaded with /v1/load_lora_adapter.", l->name);
+            reply_error_logged(s, q, res, &e, tn->name);
+        } else {
+            // Requests in flight hold their own reference and finish on it.
+            reg_entry_unref(s->runtime[i]);
+            s->runtime[i] = s->runtime[--s->n_runtime];
+            logln("info", "registry", "unloaded adapter=%s tenant=%s", l->name, tn->name);
+            char msg[320];
+            snprintf(msg, sizeof msg, "Success: LoRA adapter '%s' removed successfully.", l->name);
+            lora_reply(l, 200, msg);
+        }
+        lora_req_free(l);
+        return;
+    }
+    if (find_adapter(s, l->name) || strcmp(l->name, s->base_id) == 0) {
+        api_err_set(&e, 400, "invalid_request_error", "lora_name", NULL,
+                    "The lora adapter '%s' has already been loaded.", l->name);
+        reply_error_logged(s, q, res, &e, tn->name);
+        lora_req_free(l);
+        return;
+    }
+    l->work.data = l;
+    if (uv_queue_work(&s->loop, &l->work, lora_load_work, lora_load_done) != 0) {
+        reply_json(res, 500, NULL);
+        lora_req_free(l);
+    }
+}
+
+// GET /metrics: no key (as vLLM), so scrapers need none; the numbers name
+// no tenant and no adapter.
+static void route_metrics(srv *s, const http_req *q, http_res *res) {
+    metrics_engine st;
+    int has = s->has_engine && s->engine.stats;
+    if (has) {
+        memset(&st, 0, sizeof st);
+        s->engine.stats(s->engine.ctx, &st);
+    }
+    count_request(s, q, 200); // this scrape counts itself
+    char *text = metrics_text(&s->requests, has ? &st : NULL);
+    if (!text) {
+        reply_json(res, 500, NULL);
+        return;
+    }
+    http_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
+    free(text);
+}
+
 static void on_request(const http_req *q, http_res *res, void *ud) {
     srv *s = ud;
     api_error e;
@@ -870,29 +1066,38 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
             return;
         }
         allow = "GET";
+    } else if (strcmp(p, "/metrics") == 0) {
+        if (get) {
+            route_metrics(s, q, res);
+            return;
+        }
+        allow = "GET";
     } else if (strcmp(p, "/v1/models") == 0 || (strncmp(p, "/v1/models/", 11) == 0 && p[11])) {
         allow = get ? NULL : "GET";
-    } else if (strcmp(p, "/v1/chat/completions") == 0 || strcmp(p, "/v1/completions") == 0) {
+    } else if (strcmp(p, "/v1/chat/completions") == 0 || strcmp(p, "/v1/completions") == 0 ||
+               strcmp(p, "/v1/load_lora_adapter") == 0 || strcmp(p, "/v1/unload_lora_adapter") == 0) {
         allow = post ? NULL : "POST";
     } else {
         api_err_set(&e, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)", q->method, p);
-        reply_error_logged(q, res, &e, NULL);
+        reply_error_logged(s, q, res, &e, NULL);
         return;
     }
     if (allow) {
         http_res_header(res, "Allow", allow);
         api_err_set(&e, 405, "invalid_request_error", NULL, NULL, "Method %s is not allowed for %s; use %s.",
                     q->method, p, allow);
-        reply_error_logged(q, res, &e, NULL);
+        reply_error_logged(s, q, res, &e, NULL);
         return;
     }
     const tn_tenant *tn = authenticate(s, q, &e);
     if (!tn) {
-        reply_error_logged(q, res, &e, NULL);
+        reply_error_logged(s, q, res, &e, NULL);
         return;
     }
     if (strcmp(p, "/v1/models") == 0) route_models(s, q, res, tn);
     else if (strncmp(p, "/v1/models/", 11) == 0) route_model(s, q, res, tn, p + 11);
+    else if (strcmp(p, "/v1/load_lora_adapter") == 0) route_lora(s, q, res, tn, 1);
+    else if (strcmp(p, "/v1/unload_lora_adapter") == 0) route_lora(s, q, res, tn, 0);
     else route_generate(s, q, res, tn, strcmp(p, "/v1/chat/completions") == 0 ? API_CHAT : API_COMPLETION);
 }
 
@@ -1177,6 +1382,8 @@ void srv_free(srv *s) {
     }
     echo_free(s->echo);
     reg_snapshot_free(s->adapters);
+    for (int i = 0; i < s->n_runtime; i++) reg_entry_unref(s->runtime[i]);
+    free(s->runtime);
     tn_free(s->tenants);
     tok_free(s->tok);
     free(s->bos);

@@ -4,12 +4,25 @@
 //
 // Routes:
 //   GET  /health                 {"status":"ok"}, no key needed
+//   GET  /metrics                Prometheus text (metrics.h), no key needed
+//                                (as vLLM: keep the port off the internet)
 //   GET  /v1/models              the base model (if the tenant may use it)
 //                                and the tenant's adapters
 //   GET  /v1/models/{id}         one of those, else 404 model_not_found
 //   POST /v1/chat/completions    validated, templated, tokenized, checked
 //   POST /v1/completions         against the context, then handed to the
 //                                engine (503 when none is plugged in)
+//   POST /v1/load_lora_adapter   vLLM's: {"lora_name","lora_path"} registers
+//                                an adapter folder from any server path
+//                                (validated off the loop; 400 if invalid or
+//                                the name is taken); it shadows a folder of
+//                                the same name and is listed to tenants
+//                                whose globs match
+//   POST /v1/unload_lora_adapter {"lora_name"}: removes a runtime-loaded
+//                                one (404 otherwise); requests in flight
+//                                finish on it. Both need an admin key (403
+//                                permission_error otherwise); in open mode
+//                                (no --tenants) anyone may call them
 //
 // Per request on the loop thread: auth (tenants), body (api), model visible
 // to the tenant (registry). The chat template and tokenizer run on the libuv
@@ -43,6 +56,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "metrics.h"
 #include "sampler.h"
 #include "tokenizer.h"
 
@@ -103,6 +117,9 @@ typedef struct srv_engine {
     // request cancelled. Join threads, call on_finish (synchronously, here)
     // for each choice not finished yet, and close the engine's libuv handles.
     void (*stop)(void *ctx);
+    // Optional (NULL: none): a snapshot of the engine's counters for GET
+    // /metrics, on the loop thread.
+    void (*stats)(void *ctx, metrics_engine *out);
 } srv_engine;
 
 // ---- the server ---------------------------------------------------------------

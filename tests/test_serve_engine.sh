@@ -45,6 +45,8 @@ for i in 0 1; do
     gen "$tmp/exp/tiny.$i.txt" 24 "$p"
     for a in ad-a ad-b ad-c; do gen "$tmp/exp/$a.$i.txt" 24 "$p" --adapter "$tmp/adapters/$a"; done
 done
+mkadapter "$tmp/rt-lora" 31 # loaded at runtime (POST /v1/load_lora_adapter)
+gen "$tmp/exp/rt-lora.0.txt" 24 "$p0" --adapter "$tmp/rt-lora"
 gen "$tmp/exp/swap-v1.txt" 100 "$p0" --adapter "$tmp/adapters/swap"
 gen "$tmp/exp/swap-v2.txt" 100 "$p0" --adapter "$tmp/adapters/.swap-new"
 cmp -s "$tmp/exp/swap-v1.txt" "$tmp/exp/swap-v2.txt" && bad "fixture: the two swap versions generate the same text"
@@ -66,6 +68,8 @@ done
 [ -n "$port" ] || { echo "FAIL server did not start"; cat "$log"; exit 1; }
 
 PORT=$port EXP="$tmp/exp" LOG="$log" ADAPTERS="$tmp/adapters" node tests/http/engine.mjs || bad "tests/http/engine.mjs"
+PORT=$port node tests/http/metrics.mjs || bad "tests/http/metrics.mjs"
+PORT=$port EXP="$tmp/exp" LORA_PATH="$tmp/rt-lora" node tests/http/lora_admin.mjs || bad "tests/http/lora_admin.mjs"
 grep -q "info sched: preempted" "$log" && echo "test_serve_engine: preemption happened (KV pool of 12 blocks)"
 
 # (e) SIGTERM while streams are in flight: exit 0, every stream ended, no leaks.

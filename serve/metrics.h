@@ -1,0 +1,54 @@
+// metrics: the Prometheus text exposition (format 0.0.4) behind GET
+// /metrics: request counters kept by the server on the loop thread, and a
+// snapshot of the engine's counters and step-latency histogram.
+//
+// The engine fills a metrics_engine under its own lock (sched_get_stats);
+// the server keeps a metrics_requests and calls metrics_text to render
+// both. This module has no state of its own and no threads.
+#ifndef TESSERA_METRICS_H
+#define TESSERA_METRICS_H
+
+#include <stdint.h>
+
+// Upper bounds (seconds) of tessera_step_seconds' finite buckets.
+#define METRICS_STEP_BUCKETS 14
+extern const double metrics_step_bounds[METRICS_STEP_BUCKETS];
+
+// The engine's side: counters since start, gauges now.
+typedef struct metrics_engine {
+    int64_t prompt_tokens, generation_tokens, steps, cancelled, preempted;
+    int64_t adapter_loads, adapter_load_failures;
+    int waiting, running, adapters_resident;
+    int batch_tokens; // tokens in the last forward
+    // Step durations: step_bucket[i] counts steps with duration in
+    // (bounds[i-1], bounds[i]]; the last one counts those above every bound
+    // (not cumulative; metrics_text makes them so).
+    int64_t step_bucket[METRICS_STEP_BUCKETS + 1];
+    double step_seconds_sum;
+} metrics_engine;
+
+// Adds one step of `seconds` (and `tokens` batched) to m.
+void metrics_observe_step(metrics_engine *m, double seconds, int tokens);
+
+// The server's side: requests answered, by endpoint and status.
+#define METRICS_MAX_ROWS 128
+typedef struct metrics_requests {
+    struct {
+        char endpoint[32];
+        int status;
+        int64_t n;
+    } rows[METRICS_MAX_ROWS];
+    int n;
+} metrics_requests;
+
+// Counts one answered request. endpoint is the route's pattern
+// ("/v1/chat/completions", "/v1/models/{id}", "other"); copied. Rows past
+// METRICS_MAX_ROWS are dropped (the routes and statuses are few).
+void metrics_count_request(metrics_requests *r, const char *endpoint, int status);
+
+// Renders everything as Prometheus text. e may be NULL (no engine: the
+// engine metrics are left out). Returns a new string (free) or NULL when
+// out of memory.
+char *metrics_text(const metrics_requests *r, const metrics_engine *e);
+
+#endif
