@@ -792,7 +792,7 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
     }
     e->started = 1;
     srv_engine eng = {.ctx = e, .submit = sched_submit, .cancel = sched_cancel, .stop = sched_stop,
-                      .stats = sched_engine_stats};
+                      .stats = sched_engine_stats, .max_lora_rank = model_max_lora_rank(e->m)};
     srv_set_engine(s, &eng);
     logln("info",
           "engine=model max_num_seqs=%d max_num_batched_tokens=%d max_model_len=%d kv_blocks=%d kv_block_size=%d "

@@ -842,6 +842,11 @@ static void route_generate(srv *s, const http_req *q, http_res *res, const tn_te
                               : api_parse_completion(q->body, q->body_len, &j->req, &j->err);
     const reg_entry *e = NULL;
     if (rc == 0 && !model_visible(s, tn, j->req.model, &e)) rc = model_not_found(&j->err, j->req.model, "model");
+    if (rc == 0 && e && s->has_engine && s->engine.max_lora_rank > 0 && e->rank > s->engine.max_lora_rank)
+        rc = api_err_invalid(&j->err, "model",
+                             "The adapter '%s' has LoRA rank %d, above this server's --max-lora-rank %d: restart "
+                             "the server with --max-lora-rank %d or more to serve it.",
+                             e->name, e->rank, s->engine.max_lora_rank, e->rank);
     if (rc == 0 && kind == API_CHAT && !s->has_chat)
         rc = api_err_invalid(&j->err, "messages",
                              "This model has no supported chat template: use /v1/completions, or start the server "

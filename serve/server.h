@@ -120,6 +120,9 @@ typedef struct srv_engine {
     // Optional (NULL: none): a snapshot of the engine's counters for GET
     // /metrics, on the loop thread.
     void (*stats)(void *ctx, metrics_engine *out);
+    // The largest adapter rank it serves (0: no limit): a request for an
+    // adapter of a higher rank is answered 400 before it is submitted.
+    int max_lora_rank;
 } srv_engine;
 
 // ---- the server ---------------------------------------------------------------

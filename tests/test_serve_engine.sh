@@ -18,9 +18,11 @@ trap cleanup EXIT
 fail=0
 bad() { echo "FAIL $*"; fail=1; }
 
-if [ ! -f node_modules/openai/package.json ]; then
-    echo "test_serve_engine: the openai npm package is missing: run make deps (npm ci)"; exit 1
-fi
+for m in openai @langchain/openai @langchain/core; do
+    if [ ! -f "node_modules/$m/package.json" ]; then
+        echo "test_serve_engine: the $m npm package is missing: run make deps (npm ci)"; exit 1
+    fi
+done
 
 # ---- fixtures and expected texts ---------------------------------------------------
 "$build/tools/mkmodel" --arch qwen3 --out "$tmp/tiny" --seed 7 >/dev/null
@@ -70,6 +72,7 @@ done
 PORT=$port EXP="$tmp/exp" LOG="$log" ADAPTERS="$tmp/adapters" node tests/http/engine.mjs || bad "tests/http/engine.mjs"
 PORT=$port node tests/http/metrics.mjs || bad "tests/http/metrics.mjs"
 PORT=$port EXP="$tmp/exp" LORA_PATH="$tmp/rt-lora" node tests/http/lora_admin.mjs || bad "tests/http/lora_admin.mjs"
+PORT=$port EXP="$tmp/exp" node tests/http/langchain.mjs || bad "tests/http/langchain.mjs"
 grep -q "info sched: preempted" "$log" && echo "test_serve_engine: preemption happened (KV pool of 12 blocks)"
 
 # (e) SIGTERM while streams are in flight: exit 0, every stream ended, no leaks.
