@@ -423,25 +423,9 @@ void cpu_rmsnorm_backward(float *dx, const float *dy, const float *x, const floa
 }
 
 // The transpose of cpu_rope's rotation: a = a' cos + b' sin,
-// b = b' cos - a' sin.
+// b = b' cos - a' sin, i.e. the rotation by the opposite angle.
 void cpu_rope_backward(float *dx, const int32_t *pos, int T, int H, int D, const float *inv_freq) {
-    int half = D / 2;
-    float c[BK_MAX_HEAD_DIM / 2], s[BK_MAX_HEAD_DIM / 2];
-    for (int t = 0; t < T; t++) {
-        for (int i = 0; i < half; i++) {
-            float f = (float)pos[t] * inv_freq[i];
-            c[i] = cosf(f);
-            s[i] = sinf(f);
-        }
-        for (int h = 0; h < H; h++) {
-            float *v = dx + ((int64_t)t * H + h) * D;
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * c[i] + b * s[i];
-                v[i + half] = b * c[i] - a * s[i];
-            }
-        }
-    }
+    cpu_rope_rotate(dx, pos, T, H, D, inv_freq, -1.0f);
 }
 
 typedef struct ew_job {

@@ -131,6 +131,8 @@ void cpu_rmsnorm(float *out, const float *x, const float *w, int64_t N, int C, f
 void cpu_matmul(float *out, const float *x, const bk_weight *W, const float *bias, int T);
 void cpu_lora(float *y, const float *x, float *v, int C, int OC, const bk_lora_seg *seg, int nseg);
 void cpu_rope(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq);
+// cpu_rope with the sine's sign given: -1 rotates back (RoPE's backward).
+void cpu_rope_rotate(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq, float sin_sign);
 void cpu_kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot,
                   int T, int KV);
 void cpu_attention(float *out, const float *q, int T, const bk_attn_args *a);

@@ -44,15 +44,16 @@ void cpu_rmsnorm(float *out, const float *x, const float *w, int64_t N, int C, f
 
 // x (T, H, D) in place. out[i] = x[i] cos - x[i + D/2] sin,
 // out[i + D/2] = x[i + D/2] cos + x[i] sin, angle pos * inv_freq[i], as
-// transformers' apply_rotary_pos_emb with rotate_half.
-void cpu_rope(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq) {
+// transformers' apply_rotary_pos_emb with rotate_half. sin_sign -1 turns
+// the angle around: the transpose of the rotation, which is RoPE's backward.
+void cpu_rope_rotate(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq, float sin_sign) {
     int half = D / 2;
     float c[BK_MAX_HEAD_DIM / 2], s[BK_MAX_HEAD_DIM / 2];
     for (int t = 0; t < T; t++) {
         for (int i = 0; i < half; i++) {
             float f = (float)pos[t] * inv_freq[i];
             c[i] = cosf(f);
-            s[i] = sinf(f);
+            s[i] = sin_sign * sinf(f);
         }
         for (int h = 0; h < H; h++) {
             float *v = x + ((int64_t)t * H + h) * D;
@@ -63,6 +64,10 @@ void cpu_rope(float *x, const int32_t *pos, int T, int H, int D, const float *in
             }
         }
     }
+}
+
+void cpu_rope(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq) {
+    cpu_rope_rotate(x, pos, T, H, D, inv_freq, 1.0f);
 }
 
 typedef struct ew_job {
