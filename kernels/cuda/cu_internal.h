@@ -1,6 +1,6 @@
 // cu_internal: what the CUDA backend's translation units share (C++ only).
-// cu_backend.cu owns the stream, the cuBLAS handle, the scratch and the op
-// table; cu_train.cu fills in the training ops.
+// backend_cuda.cu owns the stream, the cuBLAS handle, the scratch and the op
+// table; backward.cu fills in the training ops (kernels/cpu/ has the same file names).
 #ifndef TESSERA_CU_INTERNAL_H
 #define TESSERA_CU_INTERNAL_H
 
@@ -26,7 +26,7 @@ void *cu_scratch(int which, size_t bytes);
 void cu_weight_rows_f32(float *dst, const bk_weight *W, int64_t row0, int64_t nrows);
 
 // Fills the training fields of ops (attention_train ... sumsq), defined in
-// cu_train.cu.
+// backward.cu.
 void cu_train_fill(bk_ops *ops);
 
 // Aborts with file:line and the CUDA error string: for launch errors, which
