@@ -649,41 +649,62 @@ done:
     return a;
 }
 
-lora_adapter *lora_load(const char *dir, const model_config *cfg, err_t *err) {
+struct lora_source {
+    char *dir;
+    char *json; // adapter_config.json
+    size_t len;
+    sft *weights;
+};
+
+lora_source *lora_source_open(const char *dir, err_t *err) {
+    lora_source *src = calloc(1, sizeof *src);
     char *cpath = util_path_join(dir, "adapter_config.json");
     char *wpath = util_path_join(dir, "adapter_model.safetensors");
-    lora_adapter *a = NULL;
-    char *json = NULL;
-    sft *s = NULL;
-    lora_config lc;
-    size_t len;
-    if (!cpath || !wpath) {
+    if (!src || !cpath || !wpath || !(src->dir = strdup(dir))) {
         err_set(err, "%s: out of memory", dir);
-        goto done;
+        goto fail;
     }
-    if (!(json = util_read_file(cpath, &len, err))) goto done;
-    if (lora_config_parse(json, len, &lc, err) < 0) {
-        err_wrap(err, "%s", cpath);
-        goto done;
-    }
+    if (!(src->json = util_read_file(cpath, &src->len, err))) goto fail;
     if (!util_is_file(wpath)) {
-        lora_config_free(&lc);
         char *bin = util_path_join(dir, "adapter_model.bin");
         err_set(err, "%s: missing adapter_model.safetensors%s", dir,
                 bin && util_is_file(bin) ? " (adapter_model.bin, a pickle, is not supported)" : "");
         free(bin);
-        goto done;
+        goto fail;
     }
-    if (!(s = sft_open(wpath, err))) {
-        lora_config_free(&lc);
-        goto done;
-    }
-    a = lora_build(dir, &lc, s, cfg, err);
-done:
-    sft_close(s);
-    free(json);
+    if (!(src->weights = sft_open(wpath, err))) goto fail;
     free(cpath);
     free(wpath);
+    return src;
+fail:
+    free(cpath);
+    free(wpath);
+    lora_source_close(src);
+    return NULL;
+}
+
+lora_adapter *lora_source_build(const lora_source *src, const model_config *cfg, err_t *err) {
+    lora_config lc;
+    if (lora_config_parse(src->json, src->len, &lc, err) < 0) {
+        err_wrap(err, "%s/adapter_config.json", src->dir);
+        return NULL;
+    }
+    return lora_build(src->dir, &lc, src->weights, cfg, err);
+}
+
+void lora_source_close(lora_source *src) {
+    if (!src) return;
+    sft_close(src->weights);
+    free(src->json);
+    free(src->dir);
+    free(src);
+}
+
+lora_adapter *lora_load(const char *dir, const model_config *cfg, err_t *err) {
+    lora_source *src = lora_source_open(dir, err);
+    if (!src) return NULL;
+    lora_adapter *a = lora_source_build(src, cfg, err);
+    lora_source_close(src);
     return a;
 }
 

@@ -115,6 +115,21 @@ static inline const lora_module *lora_at(const lora_adapter *a, int layer, model
 // and what was expected.
 lora_adapter *lora_load(const char *dir, const model_config *cfg, err_t *err);
 
+// An adapter folder's files held open: the config text read and the
+// weights file mapped. Building from it later reads what the folder held
+// when it was opened, even if the folder has since been renamed over or
+// removed (the mapping keeps the old file alive), which is what lets a
+// server finish every request on the version it was resolved to. Building
+// only reads the source, so threads may build from one source at once.
+typedef struct lora_source lora_source;
+
+// Opens dir's adapter_config.json and adapter_model.safetensors. Returns a
+// new source (free with lora_source_close) or NULL + err naming the file.
+lora_source *lora_source_open(const char *dir, err_t *err);
+// What lora_load returns, from the source's files.
+lora_adapter *lora_source_build(const lora_source *src, const model_config *cfg, err_t *err);
+void lora_source_close(lora_source *src);
+
 // The same from parts already in memory: takes ownership of *lc (it is
 // emptied, even on failure); borrows s (the tensors are copied to f32).
 lora_adapter *lora_build(const char *name, lora_config *lc, const sft *s, const model_config *cfg,

@@ -35,6 +35,7 @@ void reg_entry_unref(reg_entry *e) {
     free(e->name);
     free(e->path);
     free(e->error);
+    lora_source_close(e->src);
     free(e);
 }
 
@@ -78,20 +79,23 @@ int reg_count(const reg_snapshot *s) {
     return n;
 }
 
-// Validates the folder with lora_load and fills the entry's metadata, or
-// its error.
+// Validates the folder as lora_load does and fills the entry's metadata
+// and source, or its error.
 static void validate(reg_entry *e, const model_config *cfg, const char *reserved) {
     if (reserved && strcmp(e->name, reserved) == 0) {
         e->error = strdup("the name is the base model's id; rename the folder");
         return;
     }
     err_t err = {{0}};
-    lora_adapter *a = lora_load(e->path, cfg, &err);
+    lora_source *src = lora_source_open(e->path, &err);
+    lora_adapter *a = src ? lora_source_build(src, cfg, &err) : NULL;
     if (!a) {
+        lora_source_close(src);
         e->error = strdup(err.msg);
         return;
     }
     e->ok = 1;
+    e->src = src;
     e->rank = a->max_rank;
     e->alpha = a->config.alpha;
     e->n_adapted = a->n_adapted;
@@ -243,4 +247,12 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
         if (o->ok && !find_any(s, o->name)) push(&changes->removed, &changes->n_removed, o);
     }
     return s;
+}
+
+lora_adapter *reg_entry_load(const reg_entry *e, const model_config *cfg, err_t *err) {
+    if (!e->src) {
+        err_set(err, "%s: not a validated adapter", e->path);
+        return NULL;
+    }
+    return lora_source_build(e->src, cfg, err);
 }

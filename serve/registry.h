@@ -20,9 +20,13 @@
 // only reads `prev` (which must stay alive until it returns); snapshots are
 // never modified after creation; reg_entry_ref/unref are thread-safe.
 //
-// The registry keeps metadata, not weights: whoever needs the tensors (the
-// engine, when it gives the adapter a slot) loads them again with lora_load
-// from entry->path.
+// A good entry holds its folder's files open (a lora_source: the config
+// text and the weights mapped, not converted), so the tensors an engine
+// builds with reg_entry_load when it gives the adapter a slot are the ones
+// that were validated, even if the folder was renamed over or removed
+// since: a request finishes on the version it was resolved to. The cost is
+// a mapping (address space and a file kept alive), not memory: pages are
+// read when a slot is filled.
 #ifndef TESSERA_REGISTRY_H
 #define TESSERA_REGISTRY_H
 
@@ -30,6 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "adapter.h"
 #include "config.h"
 #include "err.h"
 
@@ -52,6 +57,7 @@ typedef struct reg_entry {
     int n_adapted;       // adapted projections
     int64_t n_params;
     int64_t created;     // unix time of the weights file's mtime
+    lora_source *src;    // the files as validated (good entries only)
     atomic_int refs;
 } reg_entry;
 
@@ -98,6 +104,11 @@ int reg_count(const reg_snapshot *s);
 // Returns a new good entry (reg_entry_unref) or NULL + err saying why the
 // folder is not a usable adapter for cfg.
 reg_entry *reg_open(const char *name, const char *path, const model_config *cfg, err_t *err);
+
+// The entry's adapter built from the files it was validated from (see
+// above), for cfg. Thread-safe. Returns a new adapter (lora_free) or NULL +
+// err (out of memory; the entry must be good).
+lora_adapter *reg_entry_load(const reg_entry *e, const model_config *cfg, err_t *err);
 
 // Reference counting for holders other than snapshots (a request in
 // flight). ref returns e. unref frees the entry when the last holder drops it.

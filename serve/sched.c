@@ -3,7 +3,7 @@
 //   loop thread:   submit, cancel, stop, the async callback (sink calls);
 //   engine thread: the waiting list, the running array, the KV cache, the
 //                  model, the adapter slots, the batch buffers;
-//   loader thread: lora_load of queued adapter loads.
+//   loader thread: reg_entry_load of queued adapter loads.
 // `mu` guards what they share: the inbox, the cancel flags, the outbox, the
 // load list's states, the stats, kick/quit.
 #include "sched.h"
@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "registry.h"
 
 #define SCHED_DEFAULT_SEQS 16
 #define SCHED_DEFAULT_BATCH 512
@@ -64,8 +66,7 @@ typedef struct event {
 enum { LOAD_QUEUED, LOAD_BUSY, LOAD_DONE };
 
 typedef struct aload {
-    char *path;
-    uint64_t ver;
+    reg_entry *entry;   // held reference
     int state;          // under mu
     int ready;          // engine's copy of state == LOAD_DONE
     int failed;         // engine: the adapter cannot be used (err says why)
@@ -75,9 +76,7 @@ typedef struct aload {
 } aload;
 
 typedef struct aslot {
-    char *path;         // NULL = free
-    char *name;
-    uint64_t ver;
+    reg_entry *entry;   // held reference; NULL = free
     int refs;           // running sequences using it
     uint64_t last;      // LRU tick
 } aslot;
@@ -244,13 +243,9 @@ static void seq_preempt(sched *e, seq *s) {
 
 // ---- adapters -------------------------------------------------------------------
 
-static int key_eq(const char *p, uint64_t v, const srv_request *r) {
-    return p && r->adapter_path && v == r->adapter_version && strcmp(p, r->adapter_path) == 0;
-}
-
 static int slot_find(sched *e, const srv_request *r) {
     for (int i = 0; i < e->n_slots; i++)
-        if (key_eq(e->slots[i].path, e->slots[i].ver, r)) return i;
+        if (e->slots[i].entry == r->adapter_entry) return i;
     return -1;
 }
 
@@ -258,7 +253,7 @@ static int slot_find(sched *e, const srv_request *r) {
 static int slot_pick(sched *e) {
     int best = -1;
     for (int i = 0; i < e->n_slots; i++) {
-        if (!e->slots[i].path) return i;
+        if (!e->slots[i].entry) return i;
         if (e->slots[i].refs == 0 && (best < 0 || e->slots[i].last < e->slots[best].last)) best = i;
     }
     return best;
@@ -266,18 +261,14 @@ static int slot_pick(sched *e) {
 
 static aload *load_find(sched *e, const srv_request *r) {
     for (aload *l = e->loads; l; l = l->next)
-        if (key_eq(l->path, l->ver, r)) return l;
+        if (l->entry == r->adapter_entry) return l;
     return NULL;
 }
 
 static void load_start(sched *e, const srv_request *r) {
     aload *l = calloc(1, sizeof *l);
-    if (l && !(l->path = strdup(r->adapter_path))) {
-        free(l);
-        l = NULL;
-    }
     if (!l) return; // tried again next step
-    l->ver = r->adapter_version;
+    l->entry = reg_entry_ref(r->adapter_entry);
     pthread_mutex_lock(&e->mu);
     l->next = e->loads;
     e->loads = l;
@@ -294,7 +285,7 @@ static void load_remove(sched *e, aload *l) {
         }
     pthread_mutex_unlock(&e->mu);
     lora_free(l->a);
-    free(l->path);
+    reg_entry_unref(l->entry);
     free(l);
 }
 
@@ -313,9 +304,9 @@ static void *loader_main(void *arg) {
         l->state = LOAD_BUSY;
         pthread_mutex_unlock(&e->mu);
         err_t err = {{0}};
-        lora_adapter *a = lora_load(l->path, e->cfg, &err);
+        lora_adapter *a = reg_entry_load(l->entry, e->cfg, &err);
         if (a && a->max_rank > model_max_lora_rank(e->m)) {
-            err_set(&err, "%s: LoRA rank %d is above --max-lora-rank %d", l->path, a->max_rank,
+            err_set(&err, "%s: LoRA rank %d is above --max-lora-rank %d", l->entry->path, a->max_rank,
                     model_max_lora_rank(e->m));
             lora_free(a);
             a = NULL;
@@ -338,7 +329,7 @@ static void *loader_main(void *arg) {
 // it failed (the load says why).
 static int adapter_slot(sched *e, seq *s) {
     const srv_request *r = s->q->r;
-    if (!r->adapter_path) return -1;
+    if (!r->adapter_entry) return -1;
     int slot = slot_find(e, r);
     if (slot >= 0) return slot;
     aload *l = load_find(e, r);
@@ -354,25 +345,16 @@ static int adapter_slot(sched *e, seq *s) {
     int sl = slot_pick(e);
     if (sl < 0) return -2;
     aslot *as = &e->slots[sl];
-    char *path = strdup(r->adapter_path), *name = strdup(r->adapter ? r->adapter : r->adapter_path);
     err_t err = {{0}};
-    if (!path || !name) {
-        free(path);
-        free(name);
-        return -2;
-    }
     if (model_adapter_set(e->m, sl, l->a, &err) < 0) {
-        free(path);
-        free(name);
         l->err = err;
         l->failed = 1;
         return -3;
     }
-    logln("info", "adapter slot=%d loaded adapter=%s rank=%d evicted=%s", sl, name, l->a->max_rank,
-          as->name ? as->name : "-");
-    free(as->path);
-    free(as->name);
-    *as = (aslot){.path = path, .name = name, .ver = r->adapter_version, .last = ++e->tick};
+    logln("info", "adapter slot=%d loaded adapter=%s rank=%d evicted=%s", sl, l->entry->name, l->a->max_rank,
+          as->entry ? as->entry->name : "-");
+    reg_entry_unref(as->entry);
+    *as = (aslot){.entry = reg_entry_ref(l->entry), .last = ++e->tick};
     load_remove(e, l);
     return sl;
 }
@@ -432,7 +414,7 @@ static void admit(sched *e) {
         next = l->next;
         if (!l->ready) continue;
         int wanted = 0;
-        for (seq *w = e->wait_head; w && !wanted && !l->failed; w = w->next) wanted = key_eq(l->path, l->ver, w->q->r);
+        for (seq *w = e->wait_head; w && !wanted && !l->failed; w = w->next) wanted = l->entry == w->q->r->adapter_entry;
         if (!wanted) load_remove(e, l);
     }
 }
@@ -809,10 +791,7 @@ fail:
 
 void sched_free(sched *e) {
     if (!e) return;
-    for (int i = 0; e->slots && i < e->n_slots; i++) {
-        free(e->slots[i].path);
-        free(e->slots[i].name);
-    }
+    for (int i = 0; e->slots && i < e->n_slots; i++) reg_entry_unref(e->slots[i].entry);
     free(e->slots);
     kv_free(e->kv);
     free(e->run);
@@ -840,6 +819,6 @@ void sched_get_stats(sched *e, sched_stats *st) {
     // Read without the engine's lock: a snapshot for monitoring only.
     st->running = __atomic_load_n(&e->n_run, __ATOMIC_RELAXED);
     int used = 0;
-    for (int i = 0; i < e->n_slots; i++) used += __atomic_load_n(&e->slots[i].path, __ATOMIC_RELAXED) != NULL;
+    for (int i = 0; i < e->n_slots; i++) used += __atomic_load_n(&e->slots[i].entry, __ATOMIC_RELAXED) != NULL;
     st->adapters_resident = used;
 }

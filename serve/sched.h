@@ -23,11 +23,13 @@
 //      tokens and finishes to an outbox that the loop thread drains on a
 //      uv_async_t (the sink is only ever called on the loop thread).
 //
-// Adapters are keyed by path + version (srv_request.adapter_version, from
-// the registry's file stamps): a new version on disk gets a slot of its own
-// for new requests while requests in flight finish on the old slot.
-// Adapter files are parsed (lora_load) on a loader thread, never on the
-// engine or the loop thread. A file that fails to load, or whose rank is
+// Adapters are keyed by registry entry (srv_request.adapter_entry): a new
+// version on disk is a new entry, so it gets a slot of its own for new
+// requests while requests resolved to the old one finish on the old
+// weights, which the entry keeps open even after the folder is replaced or
+// removed (registry.h). Loads and slots hold references on their entries.
+// Weights are built from the entry (reg_entry_load) on a loader thread,
+// never on the engine or the loop thread. A file that fails to load, or whose rank is
 // above the model's max_lora_rank, finishes its requests with
 // SRV_FINISH_ERROR and an error log line naming the adapter.
 //

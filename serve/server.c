@@ -677,20 +677,6 @@ oom:
     j->failed = 1;
 }
 
-// A number that changes whenever the adapter's files do (an atomic
-// replace gives new inodes, an overwrite a new mtime or size): engines key
-// loaded adapters by path + this, so a new version never reuses old weights.
-static uint64_t adapter_version(const reg_entry *e) {
-    const reg_stamp *st[3] = {&e->dir, &e->config, &e->weights};
-    uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < 3; i++) {
-        uint64_t v[4] = {(uint64_t)st[i]->dev, (uint64_t)st[i]->ino, (uint64_t)st[i]->size,
-                         (uint64_t)st[i]->mtime_ns};
-        for (int k = 0; k < 4; k++) h = (h ^ v[k]) * 1099511628211ULL;
-    }
-    return h;
-}
-
 // Context-length check of one prompt; fills j->err.
 static int check_context(job *j, job_gen *g, int64_t *max_tokens) {
     const srv *s = j->s;
@@ -790,8 +776,7 @@ static void job_tokenized(uv_work_t *w, int status) {
             j->prompt_tokens += g->n_ids;
             g->r = (srv_request){.id = ++s->next_req_id, .prompt = g->ids, .n_prompt = g->n_ids,
                                  .adapter = j->adapter ? j->adapter->name : NULL,
-                                 .adapter_path = j->adapter ? j->adapter->path : NULL,
-                                 .adapter_version = j->adapter ? adapter_version(j->adapter) : 0,
+                                 .adapter_entry = j->adapter,
                                  .max_tokens = (int)mt, .n = j->req.n,
                                  .sink = {.ctx = g, .on_token = sink_token, .on_finish = sink_finish}};
         }

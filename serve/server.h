@@ -90,8 +90,8 @@ typedef struct srv_request {
     const int32_t *prompt;      // token ids, each in [0, vocab_size)
     int n_prompt;               // >= 1
     const char *adapter;        // adapter name, NULL = the base model
-    const char *adapter_path;   // its folder, for lora_load (NULL = base)
-    uint64_t adapter_version;   // changes when the adapter's files change on disk (registry stamps)
+    struct reg_entry *adapter_entry; // its registry entry (NULL = base): the version this request
+                                     // was resolved to; held by the caller until the request ends
     sampler_params sampling;    // checked with sampler_params_check; stop_ids = the EOS ids;
                                 // seed always set (random when the client gave none);
                                 // choice i should seed its sampler_state with seed + i

@@ -49,11 +49,15 @@ mkadapter "$tmp/stage/$added" 61
 gen "$tmp/exp/$added.txt" "$tmp/stage/$added"
 cmp -s "$tmp/exp/$replaced.txt" "$tmp/exp/$replaced.v2.txt" && bad "fixture: the two versions of $replaced generate the same text"
 
-# --max-loras 10: a slot for each original plus the two new versions, so a
-# request that resolved an old version never has to reload it from disk.
+# --max-loras 2 and --max-num-seqs 2 for 8 adapters: slots are evicted and
+# refilled all through the load, so requests resolved before the changes
+# load their version after the folder was replaced or removed (from the
+# files the registry entry keeps open), not whatever is on disk by then.
+# (With a slot per adapter the old version would never be reloaded, and
+# the test could not tell.)
 log="$tmp/serve.log"
 "$build/serve" --model "$tmp/tiny" --served-model-name tiny --port 0 --adapters "$tmp/adapters" \
-    --max-loras 10 --max-lora-rank 8 --max-num-seqs 8 --max-num-batched-tokens 64 --max-model-len 64 \
+    --max-loras 2 --max-lora-rank 8 --max-num-seqs 2 --max-num-batched-tokens 64 --max-model-len 64 \
     >"$log" 2>&1 &
 pid=$!
 port=""

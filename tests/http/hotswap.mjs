@@ -82,7 +82,10 @@ await step('under load', async () => {
             check(false, `request #${r.i} ${r.m} failed: ${r.err.status ?? ''} ${r.err.message}`);
             continue;
         }
+        // Every request was resolved (headers sent) before the changes, so
+        // each gets the version it was resolved to: the old one.
         check(versions(r.m).includes(r.text), `request #${r.i} ${r.m}: text ${JSON.stringify(r.text)} is no version's`);
+        eq(r.text, exp(r.m), `request #${r.i} ${r.m}: the version it was resolved to`);
         eq(r.fin, 'length', `request #${r.i} ${r.m} finish_reason`);
     }
     console.log(`hotswap.mjs: ${doneBeforeSwap} requests finished before the changes were on disk, ` +
