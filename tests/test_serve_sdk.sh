@@ -53,18 +53,17 @@ gen() {
     "$build/serve" --generate --model "$tmp/tiny" --prompt "$p" --max-tokens "$N" "$@" >"$out.nl"
     head -c -1 "$out.nl" >"$out"; rm -f "$out.nl"
 }
-ad() { echo --adapter "$tmp/adapters/$1"; }
 gen "$tmp/exp/raw.tiny.0.txt" "$p0" --raw
 for i in 0 1; do
     p=$p0; [ "$i" = 1 ] && p=$p1
-    gen "$tmp/exp/raw.acme-a.$i.txt" "$p" --raw $(ad acme-a)
+    gen "$tmp/exp/raw.acme-a.$i.txt" "$p" --raw --adapter "$tmp/adapters/acme-a"
     for seed in 5 6; do
-        gen "$tmp/exp/seed$seed.acme-a.$i.txt" "$p" --raw --temperature 1 --seed "$seed" $(ad acme-a)
+        gen "$tmp/exp/seed$seed.acme-a.$i.txt" "$p" --raw --temperature 1 --seed "$seed" --adapter "$tmp/adapters/acme-a"
     done
 done
-gen "$tmp/exp/raw.acme-b.0.txt" "$p0" --raw $(ad acme-b)
-gen "$tmp/exp/chat.acme-a.0.txt" "$p0" $(ad acme-a)
-for seed in 5 6; do gen "$tmp/exp/chat-seed$seed.acme-a.0.txt" "$p0" --temperature 1 --seed "$seed" $(ad acme-a); done
+gen "$tmp/exp/raw.acme-b.0.txt" "$p0" --raw --adapter "$tmp/adapters/acme-b"
+gen "$tmp/exp/chat.acme-a.0.txt" "$p0" --adapter "$tmp/adapters/acme-a"
+for seed in 5 6; do gen "$tmp/exp/chat-seed$seed.acme-a.0.txt" "$p0" --temperature 1 --seed "$seed" --adapter "$tmp/adapters/acme-a"; done
 cmp -s "$tmp/exp/raw.tiny.0.txt" "$tmp/exp/raw.acme-a.0.txt" && bad "fixture: adapter acme-a does not change the output"
 cmp -s "$tmp/exp/seed5.acme-a.0.txt" "$tmp/exp/seed6.acme-a.0.txt" && bad "fixture: seeds 5 and 6 sample the same text"
 
