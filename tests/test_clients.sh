@@ -55,7 +55,7 @@ start() { # start ARGS...: serve in the background on a free port
     "$build/serve" --model "$tmp/tiny-qwen3" --adapters "$tmp/adapters" --port 0 "$@" >"$log" 2>&1 &
     pid=$!
     port=""
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 900); do
         port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
         [ -n "$port" ] && return 0
         kill -0 "$pid" 2>/dev/null || break

@@ -61,7 +61,7 @@ log="$tmp/serve.log"
     >"$log" 2>&1 &
 pid=$!
 port=""
-for _ in $(seq 1 300); do
+for _ in $(seq 1 900); do
     port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
     [ -n "$port" ] && break
     kill -0 "$pid" 2>/dev/null || break
