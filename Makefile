@@ -118,7 +118,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(CORE_OBJ)
 
 # GPU benches (bench/gpu_*.c) call the CUDA runtime too and link like the
 # CUDA tests, with serve's and train's modules (train/optim.c).
-$(BUILD)/obj/bench/gpu_%.o: CPPFLAGS += -I$(CUDA_HOME)/include
+$(BUILD)/obj/bench/gpu_%.o: CPPFLAGS += -Itrain -I$(CUDA_HOME)/include
 $(BUILD)/bench/gpu_%: $(BUILD)/obj/bench/gpu_%.o $(DEV_OBJ) $(PROG_OBJ) $(LLHTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)

@@ -1,7 +1,7 @@
 // bench/gpu_util: what the GPU benches (bench/gpu_*.c) share: the device's
 // copy bandwidth measured in the same process, device memory in use, and
 // the bytes a decode step must read (the floor the targets divide
-// by). Header-only (static functions): each bench is one program.
+// by). Header-only (static inline functions): each bench is one program.
 //
 // Bandwidth convention: a device-to-device copy of N bytes moves 2N bytes
 // through device memory (read + write); the copy rate quoted is 2N / time,
@@ -21,19 +21,19 @@
 #include "err.h"
 #include "model.h"
 
-static double gpu_now_s(void) {
+static inline double gpu_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int gpu_cmp_double(const void *a, const void *b) {
+static inline int gpu_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
 // Median of v[0..n) (sorts v).
-static double gpu_median(double *v, int n) {
+static inline double gpu_median(double *v, int n) {
     if (n <= 0) return 0;
     qsort(v, (size_t)n, sizeof *v, gpu_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
@@ -41,7 +41,7 @@ static double gpu_median(double *v, int n) {
 
 // Bytes of device memory in use on the current device (every process's,
 // the CUDA context included), or -1 + err.
-static int64_t gpu_mem_used(err_t *err) {
+static inline int64_t gpu_mem_used(err_t *err) {
     size_t free_b = 0, total_b = 0;
     cudaError_t e = cudaMemGetInfo(&free_b, &total_b);
     if (e != cudaSuccess) return err_set(err, "cudaMemGetInfo: %s", cudaGetErrorString(e));
@@ -52,7 +52,7 @@ static int64_t gpu_mem_used(err_t *err) {
 // `reps` cudaMemcpy device-to-device copies of `bytes`, timed with events
 // after two warm-up copies. Fresh random-ish contents (not zeros), so no
 // compression or zero-page shortcut can flatter it. -1 + err on failure.
-static double gpu_copy_rate(size_t bytes, int reps, err_t *err) {
+static inline double gpu_copy_rate(size_t bytes, int reps, err_t *err) {
     void *src = NULL, *dst = NULL;
     double rate = -1, t[64];
     cudaEvent_t e0 = NULL, e1 = NULL;
@@ -89,7 +89,7 @@ static double gpu_copy_rate(size_t bytes, int reps, err_t *err) {
 
 // Bytes one pass over W reads: packed codes and (double-quantized) absmax
 // for NF4, every element for dense weights.
-static int64_t gpu_weight_bytes(const bk_weight *w) {
+static inline int64_t gpu_weight_bytes(const bk_weight *w) {
     int64_t n = w->rows * w->cols;
     switch (w->type) {
     case BK_W_NF4:
@@ -105,7 +105,7 @@ static int64_t gpu_weight_bytes(const bk_weight *w) {
 // Bytes of weights one decode step reads whatever its batch: every decoder
 // linear weight, norm and bias, the final norm and lm_head, and one
 // embedding row per token (t_tokens of them).
-static int64_t gpu_step_weight_bytes(const model *m, int t_tokens) {
+static inline int64_t gpu_step_weight_bytes(const model *m, int t_tokens) {
     const model_config *c = model_get_config(m);
     model_view v;
     model_get_view(m, &v);
@@ -125,11 +125,11 @@ static int64_t gpu_step_weight_bytes(const model *m, int t_tokens) {
 
 // Bytes of K and V a token at position pos reads (positions 0..pos of its
 // sequence, every layer; the cache is f32 as backend.h defines it).
-static int64_t gpu_kv_read_bytes(const model_config *c, int64_t pos) {
+static inline int64_t gpu_kv_read_bytes(const model_config *c, int64_t pos) {
     return (pos + 1) * (int64_t)c->num_hidden_layers * 2 * c->num_key_value_heads * c->head_dim * 4;
 }
 
 // Bytes of an adapter in a model slot: every A and B as f32 (bk_lora_seg).
-static int64_t gpu_adapter_bytes(const lora_adapter *a) { return a->n_params * 4; }
+static inline int64_t gpu_adapter_bytes(const lora_adapter *a) { return a->n_params * 4; }
 
 #endif
