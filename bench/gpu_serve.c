@@ -30,7 +30,8 @@
 //                slot. Adapter slots: this bench keeps its own LRU over
 //                model_adapter_set (not serve/sched.c's engine), --slots of
 //                them: when n <= slots all n are loaded before timing; when
-//                n > slots a request whose adapter is not resident evicts the
+//                n > slots (every new request misses: round robin over more
+//                adapters than slots) a request whose adapter is not resident evicts the
 //                least recently used slot no running lane uses, and the
 //                upload (model_adapter_set) is inside the timed loop; parsing
 //                is not (serve parses on a loader thread; --hotload times
@@ -317,10 +318,12 @@ static int lru_init(lru *l, int nslots, int nids) {
 
 static void lru_free(lru *l) { free(l->slot_ad), free(l->refs), free(l->touched), free(l->ad_slot); }
 
-// Loads identities 0..min(n, slots)-1 into slots, as a server that has
-// served them recently would hold them.
+// When all n identities fit (n <= slots), loads them, as a server that has
+// served them recently holds them. When they do not, loads none: round robin
+// over more identities than slots misses on every new request, and the
+// lanes' first requests load theirs (untimed) as they start.
 static int lru_preload(bench *b, lru *l, int n, err_t *err) {
-    for (int a = 0; a < n && a < l->nslots; a++) {
+    for (int a = 0; n <= l->nslots && a < n; a++) {
         int s = lru_acquire(b, l, a, err);
         if (s < 0) return -1;
         l->refs[s]--;
