@@ -139,11 +139,10 @@ test-cuda:
 	$(MAKE) --no-print-directory CUDA=1 all
 	@set -e; for t in $(BUILD)/tests/cuda/test_*; do [ -x "$$t" ] || continue; echo "== $$t"; $$t; done
 
-# The whole GPU suite (bench/gpu.sh: generates the models and adapters,
-# then every benchmark; summary in $(BUILD)/gpubench, and $$OUT when set).
+# The whole GPU suite (bench/gpu.sh: builds with CUDA=1, generates the
+# models and adapters, runs every benchmark under one deadline; summary in
+# $(BUILD)/gpubench, and $$OUT when set).
 bench-gpu:
-	$(MAKE) --no-print-directory CUDA=1 $(BUILD)/bench/gpu_serve $(BUILD)/bench/gpu_train $(BUILD)/bench/gen_model \
-		$(BUILD)/tools/mkadapter
 	BUILD=$(BUILD) bench/gpu.sh
 
 deps:
