@@ -89,7 +89,7 @@ def main():
     print("peft_serve:", pc.versions(), flush=True)
     t0 = time.perf_counter()
     model = pc.make_model(args.model)
-    print(f"model {args.name}: bf16, {pc.gib(torch.cuda.memory_allocated()):.2f} GiB, made in "
+    print(f"model {args.name}: {next(model.parameters()).dtype}, {pc.gib(torch.cuda.memory_allocated()):.2f} GiB, made in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
     g = torch.Generator().manual_seed(1)
     vocab = model.config.vocab_size
