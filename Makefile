@@ -5,6 +5,7 @@
 #   make test-cuda    CUDA tests (needs a GPU machine)
 #   make deps         install missing Debian packages and the npm test oracle
 #   make demo         build a tiny model and inspect it (the README's first command)
+#   make bench-gpu    the GPU benchmarks (bench/gpu.sh; needs a GPU machine)
 #
 # CUDA code is compiled when nvcc is found; CUDA=0 forces it off, CUDA=1 on.
 # DEPS_PREFIX points at unpacked Debian packages (the GPU machine's
@@ -53,7 +54,10 @@ SERVE_SRC  := $(wildcard serve/*.c)
 TRAIN_SRC  := $(wildcard train/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
-BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_SRC  := $(filter-out bench/gpu_%.c,$(wildcard bench/*.c))
+# The GPU benches link the CUDA backend: built when CUDA is on and its
+# sources are there (kernels/cuda/backend_cuda.cu defines bk_cuda).
+GPUBENCH_SRC := $(if $(and $(filter 1,$(CUDA)),$(wildcard kernels/cuda/backend_cuda.cu)),$(wildcard bench/gpu_*.c))
 CU_SRC     := $(if $(filter 1,$(CUDA)),$(wildcard kernels/cuda/*.cu))
 CUTEST_SRC := $(wildcard tests/cuda/test_*.c)
 
@@ -71,11 +75,12 @@ TRAIN_BIN  := $(if $(TRAIN_SRC),$(BUILD)/train)
 TEST_BIN   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TOOL_BIN   := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRC))
 BENCH_BIN  := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+GPUBENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(GPUBENCH_SRC))
 CUTEST_BIN := $(if $(filter 1,$(CUDA)),$(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(CUTEST_SRC)))
 
 .SECONDARY:
-.PHONY: all test test-build test-cuda deps demo clean
-all: $(SERVE_BIN) $(TRAIN_BIN) $(TEST_BIN) $(TOOL_BIN) $(BENCH_BIN) $(CUTEST_BIN)
+.PHONY: all test test-build test-cuda deps demo clean bench-gpu
+all: $(SERVE_BIN) $(TRAIN_BIN) $(TEST_BIN) $(TOOL_BIN) $(BENCH_BIN) $(GPUBENCH_BIN) $(CUTEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -111,6 +116,13 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# GPU benches (bench/gpu_*.c) call the CUDA runtime too and link like the
+# CUDA tests, with serve's and train's modules (train/optim.c).
+$(BUILD)/obj/bench/gpu_%.o: CPPFLAGS += -Itrain -I$(CUDA_HOME)/include
+$(BUILD)/bench/gpu_%: $(BUILD)/obj/bench/gpu_%.o $(DEV_OBJ) $(PROG_OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
+
 $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(DEV_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
@@ -126,6 +138,12 @@ test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN)
 test-cuda:
 	$(MAKE) --no-print-directory CUDA=1 all
 	@set -e; for t in $(BUILD)/tests/cuda/test_*; do [ -x "$$t" ] || continue; echo "== $$t"; $$t; done
+
+# The whole GPU suite (bench/gpu.sh: builds with CUDA=1, generates the
+# models and adapters, runs every benchmark under one deadline; summary in
+# $(BUILD)/gpubench, and $$OUT when set).
+bench-gpu:
+	BUILD=$(BUILD) bench/gpu.sh
 
 deps:
 	.ci/deps.sh
