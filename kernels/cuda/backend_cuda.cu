@@ -159,6 +159,9 @@ static int setup(err_t *err) {
     if (s != CUBLAS_STATUS_SUCCESS) return err_set(err, "cuda backend: cublasCreate failed (status %d)", (int)s);
     if ((s = cublasSetStream(cu.cublas, cu.stream)) != CUBLAS_STATUS_SUCCESS)
         return err_set(err, "cuda backend: cublasSetStream failed (status %d)", (int)s);
+    // No TF32 for f32 GEMMs: the f32 path stays f32 (matmul.cu).
+    if ((s = cublasSetMathMode(cu.cublas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
+        return err_set(err, "cuda backend: cublasSetMathMode failed (status %d)", (int)s);
     for (int i = 0; i < CU_STAGE_RING; i++)
         if ((e = cudaEventCreateWithFlags(&cu.stage_done[i], cudaEventDisableTiming)) != cudaSuccess)
             return err_set(err, "cuda backend: event: %s", cudaGetErrorString(e));
