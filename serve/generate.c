@@ -12,6 +12,9 @@
 #include "kv.h"
 #include "sampler.h"
 #include "tokenizer.h"
+#ifdef TESSERA_CUDA
+#include "cuda/cu_backend.h"
+#endif
 #include "util.h"
 
 #define KV_BLOCK 16
@@ -22,6 +25,7 @@ generate_opts generate_opts_default(void) {
     o.temperature = 0.0f;
     o.top_p = 1.0f;
     o.quant = MODEL_LOAD_NF4;
+    o.device = "cpu";
     return o;
 }
 
@@ -29,7 +33,8 @@ void generate_usage(FILE *f) {
     fprintf(f,
             "usage: --generate --model DIR --prompt TEXT [--adapter DIR] [--system TEXT] [--raw]\n"
             "                  [--chat-template NAME] [--max-tokens N] [--temperature T] [--top-p P]\n"
-            "                  [--top-k K] [--seed N] [--quant nf4|none] [--threads N] [--stats]\n"
+            "                  [--top-k K] [--seed N] [--quant nf4|none] [--threads N] [--device cpu|cuda]\n"
+            "                  [--stats]\n"
             "\n"
             "  --model DIR          Hugging Face model folder\n"
             "  --adapter DIR        PEFT LoRA adapter folder\n"
@@ -43,6 +48,7 @@ void generate_usage(FILE *f) {
             "  --seed N             sampling seed (default 0)\n"
             "  --quant nf4|none     NF4 decoder weights (default) or dense as stored\n"
             "  --threads N          CPU threads (default: every online CPU)\n"
+            "  --device cpu|cuda    run the model on the CPU (default) or the GPU\n"
             "  --stats              timing line on stderr\n");
 }
 
@@ -97,6 +103,10 @@ int generate_parse_args(int argc, char **argv, generate_opts *o, err_t *err) {
             if ((rc = parse_long(a, v, 0, 0x7fffffffL, &n, err)) == 0) o->seed = (uint64_t)n;
         } else if (strcmp(a, "--threads") == 0) {
             if ((rc = parse_long(a, v, 0, 1024, &n, err)) == 0) o->threads = (int)n;
+        } else if (strcmp(a, "--device") == 0) {
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
+                return err_set(err, "--device: expected cpu or cuda, got \"%s\"", v);
+            o->device = v;
         } else if (strcmp(a, "--quant") == 0) {
             if (strcmp(v, "nf4") == 0) o->quant = MODEL_LOAD_NF4;
             else if (strcmp(v, "none") == 0) o->quant = MODEL_LOAD_NONE;
@@ -231,9 +241,27 @@ done:
     return rc;
 }
 
+const bk_ops *generate_backend(const char *device, err_t *err) {
+    if (!device || strcmp(device, "cpu") == 0) return bk_cpu();
+    if (strcmp(device, "cuda") != 0) {
+        err_set(err, "--device %s: expected cpu or cuda", device);
+        return NULL;
+    }
+#ifdef TESSERA_CUDA
+    const bk_ops *bk = bk_cuda(err);
+    if (!bk) err_wrap(err, "--device cuda");
+    return bk;
+#else
+    err_set(err, "--device cuda: this build has no CUDA backend (nvcc was not found, or CUDA=0; rebuild with "
+                 "make CUDA=1 on a machine with the CUDA toolkit)");
+    return NULL;
+#endif
+}
+
 int generate_run(const generate_opts *o, err_t *err) {
     if (o->threads > 0) bk_cpu_set_threads(o->threads);
     model_opts mo = model_opts_default();
+    if (!(mo.bk = generate_backend(o->device, err))) return -1;
     mo.quant = o->quant;
     mo.max_slots = 1;
     model *m = model_load(o->model, &mo, err);

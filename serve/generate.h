@@ -19,6 +19,7 @@
 //   --seed N             sampling seed (default 0)
 //   --quant nf4|none     decoder weights NF4 (default) or dense as stored
 //   --threads N          CPU threads (default: all online CPUs)
+//   --device cpu|cuda    the backend the model runs on (default cpu)
 //   --stats              one line of timing to stderr at the end
 //
 // Stop ids: config.json's and generation_config.json's eos_token_id, and
@@ -46,8 +47,14 @@ typedef struct generate_opts {
     uint64_t seed;
     model_load_quant quant;
     int threads;               // 0 = default
+    const char *device;        // "cpu" (default) or "cuda"
     int stats;
 } generate_opts;
+
+// The backend named by --device: "cpu", or "cuda" (the GPU the CUDA
+// backend sets up: an error when this build has no CUDA or no device is
+// usable). NULL + err naming the flag and the reason.
+const bk_ops *generate_backend(const char *device, err_t *err);
 
 generate_opts generate_opts_default(void);
 

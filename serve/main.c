@@ -29,6 +29,7 @@ static void usage(FILE *f) {
             "  --request-timeout S  a request must arrive whole within this (default 30)\n"
             "  --quant nf4|none  decoder weights NF4 (default) or dense as stored\n"
             "  --threads N       CPU threads (default: every online CPU)\n"
+            "  --device cpu|cuda run the model on the CPU (default) or the GPU (a CUDA build)\n"
             "  --max-loras N     adapters resident in slots at once (default 8; LRU swapped)\n"
             "  --max-lora-rank N largest adapter rank served (default 64)\n"
             "  --max-num-seqs N  sequences batched at once (default 16; more wait in a queue)\n"
@@ -82,6 +83,7 @@ int main(int argc, char **argv) {
     inspect_opts o = {0};
     srv_config sc = {.port = 8000};
     int inspect = 0, echo_ms = 0, threads = 0, no_engine = 0;
+    const char *device = "cpu";
     model_opts mo = model_opts_default();
     sched_opts so = sched_opts_default();
     for (int i = 1; i < argc; i++) {
@@ -131,6 +133,13 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--request-timeout") == 0) sc.request_timeout_ms = (uint64_t)n * 1000;
         else if (strcmp(a, "--echo-engine") == 0) echo_ms = n > 0 ? (int)n : 1;
         else if (strcmp(a, "--threads") == 0) threads = (int)n;
+        else if (strcmp(a, "--device") == 0) {
+            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0) {
+                fprintf(stderr, "error serve: --device %s: expected cpu or cuda\n", v);
+                return 2;
+            }
+            device = v;
+        }
         else if (strcmp(a, "--max-loras") == 0) mo.max_slots = (int)n;
         else if (strcmp(a, "--max-lora-rank") == 0) mo.max_lora_rank = (int)n;
         else if (strcmp(a, "--max-num-seqs") == 0) so.max_num_seqs = (int)n;
@@ -177,7 +186,7 @@ int main(int argc, char **argv) {
     if (!echo_ms && !no_engine) {
         if (threads > 0) bk_cpu_set_threads(threads);
         if (mo.max_tokens < so.max_batched_tokens) mo.max_tokens = so.max_batched_tokens;
-        if (!(m = model_load(sc.model_dir, &mo, &err))) {
+        if (!(mo.bk = generate_backend(device, &err)) || !(m = model_load(sc.model_dir, &mo, &err))) {
             fprintf(stderr, "error serve: %s\n", err.msg);
             return 1;
         }
