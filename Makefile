@@ -45,7 +45,7 @@ ifeq ($(CUDA),1)
   CPPFLAGS += -DTESSERA_CUDA=1
   NVFLAGS  := -O3 -std=c++17 -Icore -Ikernels -gencode arch=compute_90,code=sm_90 \
               -gencode arch=compute_90,code=compute_90 -Xcompiler -Wall
-  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
 CORE_SRC   := $(wildcard core/*.c) $(wildcard kernels/cpu/*.c)
