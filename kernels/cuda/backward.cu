@@ -24,7 +24,6 @@
 
 #define ATT_WARPS 4         // query (or key) rows per attention block, one warp each
 #define ATT_TILE 32         // keys (or queries) per shared-memory tile: one per lane
-#define ATT_REGS (BK_MAX_HEAD_DIM / 32) // head_dim elements per lane
 #define ROW_WARPS 8         // rows per block of the row-wise ops, one warp each
 #define EW_THREADS 256      // threads per block of the element-wise ops
 #define CE_THREADS 512      // threads per cross-entropy row
@@ -95,7 +94,13 @@ __device__ static inline float tile_dot(const float *x, const float *tile, int r
     return s;
 }
 
+// Each attention kernel is a template over NR, the head_dim elements a
+// lane holds in registers (lane + 32 i for i < NR, so NR = ceil(D / 32)):
+// the register arrays are indexed by unrolled constants only, and a D of
+// 128 runs 4 of them, not BK_MAX_HEAD_DIM / 32.
+//
 // grid (ceil(T / ATT_WARPS), H), block 32 * ATT_WARPS.
+template <int NR>
 __global__ static void attn_fwd_kernel(float *out, float *lse, const float *q, const float *k, const float *v, int T,
                                        bk_train_attn a) {
     extern __shared__ float sm[];
@@ -109,9 +114,9 @@ __global__ static void attn_fwd_kernel(float *out, float *lse, const float *q, c
     int lo = valid ? first_key(a.start, a.window, t) : 0;
     if (valid)
         for (int d = lane; d < D; d += 32) qs[d] = q[((int64_t)t * H + h) * D + d];
-    float acc[ATT_REGS];
+    float acc[NR];
 #pragma unroll
-    for (int i = 0; i < ATT_REGS; i++) acc[i] = 0.0f;
+    for (int i = 0; i < NR; i++) acc[i] = 0.0f;
     float m = -INFINITY, l = 0.0f;
     // Every warp walks the block's key range so that the barriers match.
     for (int p0 = first_key(a.start, a.window, t0); p0 <= t_last; p0 += ATT_TILE) {
@@ -127,13 +132,13 @@ __global__ static void attn_fwd_kernel(float *out, float *lse, const float *q, c
         l = l * corr + warp_sum(e);
         m = mt;
 #pragma unroll
-        for (int i = 0; i < ATT_REGS; i++) acc[i] *= corr;
+        for (int i = 0; i < NR; i++) acc[i] *= corr;
         for (int j = 0; j < ATT_TILE; j++) {
             float ej = __shfl_sync(0xffffffffu, e, j);
             if (ej == 0.0f) continue;
             const float *vr = vs + j * (D + 1);
 #pragma unroll
-            for (int i = 0; i < ATT_REGS; i++)
+            for (int i = 0; i < NR; i++)
                 if (lane + 32 * i < D) acc[i] += ej * vr[lane + 32 * i];
         }
     }
@@ -141,7 +146,7 @@ __global__ static void attn_fwd_kernel(float *out, float *lse, const float *q, c
     float inv = 1.0f / l;
     float *o = out + ((int64_t)t * H + h) * D;
 #pragma unroll
-    for (int i = 0; i < ATT_REGS; i++)
+    for (int i = 0; i < NR; i++)
         if (lane + 32 * i < D) o[lane + 32 * i] = acc[i] * inv;
     if (lane == 0) lse[(int64_t)t * H + h] = m + logf(l);
 }
@@ -151,19 +156,30 @@ template <typename K> static void allow_smem(K kernel, size_t bytes) {
     if (bytes > 48 * 1024) CU_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
+template <int NR>
+static void attn_fwd_launch(float *out, float *lse, const float *q, const float *k, const float *v, int T,
+                            const bk_train_attn *a) {
+    size_t smem = att_smem(a->head_dim, 1);
+    allow_smem(attn_fwd_kernel<NR>, smem);
+    dim3 grid((unsigned)cdiv(T, ATT_WARPS), (unsigned)a->n_heads);
+    attn_fwd_kernel<NR><<<grid, 32 * ATT_WARPS, smem, cu_stream()>>>(out, lse, q, k, v, T, *a);
+    launch_check();
+}
+
 // q (T, H, D), k, v (T, KVH, D) -> out (T, H, D), lse (T, H)
 static void cu_attention_train(float *out, float *lse, const float *q, const float *k, const float *v, int T,
                                const bk_train_attn *a) {
     if (T <= 0) return;
-    size_t smem = att_smem(a->head_dim, 1);
-    allow_smem(attn_fwd_kernel, smem);
-    dim3 grid((unsigned)cdiv(T, ATT_WARPS), (unsigned)a->n_heads);
-    attn_fwd_kernel<<<grid, 32 * ATT_WARPS, smem, cu_stream()>>>(out, lse, q, k, v, T, *a);
-    launch_check();
+    int D = a->head_dim;
+    if (D <= 64) attn_fwd_launch<2>(out, lse, q, k, v, T, a);
+    else if (D <= 128) attn_fwd_launch<4>(out, lse, q, k, v, T, a);
+    else if (D <= 256) attn_fwd_launch<8>(out, lse, q, k, v, T, a);
+    else attn_fwd_launch<BK_MAX_HEAD_DIM / 32>(out, lse, q, k, v, T, a);
 }
 
 // Pass 1 of the backward (kernels/cpu/backward.c has the formulas): per
 // query row, delta = dO . O and dq = scale * sum_j P_ij (dO . v_j - delta) k_j.
+template <int NR>
 __global__ static void attn_dq_kernel(float *dq, float *delta, const float *dout, const float *q, const float *k,
                                       const float *v, const float *o, const float *lse, int T, bk_train_attn a) {
     extern __shared__ float sm[];
@@ -189,9 +205,9 @@ __global__ static void attn_dq_kernel(float *dq, float *delta, const float *dout
         if (lane == 0) delta[row] = dl;
     }
     __syncwarp();
-    float acc[ATT_REGS];
+    float acc[NR];
 #pragma unroll
-    for (int i = 0; i < ATT_REGS; i++) acc[i] = 0.0f;
+    for (int i = 0; i < NR; i++) acc[i] = 0.0f;
     for (int p0 = first_key(a.start, a.window, t0); p0 <= t_last; p0 += ATT_TILE) {
         __syncthreads();
         load_tile(ks, k + kvh * D, KV, p0, t_last + 1, D);
@@ -208,13 +224,13 @@ __global__ static void attn_dq_kernel(float *dq, float *delta, const float *dout
             if (dj == 0.0f) continue;
             const float *kr = ks + j * (D + 1);
 #pragma unroll
-            for (int i = 0; i < ATT_REGS; i++)
+            for (int i = 0; i < NR; i++)
                 if (lane + 32 * i < D) acc[i] += dj * kr[lane + 32 * i];
         }
     }
     if (!valid) return;
 #pragma unroll
-    for (int i = 0; i < ATT_REGS; i++)
+    for (int i = 0; i < NR; i++)
         if (lane + 32 * i < D) dq[row * D + lane + 32 * i] = acc[i] * a.scale;
 }
 
@@ -237,6 +253,7 @@ __device__ static int last_query(const int32_t *start, int window, int p, int T)
 // through shared memory ATT_TILE at a time, lane j taking pair j. One warp
 // owns each output row: no atomics, a fixed order.
 // grid (ceil(T / ATT_WARPS), KVH), block 32 * ATT_WARPS.
+template <int NR>
 __global__ static void attn_dkv_kernel(float *dk, float *dv, const float *dout, const float *q, const float *k,
                                        const float *v, const float *lse, const float *delta, int T, bk_train_attn a) {
     extern __shared__ float sm[];
@@ -259,9 +276,9 @@ __global__ static void attn_dkv_kernel(float *dk, float *dv, const float *dout, 
     __syncthreads();
     int block_end = q_end[0];
     for (int w = 1; w < ATT_WARPS; w++) block_end = max(block_end, q_end[w]);
-    float adk[ATT_REGS], adv[ATT_REGS];
+    float adk[NR], adv[NR];
 #pragma unroll
-    for (int i = 0; i < ATT_REGS; i++) adk[i] = adv[i] = 0.0f;
+    for (int i = 0; i < NR; i++) adk[i] = adv[i] = 0.0f;
     // Pairs (t, g) flattened as (t - p0) * G + g over t in [p0, block_end].
     int n_pairs = (block_end - p0 + 1) * G;
     for (int j0 = 0; j0 < n_pairs; j0 += ATT_TILE) {
@@ -291,7 +308,7 @@ __global__ static void attn_dkv_kernel(float *dk, float *dv, const float *dout, 
             if (pj == 0.0f && dj == 0.0f) continue;
             const float *qrow = qt + j * (D + 1), *drow = dot_ + j * (D + 1);
 #pragma unroll
-            for (int i = 0; i < ATT_REGS; i++)
+            for (int i = 0; i < NR; i++)
                 if (lane + 32 * i < D) {
                     adv[i] += pj * drow[lane + 32 * i];
                     adk[i] += dj * qrow[lane + 32 * i];
@@ -301,26 +318,38 @@ __global__ static void attn_dkv_kernel(float *dk, float *dv, const float *dout, 
     if (!valid) return;
     int64_t orow = ((int64_t)p * KVH + kvh) * D;
 #pragma unroll
-    for (int i = 0; i < ATT_REGS; i++)
+    for (int i = 0; i < NR; i++)
         if (lane + 32 * i < D) {
             dk[orow + lane + 32 * i] = adk[i] * a.scale;
             dv[orow + lane + 32 * i] = adv[i];
         }
 }
 
+// Pass 1 (dq, delta) then pass 2 (dk, dv), which reads pass 1's delta.
+template <int NR>
+static void attn_bwd_launch(float *dq, float *dk, float *dv, float *delta, const float *dout, const float *q,
+                            const float *k, const float *v, const float *out, const float *lse, int T,
+                            const bk_train_attn *a) {
+    size_t smem = att_smem(a->head_dim, 2);
+    allow_smem(attn_dq_kernel<NR>, smem);
+    allow_smem(attn_dkv_kernel<NR>, smem);
+    dim3 g1((unsigned)cdiv(T, ATT_WARPS), (unsigned)a->n_heads);
+    attn_dq_kernel<NR><<<g1, 32 * ATT_WARPS, smem, cu_stream()>>>(dq, delta, dout, q, k, v, out, lse, T, *a);
+    launch_check();
+    dim3 g2((unsigned)cdiv(T, ATT_WARPS), (unsigned)a->n_kv_heads);
+    attn_dkv_kernel<NR><<<g2, 32 * ATT_WARPS, smem, cu_stream()>>>(dk, dv, dout, q, k, v, lse, delta, T, *a);
+    launch_check();
+}
+
 static void cu_attention_backward(float *dq, float *dk, float *dv, float *delta, const float *dout, const float *q,
                                   const float *k, const float *v, const float *out, const float *lse, int T,
                                   const bk_train_attn *a) {
     if (T <= 0) return;
-    size_t smem = att_smem(a->head_dim, 2);
-    allow_smem(attn_dq_kernel, smem);
-    allow_smem(attn_dkv_kernel, smem);
-    dim3 g1((unsigned)cdiv(T, ATT_WARPS), (unsigned)a->n_heads);
-    attn_dq_kernel<<<g1, 32 * ATT_WARPS, smem, cu_stream()>>>(dq, delta, dout, q, k, v, out, lse, T, *a);
-    launch_check();
-    dim3 g2((unsigned)cdiv(T, ATT_WARPS), (unsigned)a->n_kv_heads);
-    attn_dkv_kernel<<<g2, 32 * ATT_WARPS, smem, cu_stream()>>>(dk, dv, dout, q, k, v, lse, delta, T, *a);
-    launch_check();
+    int D = a->head_dim;
+    if (D <= 64) attn_bwd_launch<2>(dq, dk, dv, delta, dout, q, k, v, out, lse, T, a);
+    else if (D <= 128) attn_bwd_launch<4>(dq, dk, dv, delta, dout, q, k, v, out, lse, T, a);
+    else if (D <= 256) attn_bwd_launch<8>(dq, dk, dv, delta, dout, q, k, v, out, lse, T, a);
+    else attn_bwd_launch<BK_MAX_HEAD_DIM / 32>(dq, dk, dv, delta, dout, q, k, v, out, lse, T, a);
 }
 
 // ---- LoRA ---------------------------------------------------------------------------
