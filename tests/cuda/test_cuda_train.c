@@ -87,9 +87,10 @@ static float *fetch(const float *d, int64_t n) {
     return h;
 }
 
-// max |got - ref| / max |ref| (1 when ref is all zero); NaN gives INFINITY.
-static double rel_err(const float *got, const float *ref, int64_t n) {
-    double e = 0, m = 0;
+// max |got - ref| / max(max |ref|, floor) (floor 0 and ref all zero: 1);
+// NaN gives INFINITY.
+static double rel_err_floor(const float *got, const float *ref, int64_t n, double floor) {
+    double e = 0, m = floor;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)ref[i]);
         if (isnan(d)) return INFINITY;
@@ -99,14 +100,22 @@ static double rel_err(const float *got, const float *ref, int64_t n) {
     return e / (m > 0 ? m : 1);
 }
 
-// Downloads the device tensor d and checks it against the CPU's ref.
-static double expect(const char *what, const float *d, const float *ref, int64_t n, double tol) {
+static double rel_err(const float *got, const float *ref, int64_t n) { return rel_err_floor(got, ref, n, 0); }
+
+// Downloads the device tensor d and checks it against the CPU's ref,
+// relative to max |ref| or `floor`, the size its entries have when they are
+// not cancellations (see check_attention).
+static double expect_floor(const char *what, const float *d, const float *ref, int64_t n, double tol, double floor) {
     float *g = fetch(d, n);
-    double e = rel_err(g, ref, n);
+    double e = rel_err_floor(g, ref, n, floor);
     printf("  %-58s rel err %.2e (bound %.0e)\n", what, e, tol);
     CHECK(e <= tol, "%s: relative error %.3g over %.1g", what, e, tol);
     free(g);
     return e;
+}
+
+static double expect(const char *what, const float *d, const float *ref, int64_t n, double tol) {
+    return expect_floor(what, d, ref, n, tol, 0);
 }
 
 static float *copyf(const float *x, int64_t n) {
@@ -149,13 +158,17 @@ static void check_attention(attn_case c) {
     float *rout = dupf(out, QN), *rlse = dupf(lse, LN);
     gpu->attention_backward(gdq, gdk, gdv, gdelta, gdo, gq, gk, gv, rout, rlse, c.T, &ga);
 
+    // A query that sees one key has dq = 0 and adds 0 to that key's dk
+    // (dO . v - delta cancels): both backends give rounding noise there,
+    // so dq, dk are measured against 1, the size of the gradients of these
+    // N(0, 1) inputs, when their own max is below it (T = 1: all noise).
     char name[160];
     const char *outs[] = {"out", "lse", "dq", "dk", "dv", "delta"};
     float *refs[] = {out, lse, dq, dk, dv, delta};
     for (int i = 0; i < 6; i++) {
         snprintf(name, sizeof name, "attention T %d H %d KVH %d D %d window %d seqs %d: %s", c.T, c.H, c.KVH, c.D,
                  c.window, c.nseq, outs[i]);
-        expect(name, bufs[i], refs[i], ns[i], TOL_GEMM);
+        expect_floor(name, bufs[i], refs[i], ns[i], TOL_GEMM, i == 2 || i == 3 ? 1.0 : 0.0);
     }
     for (int i = 0; i < 6; i++) gpu->free(bufs[i]);
     gpu->free(gq), gpu->free(gk), gpu->free(gv), gpu->free(gdo), gpu->free(rout), gpu->free(rlse);
