@@ -17,6 +17,14 @@
 // Row-major matrices are handed to cuBLAS as their column-major transposes:
 // a row-major (R, C) matrix with leading dimension C is the column-major
 // (C, R) matrix M^T, so row-major Y = X W^T is column-major Y^T = W X^T.
+//
+// Scratch (cu_scratch): 0 holds LoRA's dropped-out input and then u A
+// (lora_train, lora_backward), 1 matmul_backward's converted weight rows,
+// 3 sumsq's partial sums. Each is used within one op, in stream order.
+//
+// Not yet timed on a GPU: the attention kernels use FFMA from shared memory
+// (no tensor cores), the first thing to measure and replace if attention
+// dominates a training step.
 #include <math.h>
 #include <stdint.h>
 
