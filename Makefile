@@ -2,7 +2,7 @@
 #
 #   make              build/serve, build/train, tools, tests, benches (-O2)
 #   make test         every CPU test, built with ASan + UBSan into build/san
-#   make test-cuda    CUDA tests (needs a GPU machine)
+#   make test-cuda    CUDA tests (needs a GPU machine): tests/cuda programs and scripts
 #   make deps         install missing Debian packages and the npm test oracle
 #   make demo         build a tiny model and inspect it (the README's first command)
 #   make bench-gpu    the GPU benchmarks (bench/gpu.sh; needs a GPU machine)
@@ -139,6 +139,7 @@ test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN)
 test-cuda:
 	$(MAKE) --no-print-directory CUDA=1 all
 	@set -e; for t in $(BUILD)/tests/cuda/test_*; do [ -x "$$t" ] || continue; echo "== $$t"; $$t; done
+	@set -e; for t in tests/cuda/test_*.sh; do [ -x "$$t" ] || continue; echo "== $$t"; TESSERA_BUILD=$(BUILD) $$t; done
 
 # The whole GPU suite (bench/gpu.sh: builds with CUDA=1, generates the
 # models and adapters, runs every benchmark under one deadline; summary in

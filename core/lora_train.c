@@ -50,7 +50,16 @@ struct lt_model {
     float *u;                 // (N, max_rank) LoRA backward scratch
     float *delta;             // (N, H) attention backward scratch
     int32_t *tok, *pos, *start, *rows, *tgt; // (N) the batch; target rows and their ids
+    int32_t *scat;            // (N) token t's row of dxnf, or n_rows (a zero row) if t is no target
     void *amem;
+    // Host memory: the batch as setup() builds it before the upload, the
+    // loss of a chunk of rows after the download, a staging copy of the
+    // parameters (init and writing go through it on every backend, so the
+    // CPU tests run the device path), and zeros to upload (device only).
+    int32_t *h_ints;          // (6, N): tok, pos, start, rows, tgt, scat in that order
+    float *h_loss;            // (ce_rows)
+    float *h_params;          // (n_params)
+    float *zeros;             // (max(n_params, hidden)) or NULL on a host-memory backend
     int n_rows;               // target rows of the current batch
     int ce_rows;              // logit rows per chunk: min(CE_ROWS, N)
     int64_t act_bytes;        // size of amem
@@ -68,7 +77,22 @@ int64_t lt_activation_bytes(const lt_model *t) { return t->act_bytes; }
 float *lt_params(lt_model *t) { return t->params; }
 float *lt_grads(lt_model *t) { return t->grads; }
 
-void lt_zero_grads(lt_model *t) { memset(t->grads, 0, (size_t)t->n_params * sizeof(float)); }
+// Zeroes n floats of backend memory: memset on the host, else an upload
+// from the zero buffer (backend.h has no fill op; this runs once a step).
+static void zero_floats(lt_model *t, float *p, int64_t n) {
+    if (t->bk->host_memory) memset(p, 0, (size_t)n * sizeof(float));
+    else t->bk->upload(p, t->zeros, (size_t)n * sizeof(float));
+}
+
+void lt_zero_grads(lt_model *t) { zero_floats(t, t->grads, t->n_params); }
+
+void lt_get_params(lt_model *t, float *host) {
+    t->bk->download(host, t->params, (size_t)t->n_params * sizeof(float));
+}
+
+void lt_set_params(lt_model *t, const float *host) {
+    t->bk->upload(t->params, host, (size_t)t->n_params * sizeof(float));
+}
 
 // Hands out 64-byte aligned pieces of one allocation; with base NULL it
 // only measures.
@@ -139,8 +163,8 @@ static void layout(lt_model *t, carver *c) {
     t->dup = takef(c, N * I);
     t->u = takef(c, N * (t->max_rank > 0 ? t->max_rank : 1));
     t->delta = takef(c, N * g->num_attention_heads);
-    int32_t **ints[] = {&t->tok, &t->pos, &t->start, &t->rows, &t->tgt};
-    for (int i = 0; i < 5; i++) *ints[i] = take(c, N, sizeof(int32_t));
+    int32_t **ints[] = {&t->tok, &t->pos, &t->start, &t->rows, &t->tgt, &t->scat};
+    for (int i = 0; i < 6; i++) *ints[i] = take(c, N, sizeof(int32_t));
 }
 
 // Allocates parameters, gradients and activations once the modules are set.
@@ -157,13 +181,21 @@ static int alloc_all(lt_model *t, err_t *err) {
     }
     if (t->n_params == 0) return err_set(err, "lora_train: no projection is adapted");
     size_t pbytes = ((size_t)t->n_params * sizeof(float) + 63) / 64 * 64;
+    int64_t nz = t->n_params > t->cfg.hidden_size ? t->n_params : t->cfg.hidden_size;
+    t->h_params = malloc((size_t)t->n_params * sizeof(float));
+    if (!t->bk->host_memory) t->zeros = calloc((size_t)nz, sizeof(float));
+    if (!t->h_params || (!t->bk->host_memory && !t->zeros)) return err_set(err, "lora_train: out of memory");
     if (!(t->pmem = t->bk->alloc(2 * pbytes, err))) return err_wrap(err, "lora_train: %lld LoRA parameters",
                                                                        (long long)t->n_params);
-    memset(t->pmem, 0, 2 * pbytes);
     t->params = t->pmem;
     t->grads = (float *)((char *)t->pmem + pbytes);
+    zero_floats(t, t->params, t->n_params);
+    zero_floats(t, t->grads, t->n_params);
     carver c = {NULL, 0};
     layout(t, &c);
+    t->h_ints = malloc((size_t)6 * (size_t)t->N * sizeof(int32_t));
+    t->h_loss = malloc((size_t)t->ce_rows * sizeof(float));
+    if (!t->h_ints || !t->h_loss) return err_set(err, "lora_train: out of memory");
     t->act_bytes = (int64_t)c.off;
     if (!(t->amem = t->bk->alloc(c.off, err)))
         return err_wrap(err, "lora_train: activations for %d tokens (%.1f MiB)", t->N, (double)c.off / (1 << 20));
@@ -194,8 +226,11 @@ static lt_model *create(model *m, const lt_opts *o, err_t *err) {
         return NULL;
     }
     for (int l = 0; l < L; l++) model_get_layer_view(m, l, &t->lw[l]);
-    if (!t->bk->host_memory || !t->bk->matmul_backward) {
-        err_set(err, "lora_train: backend %s cannot train (needs host memory and the training ops)", t->bk->name);
+    const bk_ops *b = t->bk;
+    if (!b->attention_train || !b->attention_backward || !b->lora_train || !b->lora_backward ||
+        !b->matmul_backward || !b->rmsnorm_backward || !b->rope_backward || !b->swiglu_backward ||
+        !b->cross_entropy || !b->adamw || !b->sumsq) {
+        err_set(err, "lora_train: backend %s cannot train (it lacks the training ops)", b->name);
         lt_free(t);
         return NULL;
     }
@@ -250,8 +285,8 @@ lt_model *lt_from_adapter(model *m, const lora_adapter *a, const lt_opts *o, err
     for (int i = 0; i < a->n_layers * MODEL_LIN_COUNT; i++) {
         const lora_module *lm = &a->modules[i];
         if (!lm->rank) continue;
-        memcpy(t->params + t->mods[i].a_off, lm->A, (size_t)lm->rank * lm->in * sizeof(float));
-        memcpy(t->params + t->mods[i].b_off, lm->B, (size_t)lm->out * lm->rank * sizeof(float));
+        t->bk->upload(t->params + t->mods[i].a_off, lm->A, (size_t)lm->rank * lm->in * sizeof(float));
+        t->bk->upload(t->params + t->mods[i].b_off, lm->B, (size_t)lm->out * lm->rank * sizeof(float));
     }
     return t;
 }
@@ -263,21 +298,28 @@ void lt_free(lt_model *t) {
     free(t->lw);
     free(t->la);
     free(t->mods);
+    free(t->h_ints);
+    free(t->h_loss);
+    free(t->h_params);
+    free(t->zeros);
     free(t);
 }
 
+// Drawn into the host staging copy, then uploaded.
 void lt_init_peft(lt_model *t, uint64_t seed) {
     util_rng rng;
     util_rng_seed(&rng, seed);
+    float *P = t->h_params;
     for (int i = 0; i < t->cfg.num_hidden_layers * MODEL_LIN_COUNT; i++) {
         const lt_module *md = &t->mods[i];
         if (!md->rank) continue;
         double bound = 1.0 / sqrt((double)md->in);
-        float *A = t->params + md->a_off;
+        float *A = P + md->a_off;
         for (int64_t k = 0; k < (int64_t)md->rank * md->in; k++)
             A[k] = (float)((2.0 * util_rng_uniform(&rng) - 1.0) * bound);
-        memset(t->params + md->b_off, 0, (size_t)md->out * md->rank * sizeof(float));
+        memset(P + md->b_off, 0, (size_t)md->out * md->rank * sizeof(float));
     }
+    lt_set_params(t, P);
 }
 
 // ---- the batch -----------------------------------------------------------------------
@@ -289,7 +331,9 @@ int64_t lt_count_targets(const lt_seq *seqs, int n) {
     return k;
 }
 
-// Packs the sequences into the batch arrays; returns the token count or -1.
+// Packs the sequences into the host batch arrays and uploads them; returns
+// the token count or -1. scat maps each token to its row of the head's
+// gradient, the rows without a target to row n_rows, which head() zeroes.
 static int setup(lt_model *t, const lt_seq *seqs, int n, err_t *err) {
     if (n < 1) return err_set(err, "lora_train: empty batch");
     int64_t N = 0;
@@ -298,6 +342,8 @@ static int setup(lt_model *t, const lt_seq *seqs, int n, err_t *err) {
         N += seqs[s].n;
     }
     if (N > t->N) return err_set(err, "lora_train: batch of %lld tokens: more than max_tokens %d", (long long)N, t->N);
+    int32_t *tok = t->h_ints, *pos = tok + t->N, *start = pos + t->N, *rows = start + t->N, *tgt = rows + t->N;
+    int32_t *scat = tgt + t->N;
     int base = 0, nr = 0;
     for (int s = 0; s < n; s++) {
         const lt_seq *q = &seqs[s];
@@ -305,17 +351,28 @@ static int setup(lt_model *t, const lt_seq *seqs, int n, err_t *err) {
             if (q->ids[i] < 0 || q->ids[i] >= t->cfg.vocab_size)
                 return err_set(err, "lora_train: batch sequence %d token %d: id %d out of range [0, %d)", s, i,
                                q->ids[i], t->cfg.vocab_size);
-            t->tok[base + i] = q->ids[i];
-            t->pos[base + i] = i;
-            t->start[base + i] = base;
+            tok[base + i] = q->ids[i];
+            pos[base + i] = i;
+            start[base + i] = base;
+            scat[base + i] = -1;
             if (i + 1 < q->n && q->mask[i + 1]) {
-                t->rows[nr] = base + i;
-                t->tgt[nr++] = q->ids[i + 1];
+                scat[base + i] = nr;
+                rows[nr] = base + i;
+                tgt[nr++] = q->ids[i + 1];
             }
         }
         base += q->n;
     }
+    for (int i = 0; i < (int)N; i++)
+        if (scat[i] < 0) scat[i] = nr; // nr < N: the last token of a sequence is never a target row
     t->n_rows = nr;
+    const bk_ops *bk = t->bk;
+    size_t nb = (size_t)N * sizeof(int32_t), rb = (size_t)nr * sizeof(int32_t);
+    bk->upload(t->tok, tok, nb);
+    bk->upload(t->pos, pos, nb);
+    bk->upload(t->start, start, nb);
+    bk->upload(t->scat, scat, nb);
+    if (nr) bk->upload(t->rows, rows, rb), bk->upload(t->tgt, tgt, rb);
     return (int)N;
 }
 
@@ -452,14 +509,15 @@ static double head(lt_model *t, int N, float grad_scale, int backward) {
         int R = nr - r0 < t->ce_rows ? nr - r0 : t->ce_rows;
         bk->matmul(t->logits, t->xnf + (int64_t)r0 * C, t->w.lm_head, NULL, R); // (R, V)
         bk->cross_entropy(t->logits, t->row_loss, t->tgt + r0, R, V, grad_scale);
-        for (int i = 0; i < R; i++) loss += t->row_loss[i];
+        bk->download(t->h_loss, t->row_loss, (size_t)R * sizeof(float));
+        for (int i = 0; i < R; i++) loss += t->h_loss[i];
         if (backward) bk->matmul_backward(t->dxnf + (int64_t)r0 * C, t->logits, t->w.lm_head, R, 0);
     }
     if (!backward) return loss;
     bk->rmsnorm_backward(t->dxnf, t->dxnf, t->xf, t->w.norm, nr, C, eps, 0);
-    memset(t->dx, 0, (size_t)N * C * sizeof(float));
-    for (int i = 0; i < nr; i++)
-        memcpy(t->dx + (int64_t)t->rows[i] * C, t->dxnf + (int64_t)i * C, (size_t)C * sizeof(float));
+    // dx[t] = dxnf[scat[t]]: the target rows' gradients, zero elsewhere.
+    zero_floats(t, t->dxnf + (int64_t)nr * C, C);
+    bk->gather_rows(t->dx, t->dxnf, t->scat, N, C);
     return loss;
 }
 
@@ -504,6 +562,8 @@ void lt_peft_key(int layer, model_linear l, int is_b, char *buf, size_t n) {
 }
 
 int lt_write_peft(lt_model *t, const lora_config *lc, const char *dir, err_t *err) {
+    const float *P = t->h_params; // the parameters, downloaded
+    lt_get_params(t, t->h_params);
     char *wpath = util_path_join(dir, "adapter_model.safetensors");
     char *cpath = util_path_join(dir, "adapter_config.json");
     char *json = lora_config_to_json(lc);
@@ -520,9 +580,9 @@ int lt_write_peft(lt_model *t, const lora_config *lc, const char *dir, err_t *er
             char key[160];
             int64_t sa[2] = {md->rank, md->in}, sb[2] = {md->out, md->rank};
             lt_peft_key(l, (model_linear)i, 0, key, sizeof key);
-            if (sft_writer_add(w, key, SFT_F32, 2, sa, t->params + md->a_off, err) < 0) goto done;
+            if (sft_writer_add(w, key, SFT_F32, 2, sa, P + md->a_off, err) < 0) goto done;
             lt_peft_key(l, (model_linear)i, 1, key, sizeof key);
-            if (sft_writer_add(w, key, SFT_F32, 2, sb, t->params + md->b_off, err) < 0) goto done;
+            if (sft_writer_add(w, key, SFT_F32, 2, sb, P + md->b_off, err) < 0) goto done;
         }
     if (sft_writer_metadata(w, "format", "pt", err) < 0 || sft_writer_write(w, wpath, err) < 0 ||
         util_write_file_atomic(cpath, json, strlen(json), err) < 0) {

@@ -20,8 +20,10 @@
 // tokens (every layer's saved tensors; with recompute only each layer's
 // input, the rest recomputed layer by layer in backward), one for the LoRA
 // parameters and their gradients. Nothing is allocated per step.
-// The model must use host memory (the CPU backend): batch bookkeeping
-// (positions, target rows) is written directly.
+// Any backend with the training ops works: the batch (token ids,
+// positions, target rows) is built in host memory and uploaded, the loss
+// downloaded a chunk of rows at a time; on a device backend lt_params and
+// lt_grads are device memory (read them with lt_get_params / download).
 #ifndef TESSERA_LORA_TRAIN_H
 #define TESSERA_LORA_TRAIN_H
 
@@ -78,6 +80,9 @@ int64_t lt_n_params(const lt_model *t);
 int64_t lt_activation_bytes(const lt_model *t);
 float *lt_params(lt_model *t); // backend memory, n_params floats
 float *lt_grads(lt_model *t);  // same layout
+// Copies the parameters to / from host memory (n_params floats).
+void lt_get_params(lt_model *t, float *host);
+void lt_set_params(lt_model *t, const float *host);
 const lt_module *lt_module_at(const lt_model *t, int layer, model_linear l);
 void lt_zero_grads(lt_model *t);
 

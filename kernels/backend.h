@@ -82,13 +82,18 @@ typedef struct bk_attn_args {
 // element i = t * C + c of the input x (T, C) is kept with probability
 // 1 - p and then scaled by 1 / (1 - p). Whether it is kept is a pure
 // function of (key, i) (bk_dropout_keep), so the backward pass and a
-// recomputed forward see the same mask without storing it, on any backend.
+// recomputed forward see the same mask without storing it, on any backend:
+// the one function is compiled for the host and, under nvcc, the device.
 typedef struct bk_dropout {
     float p;      // 0: no dropout
     uint64_t key;
 } bk_dropout;
 
-static inline int bk_dropout_keep(const bk_dropout *d, uint64_t i) {
+static inline
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+int bk_dropout_keep(const bk_dropout *d, uint64_t i) {
     uint64_t z = d->key + (i + 1) * 0x9E3779B97F4A7C15ull; // splitmix64 of key + i
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;

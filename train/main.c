@@ -26,11 +26,15 @@
 #include "tokenizer.h"
 #include "trainer.h"
 #include "util.h"
+#ifdef TESSERA_CUDA
+#include "cuda/cu_backend.h"
+#endif
 
 #define BAD_LINES_LISTED 50
 
 typedef struct train_opts {
     const char *model, *data, *out, *val, *resume, *chat_template, *schedule, *quant;
+    const char *device; // "cpu" or "cuda"
     int rank;
     double alpha, dropout;
     unsigned targets;  // bit l set: model_linear l is adapted
@@ -67,7 +71,8 @@ static void usage(FILE *f) {
             "         --weight-decay 0 --max-grad-norm 1.0 --seed 42\n"
             "eval:    --eval-steps N (each epoch) --early-stopping-patience N\n"
             "saving:  --save-steps N (at the end) --resume CHECKPOINT_DIR\n"
-            "run:     --logging-steps 10 --threads N (all CPUs) --recompute (less memory, ~1.3x time)\n"
+            "run:     --device cpu|cuda (cpu)  --logging-steps 10 --threads N (all CPUs)\n"
+            "         --recompute (less memory, ~1.3x time)\n"
             "         --stop-after N (testing: stop after N steps, write no adapter)\n"
             "         --dry-run: check the model and data, print the plan, train nothing\n");
 }
@@ -148,10 +153,11 @@ static uint64_t parse_seed(const char *flag, const char *v) {
 static train_opts parse_args(int argc, char **argv) {
     static const char *const schedules[] = {"cosine", "linear", "constant", NULL};
     static const char *const quants[] = {"nf4", "none", NULL};
+    static const char *const devices[] = {"cpu", "cuda", NULL};
     train_opts o = {.rank = 16, .alpha = 32, .dropout = 0.05, .targets = (1u << MODEL_LIN_COUNT) - 1,
                     .epochs = 3, .lr = 2e-4, .schedule = "cosine", .warmup_steps = -1, .batch_size = 4,
                     .grad_accum = 1, .max_grad_norm = 1.0, .seed = 42, .quant = "nf4", .family = CHAT_NFAMILIES,
-                    .logging_steps = 10};
+                    .logging_steps = 10, .device = "cpu"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -210,6 +216,7 @@ static train_opts parse_args(int argc, char **argv) {
         else if (strcmp(f, "--early-stopping-patience") == 0) o.patience = parse_int(f, v, 1, 1000000);
         else if (strcmp(f, "--save-steps") == 0) o.save_steps = parse_int(f, v, 1, 100000000);
         else if (strcmp(f, "--quant") == 0) o.quant = parse_choice(f, v, quants);
+        else if (strcmp(f, "--device") == 0) o.device = parse_choice(f, v, devices);
         else if (strcmp(f, "--logging-steps") == 0) o.logging_steps = parse_int(f, v, 1, 100000000);
         else if (strcmp(f, "--stop-after") == 0) o.stop_after = parse_int(f, v, 1, 100000000);
         else if (strcmp(f, "--threads") == 0) o.threads = parse_int(f, v, 1, 256);
@@ -239,6 +246,10 @@ static void check_args(const train_opts *o) {
     if (o->patience && !o->val && o->val_split == 0)
         bad_usage("--early-stopping-patience: there is no validation data (give --val FILE or --val-split FRACTION)");
     if (o->resume && !util_is_dir(o->resume)) bad_usage("--resume %s: not a folder", o->resume);
+#ifndef TESSERA_CUDA
+    if (strcmp(o->device, "cuda") == 0)
+        bad_usage("--device cuda: this train was built without CUDA (build it where nvcc is installed, make CUDA=1)");
+#endif
     if (o->out) {
         const char *slash = strrchr(o->out, '/');
         const char *name = slash ? slash + 1 : o->out;
@@ -315,6 +326,7 @@ static void print_plan(const train_opts *o, const model_config *cfg, chat_family
     if (o->save_steps) printf("  save: every %d steps and at the end\n", o->save_steps);
     else printf("  save: at the end\n");
     if (o->resume) printf("  resume: %s\n", o->resume);
+    printf("  device: %s\n", o->device);
     printf("  output: %s\n", o->out ? o->out : "(none: --out not given)");
 }
 
@@ -350,13 +362,34 @@ static int pick_template(const train_opts *o, chat_family *fam, char **bos, err_
     return rc;
 }
 
-// Loads the model as --quant says and trains (trainer.h).
+// The backend --device names: the CPU's, or the CUDA one (NULL after
+// printing why when there is no usable GPU).
+static const bk_ops *pick_backend(const train_opts *o) {
+    if (strcmp(o->device, "cpu") == 0) {
+        printf("info train: training on the CPU, %d threads\n", bk_cpu_threads());
+        return bk_cpu();
+    }
+#ifdef TESSERA_CUDA
+    err_t e;
+    const bk_ops *bk = bk_cuda(&e);
+    if (!bk) fprintf(stderr, "train: --device cuda: %s\n", e.msg);
+    else printf("info train: training on CUDA (%s)\n", bk->name);
+    return bk;
+#else
+    fprintf(stderr, "train: --device %s: this train was built without CUDA\n", o->device);
+    return NULL;
+#endif
+}
+
+// Loads the model as --quant says onto --device and trains (trainer.h).
 static int train_run(const train_opts *o, const plan *p, data_set *train_set, data_set *val) {
     model_opts mo = model_opts_default();
     mo.quant = strcmp(o->quant, "none") == 0 ? MODEL_LOAD_NONE : MODEL_LOAD_NF4;
     mo.max_tokens = 16; // the serving activations; training has its own
     mo.max_slots = 1;
     if (o->threads) bk_cpu_set_threads(o->threads);
+    if (!(mo.bk = pick_backend(o))) return 1;
+    fflush(stdout);
     err_t e;
     model *m = model_load(o->model, &mo, &e);
     if (!m) {
@@ -375,8 +408,6 @@ static int train_run(const train_opts *o, const plan *p, data_set *train_set, da
         .logging_steps = o->logging_steps, .recompute = o->recompute, .stop_after = o->stop_after,
         .progress = isatty(STDOUT_FILENO), .plot = 1, .log = stdout,
     };
-    printf("info train: training on %d threads\n", bk_cpu_threads());
-    fflush(stdout);
     trainer_result r;
     int rc = trainer_run(m, &c, train_set, val, &r, &e);
     model_free(m);

@@ -1,6 +1,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 int optim_schedule_parse(const char *name, optim_schedule *out) {
@@ -37,7 +38,18 @@ int optim_adamw_init(optim_adamw *o, const bk_ops *bk, int64_t n, double weight_
     o->weight_decay = weight_decay;
     size_t bytes = ((size_t)n * sizeof(float) + 63) / 64 * 64;
     if (!(o->mem = bk->alloc(2 * bytes, err))) return err_wrap(err, "AdamW state for %lld parameters", (long long)n);
-    memset(o->mem, 0, 2 * bytes); // host memory (lora_train requires it)
+    if (bk->host_memory) {
+        memset(o->mem, 0, 2 * bytes);
+    } else { // device memory: upload zeros (once per run)
+        void *z = calloc(1, 2 * bytes);
+        if (!z) {
+            bk->free(o->mem);
+            o->mem = NULL;
+            return err_set(err, "AdamW state for %lld parameters: out of memory", (long long)n);
+        }
+        bk->upload(o->mem, z, 2 * bytes);
+        free(z);
+    }
     o->m = o->mem;
     o->v = (float *)((char *)o->mem + bytes);
     return 0;

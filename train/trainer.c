@@ -27,7 +27,9 @@ typedef struct trainer {
     int32_t *perm;    // (n_train) the order of perm_epoch
     int64_t perm_epoch;
     lt_seq *seqs;     // (batch_size)
-    float *best;      // (n_params) best parameters when patience is set
+    float *best;      // (n_params) best parameters when patience is set (host memory)
+    float *stage;     // (2, n_params) host copies of backend memory for checkpoints (on every
+                      // backend, so the CPU tests run the device path)
     double best_eval, last_eval;
     int64_t best_step;
     int bad_evals, stopped_early;
@@ -172,7 +174,9 @@ static int setup(trainer *tr, model *m, const trainer_config *c, const data_set 
     tr->perm = malloc((size_t)tr->n_train * sizeof *tr->perm);
     tr->seqs = malloc((size_t)c->batch_size * sizeof *tr->seqs);
     tr->best = c->patience && tr->val ? calloc((size_t)n, sizeof(float)) : NULL;
-    if (!tr->perm || !tr->seqs || (c->patience && tr->val && !tr->best)) return err_set(err, "out of memory");
+    tr->stage = malloc((size_t)n * 2 * sizeof(float));
+    if (!tr->perm || !tr->seqs || !tr->stage || (c->patience && tr->val && !tr->best))
+        return err_set(err, "out of memory");
     return open_metrics(tr, err);
 }
 
@@ -183,6 +187,7 @@ static void teardown(trainer *tr) {
     free(tr->perm);
     free(tr->seqs);
     free(tr->best);
+    free(tr->stage);
     if (tr->metrics) fclose(tr->metrics);
     free(tr->metrics_path);
     free(tr->ckpt_root);
@@ -306,15 +311,25 @@ static int write_state(trainer *tr, int64_t step, const char *dir, err_t *err) {
     return rc;
 }
 
+// The AdamW moments downloaded into the staging buffer.
+static void moments_to_host(trainer *tr, const float **m, const float **v) {
+    int64_t n = lt_n_params(tr->lt);
+    tr->opt.bk->download(tr->stage, tr->opt.m, (size_t)n * sizeof(float));
+    tr->opt.bk->download(tr->stage + n, tr->opt.v, (size_t)n * sizeof(float));
+    *m = tr->stage, *v = tr->stage + n;
+}
+
 static int write_optimizer(trainer *tr, const char *dir, err_t *err) {
     char *path = util_path_join(dir, "optimizer.safetensors");
     sft_writer *w = sft_writer_new();
     int64_t shape[1] = {lt_n_params(tr->lt)};
+    const float *m, *v;
+    moments_to_host(tr, &m, &v);
     int rc = -1;
     if (!path || !w) {
         err_set(err, "out of memory");
-    } else if (sft_writer_add(w, "exp_avg", SFT_F32, 1, shape, tr->opt.m, err) == 0 &&
-               sft_writer_add(w, "exp_avg_sq", SFT_F32, 1, shape, tr->opt.v, err) == 0 &&
+    } else if (sft_writer_add(w, "exp_avg", SFT_F32, 1, shape, m, err) == 0 &&
+               sft_writer_add(w, "exp_avg_sq", SFT_F32, 1, shape, v, err) == 0 &&
                (!tr->best || sft_writer_add(w, "best_params", SFT_F32, 1, shape, tr->best, err) == 0)) {
         rc = sft_writer_write(w, path, err);
     }
@@ -352,22 +367,24 @@ static int load_f32(const sft *s, const char *file, const char *name, float *dst
     return 0;
 }
 
+// Into the staging buffer, then uploaded whole (every A and B is in the file).
 static int load_params(trainer *tr, const char *dir, err_t *err) {
     char *path = util_path_join(dir, "adapter_model.safetensors");
     sft *s = path ? sft_open(path, err) : NULL;
     int rc = s ? 0 : -1;
     const model_config *cfg = model_get_config(tr->m);
+    float *P = tr->stage;
     for (int l = 0; rc == 0 && l < cfg->num_hidden_layers; l++)
         for (int i = 0; rc == 0 && i < MODEL_LIN_COUNT; i++) {
             const lt_module *md = lt_module_at(tr->lt, l, (model_linear)i);
             if (!md->rank) continue;
             char key[160];
             lt_peft_key(l, (model_linear)i, 0, key, sizeof key);
-            rc = load_f32(s, path, key, lt_params(tr->lt) + md->a_off, (int64_t)md->rank * md->in, err);
+            rc = load_f32(s, path, key, P + md->a_off, (int64_t)md->rank * md->in, err);
             lt_peft_key(l, (model_linear)i, 1, key, sizeof key);
-            if (rc == 0)
-                rc = load_f32(s, path, key, lt_params(tr->lt) + md->b_off, (int64_t)md->out * md->rank, err);
+            if (rc == 0) rc = load_f32(s, path, key, P + md->b_off, (int64_t)md->out * md->rank, err);
         }
+    if (rc == 0) lt_set_params(tr->lt, P);
     sft_close(s);
     free(path);
     return rc;
@@ -377,11 +394,15 @@ static int load_optimizer(trainer *tr, const char *dir, err_t *err) {
     char *path = util_path_join(dir, "optimizer.safetensors");
     sft *s = path ? sft_open(path, err) : NULL;
     int64_t n = lt_n_params(tr->lt);
-    int rc = s && load_f32(s, path, "exp_avg", tr->opt.m, n, err) == 0 &&
-                     load_f32(s, path, "exp_avg_sq", tr->opt.v, n, err) == 0 &&
+    float *m = tr->stage, *v = tr->stage + n;
+    int rc = s && load_f32(s, path, "exp_avg", m, n, err) == 0 && load_f32(s, path, "exp_avg_sq", v, n, err) == 0 &&
                      (!tr->best || load_f32(s, path, "best_params", tr->best, n, err) == 0)
                  ? 0
                  : -1;
+    if (rc == 0) {
+        tr->opt.bk->upload(tr->opt.m, m, (size_t)n * sizeof(float));
+        tr->opt.bk->upload(tr->opt.v, v, (size_t)n * sizeof(float));
+    }
     sft_close(s);
     free(path);
     return rc;
@@ -453,8 +474,7 @@ static int64_t resume(trainer *tr, err_t *err) {
 // ---- output ---------------------------------------------------------------------------------
 
 static int write_adapter(trainer *tr, err_t *err) {
-    if (tr->best && tr->best_step >= 0)
-        memcpy(lt_params(tr->lt), tr->best, (size_t)lt_n_params(tr->lt) * sizeof(float));
+    if (tr->best && tr->best_step >= 0) lt_set_params(tr->lt, tr->best);
     char *tmp = util_dir_tmp_beside(tr->c->out, err);
     if (!tmp) return -1;
     int rc = lt_write_peft(tr->lt, &tr->lc, tmp, err);
@@ -582,7 +602,7 @@ static int eval_and_track(trainer *tr, int64_t step, err_t *err) {
         tr->best_eval = loss;
         tr->best_step = step;
         tr->bad_evals = 0;
-        if (tr->best) memcpy(tr->best, lt_params(tr->lt), (size_t)lt_n_params(tr->lt) * sizeof(float));
+        if (tr->best) lt_get_params(tr->lt, tr->best);
     } else {
         tr->bad_evals++;
     }
