@@ -16,24 +16,33 @@
 # Model: mkmodel's tiny Qwen3 (hidden 64, 2 layers, random weights, the
 # real Qwen3 tokenizer; --final-norm 16 gives its logits a trained model's
 # range, see mkmodel.c). QLoRA (NF4 base), rank 16 on all 7 projections,
-# 12 epochs of 9 steps, lr 6e-3 cosine, no dropout; --eval-on-start puts
-# the untrained validation loss (B = 0: the base model's) at step 0.
+# 20 epochs of 9 steps (batch 4), lr 6e-3 cosine, no dropout, validation
+# every 2 epochs; --eval-on-start puts the untrained validation loss (B = 0:
+# the base model's) at step 0. About 65 s of CPU under ASan (~40 s on 2
+# idle cores); the release build trains the same bits in ~10 s.
 #
-# Checks:
-#   - validation loss: the last evaluation <= 10% of step 0's (measured on
-#     the CPU build: 17.04 -> 0.386, 2.3%; the margin allows other thread
-#     counts and float orders), and the best is the last or close to it;
-#   - the adapter appears in GET /v1/models within 3 s of train exiting
-#     (file watch + 100 ms debounce; the 2 s rescan timer is the fallback),
-#     the server is the same process throughout and logs no skipped or
-#     partial adapter, no warning, no error;
-#   - greedy /v1/chat/completions with the adapter returns exactly the
-#     trained answer for every training question (English and Chinese);
-#     held-out wordings are counted and reported (at least half must give
-#     their intent's answer: measured 12 of 12);
-#   - the base model returns none of the trained answers;
+# Checks (measured values from the run the options were chosen on):
+#   - validation loss: the last evaluation <= 5% of step 0's and below 0.5
+#     nats per answer token (a geometric-mean probability above 0.6 for the
+#     held-out answers' tokens); measured 16.56 -> 0.065 (0.4%): 3.68 after
+#     2 epochs, 0.97 after 6, 0.58 after 8 (the first evaluation under 5%),
+#     0.25 after 12: the bar needs the answers themselves predicted, not
+#     just the reply format;
+#   - the adapter appears in GET /v1/models within 2 s of train exiting
+#     (file watch + 100 ms debounce, the 2 s rescan timer as fallback;
+#     measured 0.07-0.14 s); the server is the same process throughout,
+#     added the adapter exactly once, and logged no skipped (partial)
+#     adapter, no warning, no error;
+#   - greedy /v1/chat/completions with the adapter (Qwen3 non-thinking:
+#     chat_template_kwargs.enable_thinking false, the rendering train used)
+#     returns exactly the trained answer for all 36 training questions,
+#     English and Chinese; held-out wordings are counted and reported, and
+#     at least half must give their intent's answer (measured 12 of 12;
+#     with 16 epochs instead of 20 it was 9 of 12, so this is the part
+#     least robust to changes);
+#   - the base model's answers contain none of the trained answers;
 #   - the loss plot exists when gnuplot is installed; no temp folder is
-#     left in the adapters folder; SIGTERM: exit 0, clean sanitizer log.
+#     left in the adapters folder; SIGTERM: exit 0, clean sanitizer logs.
 set -euo pipefail
 build=${TESSERA_BUILD:-build/san}
 data=tests/fixtures/support_zh_en
@@ -64,8 +73,8 @@ done
 [ -n "$port" ] || { echo "FAIL server did not start"; cat "$log"; exit 1; }
 base_url="http://127.0.0.1:$port/v1"
 models() { curl -sS "$base_url/models"; }
-models | grep -q '"id":"tiny"' || models | grep -q '"id": *"tiny"' || bad "GET /v1/models does not list tiny: $(models)"
-models | grep -q '"support"' && bad "the adapter is listed before training"
+models | grep -q '"id": *"tiny"' || bad "GET /v1/models does not list tiny: $(models)"
+if models | grep -q '"support"'; then bad "the adapter is listed before training"; fi
 
 # ---- training into the watched folder ---------------------------------------------------------
 out=$tmp/adapters/support
@@ -101,7 +110,7 @@ echo "validation loss: step $start_step $start -> best $best, last $last ($n_eva
      "last/start = $(awk -v a="$start" -v b="$last" 'BEGIN { printf "%.4f", (a > 0 ? b / a : 0) }'))"
 [ "$n_eval" -eq 11 ] || bad "expected 11 evaluations (step 0, then every 18 of 180 steps), got $n_eval"
 [ "$start_step" = 0 ] || bad "the first evaluation is at step $start_step, want 0 (--eval-on-start)"
-awk -v a="$start" -v b="$last" -v c="$best" 'BEGIN { exit !(a > 5 && b <= 0.1 * a && b <= 1.25 * c) }' ||
+awk -v a="$start" -v b="$last" -v c="$best" 'BEGIN { exit !(a > 5 && b <= 0.05 * a && b < 0.5 && b <= 1.25 * c) }' ||
     bad "validation loss did not fall well below its start: $start -> $last (best $best)"
 if command -v gnuplot >/dev/null; then [ -s "$out.loss.png" ] || bad "no loss plot $out.loss.png"; fi
 leftover=$(ls -A "$tmp/adapters" | grep '^\.' || true)
@@ -126,9 +135,11 @@ const fs = require("fs");
   }
 })().catch((e) => { console.error(e); process.exit(1); });'
 }
+q0=$(date +%s)
 ask support "$data/train.jsonl" >"$tmp/trained.tsv" || bad "asking the adapter failed"
 ask support "$data/val.jsonl" >"$tmp/heldout.tsv" || bad "asking the adapter (held out) failed"
 ask tiny "$data/train.jsonl" >"$tmp/base.tsv" || bad "asking the base model failed"
+echo "asked 84 questions over HTTP in $(( $(date +%s) - q0 ))s"
 n_train=$(wc -l <"$data/train.jsonl"); n_val=$(wc -l <"$data/val.jsonl")
 good=$(grep -c '^same' "$tmp/trained.tsv" || true)
 held=$(grep -c '^same' "$tmp/heldout.tsv" || true)
@@ -151,8 +162,9 @@ echo "greedy base model: $base_same of $n_train exact, $base_contains containing
 kill -0 "$pid" 2>/dev/null || bad "the server is gone"
 [ "$(grep -c 'info server: listening' "$log")" -eq 1 ] || bad "the server started more than once"
 [ "$(grep -c 'info registry: added adapter=support ' "$log")" -eq 1 ] || bad "the adapter was not added exactly once"
-grep -E "^(warn|error) " "$log" | sed 's/^/    /'
-grep -qE "^(warn|error) |skipped adapter" "$log" && bad "the server logged warnings or errors (a partial adapter?)"
+if grep -qE "^(warn|error) |skipped adapter" "$log"; then
+    bad "the server logged warnings or errors (a partial adapter?):"; grep -E "^(warn|error) " "$log" | sed 's/^/    /'
+fi
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=""
