@@ -117,16 +117,16 @@ leftover=$(ls -A "$tmp/adapters" | grep '^\.' || true)
 [ -z "$leftover" ] || bad "temp folders left in the adapters folder: $leftover"
 
 # ---- greedy answers over HTTP ----------------------------------------------------------------------
-# ask MODEL FILE: one line per example, "same|differs<TAB>question<TAB>answer".
+# ask MODEL FILE MAX_TOKENS: a line per example, "same|differs<TAB>question<TAB>got<TAB>want".
 ask() {
-    MODEL=$1 FILE=$2 URL="$base_url/chat/completions" node -e '
+    MODEL=$1 FILE=$2 MAX=$3 URL="$base_url/chat/completions" node -e '
 const fs = require("fs");
 (async () => {
   for (const line of fs.readFileSync(process.env.FILE, "utf8").split("\n").filter(Boolean)) {
     const msgs = JSON.parse(line).messages;
     const want = msgs.pop().content;
     const r = await fetch(process.env.URL, {method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({model: process.env.MODEL, messages: msgs, max_tokens: 64, temperature: 0,
+      body: JSON.stringify({model: process.env.MODEL, messages: msgs, max_tokens: +process.env.MAX, temperature: 0,
                            chat_template_kwargs: {enable_thinking: false}})});
     const j = await r.json();
     const got = r.ok ? j.choices[0].message.content : `HTTP ${r.status} ${JSON.stringify(j)}`;
@@ -136,15 +136,16 @@ const fs = require("fs");
 })().catch((e) => { console.error(e); process.exit(1); });'
 }
 q0=$(date +%s)
-ask support "$data/train.jsonl" >"$tmp/trained.tsv" || bad "asking the adapter failed"
-ask support "$data/val.jsonl" >"$tmp/heldout.tsv" || bad "asking the adapter (held out) failed"
-ask tiny "$data/train.jsonl" >"$tmp/base.tsv" || bad "asking the base model failed"
+ask support "$data/train.jsonl" 64 >"$tmp/trained.tsv" || bad "asking the adapter failed"
+ask support "$data/val.jsonl" 64 >"$tmp/heldout.tsv" || bad "asking the adapter (held out) failed"
+ask tiny "$data/train.jsonl" 64 >"$tmp/base.tsv" || bad "asking the base model failed"
 echo "asked 84 questions over HTTP in $(( $(date +%s) - q0 ))s"
 n_train=$(wc -l <"$data/train.jsonl"); n_val=$(wc -l <"$data/val.jsonl")
 good=$(grep -c '^same' "$tmp/trained.tsv" || true)
 held=$(grep -c '^same' "$tmp/heldout.tsv" || true)
 base_same=$(grep -c '^same' "$tmp/base.tsv" || true)
-# The base model must not produce any trained answer, not even inside a longer text.
+# The base model must not produce any trained answer, not even inside a
+# longer text (64 tokens: four times the longest answer's).
 base_contains=$(awk -F'\t' 'index($3, $4) { n++ } END { print n + 0 }' "$tmp/base.tsv")
 awk -F'\t' '$1 == "differs" { print "    trained question, other answer: " $2 " -> " $3 }' "$tmp/trained.tsv"
 awk -F'\t' '{ print "    held out (" $1 "): " $2 " -> " $3 }' "$tmp/heldout.tsv"
