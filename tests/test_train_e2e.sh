@@ -83,7 +83,8 @@ out=$tmp/adapters/support
 t0=$(date +%s.%N)
 "$build/train" --model "$tmp/model" --data "$data/train.jsonl" --val "$data/val.jsonl" --out "$out" \
     --epochs 20 --batch-size 4 --lr 6e-3 --schedule cosine --dropout 0 --seed 1 \
-    --eval-on-start --eval-steps 18 --logging-steps 18 >"$tmp/train.out" 2>&1 || { bad "train exited $?"; cat "$tmp/train.out"; }
+    --eval-on-start --eval-steps 18 --logging-steps 18 >"$tmp/train.out" 2>&1 ||
+    { bad "train exited $?"; cat "$tmp/train.out"; }
 t1=$(date +%s.%N)
 grep -E "^info train: (eval|done)" "$tmp/train.out" | sed 's/^/    /'
 
@@ -103,6 +104,7 @@ fi
 
 # ---- validation loss, from metrics.jsonl ---------------------------------------------------------
 metrics=$out.metrics.jsonl
+[ -f "$metrics" ] || { bad "no $metrics"; : >"$tmp/empty.jsonl"; metrics=$tmp/empty.jsonl; }
 read -r n_eval start_step start best last < <(awk '
     /"eval_loss"/ { match($0, /"step": [0-9]+/); s = substr($0, RSTART + 8, RLENGTH - 8)
                     match($0, /"eval_loss": [0-9.eE+-]+/); v = substr($0, RSTART + 13, RLENGTH - 13) + 0
