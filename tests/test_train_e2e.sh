@@ -96,7 +96,8 @@ for _ in $(seq 1 100); do
 done
 if [ -n "$seen" ]; then
     lag=$(awk -v a="$t1" -v b="$seen" 'BEGIN { printf "%.2f", b - a }')
-    echo "hot load: support listed ${lag}s after train exited (train ran $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')s)"
+    ran=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')
+    echo "hot load: support listed ${lag}s after train exited (train ran ${ran}s)"
     awk -v l="$lag" 'BEGIN { exit !(l <= 2) }' || bad "the adapter took ${lag}s to appear, want <= 2s"
 else
     bad "the adapter did not appear in GET /v1/models within 5s: $(models)"
