@@ -46,6 +46,7 @@ typedef struct train_opts {
     int max_seq_len;   // 0: min(2048, the model's max_position_embeddings)
     uint64_t seed;
     int eval_steps;    // 0: at the end of each epoch
+    int eval_on_start; // also evaluate before the first step (the base's loss)
     int patience;      // 0: no early stopping
     int save_steps;    // 0: only at the end
     int strict, dry_run;
@@ -70,6 +71,7 @@ static void usage(FILE *f) {
             "         --warmup-ratio 0 | --warmup-steps N  --batch-size 4 --grad-accum 1\n"
             "         --weight-decay 0 --max-grad-norm 1.0 --seed 42\n"
             "eval:    --eval-steps N (each epoch) --early-stopping-patience N\n"
+            "         --eval-on-start (also before the first step: the untrained loss)\n"
             "saving:  --save-steps N (at the end) --resume CHECKPOINT_DIR\n"
             "run:     --device cpu|cuda (cpu)  --logging-steps 10 --threads N (all CPUs)\n"
             "         --recompute (less memory, ~1.3x time)\n"
@@ -168,9 +170,10 @@ static train_opts parse_args(int argc, char **argv) {
         if (strcmp(a, "--strict") == 0) { o.strict = 1; continue; }
         if (strcmp(a, "--dry-run") == 0) { o.dry_run = 1; continue; }
         if (strcmp(a, "--recompute") == 0) { o.recompute = 1; continue; }
+        if (strcmp(a, "--eval-on-start") == 0) { o.eval_on_start = 1; continue; }
         if (strncmp(a, "--", 2) != 0) bad_usage("unexpected argument \"%s\"", a);
         if (strncmp(a, "--rslora=", 9) == 0 || strncmp(a, "--strict=", 9) == 0 || strncmp(a, "--dry-run=", 10) == 0 ||
-            strncmp(a, "--recompute=", 12) == 0)
+            strncmp(a, "--recompute=", 12) == 0 || strncmp(a, "--eval-on-start=", 16) == 0)
             bad_usage("%.*s: takes no value", (int)(strchr(a, '=') - a), a);
         // --name value, or --name=value.
         char flag[64];
@@ -243,6 +246,8 @@ static void check_args(const train_opts *o) {
         bad_usage("--warmup-ratio and --warmup-steps: give one of them, not both");
     if (o->eval_steps && !o->val && o->val_split == 0)
         bad_usage("--eval-steps: there is no validation data (give --val FILE or --val-split FRACTION)");
+    if (o->eval_on_start && !o->val && o->val_split == 0)
+        bad_usage("--eval-on-start: there is no validation data (give --val FILE or --val-split FRACTION)");
     if (o->patience && !o->val && o->val_split == 0)
         bad_usage("--early-stopping-patience: there is no validation data (give --val FILE or --val-split FRACTION)");
     if (o->resume && !util_is_dir(o->resume)) bad_usage("--resume %s: not a folder", o->resume);
@@ -322,6 +327,7 @@ static void print_plan(const train_opts *o, const model_config *cfg, chat_family
     if (n_val == 0) printf("  eval: none (no validation data)\n");
     else if (o->eval_steps) printf("  eval: every %d steps\n", o->eval_steps);
     else printf("  eval: at the end of each epoch\n");
+    if (n_val && o->eval_on_start) printf("  eval: also before the first step\n");
     if (o->patience) printf("  early stopping: after %d evals without improvement\n", o->patience);
     if (o->save_steps) printf("  save: every %d steps and at the end\n", o->save_steps);
     else printf("  save: at the end\n");
@@ -404,7 +410,8 @@ static int train_run(const train_opts *o, const plan *p, data_set *train_set, da
         .epochs = o->epochs, .lr = o->lr, .schedule = sched, .warmup_steps = p->warmup_steps,
         .weight_decay = o->weight_decay, .max_grad_norm = o->max_grad_norm,
         .batch_size = o->batch_size, .grad_accum = o->grad_accum, .seed = o->seed,
-        .eval_steps = o->eval_steps, .patience = o->patience, .save_steps = o->save_steps,
+        .eval_steps = o->eval_steps, .eval_on_start = o->eval_on_start, .patience = o->patience,
+        .save_steps = o->save_steps,
         .logging_steps = o->logging_steps, .recompute = o->recompute, .stop_after = o->stop_after,
         .progress = isatty(STDOUT_FILENO), .plot = 1, .log = stdout,
     };

@@ -621,6 +621,9 @@ static int eval_and_track(trainer *tr, int64_t step, err_t *err) {
 static int loop(trainer *tr, int64_t step, trainer_result *res, err_t *err) {
     const trainer_config *c = tr->c;
     int first = 1;
+    // Step 0's evaluation is the untrained loss (B = 0: the base model's),
+    // the start the validation curve is read against.
+    if (tr->val && c->eval_on_start && step == 0 && eval_and_track(tr, 0, err) < 0) return -1;
     tr->win_t0 = now();
     while (step < tr->total) {
         step_info si;

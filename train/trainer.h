@@ -54,6 +54,7 @@ typedef struct trainer_config {
     int batch_size, grad_accum;
     uint64_t seed;
     int eval_steps;        // 0: at the end of each epoch
+    int eval_on_start;     // 1: evaluate at step 0 too (before any update: the base's loss)
     int patience;          // evaluations without improvement before stopping; 0: never.
                            // With it the adapter written is the best one (load_best_model_at_end).
     int save_steps;        // 0: no checkpoints
