@@ -9,16 +9,8 @@
 # ones are byte-compiled only (no openai/langchain Python packages here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${TESSERA_BUILD:-build/san}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-clients.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    if [ -n "${TESSERA_KEEP_TMP:-}" ]; then echo "test_clients: kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
+. tests/lib.sh
+t_init clients
 
 for m in openai @langchain/openai; do
     [ -f "node_modules/$m/package.json" ] || { echo "test_clients: npm package $m missing: run make deps"; exit 1; }
@@ -50,29 +42,8 @@ for a in support-bot globex-bot; do
 done
 cmp -s "$tmp/support-bot.txt" "$tmp/globex-bot.txt" && bad "fixture: the two adapters answer the same"
 
-start() { # start ARGS...: serve in the background on a free port
-    log="$tmp/serve.log"
-    "$build/serve" --model "$tmp/tiny-qwen3" --adapters "$tmp/adapters" --port 0 "$@" >"$log" 2>&1 &
-    pid=$!
-    port=""
-    for _ in $(seq 1 900); do
-        port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
-        [ -n "$port" ] && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "FAIL server did not start"; cat "$log"; exit 1
-}
-stop() {
-    kill -TERM "$pid"
-    local rc=0
-    wait "$pid" || rc=$?
-    pid=""
-    [ "$rc" -eq 0 ] || bad "serve exited $rc on SIGTERM"
-    if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log"; then
-        bad "sanitizer report:"; grep -A30 -E "ERROR:|runtime error:" "$log" | head -60
-    fi
-}
+start() { serve_start "$tmp/serve.log" --model "$tmp/tiny-qwen3" --adapters "$tmp/adapters" "$@"; }
+stop() { serve_stop; }
 # expect NAME MODEL [MODELS-LINE]: the output an example must print.
 expect() {
     { [ -n "${3:-}" ] && echo "models: $3"
@@ -134,5 +105,4 @@ TESSERA_BASE_URL="http://127.0.0.1:$port/v1" TESSERA_API_KEY=sk-wrong node clien
 grep -q 401 "$tmp/nokey.out" || bad "a wrong key did not get a 401: $(tail -n 5 "$tmp/nokey.out")"
 stop
 
-[ "$fail" -eq 0 ] || { echo "--- server log (tail)"; tail -n 30 "$log"; exit 1; }
-echo "test_clients: ok"
+t_done

@@ -8,17 +8,9 @@
 # Expected texts per adapter version come from `serve --generate`. Ends
 # with SIGTERM: exit 0 and a clean ASan log.
 set -euo pipefail
-build=${TESSERA_BUILD:-build/san}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-hotswap.XXXXXX")
-pid=""; node_pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then kill -KILL "$node_pid" 2>/dev/null || true; fi
-    if [ -n "${TESSERA_KEEP_TMP:-}" ]; then echo "test_hotswap: kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+t_init hotswap
 
 if [ ! -f node_modules/openai/package.json ]; then
     echo "test_hotswap: the openai npm package is missing: run make deps (npm ci)"; exit 1
@@ -55,23 +47,13 @@ cmp -s "$tmp/exp/$replaced.txt" "$tmp/exp/$replaced.v2.txt" && bad "fixture: the
 # files the registry entry keeps open), not whatever is on disk by then.
 # (With a slot per adapter the old version would never be reloaded, and
 # the test could not tell.)
-log="$tmp/serve.log"
-"$build/serve" --model "$tmp/tiny" --served-model-name tiny --port 0 --adapters "$tmp/adapters" \
-    --max-loras 2 --max-lora-rank 8 --max-num-seqs 2 --max-num-batched-tokens 64 --max-model-len 64 \
-    >"$log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 900); do
-    port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL server did not start"; cat "$log"; exit 1; }
+serve_start "$tmp/serve.log" --model "$tmp/tiny" --served-model-name tiny --adapters "$tmp/adapters" \
+    --max-loras 2 --max-lora-rank 8 --max-num-seqs 2 --max-num-batched-tokens 64 --max-model-len 64
 
 PORT=$port EXP="$tmp/exp" LOG="$log" SYNC="$tmp/sync" N=$N REPLACED=$replaced REMOVED=$removed ADDED=$added BIG=big \
     node tests/http/hotswap.mjs &
 node_pid=$!
+t_bg "$node_pid"
 # Wait until all 32 requests are in the engine, then change the folder under the load.
 for _ in $(seq 1 600); do
     [ -e "$tmp/sync/go" ] && break
@@ -95,14 +77,5 @@ grep -q "info registry: added adapter=$added " "$log" || bad "no 'added adapter=
 grep -q "info registry: replaced adapter=$replaced " "$log" || bad "no 'replaced adapter=$replaced' in the log"
 grep -q "info registry: removed adapter=$removed" "$log" || bad "no 'removed adapter=$removed' in the log"
 
-kill -TERM "$pid"
-rc=0; wait "$pid" || rc=$?
-pid=""
-[ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM, want 0"
-if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log"; then
-    bad "sanitizer report:"; grep -A30 -E "ERROR:|runtime error:" "$log" | head -60
-fi
-grep -q "info server: stopped" "$log" || bad "no 'stopped' line in the log"
-
-if [ "$fail" -ne 0 ]; then echo "--- server log (tail)"; tail -n 40 "$log"; exit 1; fi
-echo "test_hotswap: ok"
+serve_stop
+t_done

@@ -6,17 +6,10 @@
 # the echo engine (streaming, stop strings, n, logprobs, disconnects), and a
 # clean exit 0 on SIGTERM (under ASan: no leak reports).
 set -euo pipefail
-build=${TESSERA_BUILD:-build/san}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-http.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    if [ -n "${TESSERA_KEEP_TMP:-}" ]; then echo "test_http: kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail=0
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+t_init http
 say() { echo "test_http: $*"; }
-bad() { echo "FAIL $*"; fail=1; }
 
 if [ ! -f node_modules/openai/package.json ]; then
     echo "test_http: the openai npm package is missing: run make deps (npm ci)"; exit 1
@@ -38,32 +31,12 @@ cat >"$tmp/tenants.json" <<'JSON'
 }}
 JSON
 
-# start NAME ARGS...: starts serve in the background, waits for its port.
+# start NAME ARGS...: serve on the tiny model in the background (log NAME.log).
 start() {
     local name=$1; shift
-    log="$tmp/$name.log"
-    "$build/serve" --model "$tmp/tiny-qwen3" --port 0 "$@" >"$log" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 200); do
-        port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
-        [ -n "$port" ] && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "FAIL $name: server did not start"; cat "$log"; exit 1
+    serve_start "$tmp/$name.log" --model "$tmp/tiny-qwen3" "$@"
 }
-# stop: SIGTERM, expect exit 0 and a clean log (no sanitizer reports).
-stop() {
-    kill -TERM "$pid"
-    local rc=0
-    wait "$pid" || rc=$?
-    pid=""
-    [ "$rc" -eq 0 ] || bad "$(basename "$log" .log): exit $rc on SIGTERM, want 0"
-    if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log"; then
-        bad "$(basename "$log" .log): sanitizer report:"; grep -A30 -E "ERROR:|runtime error:" "$log" | head -60
-    fi
-    grep -q "info server: stopped" "$log" || bad "no 'stopped' line in $log"
-}
+stop() { serve_stop; }
 expect_log() { grep -qF -- "$1" "$log" || bad "no '$1' in $(basename "$log"):$(tail -n 20 "$log" | sed 's/^/    /')"; }
 models() { # models KEY -> sorted ids, one line
     node -e 'fetch(process.argv[1]+"/v1/models",{headers:{Authorization:"Bearer "+process.argv[2]}}).then(r=>r.json())
@@ -152,5 +125,4 @@ rc=0; "$build/serve" --model "$tmp/tiny-qwen3" --port 0 --adapters "$tmp/none" >
 rc=0; "$build/serve" --model "$tmp/tiny-qwen3" --port 99999 >"$tmp/e3.log" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] || bad "bad port: exit $rc, want 2"
 
-[ "$fail" -eq 0 ] && say ok
-exit "$fail"
+t_done

@@ -6,17 +6,9 @@
 # LRU adapter swaps, queueing, chunked prefill and preemption all happen.
 # Finally: SIGTERM with streams in flight exits 0 with a clean ASan log.
 set -euo pipefail
-build=${TESSERA_BUILD:-build/san}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-engine.XXXXXX")
-pid=""; bg=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    if [ -n "$bg" ] && kill -0 "$bg" 2>/dev/null; then kill -KILL "$bg" 2>/dev/null || true; fi
-    if [ -n "${TESSERA_KEEP_TMP:-}" ]; then echo "test_serve_engine: kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+t_init serve-engine
 
 for m in openai @langchain/openai @langchain/core; do
     if [ ! -f "node_modules/$m/package.json" ]; then
@@ -55,19 +47,8 @@ cmp -s "$tmp/exp/swap-v1.txt" "$tmp/exp/swap-v2.txt" && bad "fixture: the two sw
 cmp -s "$tmp/exp/tiny.0.txt" "$tmp/exp/ad-a.0.txt" && bad "fixture: adapter ad-a does not change the output"
 
 # ---- the server ---------------------------------------------------------------------
-log="$tmp/serve.log"
-"$build/serve" --model "$tmp/tiny" --served-model-name tiny --port 0 --adapters "$tmp/adapters" \
-    --max-loras 2 --max-num-seqs 4 --max-num-batched-tokens 32 --max-model-len 160 --kv-blocks 12 \
-    >"$log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 900); do
-    port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL server did not start"; cat "$log"; exit 1; }
+serve_start "$tmp/serve.log" --model "$tmp/tiny" --served-model-name tiny --adapters "$tmp/adapters" \
+    --max-loras 2 --max-num-seqs 4 --max-num-batched-tokens 32 --max-model-len 160 --kv-blocks 12
 
 PORT=$port EXP="$tmp/exp" LOG="$log" ADAPTERS="$tmp/adapters" node tests/http/engine.mjs || bad "tests/http/engine.mjs"
 PORT=$port node tests/http/metrics.mjs || bad "tests/http/metrics.mjs"
@@ -87,18 +68,10 @@ const one = (m) => fetch(base, {method: "POST", headers: {"Content-Type": "appli
 Promise.all(["tiny", "ad-a", "ad-b"].map(one)).then(() => console.log("ended"), () => console.log("ended"));
 ' >"$tmp/bg.out" 2>&1 &
 bg=$!
+t_bg "$bg"
 for _ in $(seq 1 200); do [ "$(grep -c streaming "$tmp/bg.out" || true)" -ge 3 ] && break; sleep 0.05; done
 [ "$(grep -c streaming "$tmp/bg.out" || true)" -ge 3 ] || bad "the three streams did not start: $(cat "$tmp/bg.out")"
-kill -TERM "$pid"
-rc=0; wait "$pid" || rc=$?
-pid=""
-[ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM with streams in flight, want 0"
-wait "$bg" || true; bg=""
+serve_stop # with the three streams in flight
+wait "$bg" || true
 grep -q ended "$tmp/bg.out" || bad "the streams did not end on shutdown: $(cat "$tmp/bg.out")"
-if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log"; then
-    bad "sanitizer report:"; grep -A30 -E "ERROR:|runtime error:" "$log" | head -60
-fi
-grep -q "info server: stopped" "$log" || bad "no 'stopped' line in the log"
-
-if [ "$fail" -ne 0 ]; then echo "--- server log (tail)"; tail -n 40 "$log"; exit 1; fi
-echo "test_serve_engine: ok"
+t_done

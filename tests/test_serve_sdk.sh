@@ -8,16 +8,8 @@
 # tokenizer oracle (@lenml/tokenizers) on the same tokenizer.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${TESSERA_BUILD:-build/san}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-sdk.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    if [ -n "${TESSERA_KEEP_TMP:-}" ]; then echo "test_serve_sdk: kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
+. tests/lib.sh
+t_init serve-sdk
 
 for m in openai @lenml/tokenizers; do
     if [ ! -f "node_modules/$m/package.json" ]; then
@@ -68,27 +60,10 @@ cmp -s "$tmp/exp/raw.tiny.0.txt" "$tmp/exp/raw.acme-a.0.txt" && bad "fixture: ad
 cmp -s "$tmp/exp/seed5.acme-a.0.txt" "$tmp/exp/seed6.acme-a.0.txt" && bad "fixture: seeds 5 and 6 sample the same text"
 
 # ---- the server ---------------------------------------------------------------------
-log="$tmp/serve.log"
-"$build/serve" --model "$tmp/tiny" --served-model-name tiny --port 0 --adapters "$tmp/adapters" \
-    --tenants "$tmp/tenants.json" >"$log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 900); do
-    port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL server did not start"; cat "$log"; exit 1; }
+serve_start "$tmp/serve.log" --model "$tmp/tiny" --served-model-name tiny --adapters "$tmp/adapters" \
+    --tenants "$tmp/tenants.json"
 
 PORT=$port EXP="$tmp/exp" TOKENIZER="$tmp/tiny" N=$N node tests/serve_sdk.mjs || bad "tests/serve_sdk.mjs"
 
-kill -TERM "$pid"
-rc=0; wait "$pid" || rc=$?
-pid=""
-[ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM, want 0"
-if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log"; then
-    bad "sanitizer report:"; grep -A30 -E "ERROR:|runtime error:" "$log" | head -60
-fi
-if [ "$fail" -ne 0 ]; then echo "--- server log (tail)"; tail -n 40 "$log"; exit 1; fi
-echo "test_serve_sdk: ok"
+serve_stop
+t_done

@@ -46,33 +46,16 @@
 #   - the loss plot exists when gnuplot is installed; no temp folder is
 #     left in the adapters folder; SIGTERM: exit 0, clean sanitizer logs.
 set -euo pipefail
-build=${TESSERA_BUILD:-build/san}
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+t_init train-e2e
 data=tests/fixtures/support_zh_en
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-train-e2e.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    if [ -n "${TESSERA_KEEP_TMP:-}" ]; then echo "test_train_e2e: kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
 
 "$build/tools/mkmodel" --arch qwen3 --out "$tmp/model" --seed 1 --final-norm 16 >/dev/null
 mkdir -p "$tmp/adapters"
 
 # ---- the server, first, over an empty folder ---------------------------------------------
-log="$tmp/serve.log"
-"$build/serve" --model "$tmp/model" --served-model-name tiny --port 0 --adapters "$tmp/adapters" >"$log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL server did not start"; cat "$log"; exit 1; }
+serve_start "$tmp/serve.log" --model "$tmp/model" --served-model-name tiny --adapters "$tmp/adapters"
 base_url="http://127.0.0.1:$port/v1"
 models() { curl -sS "$base_url/models"; }
 models | grep -q '"id": *"tiny"' || bad "GET /v1/models does not list tiny: $(models)"
@@ -171,12 +154,6 @@ kill -0 "$pid" 2>/dev/null || bad "the server is gone"
 if grep -qE "^(warn|error) |skipped adapter" "$log"; then
     bad "the server logged warnings or errors (a partial adapter?):"; grep -E "^(warn|error) " "$log" | sed 's/^/    /'
 fi
-kill -TERM "$pid"
-rc=0; wait "$pid" || rc=$?
-pid=""
-[ "$rc" -eq 0 ] || bad "serve exited $rc on SIGTERM, want 0"
-if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$log" "$tmp/train.out"; then
-    bad "sanitizer report:"; grep -h -A30 -E "ERROR:|runtime error:" "$log" "$tmp/train.out" | head -60
-fi
-[ "$fail" -eq 0 ] && echo "test_train_e2e: ok"
-exit "$fail"
+serve_stop
+sanitizer_check "$tmp/train.out"
+t_done
