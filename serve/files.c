@@ -25,7 +25,7 @@ struct files_store {
     char *dir;
     size_t max_bytes;
     files_env env;
-    files_rec **recs; // in creation order (created_at, then id)
+    files_rec **recs; // in creation order (created_us, then id)
     int n, cap;
 };
 
@@ -37,6 +37,12 @@ static void flog(const files_store *fs, const char *level, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (fs->env.log) fs->env.log(fs->env.ud, level, "files", msg);
+}
+
+int64_t files_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 void files_new_id(const char *prefix, char *out, size_t n) {
@@ -145,7 +151,7 @@ static files_rec *rec_new(const files_store *fs, const char *id) {
 }
 
 static int rec_before(const files_rec *a, const files_rec *b) {
-    return a->created_at != b->created_at ? a->created_at < b->created_at : strcmp(a->id, b->id) < 0;
+    return a->created_us != b->created_us ? a->created_us < b->created_us : strcmp(a->id, b->id) < 0;
 }
 
 // Inserts r keeping creation order. Returns 0 or -1 (out of memory).
@@ -190,6 +196,7 @@ static char *meta_json(const files_rec *r) {
     cJSON_AddStringToObject(o, "purpose", r->purpose);
     cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
     cJSON_AddNumberToObject(o, "created_at", (double)r->created_at);
+    cJSON_AddNumberToObject(o, "created_us", (double)r->created_us);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
@@ -247,6 +254,8 @@ static files_rec *load_one(files_store *fs, const char *id, char *why, size_t n)
         snprintf(r->purpose, sizeof r->purpose, "%s", purpose);
         r->bytes = (int64_t)bytes->valuedouble;
         r->created_at = (int64_t)created->valuedouble;
+        const cJSON *us = cJSON_GetObjectItemCaseSensitive(o, "created_us");
+        r->created_us = cJSON_IsNumber(us) ? (int64_t)us->valuedouble : r->created_at * 1000000;
         cJSON_Delete(o);
         return r;
     }
@@ -427,7 +436,8 @@ static void route_upload(files_store *fs, const http_req *q, http_res *res, cons
     snprintf(r->filename, sizeof r->filename, "%s", file->filename);
     snprintf(r->purpose, sizeof r->purpose, "fine-tune");
     r->bytes = (int64_t)file->len;
-    r->created_at = (int64_t)time(NULL);
+    r->created_us = files_now_us();
+    r->created_at = r->created_us / 1000000;
     *u = (upload){.fs = fs, .q = q, .res = res, .rec = r, .data = file->data};
     u->work.data = u;
     // The part's bytes live in the request body, valid until res is finished.

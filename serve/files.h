@@ -55,6 +55,7 @@ typedef struct files_rec {
     char purpose[32];
     int64_t bytes;
     int64_t created_at;
+    int64_t created_us;   // the order of creation (wall clock, microseconds)
     char *data_path;      // DATA_DIR/files/ID.data
     char *meta_path;      // DATA_DIR/files/ID.json
 } files_rec;
@@ -101,5 +102,8 @@ void files_reply_error(const files_env *env, const http_req *q, http_res *res, c
 // "PREFIX" + 24 random hex digits into out (n bytes), from the kernel's
 // random source (ids are not guessable across tenants).
 void files_new_id(const char *prefix, char *out, size_t n);
+
+// The wall clock in microseconds: orders what is created within one second.
+int64_t files_now_us(void);
 
 #endif

@@ -27,6 +27,7 @@
 #define FT_REPORT_MAX (256u << 10)
 #define FT_ERRTAIL_MAX 2048
 #define FT_BAD_LISTED 20       // bad lines named in a job's error message
+#define FT_TAIL_MS 200         // how often a training's metrics file is read
 
 enum { ST_VALIDATING, ST_QUEUED, ST_RUNNING, ST_SUCCEEDED, ST_FAILED, ST_CANCELLED, ST_COUNT };
 static const char *const status_names[ST_COUNT] = {"validating_files", "queued", "running",
@@ -45,6 +46,7 @@ struct ftjob {
     int has_suffix;
     int64_t seed;
     int64_t created_at, finished_at;             // finished_at 0 = null
+    int64_t created_us;                          // creation order (files_now_us)
     int status;
     char name[512];                              // ft:... (the adapter folder and model id)
     int has_model;                               // fine_tuned_model set (succeeded)
@@ -227,6 +229,7 @@ static char *state_json(const ftjob *j) {
     cJSON_AddNumberToObject(o, "step", (double)j->step);
     cJSON_AddNumberToObject(o, "total_steps", (double)j->total_steps);
     cJSON_AddNumberToObject(o, "pid", (double)j->pid);
+    cJSON_AddNumberToObject(o, "created_us", (double)j->created_us);
     cJSON_AddItemToObject(o, "events", cJSON_Duplicate(j->events, 1));
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -300,6 +303,7 @@ static int state_parse(ftjob *j, const char *text) {
     j->step = (int64_t)num_field(o, "step", 0);
     j->total_steps = (int64_t)num_field(o, "total_steps", 0);
     j->pid = (long)num_field(o, "pid", 0);
+    j->created_us = (int64_t)num_field(o, "created_us", (double)j->created_at * 1e6);
     cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "events");
     if (cJSON_IsArray(ev)) {
         cJSON_Delete(j->events);
@@ -344,7 +348,7 @@ static void job_free(ftjob *j) {
 }
 
 static int job_before(const ftjob *a, const ftjob *b) {
-    return a->created_at != b->created_at ? a->created_at < b->created_at : strcmp(a->id, b->id) < 0;
+    return a->created_us != b->created_us ? a->created_us < b->created_us : strcmp(a->id, b->id) < 0;
 }
 
 static int job_insert(ftjob_store *st, ftjob *j) {
@@ -385,6 +389,11 @@ static char *adapter_path(const ftjob *j) { return util_path_join(j->st->adapter
 // (training). Its stdout and stderr come through two pipes, split into
 // lines; the child is done when the process has exited and both pipes are
 // closed (so every line has been read before the exit is judged).
+//
+// Progress comes from the metrics file train writes beside its output
+// (NAME.metrics.jsonl, flushed at every logged step and evaluation), read
+// from where we left off every FT_TAIL_MS: train's stdout is a pipe, so its
+// log lines arrive in 4 KiB blocks, not as they are written.
 
 struct child {
     ftjob *job;
@@ -398,6 +407,10 @@ struct child {
     util_buf part_out, part_err; // a line not finished yet
     util_buf report;       // validation: stdout
     util_buf errtail;      // stderr (the last FT_ERRTAIL_MAX bytes)
+    uv_timer_t tick;       // training: reads the metrics file
+    char *metrics_path;
+    int64_t metrics_off;   // bytes of it consumed
+    util_buf metrics_part; // a line not finished yet
 };
 
 static void child_line(child *c, int is_err, const char *line);
@@ -452,7 +465,36 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
     c->exit_status = status;
     c->term_signal = sig;
     close_once((uv_handle_t *)p);
+    if (c->training) close_once((uv_handle_t *)&c->tick);
 }
+
+static void metrics_line(ftjob *j, const char *line);
+
+// Reads what train has appended to its metrics file since the last call.
+static void tail_metrics(child *c) {
+    if (!c->job || !c->metrics_path) return;
+    FILE *f = fopen(c->metrics_path, "rb");
+    if (!f) return; // not written yet
+    char buf[4096];
+    size_t n;
+    if (fseek(f, (long)c->metrics_off, SEEK_SET) == 0) {
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+            c->metrics_off += (int64_t)n;
+            for (size_t i = 0; i < n; i++) {
+                if (buf[i] != '\n') {
+                    if (c->metrics_part.len < 8192) util_buf_put(&c->metrics_part, buf + i, 1);
+                    continue;
+                }
+                if (c->metrics_part.len) metrics_line(c->job, c->metrics_part.p);
+                c->metrics_part.len = 0;
+                if (c->metrics_part.p) c->metrics_part.p[0] = '\0';
+            }
+        }
+    }
+    fclose(f);
+}
+
+static void on_tick(uv_timer_t *t) { tail_metrics(t->data); }
 
 // Starts argv[0] with argv. Returns the child or NULL + why.
 static child *child_spawn(ftjob *j, int training, char **argv, char *why, size_t n) {
@@ -471,18 +513,26 @@ static child *child_spawn(ftjob *j, int training, char **argv, char *why, size_t
     io[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     io[2].data.stream = (uv_stream_t *)&c->err;
     uv_process_options_t o = {.exit_cb = on_exit_cb, .file = argv[0], .args = argv, .stdio = io, .stdio_count = 3};
+    if (training) {
+        uv_timer_init(st->host.env.loop, &c->tick);
+        c->tick.data = c;
+        c->metrics_path = malloc(strlen(j->work_dir) + 32);
+        if (c->metrics_path) sprintf(c->metrics_path, "%s/adapter.metrics.jsonl", j->work_dir);
+    }
     int rc = uv_spawn(st->host.env.loop, &c->proc, &o);
-    c->open = 3;
+    c->open = training ? 4 : 3;
     if (rc != 0) {
         snprintf(why, n, "cannot start %s: %s", argv[0], uv_strerror(rc));
         c->job = NULL; // child_done must not judge a job for it
         uv_close((uv_handle_t *)&c->proc, child_closed);
         uv_close((uv_handle_t *)&c->out, child_closed);
         uv_close((uv_handle_t *)&c->err, child_closed);
+        if (training) uv_close((uv_handle_t *)&c->tick, child_closed);
         return NULL;
     }
     uv_read_start((uv_stream_t *)&c->out, on_alloc, on_read);
     uv_read_start((uv_stream_t *)&c->err, on_alloc, on_read);
+    if (training) uv_timer_start(&c->tick, on_tick, FT_TAIL_MS, FT_TAIL_MS);
     j->child = c;
     return c;
 }
@@ -498,6 +548,8 @@ static void child_free(child *c) {
     free(c->part_err.p);
     free(c->report.p);
     free(c->errtail.p);
+    free(c->metrics_part.p);
+    free(c->metrics_path);
     free(c);
 }
 
@@ -549,14 +601,21 @@ static void unpublish(ftjob *j) {
     free(tmp);
 }
 
-// A stdout line of a training run: "info train: step=S/T ... loss=L ..." and
-// "info train: eval step=S ... eval_loss=L ..." become metrics events.
-static void train_line(ftjob *j, const char *line) {
-    long long s = 0, t = 0;
-    double epoch = 0, loss = 0;
-    if (sscanf(line, "info train: step=%lld/%lld epoch=%lf loss=%lf", &s, &t, &epoch, &loss) == 4) {
+// A line of train's metrics file: {"step", "epoch", "loss", ...} for a
+// logged step, {"step", "epoch", "eval_loss"} for an evaluation; each
+// becomes a metrics event.
+static void metrics_line(ftjob *j, const char *line) {
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step"), *ep = cJSON_GetObjectItemCaseSensitive(o, "epoch");
+    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(o, "loss"), *vl = cJSON_GetObjectItemCaseSensitive(o, "eval_loss");
+    long long s = cJSON_IsNumber(st) ? (long long)st->valuedouble : -1, t = (long long)j->total_steps;
+    double epoch = cJSON_IsNumber(ep) ? ep->valuedouble : 0;
+    double loss = cJSON_IsNumber(tl) ? tl->valuedouble : cJSON_IsNumber(vl) ? vl->valuedouble : NAN;
+    int is_eval = cJSON_IsNumber(vl);
+    cJSON_Delete(o);
+    if (s < 0 || isnan(loss)) return;
+    if (!is_eval) {
         j->step = s;
-        j->total_steps = t;
         j->last_loss = loss;
         cJSON *d = cJSON_CreateObject();
         cJSON_AddNumberToObject(d, "step", (double)s);
@@ -565,7 +624,7 @@ static void train_line(ftjob *j, const char *line) {
         cJSON_AddNumberToObject(d, "epoch", epoch);
         add_event(j, "info", d, "Step %lld/%lld: training loss=%.4f", s, t, loss);
         persist(j);
-    } else if (sscanf(line, "info train: eval step=%lld epoch=%lf eval_loss=%lf", &s, &epoch, &loss) == 3) {
+    } else {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddNumberToObject(d, "step", (double)s);
         cJSON_AddNumberToObject(d, "valid_loss", loss);
@@ -593,8 +652,8 @@ static void child_line(child *c, int is_err, const char *line) {
             util_buf_puts(&c->report, line);
             util_buf_puts(&c->report, "\n");
         }
-    } else {
-        train_line(j, line);
+    } else if (strncmp(line, "info train: step=", 17) != 0 && strncmp(line, "info train: eval", 16) != 0) {
+        jlog(j->st, "info", "train job=%s: %s", j->id, line); // progress comes from the metrics file
     }
 }
 
@@ -894,6 +953,7 @@ static void publish(ftjob *j) {
 static void train_done(ftjob *j, child *c) {
     ftjob_store *st = j->st;
     j->pid = 0;
+    if (j->status == ST_RUNNING && !st->stopping) tail_metrics(c); // the last lines
     if (j->status != ST_RUNNING) { // cancelled: nothing of it may remain
         util_rm_rf(j->work_dir);
         persist(j);
@@ -972,15 +1032,20 @@ static void kill_orphan(ftjob *j) {
     if (j->pid <= 0) return;
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld/cmdline", j->pid);
+    // /proc files report size 0: read until EOF. Arguments are NUL-separated.
+    char cmd[8192];
     size_t len = 0;
-    err_t e;
-    char *cmd = util_read_file(path, &len, &e);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        len = fread(cmd, 1, sizeof cmd - 1, f);
+        fclose(f);
+    }
+    cmd[len] = '\0';
     int ours = 0;
-    for (size_t i = 0; cmd && i < len; i += strlen(cmd + i) + 1)
+    for (size_t i = 0; i < len; i += strlen(cmd + i) + 1)
         if (strncmp(cmd + i, j->work_dir, strlen(j->work_dir)) == 0) ours = 1;
     if (ours && kill((pid_t)j->pid, SIGKILL) == 0)
         jlog(j->st, "warn", "killed the train process a previous server left running job=%s pid=%ld", j->id, j->pid);
-    free(cmd);
     j->pid = 0;
 }
 
@@ -1101,6 +1166,7 @@ void ftjob_stop(ftjob_store *st) {
         child_kill(c);
         close_once((uv_handle_t *)&c->out);
         close_once((uv_handle_t *)&c->err);
+        if (c->training) close_once((uv_handle_t *)&c->tick);
     }
 }
 
@@ -1270,7 +1336,8 @@ static void route_create(ftjob_store *st, const http_req *q, http_res *res, cons
     sanitize(st->base_id, base, sizeof base);
     sanitize(tenant, tn, sizeof tn);
     snprintf(j->name, sizeof j->name, "ft:%s:%s:%s:%s", base, tn, j->has_suffix ? j->suffix : "", j->id);
-    j->created_at = (int64_t)time(NULL);
+    j->created_us = files_now_us();
+    j->created_at = j->created_us / 1000000;
     j->status = ST_VALIDATING;
     if (job_insert(st, j) != 0) {
         job_free(j);
