@@ -203,7 +203,7 @@ int mp_parse(const char *ct, const char *body, size_t len, mp_form *out, err_t *
         p = d + dlen;
     }
     for (;;) {
-        const char *start;
+        const char *start = NULL;
         int rc = after_delimiter(p, end, &start, err);
         if (rc < 0) return -1;
         if (rc == 1) break;
