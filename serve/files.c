@@ -91,7 +91,7 @@ int files_query_get(const char *query, const char *key, char *out, size_t n) {
             for (size_t i = klen + 1; i < len; i++) {
                 int c = (unsigned char)p[i];
                 if (c == '+') c = ' ';
-                else if (c == '%' && i + 2 < len + 1 && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+                else if (c == '%' && i + 2 < len && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
                     c = hexval(p[i + 1]) * 16 + hexval(p[i + 2]);
                     i += 2;
                 }
