@@ -48,7 +48,7 @@ async function ask(c, model, question) {
 
 const folders = () => fs.readdirSync(ADAPTERS);
 const hp = { n_epochs: 30, batch_size: 2, learning_rate_multiplier: 30 };
-let file = null, bad = null, job = null, badJob = null, cancelled = null;
+let file = null, val = null, bad = null, job = null, badJob = null, cancelled = null;
 
 await step('upload', async () => {
     file = await acme.files.create({ file: fs.createReadStream(DATASET), purpose: 'fine-tune' });
@@ -72,11 +72,15 @@ await step('upload', async () => {
 });
 
 await step('create', async () => {
-    job = await acme.fineTuning.jobs.create({ model: 'tiny', training_file: file.id, suffix: 'support', seed: 1,
+    // A validation file (three of the examples): its loss is evaluated each epoch.
+    fs.writeFileSync(`${TMP}/val.jsonl`, fs.readFileSync(DATASET, 'utf8').trim().split('\n').slice(0, 3).join('\n') + '\n');
+    val = await acme.files.create({ file: fs.createReadStream(`${TMP}/val.jsonl`), purpose: 'fine-tune' });
+    job = await acme.fineTuning.jobs.create({ model: 'tiny', training_file: file.id, validation_file: val.id,
+                                              suffix: 'support', seed: 1,
                                               method: { type: 'supervised', supervised: { hyperparameters: hp } } });
     check(/^ftjob-[0-9a-f]{24}$/.test(job.id), `job id ${job.id}`);
-    eq([job.object, job.status, job.model, job.training_file, job.fine_tuned_model, job.seed, job.error],
-       ['fine_tuning.job', 'validating_files', 'tiny', file.id, null, 1, null], 'new job');
+    eq([job.object, job.status, job.model, job.training_file, job.validation_file, job.fine_tuned_model, job.seed,
+        job.error], ['fine_tuning.job', 'validating_files', 'tiny', file.id, val.id, null, 1, null], 'new job');
     eq(job.method.supervised.hyperparameters, hp, 'hyperparameters echoed');
     eq(job.user_provided_suffix, 'support', 'suffix');
 });
@@ -96,6 +100,13 @@ await step('bad file fails in validating_files', async () => {
     check(j.error && /line 2\b/.test(j.error.message) && /line 4\b/.test(j.error.message) &&
           !/line 3\b/.test(j.error.message), `message names lines 2 and 4: ${j.error && j.error.message}`);
     check(j.finished_at >= j.created_at, 'finished_at set');
+    // A good training file with a bad validation file fails on the latter.
+    const vj = await acme.fineTuning.jobs.create({ model: 'tiny', training_file: file.id, validation_file: bad.id });
+    const { job: v } = await follow(acme, vj.id);
+    eq([v.status, v.error && v.error.code, v.error && v.error.param],
+       ['failed', 'invalid_validation_file', 'validation_file'], 'bad validation file');
+    check(v.error && /line 2\b/.test(v.error.message), `validation file message: ${v.error && v.error.message}`);
+    badJob = [vj, badJob]; // both are listed below (newest first)
 });
 
 await step('create errors', async () => {
@@ -123,7 +134,11 @@ await step('train, poll, serve', async () => {
     check(statuses.has('running'), `statuses seen: ${[...statuses]}`);
     eq(j.fine_tuned_model, `ft:tiny:acme:support:${job.id}`, 'fine_tuned_model');
     check(j.trained_tokens > 0, `trained_tokens ${j.trained_tokens}`);
-    const metrics = events.filter((e) => e.type === 'metrics');
+    const metrics = events.filter((e) => e.type === 'metrics' && 'train_loss' in e.data);
+    const evals = events.filter((e) => e.type === 'metrics' && 'valid_loss' in e.data);
+    eq(evals.length, 30, 'a validation loss per epoch');
+    check(evals.length && evals[evals.length - 1].data.valid_loss < evals[0].data.valid_loss,
+          'the validation loss went down');
     check(metrics.length >= 10, `metrics events: ${metrics.length}`);
     const steps = metrics.map((e) => e.data.step);
     check(steps.every((s, i) => i === 0 || s > steps[i - 1]), 'metrics steps increase');
@@ -200,11 +215,12 @@ await step('cancel a running job', async () => {
 await step('pagination', async () => {
     const all = [];
     for await (const j of acme.fineTuning.jobs.list({ limit: 1 })) all.push(j.id);
-    eq(all, [cancelled.id, badJob.id, job.id], 'every job, newest first, one per page');
-    const p1 = await acme.fineTuning.jobs.list({ limit: 2 });
-    eq([p1.data.map((j) => j.id), p1.has_more], [[cancelled.id, badJob.id], true], 'page 1');
-    const p2 = await acme.fineTuning.jobs.list({ limit: 2, after: p1.data[1].id });
-    eq([p2.data.map((j) => j.id), p2.has_more], [[job.id], false], 'page 2');
+    const want = [cancelled.id, badJob[0].id, badJob[1].id, job.id];
+    eq(all, want, 'every job, newest first, one per page');
+    const p1 = await acme.fineTuning.jobs.list({ limit: 3 });
+    eq([p1.data.map((j) => j.id), p1.has_more], [want.slice(0, 3), true], 'page 1');
+    const p2 = await acme.fineTuning.jobs.list({ limit: 3, after: p1.data[2].id });
+    eq([p2.data.map((j) => j.id), p2.has_more], [want.slice(3), false], 'page 2');
     const e1 = await acme.fineTuning.jobs.listEvents(job.id, { limit: 3 });
     eq([e1.data.length, e1.has_more], [3, true], 'events page of 3');
     check(e1.data.every((e, i) => i === 0 || e.created_at <= e1.data[i - 1].created_at), 'events newest first');
