@@ -8,9 +8,10 @@
 #   2. clients/finetune.mjs, the guide's example, runs against the server;
 #   3. kill -9 mid-job, restart: files and jobs intact, the interrupted job
 #      failed with a clear error, its train process gone, no partial
-#      folders, every state file whole; the earlier model still served;
+#      folders, every state file whole; the earlier model still served; a
+#      job queued before the crash runs to success after it;
 #   4. SIGTERM mid-job: exit 0, the train child killed, the job recorded as
-#      failed (server_shutdown), clean ASan logs.
+#      failed (server_shutdown), a queued job still queued; clean ASan logs.
 set -euo pipefail
 build=${TESSERA_BUILD:-build/san}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-finetune.XXXXXX")
@@ -76,6 +77,16 @@ long_job() {
     echo "$id"
 }
 state() { cat "$tmp/data/jobs/$1.json"; }
+quick_job() { # a one-epoch job (8 steps), queued behind a running one; prints its id
+    jget "$(api POST /v1/fine_tuning/jobs "{\"model\":\"tiny\",\"training_file\":\"$(jget "$(cat "$tmp/ids.json")" o.file)\",\"hyperparameters\":{\"n_epochs\":1}}")" o.id
+}
+wait_status() { # wait_status ID STATUS: polls (60 s at most) until the job has it
+    for _ in $(seq 1 600); do
+        [ "$(jget "$(api GET "/v1/fine_tuning/jobs/$1")" o.status)" = "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
 sanitizer_clean() {
     if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$1"; then
         bad "sanitizer report in $1:"; grep -A30 -E "ERROR:|runtime error:" "$1" | head -60
@@ -104,6 +115,8 @@ id=$(long_job)
 [ "$(jget "$(api GET "/v1/fine_tuning/jobs/$id")" o.status)" = running ] || bad "the job to interrupt is not running"
 train_pid=$(jget "$(state "$id")" o.pid)
 [ "${train_pid:-0}" -gt 0 ] || bad "no train pid recorded for $id"
+queued=$(quick_job)
+wait_status "$queued" queued || bad "the second job is not queued behind the running one"
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
@@ -130,11 +143,14 @@ grep -qF "Open Orders in your account to see the tracking number" <<<"$answer" |
     bad "the fine-tuned model does not answer after the restart: $answer"
 events=$(api GET "/v1/fine_tuning/jobs/$id/events?limit=100")
 [ -n "$(jget "$events" 'o.data.some(e => e.type === "metrics") ? 1 : ""')" ] || bad "the interrupted job lost its events"
+wait_status "$queued" succeeded || bad "the job queued before the crash did not run to success after the restart"
 
 # ---- 4: SIGTERM mid-job -------------------------------------------------------------------
 echo "test_finetune: SIGTERM ($(date +%T))"
 id=$(long_job)
 train_pid=$(jget "$(state "$id")" o.pid)
+queued=$(quick_job)
+wait_status "$queued" queued || bad "the job to leave queued is not queued"
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=""
@@ -144,6 +160,7 @@ s=$(state "$id")
 [ "$(jget "$s" o.job.status)/$(jget "$s" o.job.error.code)" = failed/server_shutdown ] ||
     bad "job after SIGTERM: $(jget "$s" o.job.status) $(jget "$s" o.job.error.code)"
 kill -0 "$train_pid" 2>/dev/null && bad "the train process $train_pid outlived SIGTERM"
+[ "$(jget "$(state "$queued")" o.job.status)" = queued ] || bad "a queued job did not stay queued over SIGTERM"
 [ -e "$tmp/data/jobs/$id.work" ] && bad "the work folder is left after SIGTERM"
 sanitizer_clean "$tmp/serve1.log"
 sanitizer_clean "$tmp/serve2.log"
