@@ -6,12 +6,14 @@
 #      poll, serve the trained answers), a bad file, cancel, tenants,
 #      pagination, limits;
 #   2. clients/finetune.mjs, the guide's example, runs against the server;
-#   3. kill -9 mid-job, restart: files and jobs intact, the interrupted job
+#   3. SIGTERM mid-job: exit 0, the train child killed, the job recorded as
+#      failed (server_shutdown), a queued job still queued (and run after
+#      the next start); a clean ASan log (leaks included) for the server
+#      that ran steps 1 and 2;
+#   4. kill -9 mid-job, restart: files and jobs intact, the interrupted job
 #      failed with a clear error, its train process gone, no partial
 #      folders, every state file whole; the earlier model still served; a
-#      job queued before the crash runs to success after it;
-#   4. SIGTERM mid-job: exit 0, the train child killed, the job recorded as
-#      failed (server_shutdown), a queued job still queued; clean ASan logs.
+#      job queued before the crash runs to success after it.
 set -euo pipefail
 build=${TESSERA_BUILD:-build/san}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-finetune.XXXXXX")
@@ -108,8 +110,30 @@ OPENAI_BASE_URL="http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-acme N_EPOCHS=2 \
 grep -q "^job ftjob-.*: succeeded" "$tmp/client.out" || bad "clients/finetune.mjs did not succeed"
 grep -q "^A: " "$tmp/client.out" || bad "clients/finetune.mjs printed no answer"
 
-# ---- 3: kill -9 mid-job, restart -------------------------------------------------------
+# ---- 3: SIGTERM mid-job -------------------------------------------------------------------
+echo "test_finetune: SIGTERM ($(date +%T))"
+id=$(long_job)
+train_pid=$(jget "$(state "$id")" o.pid)
+queued=$(quick_job)
+wait_status "$queued" queued || bad "the job to leave queued is not queued"
+kill -TERM "$pid"
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM with a job running, want 0"
+grep -q "info server: stopped" "$tmp/serve1.log" || bad "no 'stopped' line after SIGTERM"
+s=$(state "$id")
+[ "$(jget "$s" o.job.status)/$(jget "$s" o.job.error.code)" = failed/server_shutdown ] ||
+    bad "job after SIGTERM: $(jget "$s" o.job.status) $(jget "$s" o.job.error.code)"
+kill -0 "$train_pid" 2>/dev/null && bad "the train process $train_pid outlived SIGTERM"
+[ "$(jget "$(state "$queued")" o.job.status)" = queued ] || bad "a queued job did not stay queued over SIGTERM"
+sigterm_queued=$queued
+[ -e "$tmp/data/jobs/$id.work" ] && bad "the work folder is left after SIGTERM"
+sanitizer_clean "$tmp/serve1.log"
+
+# ---- 4: kill -9 mid-job, restart -------------------------------------------------------
 echo "test_finetune: kill -9 and restart ($(date +%T))"
+start "$tmp/serve2.log"
+wait_status "$sigterm_queued" succeeded || bad "the job left queued by SIGTERM did not run after the restart"
 files_before=$(api GET /v1/files | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).data.map(f=>f.id+":"+f.bytes).sort().join(",")))')
 id=$(long_job)
 [ "$(jget "$(api GET "/v1/fine_tuning/jobs/$id")" o.status)" = running ] || bad "the job to interrupt is not running"
@@ -120,7 +144,7 @@ wait_status "$queued" queued || bad "the second job is not queued behind the run
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
-start "$tmp/serve2.log"
+start "$tmp/serve3.log"
 j=$(api GET "/v1/fine_tuning/jobs/$id")
 [ "$(jget "$j" o.status)" = failed ] || bad "interrupted job status: $(jget "$j" o.status), want failed"
 [ "$(jget "$j" o.error.code)" = server_restarted ] || bad "interrupted job error: $j"
@@ -145,25 +169,11 @@ events=$(api GET "/v1/fine_tuning/jobs/$id/events?limit=100")
 [ -n "$(jget "$events" 'o.data.some(e => e.type === "metrics") ? 1 : ""')" ] || bad "the interrupted job lost its events"
 wait_status "$queued" succeeded || bad "the job queued before the crash did not run to success after the restart"
 
-# ---- 4: SIGTERM mid-job -------------------------------------------------------------------
-echo "test_finetune: SIGTERM ($(date +%T))"
-id=$(long_job)
-train_pid=$(jget "$(state "$id")" o.pid)
-queued=$(quick_job)
-wait_status "$queued" queued || bad "the job to leave queued is not queued"
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=""
-[ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM with a job running, want 0"
-grep -q "info server: stopped" "$tmp/serve2.log" || bad "no 'stopped' line after SIGTERM"
-s=$(state "$id")
-[ "$(jget "$s" o.job.status)/$(jget "$s" o.job.error.code)" = failed/server_shutdown ] ||
-    bad "job after SIGTERM: $(jget "$s" o.job.status) $(jget "$s" o.job.error.code)"
-kill -0 "$train_pid" 2>/dev/null && bad "the train process $train_pid outlived SIGTERM"
-[ "$(jget "$(state "$queued")" o.job.status)" = queued ] || bad "a queued job did not stay queued over SIGTERM"
-[ -e "$tmp/data/jobs/$id.work" ] && bad "the work folder is left after SIGTERM"
-sanitizer_clean "$tmp/serve1.log"
-sanitizer_clean "$tmp/serve2.log"
+[ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM after the restart, want 0"
+sanitizer_clean "$tmp/serve3.log"
 
-if [ "$fail" -ne 0 ]; then echo "--- server log (tail)"; tail -n 40 "$tmp/serve2.log"; exit 1; fi
+if [ "$fail" -ne 0 ]; then echo "--- server log (tail)"; tail -n 40 "$tmp/serve3.log"; exit 1; fi
 echo "test_finetune: ok"
