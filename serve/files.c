@@ -451,7 +451,7 @@ static void route_upload(files_store *fs, const http_req *q, http_res *res, cons
 // ---- GET / DELETE ----------------------------------------------------------------------
 
 static void route_list(files_store *fs, const http_req *q, http_res *res, const char *tenant) {
-    api_error e;
+    api_error e = {0};
     int limit;
     char after[64], purpose[64], order[16];
     if (files_query_page(q->query, FILES_LIST_MAX, FILES_LIST_MAX, &limit, after, sizeof after, &e) != 0 ||

@@ -24,8 +24,12 @@
 //   - queued: waits for a free worker (config.workers trainings at once);
 //     jobs start in creation order.
 //   - running: `train --strict` writes into DATA_DIR/jobs/JOBID.work/ (so
-//     nothing partial ever lands in the adapters folder); each log line of
-//     train (step, loss; eval loss) becomes a "metrics" event. When train
+//     nothing partial ever lands in the adapters folder); each line of the
+//     metrics file train writes there (logged steps: loss; evaluations of
+//     the validation file, one per epoch: eval loss) becomes a "metrics"
+//     event, read every 200 ms (train's stdout, a pipe, is block-buffered,
+//     so its log lines would come late). At most about 100 steps are
+//     logged per job (--logging-steps total/100). When train
 //     exits 0 the adapter folder is moved into the adapters folder as
 //     ft:BASE:TENANT:SUFFIX:JOBID (one rename; across file systems a copy
 //     into a dot-named temp folder, then a rename), a registry rescan is run
@@ -59,6 +63,8 @@
 //     "server_restarted", with the step it had reached; its work folder is
 //     removed, and its train process, if it outlived a killed server (its
 //     pid is in the state, checked against /proc/PID/cmdline), is killed.
+//     (Until the server is restarted such an orphan trains on into its work
+//     folder, which nothing reads; it never publishes.)
 //     We do not resume from a checkpoint: train checkpoints only with
 //     --save-steps, and a fresh job is the clear, predictable answer.
 //   - validating_files and queued jobs carry on;
