@@ -13,7 +13,7 @@
 // acme), sk-globex (tenant globex, adapters ["*"]), sk-ops (admin).
 import fs from 'node:fs';
 import OpenAI from 'openai';
-import { check, eq, finish, step, client, sleep, rejects } from './lib.mjs';
+import { check, eq, finish, step, client, sleep, rejects, fetchJson } from './lib.mjs';
 
 const ADAPTERS = process.env.ADAPTERS, DATA = process.env.DATA, DATASET = process.env.DATASET, TMP = process.env.TMP;
 const acme = client('sk-acme', { timeout: 120000 }), acme2 = client('sk-acme-2');
@@ -244,6 +244,41 @@ await step('upload limit', async () => {
     const e = await rejects(() => acme.files.create({ file: fs.createReadStream(`${TMP}/big.jsonl`),
                                                       purpose: 'fine-tune' }), OpenAI.APIError, 'oversized');
     eq(e && e.status, 413, 'oversized upload status');
+});
+
+await step('http edges', async () => {
+    const key = 'sk-acme';
+    const mp = (body, boundary = 'B0') => ({ method: 'POST', key, body,
+                                            headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` } });
+    let r = await fetchJson('/v1/files', { method: 'POST', key, body: '{"purpose":"fine-tune"}' });
+    check(r.status === 400 && /multipart/.test(r.json.error.message), `JSON upload: ${r.status} ${r.text}`);
+    r = await fetchJson('/v1/files', mp('--B0\r\nContent-Disposition: form-data; name="file"; filename="a.jsonl"\r\n\r\n{}'));
+    check(r.status === 400 && /truncated/.test(r.json.error.message), `truncated form: ${r.status} ${r.text}`);
+    r = await fetchJson('/v1/files', mp('--B0\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nfine-tune\r\n--B0--'));
+    check(r.status === 400 && r.json.error.param === 'file', `no file part: ${r.status} ${r.text}`);
+    r = await fetchJson('/v1/files', { method: 'PUT', key, body: '' });
+    eq([r.status, r.headers.get('allow')], [405, 'GET, POST'], 'PUT /v1/files');
+    r = await fetchJson('/v1/files');
+    eq(r.status, 401, 'no key');
+    r = await fetchJson('/v1/files?limit=0', { key });
+    eq([r.status, r.json && r.json.error.param], [400, 'limit'], 'limit=0');
+    r = await fetchJson(`/v1/files/${file.id}/bogus`, { key });
+    eq(r.status, 404, 'unknown file sub-path');
+    r = await fetchJson(`/v1/fine_tuning/jobs/${job.id}/bogus`, { key });
+    eq(r.status, 404, 'unknown job sub-path');
+    r = await fetchJson(`/v1/fine_tuning/jobs/${job.id}`, { method: 'POST', key, body: '{}' });
+    eq([r.status, r.headers.get('allow')], [405, 'GET'], 'POST a job');
+    r = await fetchJson(`/v1/fine_tuning/jobs/${job.id}/cancel`, { key });
+    eq([r.status, r.headers.get('allow')], [405, 'POST'], 'GET cancel');
+    r = await fetchJson('/v1/fine_tuning/jobs', { method: 'POST', key, body: 'not json' });
+    eq(r.status, 400, 'job body not JSON');
+    r = await fetchJson('/v1/fine_tuning/jobs', { method: 'POST', key, body: JSON.stringify({ model: 'tiny' }) });
+    eq([r.status, r.json && r.json.error.param], [400, 'training_file'], 'no training_file');
+    r = await fetchJson('/v1/fine_tuning/nope', { key });
+    eq(r.status, 404, 'unknown fine_tuning path');
+    r = await fetchJson('/metrics');
+    check(/endpoint="\/v1\/fine_tuning\/jobs\/\{id\}"/.test(r.text) && /endpoint="\/v1\/files"/.test(r.text),
+          'metrics label the new endpoints by route');
 });
 
 fs.writeFileSync(`${TMP}/ids.json`, JSON.stringify({ file: file && file.id, job: job && job.id,
