@@ -225,8 +225,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     int rc = srv_run(s);
-    free(train_bin);
     srv_free(s);
+    free(train_bin); // after srv_free: the config points at it
     sched_free(e);
     model_free(m);
     return rc;
