@@ -667,10 +667,13 @@ typedef struct file_report {
 } file_report;
 
 // Reads the dry run's report: a section per file ("data: PATH", then
-// "  examples: N ok, B bad", "  tokens: T total, ...", "    line N: why").
-static void parse_report(const char *text, const char *train_path, const char *val_path, file_report *tr,
-                         file_report *va) {
+// "  examples: N ok, B bad", "  tokens: T total, ...", "    line N: why"),
+// the training file's first, then the validation file's (train reads them
+// in that order; sections are told apart by order because the report may
+// shorten long paths).
+static void parse_report(const char *text, file_report *tr, file_report *va) {
     file_report *cur = NULL;
+    int sections = 0;
     for (const char *p = text; p && *p;) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
@@ -678,7 +681,8 @@ static void parse_report(const char *text, const char *train_path, const char *v
         snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
         long long a, b;
         if (strncmp(line, "data: ", 6) == 0) {
-            cur = strcmp(line + 6, train_path) == 0 ? tr : val_path && strcmp(line + 6, val_path) == 0 ? va : NULL;
+            cur = sections == 0 ? tr : sections == 1 ? va : NULL;
+            sections++;
             if (cur) cur->seen = 1;
         } else if (cur && sscanf(line, "  examples: %lld ok, %lld bad", &a, &b) == 2) {
             cur->ok = a;
@@ -721,7 +725,7 @@ static void validate_done(ftjob *j, child *c) {
     const files_rec *tf = files_get(j->st->files, j->training_file, j->tenant);
     const files_rec *vf = j->validation_file[0] ? files_get(j->st->files, j->validation_file, j->tenant) : NULL;
     file_report tr = {0}, va = {0};
-    parse_report(c->report.p ? c->report.p : "", tf ? tf->data_path : "", vf ? vf->data_path : NULL, &tr, &va);
+    parse_report(c->report.p ? c->report.p : "", &tr, &va);
     char why[512];
     child_error_line(c, why, sizeof why);
     int ok = c->exit_status == 0 && c->term_signal == 0;
@@ -733,9 +737,10 @@ static void validate_done(ftjob *j, child *c) {
         fail_file(j, &tr, 0, why[0] ? why : "the file could not be read");
     } else if (vf && (va.bad > 0 || (!ok && va.ok == 0))) {
         fail_file(j, &va, 1, why[0] ? why : "the file could not be read");
-    } else if (!ok) {
+    } else if (!ok || !tr.seen || (vf && !va.seen)) {
         char msg[768];
-        snprintf(msg, sizeof msg, "The files could not be validated: %s", why[0] ? why : "train --dry-run failed");
+        snprintf(msg, sizeof msg, "The files could not be validated: %s",
+                 why[0] ? why : ok ? "train --dry-run printed no data report" : "train --dry-run failed");
         fail(j, "validation_failed", NULL, msg);
     } else {
         j->n_train = tr.ok;
