@@ -13,7 +13,9 @@
 #   4. kill -9 mid-job, restart: files and jobs intact, the interrupted job
 #      failed with a clear error, its train process gone, no partial
 #      folders, every state file whole; the earlier model still served; a
-#      job queued before the crash runs to success after it.
+#      job queued before the crash runs to success after it;
+#   5. a train that fails mid-run: the job fails with training_failed and
+#      train's message; nothing of it is left.
 set -euo pipefail
 build=${TESSERA_BUILD:-build/san}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-finetune.XXXXXX")
@@ -174,6 +176,41 @@ rc=0; wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM after the restart, want 0"
 sanitizer_clean "$tmp/serve3.log"
+
+# ---- 5: train fails mid-run -----------------------------------------------------------------
+# A train program that validates like train but fails when asked to train.
+echo "test_finetune: a failing train ($(date +%T))"
+{
+    echo '#!/usr/bin/env bash'
+    echo "for a in \"\$@\"; do [ \"\$a\" = --dry-run ] && exec \"$(cd "$build" && pwd)/train\" \"\$@\"; done"
+    echo 'echo "train: out of memory in the test failing train (step 1)" >&2'
+    echo 'exit 1'
+} >"$tmp/failing-train"
+chmod +x "$tmp/failing-train"
+"$build/serve" --model "$tmp/tiny" --served-model-name tiny --port 0 --adapters "$tmp/adapters" \
+    --tenants "$tmp/tenants.json" --data-dir "$tmp/data" --train-bin "$tmp/failing-train" >"$tmp/serve4.log" 2>&1 &
+pid=$!
+port=""
+for _ in $(seq 1 300); do
+    port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$tmp/serve4.log")
+    [ -n "$port" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+[ -n "$port" ] || { echo "FAIL server 4 did not start"; cat "$tmp/serve4.log"; exit 1; }
+id=$(quick_job)
+wait_status "$id" failed || bad "the job of a failing train did not fail"
+j=$(api GET "/v1/fine_tuning/jobs/$id")
+[ "$(jget "$j" o.error.code)" = training_failed ] || bad "failing train: error $(jget "$j" o.error.code)"
+jget "$j" o.error.message | grep -q "exited with status 1): out of memory in the test failing train" ||
+    bad "failing train: message $(jget "$j" o.error.message)"
+[ -e "$tmp/data/jobs/$id.work" ] && bad "the failed job's work folder is left"
+ls -A "$tmp/adapters" | grep -q -- "$id" && bad "the failed job left an adapter folder"
+kill -TERM "$pid"
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM (server 4), want 0"
+sanitizer_clean "$tmp/serve4.log"
 
 if [ "$fail" -ne 0 ]; then echo "--- server log (tail)"; tail -n 40 "$tmp/serve3.log"; exit 1; fi
 echo "test_finetune: ok"
