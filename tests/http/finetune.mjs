@@ -276,6 +276,10 @@ await step('http edges', async () => {
     eq([r.status, r.json && r.json.error.param], [400, 'training_file'], 'no training_file');
     r = await fetchJson('/v1/fine_tuning/nope', { key });
     eq(r.status, 404, 'unknown fine_tuning path');
+    // Nobody, not even an admin, can register a runtime adapter in the ft: namespace.
+    r = await fetchJson('/v1/load_lora_adapter', { method: 'POST', key: 'sk-ops',
+        body: JSON.stringify({ lora_name: `ft:tiny:ops::ftjob-x`, lora_path: `${ADAPTERS}/${job.fine_tuned_model}` }) });
+    eq([r.status, r.json && r.json.error.param], [400, 'lora_name'], 'load_lora_adapter with an ft: name');
     r = await fetchJson('/metrics');
     check(/endpoint="\/v1\/fine_tuning\/jobs\/\{id\}"/.test(r.text) && /endpoint="\/v1\/files"/.test(r.text),
           'metrics label the new endpoints by route');
