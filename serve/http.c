@@ -44,6 +44,7 @@ struct http_res {
     void *on_close_ud;
     // parse-time accumulation
     size_t body_cap;
+    size_t body_limit; // this request's largest body (http_config.body_limit)
     int last_was_value;
 };
 
@@ -517,6 +518,12 @@ static int on_headers_complete(llhttp_t *p) {
     http_res *r = c->parsing;
     normalize_headers(&r->req);
     size_t cap = c->srv->cfg.max_body_bytes;
+    if (c->srv->cfg.body_limit) {
+        size_t own = c->srv->cfg.body_limit(c->srv->ud, llhttp_method_name((llhttp_method_t)llhttp_get_method(p)),
+                                            r->req.target);
+        if (own) cap = own;
+    }
+    r->body_limit = cap;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > cap)
         return refuse(c, 413, "request body is larger than the server accepts");
     const char *expect = http_req_header(&r->req, "expect");
@@ -530,7 +537,7 @@ static int on_headers_complete(llhttp_t *p) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
     conn *c = p->data;
     http_res *r = c->parsing;
-    if (r->req.body_len + n > c->srv->cfg.max_body_bytes)
+    if (r->req.body_len + n > r->body_limit)
         return refuse(c, 413, "request body is larger than the server accepts");
     if (r->req.body_len + n + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;

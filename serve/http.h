@@ -77,6 +77,10 @@ typedef struct http_config {
     // Optional: told about every request the module answers itself (400
     // malformed, 408, 413, 431) so the caller can log it. peer "ip:port".
     void (*on_reject)(void *ud, int status, const char *peer, const char *reason);
+    // Optional: the body limit of one request (method, target as sent), in
+    // place of max_body_bytes; 0 keeps max_body_bytes. Asked once the
+    // headers are in (an upload endpoint may take more than JSON ones).
+    size_t (*body_limit)(void *ud, const char *method, const char *target);
 } http_config;
 
 // Binds and starts listening on loop. The config's strings are copied.

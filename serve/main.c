@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "generate.h"
 #include "inspect.h"
@@ -42,6 +43,11 @@ static void usage(FILE *f) {
             "  --echo-engine MS  testing: a fake engine that repeats the prompt, one token per MS\n"
             "                    (no model weights are loaded)\n"
             "  --no-engine       testing: no engine at all; generation requests are validated, then 503\n"
+            "  --data-dir DIR    turns on /v1/files and /v1/fine_tuning/jobs: uploads and jobs are kept\n"
+            "                    in DIR (needs --adapters: fine-tuned adapters are published there)\n"
+            "  --train-bin PATH  the train program jobs run (default: train beside this serve)\n"
+            "  --max-file-bytes N  largest upload (default 512 MiB)\n"
+            "  --ft-workers N    fine-tuning jobs trained at once (default 1; the rest queue)\n"
             "\n"
             "  --inspect         read the model folder (and adapters) as the server will and print\n"
             "                    config, weights, tokenizer, chat template, the tokenized prompt\n"
@@ -49,6 +55,18 @@ static void usage(FILE *f) {
             "  --prompt TEXT     (inspect) a user message to render with the chat template and tokenize\n"
             "\n"
             "SIGTERM/SIGINT stop the server; SIGHUP reloads --tenants and rescans --adapters.\n");
+}
+
+// The train program beside this executable (a new string), or NULL.
+static char *train_beside_self(void) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return NULL;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash || (size_t)(slash - self) + 7 > sizeof self) return NULL;
+    strcpy(slash + 1, "train");
+    return strdup(self);
 }
 
 // A non-negative integer flag value, or -1.
@@ -109,8 +127,10 @@ int main(int argc, char **argv) {
                       strcmp(a, "--threads") == 0 || strcmp(a, "--max-loras") == 0 ||
                       strcmp(a, "--max-lora-rank") == 0 || strcmp(a, "--max-num-seqs") == 0 ||
                       strcmp(a, "--max-num-batched-tokens") == 0 || strcmp(a, "--max-model-len") == 0 ||
-                      strcmp(a, "--kv-blocks") == 0 || strcmp(a, "--max-queue") == 0;
-        int positive = numeric && strncmp(a, "--max-", 6) == 0 && strcmp(a, "--max-body") != 0;
+                      strcmp(a, "--kv-blocks") == 0 || strcmp(a, "--max-queue") == 0 ||
+                      strcmp(a, "--max-file-bytes") == 0 || strcmp(a, "--ft-workers") == 0;
+        int positive = numeric && ((strncmp(a, "--max-", 6) == 0 && strcmp(a, "--max-body") != 0) ||
+                                   strcmp(a, "--ft-workers") == 0);
         if (numeric && (num(v) > 1000000000 || (positive && num(v) == 0))) {
             fprintf(stderr, "error serve: %s %s: out of range%s\n", a, v, positive ? " (must be >= 1)" : "");
             return 2;
@@ -147,6 +167,10 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--max-model-len") == 0) so.max_model_len = (int)n;
         else if (strcmp(a, "--kv-blocks") == 0) so.kv_blocks = (int)n;
         else if (strcmp(a, "--max-queue") == 0) so.max_queue = (int)n;
+        else if (strcmp(a, "--data-dir") == 0) sc.data_dir = v;
+        else if (strcmp(a, "--train-bin") == 0) sc.train_bin = v;
+        else if (strcmp(a, "--max-file-bytes") == 0) sc.max_file_bytes = (size_t)n;
+        else if (strcmp(a, "--ft-workers") == 0) sc.ft_workers = (int)n;
         else if (strcmp(a, "--quant") == 0) {
             if (strcmp(v, "nf4") == 0) mo.quant = MODEL_LOAD_NF4;
             else if (strcmp(v, "none") == 0) mo.quant = MODEL_LOAD_NONE;
@@ -191,6 +215,8 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    char *train_bin = sc.data_dir && !sc.train_bin ? train_beside_self() : NULL;
+    if (train_bin) sc.train_bin = train_bin;
     srv *s = srv_open(&sc, &err);
     sched *e = NULL;
     if (s && echo_ms && srv_use_echo_engine(s, echo_ms, &err) != 0) {
@@ -204,10 +230,12 @@ int main(int argc, char **argv) {
     if (!s) {
         fprintf(stderr, "error serve: %s\n", err.msg);
         model_free(m);
+        free(train_bin);
         return 1;
     }
     int rc = srv_run(s);
     srv_free(s);
+    free(train_bin); // after srv_free: the config points at it
     sched_free(e);
     model_free(m);
     return rc;

@@ -27,6 +27,8 @@
 
 #include "api.h"
 #include "chat.h"
+#include "files.h"
+#include "ftjobs.h"
 #include "http.h"
 #include "registry.h"
 #include "tenants.h"
@@ -84,7 +86,20 @@ struct srv {
     // they shadow a folder of the same name.
     reg_entry **runtime;
     int n_runtime;
+    // Fine-tuning (--data-dir): the files and jobs stores, and the callers
+    // waiting for an adapters scan that starts after they asked (rescan_now).
+    files_store *files;
+    ftjob_store *ftjobs;
+    uint64_t scan_seq;         // scans started
+    struct scan_waiter *waiters;
 };
+
+typedef struct scan_waiter {
+    uint64_t after;            // done once a scan numbered above this has finished
+    void (*done)(void *arg);
+    void *arg;
+    struct scan_waiter *next;
+} scan_waiter;
 
 // ---- logging ----------------------------------------------------------------
 
@@ -131,6 +146,10 @@ static const char *endpoint_of(const char *p) {
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcmp(p, fixed[i]) == 0) return fixed[i];
     if (strncmp(p, "/v1/models/", 11) == 0) return "/v1/models/{id}";
+    if (strcmp(p, "/v1/files") == 0) return "/v1/files";
+    if (strncmp(p, "/v1/files/", 10) == 0) return "/v1/files/{id}";
+    if (strcmp(p, "/v1/fine_tuning/jobs") == 0) return "/v1/fine_tuning/jobs";
+    if (strncmp(p, "/v1/fine_tuning/", 16) == 0) return "/v1/fine_tuning/jobs/{id}";
     return "other";
 }
 
@@ -186,12 +205,23 @@ static const reg_entry *find_adapter(const srv *s, const char *name) {
     return i >= 0 ? s->runtime[i] : reg_find(s->adapters, name);
 }
 
+// 1 if the tenant may see and use adapter name: a fine-tuned model ("ft:")
+// by its job's tenant only, whatever the globs say (ftjobs.h); any other by
+// the tenant's globs.
+static int adapter_allowed(const srv *s, const tn_tenant *tn, const char *name) {
+    if (ftjob_is_ft_name(name)) {
+        const char *owner = ftjob_model_owner(s->ftjobs, name);
+        return owner && strcmp(owner, tn->name) == 0;
+    }
+    return tn_allows(tn, name);
+}
+
 // 1 if the tenant may use model id; *entry gets the adapter (NULL = base).
 static int model_visible(srv *s, const tn_tenant *tn, const char *id, const reg_entry **entry) {
     *entry = NULL;
     if (strcmp(id, s->base_id) == 0) return tn_allows_base(tn);
     const reg_entry *e = find_adapter(s, id);
-    if (!e || !tn_allows(tn, id)) return 0;
+    if (!e || !adapter_allowed(s, tn, id)) return 0;
     *entry = e;
     return 1;
 }
@@ -221,10 +251,10 @@ static void route_models(srv *s, const http_req *q, http_res *res, const tn_tena
     if (tn_allows_base(tn)) m[n++] = base_model(s);
     for (int i = 0; s->adapters && i < s->adapters->n; i++) {
         const reg_entry *e = s->adapters->entries[i];
-        if (e->ok && tn_allows(tn, e->name) && runtime_index(s, e->name) < 0) m[n++] = adapter_model(s, e);
+        if (e->ok && adapter_allowed(s, tn, e->name) && runtime_index(s, e->name) < 0) m[n++] = adapter_model(s, e);
     }
     for (int i = 0; i < s->n_runtime; i++)
-        if (tn_allows(tn, s->runtime[i]->name)) m[n++] = adapter_model(s, s->runtime[i]);
+        if (adapter_allowed(s, tn, s->runtime[i]->name)) m[n++] = adapter_model(s, s->runtime[i]);
     log_request(s, q, 200, tn->name, NULL);
     reply_json(res, 200, api_models_json(m, n));
     free(m);
@@ -910,6 +940,9 @@ static int parse_lora_body(const http_req *q, int want_path, char **name, char *
     else if (!cJSON_IsString(n) || !n->valuestring[0] || strchr(n->valuestring, '/'))
         rc = api_err_set(e, 400, "invalid_request_error", "lora_name", NULL,
                          "'lora_name' must be a non-empty string without '/'.");
+    else if (want_path && ftjob_is_ft_name(n->valuestring))
+        rc = api_err_set(e, 400, "invalid_request_error", "lora_name", NULL,
+                         "'lora_name': names starting with 'ft:' are reserved for fine-tuned models.");
     else if (want_path && (!cJSON_IsString(p) || !p->valuestring[0]))
         rc = api_err_set(e, 400, "invalid_request_error", "lora_path", NULL,
                          "'lora_path' must be the path of an adapter folder on the server.");
@@ -1043,6 +1076,26 @@ static void route_metrics(srv *s, const http_req *q, http_res *res) {
     free(text);
 }
 
+// /v1/files and /v1/fine_tuning/: authenticated here, handled by files.c
+// and ftjobs.c (which check methods and paths themselves).
+static void route_finetune(srv *s, const http_req *q, http_res *res) {
+    api_error e;
+    const tn_tenant *tn = authenticate(s, q, &e);
+    if (!tn) {
+        reply_error_logged(s, q, res, &e, NULL);
+        return;
+    }
+    if (!s->files) {
+        api_err_set(&e, 404, "invalid_request_error", NULL, NULL,
+                    "Files and fine-tuning are off on this server: start serve with --data-dir DIR.");
+        reply_error_logged(s, q, res, &e, tn->name);
+    } else if (strncmp(q->path, "/v1/files", 9) == 0) {
+        files_handle(s->files, q, res, tn->name);
+    } else {
+        ftjob_handle(s->ftjobs, q, res, tn->name, tn_allows_base(tn));
+    }
+}
+
 static void on_request(const http_req *q, http_res *res, void *ud) {
     srv *s = ud;
     api_error e;
@@ -1064,6 +1117,10 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
         allow = "GET";
     } else if (strcmp(p, "/v1/models") == 0 || (strncmp(p, "/v1/models/", 11) == 0 && p[11])) {
         allow = get ? NULL : "GET";
+    } else if (strcmp(p, "/v1/files") == 0 || strncmp(p, "/v1/files/", 10) == 0 ||
+               strncmp(p, "/v1/fine_tuning/", 16) == 0) {
+        route_finetune(s, q, res);
+        return;
     } else if (strcmp(p, "/v1/chat/completions") == 0 || strcmp(p, "/v1/completions") == 0 ||
                strcmp(p, "/v1/load_lora_adapter") == 0 || strcmp(p, "/v1/unload_lora_adapter") == 0) {
         allow = post ? NULL : "POST";
@@ -1114,6 +1171,21 @@ static void log_changes(const reg_changes *c) {
 
 static void start_scan(srv *s);
 
+// Calls the waiters whose scan has finished (all of them when stopping).
+static void wake_waiters(srv *s, uint64_t finished) {
+    scan_waiter **pp = &s->waiters;
+    while (*pp) {
+        scan_waiter *w = *pp;
+        if (w->after < finished || s->stopping) {
+            *pp = w->next;
+            w->done(w->arg);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
 static void scan_done(uv_work_t *w, int status) {
     srv *s = w->data;
     s->scanning = 0;
@@ -1133,6 +1205,36 @@ static void scan_done(uv_work_t *w, int status) {
         s->scan_again = 0;
         start_scan(s);
     }
+    wake_waiters(s, s->scanning ? s->scan_seq - 1 : s->scan_seq);
+}
+
+// Scans the adapters folder now (or right after the scan in progress) and
+// calls done(arg) on the loop thread once that scan has finished: a caller
+// that has just written an adapter folder then finds it in s->adapters.
+static void rescan_now(void *ud, void (*done)(void *arg), void *arg) {
+    srv *s = ud;
+    scan_waiter *w = calloc(1, sizeof *w);
+    if (!w || s->stopping || !s->adapters_dir) {
+        free(w);
+        done(arg);
+        return;
+    }
+    *w = (scan_waiter){.after = s->scan_seq, .done = done, .arg = arg, .next = s->waiters};
+    s->waiters = w;
+    start_scan(s);
+}
+
+static int adapter_ready(void *ud, const char *name, char *why, size_t n) {
+    srv *s = ud;
+    const reg_entry *e = reg_find(s->adapters, name);
+    if (e) return 1;
+    for (int i = 0; s->adapters && i < s->adapters->n; i++)
+        if (strcmp(s->adapters->entries[i]->name, name) == 0 && s->adapters->entries[i]->error) {
+            snprintf(why, n, "%s", s->adapters->entries[i]->error);
+            return 0;
+        }
+    snprintf(why, n, "%s: not found in the adapters folder", name);
+    return 0;
 }
 
 static void start_scan(srv *s) {
@@ -1142,6 +1244,7 @@ static void start_scan(srv *s) {
         return;
     }
     s->scanning = 1;
+    s->scan_seq++;
     s->scan_prev = s->adapters; // read-only on the worker; only scan_done replaces it
     s->scan_work.data = s;
     if (uv_queue_work(&s->loop, &s->scan_work, scan_work, scan_done) != 0) s->scanning = 0;
@@ -1211,6 +1314,10 @@ void srv_stop(srv *s) {
     // Connections first: their close callbacks cancel the jobs behind them.
     if (s->http) http_server_close(s->http, NULL, NULL);
     s->http = NULL;
+    // Fine-tuning: kill the train children (ftjobs.h says what becomes of
+    // their jobs) and release whoever waits for a scan.
+    ftjob_stop(s->ftjobs);
+    wake_waiters(s, 0);
     // Then the engine finishes every choice still out (inside stop).
     if (s->has_engine && s->engine.stop) s->engine.stop(s->engine.ctx);
     uv_close((uv_handle_t *)&s->rescan_timer, noop_close);
@@ -1274,6 +1381,41 @@ static int load_model(srv *s, err_t *err) {
     return 0;
 }
 
+// ---- fine-tuning: the stores and what they need from the server --------------------------
+
+static void ft_log(void *ud, const char *level, const char *comp, const char *msg) {
+    (void)ud;
+    logln(level, comp, "%s", msg);
+}
+
+static void ft_log_request(void *ud, const http_req *q, int status, const char *tenant) {
+    log_request(ud, q, status, tenant, NULL);
+}
+
+// POST /v1/files may carry a file of up to --max-file-bytes.
+static size_t body_limit(void *ud, const char *method, const char *target) {
+    srv *s = ud;
+    size_t n = strcspn(target, "?");
+    if (!s->files || strcmp(method, "POST") != 0 || n != 9 || strncmp(target, "/v1/files", 9) != 0) return 0;
+    size_t lim = files_body_limit(s->files);
+    return lim > s->cfg.max_body_bytes ? lim : 0;
+}
+
+static int open_finetune(srv *s, err_t *err) {
+    const srv_config *c = &s->cfg;
+    if (!s->adapters_dir)
+        return err_set(err, "--data-dir %s needs --adapters DIR: fine-tuned adapters are published there",
+                       c->data_dir);
+    if (!c->train_bin) return err_set(err, "--data-dir %s needs the train program (--train-bin PATH)", c->data_dir);
+    files_env env = {.ud = s, .loop = &s->loop, .log = ft_log, .log_request = ft_log_request};
+    if (!(s->files = files_open(c->data_dir, c->max_file_bytes ? c->max_file_bytes : (size_t)512 << 20, &env, err)))
+        return -1;
+    ftjob_config fc = {.data_dir = c->data_dir, .adapters_dir = s->adapters_dir, .model_dir = s->model_dir,
+                       .base_id = s->base_id, .train_bin = c->train_bin, .workers = c->ft_workers};
+    ftjob_host host = {.env = env, .rescan = rescan_now, .adapter_ready = adapter_ready};
+    return (s->ftjobs = ftjob_open(&fc, &host, s->files, err)) ? 0 : -1;
+}
+
 static int start_watching(srv *s, err_t *err) {
     reg_changes ch;
     s->adapters = reg_scan(s->adapters_dir, &s->model, NULL, s->base_id, &ch, err);
@@ -1334,9 +1476,11 @@ srv *srv_open(const srv_config *cfg, err_t *err) {
         logln("info", "tenants", "open mode: no --tenants file, no API key needed, every adapter visible");
     }
     if (s->adapters_dir && start_watching(s, err) != 0) goto fail;
+    if (cfg->data_dir && open_finetune(s, err) != 0) goto fail;
+    if (!s->cfg.max_body_bytes) s->cfg.max_body_bytes = 8u << 20;
     http_config hc = {.host = s->host, .port = cfg->port, .max_body_bytes = cfg->max_body_bytes,
                       .idle_timeout_ms = cfg->idle_timeout_ms, .request_timeout_ms = cfg->request_timeout_ms,
-                      .on_reject = on_reject};
+                      .on_reject = on_reject, .body_limit = body_limit};
     if (!(s->http = http_server_start(&s->loop, &hc, on_request, s, err))) goto fail;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
@@ -1371,6 +1515,8 @@ void srv_free(srv *s) {
         uv_loop_close(&s->loop);
     }
     echo_free(s->echo);
+    ftjob_free(s->ftjobs);
+    files_free(s->files);
     reg_snapshot_free(s->adapters);
     for (int i = 0; i < s->n_runtime; i++) reg_entry_unref(s->runtime[i]);
     free(s->runtime);

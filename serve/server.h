@@ -23,6 +23,10 @@
 //                                finish on it. Both need an admin key (403
 //                                permission_error otherwise); in open mode
 //                                (no --tenants) anyone may call them
+//   /v1/files...                 OpenAI's Files API (files.h) and
+//   /v1/fine_tuning/jobs...      fine-tuning jobs API (ftjobs.h), with
+//                                --data-dir; fine-tuned models ("ft:...")
+//                                are visible to their own tenant only
 //
 // Per request on the loop thread: auth (tenants), body (api), model visible
 // to the tenant (registry). The chat template and tokenizer run on the libuv
@@ -139,6 +143,12 @@ typedef struct srv_config {
     uint64_t idle_timeout_ms;       // 0 = 60 s
     uint64_t request_timeout_ms;    // 0 = 30 s
     uint64_t rescan_ms;             // periodic adapter rescan; 0 = 2 s
+    // Fine-tuning (files.h, ftjobs.h): on when data_dir is set (it needs
+    // adapters_dir, where the trained adapters are published).
+    const char *data_dir;           // NULL = no /v1/files, no /v1/fine_tuning
+    const char *train_bin;          // the train program (required with data_dir)
+    size_t max_file_bytes;          // 0 = 512 MiB
+    int ft_workers;                 // trainings at once; 0 = 1
 } srv_config;
 
 // Reads the model's config, tokenizer and chat template, the tenants file
