@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "echo.h"
 #include "generate.h"
 #include "inspect.h"
 #include "sched.h"
@@ -219,7 +220,8 @@ int main(int argc, char **argv) {
     if (train_bin) sc.train_bin = train_bin;
     srv *s = srv_open(&sc, &err);
     sched *e = NULL;
-    if (s && echo_ms && srv_use_echo_engine(s, echo_ms, &err) != 0) {
+    echo *ee = NULL;
+    if (s && echo_ms && !(ee = echo_new(s, echo_ms, &err))) {
         srv_free(s);
         s = NULL;
     }
@@ -237,6 +239,7 @@ int main(int argc, char **argv) {
     srv_free(s);
     free(train_bin); // after srv_free: the config points at it
     sched_free(e);
+    echo_free(ee);
     model_free(m);
     return rc;
 }

@@ -44,8 +44,8 @@
 //
 // Threading: submit, cancel and stop are called on the loop thread. The
 // engine calls the request's sink on the loop thread too: an engine thread
-// hands results over with uv_async_send on srv_loop() (see the echo engine
-// in server.c for a small complete example).
+// hands results over with uv_async_send on srv_loop() (serve/echo.c is
+// a small complete example).
 //
 // Lifetime: a submitted srv_request belongs to the server and stays valid
 // until the engine has called sink.on_finish once for each of its n choices;
@@ -160,12 +160,6 @@ srv *srv_open(const srv_config *cfg, err_t *err);
 // Plugs an engine in (copied). Before srv_run. Without one, generation
 // endpoints validate and then answer 503 "generation engine not available".
 void srv_set_engine(srv *s, const srv_engine *e);
-
-// A built-in test engine that "generates" the prompt's own tokens back, one
-// per delay_ms, from a thread of its own (finish "length" when max_tokens
-// is smaller than the prompt, else "stop"). For tests and as the reference
-// use of this interface; not a model.
-int srv_use_echo_engine(srv *s, int delay_ms, err_t *err);
 
 // What an engine needs from the server.
 uv_loop_t *srv_loop(srv *s);
