@@ -17,16 +17,9 @@
 #   5. a train that fails mid-run: the job fails with training_failed and
 #      train's message; nothing of it is left.
 set -euo pipefail
-build=${TESSERA_BUILD:-build/san}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-finetune.XXXXXX")
-pid=""
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-    if [ -n "${TESSERA_KEEP_TMP:-}" ]; then echo "test_finetune: kept $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-fail=0
-bad() { echo "FAIL $*"; fail=1; }
+cd "$(dirname "$0")/.."
+. tests/lib.sh
+t_init finetune
 
 if [ ! -f node_modules/openai/package.json ]; then
     echo "test_finetune: the openai npm package is missing: run make deps (npm ci)"; exit 1
@@ -45,19 +38,8 @@ EOF
 
 # start LOG: serve on the fixture, in the background; sets pid and port.
 start() {
-    local log=$1
-    "$build/serve" --model "$tmp/tiny" --served-model-name tiny --port 0 --adapters "$tmp/adapters" \
-        --tenants "$tmp/tenants.json" --data-dir "$tmp/data" --train-bin "$build/train" \
-        --max-file-bytes 65536 >"$log" 2>&1 &
-    pid=$!
-    port=""
-    for _ in $(seq 1 300); do
-        port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$log")
-        [ -n "$port" ] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$port" ] || { echo "FAIL server did not start"; cat "$log"; exit 1; }
+    serve_start "$1" --model "$tmp/tiny" --served-model-name tiny --adapters "$tmp/adapters" \
+        --tenants "$tmp/tenants.json" --data-dir "$tmp/data" --train-bin "$build/train" --max-file-bytes 65536
 }
 api() { # api METHOD PATH [JSON]: curl as tenant acme
     curl -sS -X "$1" "http://127.0.0.1:$port$2" -H 'Authorization: Bearer sk-acme' \
@@ -90,11 +72,6 @@ wait_status() { # wait_status ID STATUS: polls (60 s at most) until the job has 
         sleep 0.1
     done
     return 1
-}
-sanitizer_clean() {
-    if grep -qE "ERROR: (Address|Leak)Sanitizer|runtime error:" "$1"; then
-        bad "sanitizer report in $1:"; grep -A30 -E "ERROR:|runtime error:" "$1" | head -60
-    fi
 }
 
 # ---- 1, 2: the SDK flow and the client example ------------------------------------------
@@ -130,7 +107,7 @@ kill -0 "$train_pid" 2>/dev/null && bad "the train process $train_pid outlived S
 [ "$(jget "$(state "$queued")" o.job.status)" = queued ] || bad "a queued job did not stay queued over SIGTERM"
 sigterm_queued=$queued
 [ -e "$tmp/data/jobs/$id.work" ] && bad "the work folder is left after SIGTERM"
-sanitizer_clean "$tmp/serve1.log"
+sanitizer_check "$tmp/serve1.log"
 
 # ---- 4: kill -9 mid-job, restart -------------------------------------------------------
 echo "test_finetune: kill -9 and restart ($(date +%T))"
@@ -175,7 +152,7 @@ kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM after the restart, want 0"
-sanitizer_clean "$tmp/serve3.log"
+sanitizer_check "$tmp/serve3.log"
 
 # ---- 5: train fails mid-run -----------------------------------------------------------------
 # A train program that validates like train but fails when asked to train.
@@ -187,17 +164,8 @@ echo "test_finetune: a failing train ($(date +%T))"
     echo 'exit 1'
 } >"$tmp/failing-train"
 chmod +x "$tmp/failing-train"
-"$build/serve" --model "$tmp/tiny" --served-model-name tiny --port 0 --adapters "$tmp/adapters" \
-    --tenants "$tmp/tenants.json" --data-dir "$tmp/data" --train-bin "$tmp/failing-train" >"$tmp/serve4.log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 300); do
-    port=$(sed -n 's/.*info server: listening addr=.* port=\([0-9]*\).*/\1/p' "$tmp/serve4.log")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "FAIL server 4 did not start"; cat "$tmp/serve4.log"; exit 1; }
+serve_start "$tmp/serve4.log" --model "$tmp/tiny" --served-model-name tiny --adapters "$tmp/adapters" \
+    --tenants "$tmp/tenants.json" --data-dir "$tmp/data" --train-bin "$tmp/failing-train"
 id=$(quick_job)
 wait_status "$id" failed || bad "the job of a failing train did not fail"
 j=$(api GET "/v1/fine_tuning/jobs/$id")
@@ -210,7 +178,7 @@ kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 0 ] || bad "exit $rc on SIGTERM (server 4), want 0"
-sanitizer_clean "$tmp/serve4.log"
+sanitizer_check "$tmp/serve4.log"
 
 if [ "$fail" -ne 0 ]; then echo "--- server log (tail)"; tail -n 40 "$tmp/serve3.log"; exit 1; fi
 echo "test_finetune: ok"
