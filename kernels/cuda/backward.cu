@@ -102,6 +102,21 @@ __device__ static inline float tile_dot(const float *x, const float *tile, int r
     return s;
 }
 
+// acc (lane's head_dim elements) += sum over tile rows j of w_j * row j,
+// w_j being lane j's w: one broadcast weight per row, rows of weight 0
+// skipped (the same float operations in the same order as written out).
+template <int NR>
+__device__ static inline void tile_accumulate(float (&acc)[NR], float w, const float *tile, int lane, int D) {
+    for (int j = 0; j < ATT_TILE; j++) {
+        float wj = __shfl_sync(0xffffffffu, w, j);
+        if (wj == 0.0f) continue;
+        const float *row = tile + j * (D + 1);
+#pragma unroll
+        for (int i = 0; i < NR; i++)
+            if (lane + 32 * i < D) acc[i] += wj * row[lane + 32 * i];
+    }
+}
+
 // Each attention kernel is a template over NR, the head_dim elements a
 // lane holds in registers (lane + 32 i for i < NR, so NR = ceil(D / 32)):
 // the register arrays are indexed by unrolled constants only, and a D of
@@ -141,14 +156,7 @@ __global__ static void attn_fwd_kernel(float *out, float *lse, const float *q, c
         m = mt;
 #pragma unroll
         for (int i = 0; i < NR; i++) acc[i] *= corr;
-        for (int j = 0; j < ATT_TILE; j++) {
-            float ej = __shfl_sync(0xffffffffu, e, j);
-            if (ej == 0.0f) continue;
-            const float *vr = vs + j * (D + 1);
-#pragma unroll
-            for (int i = 0; i < NR; i++)
-                if (lane + 32 * i < D) acc[i] += ej * vr[lane + 32 * i];
-        }
+        tile_accumulate<NR>(acc, e, vs, lane, D);
     }
     if (!valid) return;
     float inv = 1.0f / l;
@@ -227,14 +235,7 @@ __global__ static void attn_dq_kernel(float *dq, float *delta, const float *dout
             float pr = expf(tile_dot(qs, ks, lane, D) * a.scale - lrow);
             ds = pr * (tile_dot(dos, vs, lane, D) - dl);
         }
-        for (int j = 0; j < ATT_TILE; j++) {
-            float dj = __shfl_sync(0xffffffffu, ds, j);
-            if (dj == 0.0f) continue;
-            const float *kr = ks + j * (D + 1);
-#pragma unroll
-            for (int i = 0; i < NR; i++)
-                if (lane + 32 * i < D) acc[i] += dj * kr[lane + 32 * i];
-        }
+        tile_accumulate<NR>(acc, ds, ks, lane, D);
     }
     if (!valid) return;
 #pragma unroll
