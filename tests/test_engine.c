@@ -28,17 +28,6 @@ static int on_token(void *ctx, int32_t token, const sampler_result *r) {
     return c->stop_after && c->n >= c->stop_after;
 }
 
-static int load_i64(const sft *s, const char *name, int32_t *out, int max) {
-    const sft_tensor *t = sft_find(s, name);
-    if (!t || t->dtype != SFT_I64 || t->numel > max) return -1;
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + 8 * i, 8);
-        out[i] = (int32_t)v;
-    }
-    return (int)t->numel;
-}
-
 static int gen(model *m, kv_cache *kv, const int32_t *p, int n, int slot, const sampler_params *sp, int max,
                collect *c, engine_stats *st) {
     err_t err = {{0}};
@@ -62,9 +51,9 @@ static void check_greedy(model *m, kv_cache *kv, const char *path, int slot, con
         char name[32];
         int32_t prompt[64], want[NGREEDY];
         snprintf(name, sizeof name, "prompt%d", i);
-        int n = load_i64(s, name, prompt, 64);
+        int n = check_load_i64(s, name, prompt, 64);
         snprintf(name, sizeof name, "greedy%d", i);
-        CHECK(n > 0 && load_i64(s, name, want, NGREEDY) == NGREEDY, "%s: reference", path);
+        CHECK(n > 0 && check_load_i64(s, name, want, NGREEDY) == NGREEDY, "%s: reference", path);
         collect c = {0};
         engine_stats st;
         if (gen(m, kv, prompt, n, slot, &sp, NGREEDY, &c, &st) < 0) continue;

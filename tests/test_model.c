@@ -65,17 +65,6 @@ typedef struct ref {
     int32_t greedy[NPROMPT][NGREEDY];
 } ref;
 
-static int load_i64(const sft *s, const char *name, int32_t *out, int max) {
-    const sft_tensor *t = sft_find(s, name);
-    if (!t || t->dtype != SFT_I64 || t->numel > max) return -1;
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + 8 * i, 8);
-        out[i] = (int32_t)v;
-    }
-    return (int)t->numel;
-}
-
 static int load_ref(const char *path, int vocab, ref *r) {
     err_t err = {{0}};
     memset(r, 0, sizeof *r);
@@ -86,9 +75,9 @@ static int load_ref(const char *path, int vocab, ref *r) {
     for (int i = 0; i < NPROMPT && rc == 0; i++) {
         char name[32];
         snprintf(name, sizeof name, "prompt%d", i);
-        r->len[i] = load_i64(s, name, r->prompt[i], MAXLEN - NGREEDY);
+        r->len[i] = check_load_i64(s, name, r->prompt[i], MAXLEN - NGREEDY);
         snprintf(name, sizeof name, "greedy%d", i);
-        int ng = load_i64(s, name, r->greedy[i], NGREEDY);
+        int ng = check_load_i64(s, name, r->greedy[i], NGREEDY);
         snprintf(name, sizeof name, "logits%d", i);
         const sft_tensor *t = sft_find(s, name);
         if (r->len[i] < 1 || ng != NGREEDY || !t || t->numel != (int64_t)r->len[i] * vocab) {

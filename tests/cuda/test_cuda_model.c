@@ -49,17 +49,6 @@ typedef struct ref {
     int32_t greedy[NPROMPT][NGREEDY];
 } ref;
 
-static int load_i64(const sft *s, const char *name, int32_t *out, int max) {
-    const sft_tensor *t = sft_find(s, name);
-    if (!t || t->dtype != SFT_I64 || t->numel > max) return -1;
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, (const char *)t->data + 8 * i, 8);
-        out[i] = (int32_t)v;
-    }
-    return (int)t->numel;
-}
-
 // The prompts and greedy continuations of one fixture file.
 static int load_ref(const char *path, ref *r) {
     err_t err = {{0}};
@@ -70,24 +59,13 @@ static int load_ref(const char *path, ref *r) {
     for (int i = 0; i < NPROMPT; i++) {
         char name[32];
         snprintf(name, sizeof name, "prompt%d", i);
-        r->len[i] = load_i64(s, name, r->prompt[i], MAXLEN - NGREEDY);
+        r->len[i] = check_load_i64(s, name, r->prompt[i], MAXLEN - NGREEDY);
         snprintf(name, sizeof name, "greedy%d", i);
-        if (r->len[i] < 1 || load_i64(s, name, r->greedy[i], NGREEDY) != NGREEDY) rc = -1;
+        if (r->len[i] < 1 || check_load_i64(s, name, r->greedy[i], NGREEDY) != NGREEDY) rc = -1;
     }
     CHECK(rc == 0, "%s: bad prompt / greedy tensors", path);
     sft_close(s);
     return rc;
-}
-
-static double rel_err(const float *a, const float *b, int64_t n) {
-    double top = 0, d = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(a[i]) || isnan(b[i])) return INFINITY;
-        double e = fabs((double)a[i] - (double)b[i]);
-        if (e > d) d = e;
-        if (fabs((double)b[i]) > top) top = fabs((double)b[i]);
-    }
-    return top > 0 ? d / top : d;
 }
 
 static int argmax(const float *x, int n) {
@@ -217,11 +195,11 @@ static void check_prompts(both *b, const ref *r, const char *form, float *alone[
             float *cpu = alone[slot + 1][i], *gpu = malloc((size_t)len * V * sizeof(float));
             feed(b->m[0], b->kv[0], r->prompt[i], len, len, slot, V, cpu);
             feed(b->m[1], b->kv[1], r->prompt[i], len, len, slot, V, gpu);
-            double e = rel_err(gpu, cpu, (int64_t)len * V);
+            double e = check_rel_err(gpu, cpu, (int64_t)len * V);
             whole = e > whole ? e : whole;
             int chunk = i == 0 ? 1 : i == 1 ? len / 2 : (len > 4 ? len - 4 : 1);
             feed(b->m[1], b->kv[1], r->prompt[i], len, chunk, slot, V, gpu);
-            double ec = rel_err(gpu, cpu, (int64_t)len * V);
+            double ec = check_rel_err(gpu, cpu, (int64_t)len * V);
             chunked = ec > chunked ? ec : chunked;
             CHECK(e <= TOL_F32 && ec <= TOL_F32, "%s slot %d prompt%d: relative error whole %.3g, chunked %.3g > %.0e",
                   form, slot, i, e, ec, TOL_F32);
@@ -264,7 +242,7 @@ static void check_mixed(both *b, const ref *r, float *alone[4][NPROMPT], const c
     double worst = 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         const float *want = who[i] < 3 ? alone[who[i] + 1][who[i]] : alone[0][0];
-        double e = rel_err(logits + (int64_t)i * V, want + (int64_t)pos[i] * V, V);
+        double e = check_rel_err(logits + (int64_t)i * V, want + (int64_t)pos[i] * V, V);
         if (e > worst) worst = e;
     }
     printf("  %-34s mixed batch: %d tokens, 3 adapters + base, shuffled: rel err vs CPU alone %.2e\n", form, n, worst);
@@ -282,7 +260,7 @@ static void check_tensor_cores(both *b, const ref *r, float *alone[4][NPROMPT], 
         int len = r->len[i];
         float *gpu = malloc((size_t)len * b->V * sizeof(float));
         feed(b->m[1], b->kv[1], r->prompt[i], len, len, 1, b->V, gpu);
-        double e = rel_err(gpu, alone[2][i], (int64_t)len * b->V);
+        double e = check_rel_err(gpu, alone[2][i], (int64_t)len * b->V);
         if (e > worst) worst = e;
         free(gpu);
     }

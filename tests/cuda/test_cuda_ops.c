@@ -74,22 +74,10 @@ static float *download(const float *d, int64_t n) {
     return h;
 }
 
-// max |a - ref| / max |ref|; NaN anywhere gives INFINITY.
-static double rel_err(const float *a, const float *ref, int64_t n) {
-    double top = 0, d = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (isnan(a[i]) || isnan(ref[i])) return INFINITY;
-        double e = fabs((double)a[i] - (double)ref[i]);
-        if (e > d) d = e;
-        if (fabs((double)ref[i]) > top) top = fabs((double)ref[i]);
-    }
-    return top > 0 ? d / top : d;
-}
-
 // Compares the device result d with the CPU's ref and records the error.
 static void expect(const char *what, int cls, const float *d, const float *ref, int64_t n) {
     float *h = download(d, n);
-    double e = rel_err(h, ref, n);
+    double e = check_rel_err(h, ref, n);
     free(h);
     if (e > cls_worst[cls]) cls_worst[cls] = e;
     printf("  %-58s %-18s rel err %.3g\n", what, CLS_NAME[cls], e);

@@ -87,27 +87,12 @@ static float *fetch(const float *d, int64_t n) {
     return h;
 }
 
-// max |got - ref| / max(max |ref|, floor) (floor 0 and ref all zero: 1);
-// NaN gives INFINITY.
-static double rel_err_floor(const float *got, const float *ref, int64_t n, double floor) {
-    double e = 0, m = floor;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)ref[i]);
-        if (isnan(d)) return INFINITY;
-        if (d > e) e = d;
-        if (fabs((double)ref[i]) > m) m = fabs((double)ref[i]);
-    }
-    return e / (m > 0 ? m : 1);
-}
-
-static double rel_err(const float *got, const float *ref, int64_t n) { return rel_err_floor(got, ref, n, 0); }
-
 // Downloads the device tensor d and checks it against the CPU's ref,
 // relative to max |ref| or `floor`, the size its entries have when they are
 // not cancellations (see check_attention).
 static double expect_floor(const char *what, const float *d, const float *ref, int64_t n, double tol, double floor) {
     float *g = fetch(d, n);
-    double e = rel_err_floor(g, ref, n, floor);
+    double e = check_rel_err_floor(g, ref, n, floor);
     printf("  %-58s rel err %.2e (bound %.0e)\n", what, e, tol);
     CHECK(e <= tol, "%s: relative error %.3g over %.1g", what, e, tol);
     free(g);
@@ -469,8 +454,8 @@ static double grad_err(pair *p, const float *gc, const float *gg) {
     for (int l = 0; l < c->num_hidden_layers; l++)
         for (int k = 0; k < MODEL_LIN_COUNT; k++) {
             const lt_module *md = lt_module_at(p->t[0], l, (model_linear)k);
-            double ea = rel_err(gg + md->a_off, gc + md->a_off, (int64_t)md->rank * md->in);
-            double eb = rel_err(gg + md->b_off, gc + md->b_off, (int64_t)md->out * md->rank);
+            double ea = check_rel_err(gg + md->a_off, gc + md->a_off, (int64_t)md->rank * md->in);
+            double eb = check_rel_err(gg + md->b_off, gc + md->b_off, (int64_t)md->out * md->rank);
             worst = fmax(worst, fmax(ea, eb));
             if (isnan(ea) || isnan(eb)) worst = INFINITY;
         }
@@ -557,7 +542,7 @@ static void optimizer_case(const char *arch) {
     float *pc = malloc((size_t)n * 4), *pg = malloc((size_t)n * 4);
     lt_get_params(p.t[0], pc);
     lt_get_params(p.t[1], pg);
-    double ep = rel_err(pg, pc, n);
+    double ep = check_rel_err(pg, pc, n);
     printf("  3 AdamW steps %-7s nf4: loss rel %.1e, grad norm rel %.1e, parameters rel %.2e\n", arch, worst_loss,
            worst_norm, ep);
     CHECK(worst_loss <= TOL_LOSS, "%s: optimizer steps' losses differ by %.3g", arch, worst_loss);
