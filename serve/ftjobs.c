@@ -65,6 +65,7 @@ struct ftjob {
     char *state_path, *work_dir;
     child *child;
     int publishing;                              // adapter moved, waiting for the registry
+    int64_t persisted_us, persisted_step;        // when the state file was last written, at what step
 };
 
 struct ftjob_store {
@@ -242,6 +243,18 @@ static void persist(ftjob *j) {
     if (!s || util_write_file_atomic(j->state_path, s, strlen(s), &e) != 0)
         jlog(j->st, "error", "cannot record job=%s error=%s", j->id, s ? e.msg : "out of memory");
     free(s);
+    j->persisted_us = files_now_us();
+    j->persisted_step = j->step;
+}
+
+// Training progress is written at most every FTJOB_PROGRESS_PERSIST_US (and
+// at the first step): persist() rewrites the whole state with its events
+// and fsyncs, on the loop thread, and a small model logs many steps a
+// second. After a crash a running job is failed anyway; the events of its
+// last seconds are all that the throttle can lose.
+#define FTJOB_PROGRESS_PERSIST_US 2000000
+static void persist_progress(ftjob *j) {
+    if (j->persisted_step < 1 || files_now_us() - j->persisted_us >= FTJOB_PROGRESS_PERSIST_US) persist(j);
 }
 
 static double num_field(const cJSON *o, const char *k, double def) {
@@ -623,7 +636,7 @@ static void metrics_line(ftjob *j, const char *line) {
         cJSON_AddNumberToObject(d, "total_steps", (double)t);
         cJSON_AddNumberToObject(d, "epoch", epoch);
         add_event(j, "info", d, "Step %lld/%lld: training loss=%.4f", s, t, loss);
-        persist(j);
+        persist_progress(j);
     } else {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddNumberToObject(d, "step", (double)s);
