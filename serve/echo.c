@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "log.h"
 
 static void noop_close(uv_handle_t *h) { (void)h; }
 
@@ -210,6 +211,6 @@ echo *echo_new(srv *s, int delay_ms, err_t *err) {
     e->started = 1;
     srv_engine eng = {.ctx = e, .submit = echo_submit, .cancel = echo_cancel, .stop = echo_stop};
     srv_set_engine(s, &eng);
-    fprintf(stderr, "info server: engine=echo delay_ms=%d (test engine: repeats the prompt)\n", e->delay_ms);
+    log_line("info", "server", "engine=echo delay_ms=%d (test engine: repeats the prompt)", e->delay_ms);
     return e;
 }

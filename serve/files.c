@@ -16,6 +16,8 @@
 #include <cjson/cJSON.h>
 
 #include "multipart.h"
+#include "log.h"
+#include "reply.h"
 #include "util.h"
 
 #define FILES_FORM_SLACK (64u << 10) // the form's own bytes around the file
@@ -31,12 +33,11 @@ struct files_store {
 
 static void flog(const files_store *fs, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void flog(const files_store *fs, const char *level, const char *fmt, ...) {
-    char msg[1024];
+    (void)fs;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    log_vline(level, "files", fmt, ap);
     va_end(ap);
-    if (fs->env.log) fs->env.log(fs->env.ud, level, "files", msg);
 }
 
 int64_t files_now_us(void) {
@@ -56,26 +57,7 @@ void files_new_id(const char *prefix, char *out, size_t n) {
     for (size_t i = 0; i < sizeof b && k + 2 < n; i++, k += 2) snprintf(out + k, n - k, "%02x", b[i]);
 }
 
-// ---- replies and queries -------------------------------------------------------------
-
-void files_reply_json(const files_env *env, const http_req *q, http_res *res, int status, char *body,
-                      const char *tenant) {
-    if (!body) {
-        static const char oom[] =
-            "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
-        if (env->log_request) env->log_request(env->ud, q, 500, tenant);
-        http_res_send(res, 500, NULL, oom, sizeof oom - 1);
-        return;
-    }
-    if (env->log_request) env->log_request(env->ud, q, status, tenant);
-    http_res_send(res, status, NULL, body, strlen(body));
-    free(body);
-}
-
-void files_reply_error(const files_env *env, const http_req *q, http_res *res, const api_error *e,
-                       const char *tenant) {
-    files_reply_json(env, q, res, e->status, api_error_json(e), tenant);
-}
+// ---- queries -------------------------------------------------------------
 
 static int hexval(int c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
@@ -378,12 +360,12 @@ static void upload_done(uv_work_t *w, int status) {
         flog(fs, "error", "upload failed file=%s error=%s", u->rec->id, u->failed ? u->err.msg : "cancelled");
         api_err_set(&e, 500, "server_error", NULL, NULL, "The file could not be stored: %s",
                     u->failed ? u->err.msg : "cancelled");
-        files_reply_error(&fs->env, u->q, u->res, &e, u->rec->tenant);
+        reply_error_logged(fs->env.requests, u->q, u->res, &e, u->rec->tenant, NULL);
         rec_free(u->rec);
     } else {
         flog(fs, "info", "stored file=%s tenant=%s bytes=%lld filename=%s", u->rec->id, u->rec->tenant,
              (long long)u->rec->bytes, u->rec->filename);
-        files_reply_json(&fs->env, u->q, u->res, 200, print_free(file_object(u->rec)), u->rec->tenant);
+        reply_json_logged(fs->env.requests, u->q, u->res, 200, print_free(file_object(u->rec)), u->rec->tenant, NULL);
     }
     free(u);
 }
@@ -415,11 +397,11 @@ static void route_upload(files_store *fs, const http_req *q, http_res *res, cons
     const mp_part *file = NULL;
     if (mp_parse(http_req_header(q, "content-type"), q->body, q->body_len, &form, &perr) != 0) {
         api_err_invalid(&e, NULL, "The body is not a valid multipart/form-data upload: %s", perr.msg);
-        files_reply_error(&fs->env, q, res, &e, tenant);
+        reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
         return;
     }
     if (check_form(fs, &form, &file, &e) != 0) {
-        files_reply_error(&fs->env, q, res, &e, tenant);
+        reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
         return;
     }
     char id[40];
@@ -429,7 +411,7 @@ static void route_upload(files_store *fs, const http_req *q, http_res *res, cons
     if (!u || !r) {
         free(u);
         rec_free(r);
-        files_reply_json(&fs->env, q, res, 500, NULL, tenant);
+        reply_json_logged(fs->env.requests, q, res, 500, NULL, tenant, NULL);
         return;
     }
     snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
@@ -444,7 +426,7 @@ static void route_upload(files_store *fs, const http_req *q, http_res *res, cons
     if (uv_queue_work(fs->env.loop, &u->work, upload_work, upload_done) != 0) {
         rec_free(r);
         free(u);
-        files_reply_json(&fs->env, q, res, 500, NULL, tenant);
+        reply_json_logged(fs->env.requests, q, res, 500, NULL, tenant, NULL);
     }
 }
 
@@ -460,7 +442,7 @@ static void route_list(files_store *fs, const http_req *q, http_res *res, const 
         (order[0] && strcmp(order, "asc") != 0 && strcmp(order, "desc") != 0 &&
          api_err_invalid(&e, "order", "Invalid 'order': expected 'asc' or 'desc'.") != 0)) {
         if (e.status == 0) api_err_invalid(&e, NULL, "Invalid query parameters.");
-        files_reply_error(&fs->env, q, res, &e, tenant);
+        reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
         return;
     }
     int asc = strcmp(order, "asc") == 0, started = after[0] == '\0', n = 0, more = 0;
@@ -482,7 +464,7 @@ static void route_list(files_store *fs, const http_req *q, http_res *res, const 
     cJSON_AddStringToObject(o, "object", "list");
     cJSON_AddItemToObject(o, "data", data);
     cJSON_AddBoolToObject(o, "has_more", more);
-    files_reply_json(&fs->env, q, res, 200, print_free(o), tenant);
+    reply_json_logged(fs->env.requests, q, res, 200, print_free(o), tenant, NULL);
 }
 
 typedef struct content_read {
@@ -507,9 +489,9 @@ static void content_done(uv_work_t *w, int status) {
     if (!c->data) {
         api_error e;
         api_err_set(&e, 500, "server_error", NULL, NULL, "The file could not be read: %s", c->err.msg);
-        files_reply_error(&c->fs->env, c->q, c->res, &e, c->tenant);
+        reply_error_logged(c->fs->env.requests, c->q, c->res, &e, c->tenant, NULL);
     } else {
-        if (c->fs->env.log_request) c->fs->env.log_request(c->fs->env.ud, c->q, 200, c->tenant);
+        reply_access(c->fs->env.requests, c->q, 200, c->tenant, NULL);
         http_res_send(c->res, 200, "application/octet-stream", c->data, c->len);
     }
     free(c->data);
@@ -521,7 +503,7 @@ static void route_content(files_store *fs, const http_req *q, http_res *res, con
     content_read *c = calloc(1, sizeof *c);
     if (!c || !(c->path = strdup(r->data_path))) {
         free(c);
-        files_reply_json(&fs->env, q, res, 500, NULL, tenant);
+        reply_json_logged(fs->env.requests, q, res, 500, NULL, tenant, NULL);
         return;
     }
     c->fs = fs;
@@ -532,7 +514,7 @@ static void route_content(files_store *fs, const http_req *q, http_res *res, con
     if (uv_queue_work(fs->env.loop, &c->work, content_work, content_done) != 0) {
         free(c->path);
         free(c);
-        files_reply_json(&fs->env, q, res, 500, NULL, tenant);
+        reply_json_logged(fs->env.requests, q, res, 500, NULL, tenant, NULL);
     }
 }
 
@@ -543,7 +525,7 @@ static void route_delete(files_store *fs, const http_req *q, http_res *res, cons
     if (unlink(r->meta_path) != 0 && errno != ENOENT) {
         api_error e;
         api_err_set(&e, 500, "server_error", NULL, NULL, "The file could not be deleted: %s", strerror(errno));
-        files_reply_error(&fs->env, q, res, &e, tenant);
+        reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
         return;
     }
     unlink(r->data_path);
@@ -555,7 +537,7 @@ static void route_delete(files_store *fs, const http_req *q, http_res *res, cons
     rec_free(fs->recs[i]);
     memmove(&fs->recs[i], &fs->recs[i + 1], (size_t)(fs->n - i - 1) * sizeof *fs->recs);
     fs->n--;
-    files_reply_json(&fs->env, q, res, 200, print_free(o), tenant);
+    reply_json_logged(fs->env.requests, q, res, 200, print_free(o), tenant, NULL);
 }
 
 static void reply_405(files_store *fs, const http_req *q, http_res *res, const char *allow, const char *tenant) {
@@ -563,7 +545,7 @@ static void reply_405(files_store *fs, const http_req *q, http_res *res, const c
     http_res_header(res, "Allow", allow);
     api_err_set(&e, 405, "invalid_request_error", NULL, NULL, "Method %s is not allowed for %s; use %s.", q->method,
                 q->path, allow);
-    files_reply_error(&fs->env, q, res, &e, tenant);
+    reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
 }
 
 void files_handle(files_store *fs, const http_req *q, http_res *res, const char *tenant) {
@@ -583,7 +565,7 @@ void files_handle(files_store *fs, const http_req *q, http_res *res, const char 
     api_error e;
     if (*p != '/' || n == 0 || n >= sizeof id || (slash && !content)) {
         api_err_set(&e, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)", q->method, q->path);
-        files_reply_error(&fs->env, q, res, &e, tenant);
+        reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
         return;
     }
     memcpy(id, p + 1, n);
@@ -596,12 +578,12 @@ void files_handle(files_store *fs, const http_req *q, http_res *res, const char 
     const files_rec *r = files_get(fs, id, tenant);
     if (!r) {
         api_err_set(&e, 404, "invalid_request_error", "id", NULL, "No such File object: %s", id);
-        files_reply_error(&fs->env, q, res, &e, tenant);
+        reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
     } else if (content) {
         route_content(fs, q, res, r, tenant);
     } else if (del) {
         route_delete(fs, q, res, r, tenant);
     } else {
-        files_reply_json(&fs->env, q, res, 200, print_free(file_object(r)), tenant);
+        reply_json_logged(fs->env.requests, q, res, 200, print_free(file_object(r)), tenant, NULL);
     }
 }

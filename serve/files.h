@@ -37,15 +37,15 @@
 #include "api.h"
 #include "err.h"
 #include "http.h"
+#include "metrics.h"
 
 // What the endpoints need from the server (server.c fills it).
 typedef struct files_env {
     void *ud;
     uv_loop_t *loop;
-    // One log line: "level comp: msg".
-    void (*log)(void *ud, const char *level, const char *comp, const char *msg);
-    // Counts and logs a request about to be answered with status.
-    void (*log_request)(void *ud, const http_req *q, int status, const char *tenant);
+    // The server's requests counter (reply.h): answers are counted and
+    // logged through reply_*_logged.
+    metrics_requests *requests;
 } files_env;
 
 typedef struct files_rec {
@@ -92,12 +92,6 @@ int files_query_get(const char *query, const char *key, char *out, size_t n);
 // parameter).
 int files_query_page(const char *query, int def, int max_limit, int *limit, char *after, size_t after_n,
                      api_error *e);
-
-// Sends a JSON body (takes ownership; NULL means out of memory: a 500).
-void files_reply_json(const files_env *env, const http_req *q, http_res *res, int status, char *body,
-                      const char *tenant);
-void files_reply_error(const files_env *env, const http_req *q, http_res *res, const api_error *e,
-                       const char *tenant);
 
 // "PREFIX" + 24 random hex digits into out (n bytes), from the kernel's
 // random source (ids are not guessable across tenants).

@@ -20,6 +20,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "log.h"
+#include "reply.h"
 #include "util.h"
 
 #define FT_DEFAULT_BASE_LR 2e-4
@@ -83,12 +85,11 @@ struct ftjob_store {
 
 static void jlog(const ftjob_store *st, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void jlog(const ftjob_store *st, const char *level, const char *fmt, ...) {
-    char msg[1536];
+    (void)st;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    log_vline(level, "ftjobs", fmt, ap);
     va_end(ap);
-    if (st->host.env.log) st->host.env.log(st->host.env.ud, level, "ftjobs", msg);
 }
 
 int ftjob_is_ft_name(const char *name) { return strncmp(name, "ft:", 3) == 0; }
@@ -1332,7 +1333,7 @@ static void reply_job(ftjob_store *st, const http_req *q, http_res *res, const f
     cJSON *o = job_object(j);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    files_reply_json(&st->host.env, q, res, 200, s, tenant);
+    reply_json_logged(st->host.env.requests, q, res, 200, s, tenant, NULL);
 }
 
 static void route_create(ftjob_store *st, const http_req *q, http_res *res, const char *tenant, int base_allowed) {
@@ -1341,13 +1342,13 @@ static void route_create(ftjob_store *st, const http_req *q, http_res *res, cons
     files_new_id("ftjob-", id, sizeof id);
     ftjob *j = job_new(st, id);
     if (!j) {
-        files_reply_json(&st->host.env, q, res, 500, NULL, tenant);
+        reply_json_logged(st->host.env.requests, q, res, 500, NULL, tenant, NULL);
         return;
     }
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
     if (parse_create(st, q, tenant, base_allowed, j, &e) != 0) {
         job_free(j);
-        files_reply_error(&st->host.env, q, res, &e, tenant);
+        reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
         return;
     }
     char base[80], tn[80];
@@ -1359,7 +1360,7 @@ static void route_create(ftjob_store *st, const http_req *q, http_res *res, cons
     j->status = ST_VALIDATING;
     if (job_insert(st, j) != 0) {
         job_free(j);
-        files_reply_json(&st->host.env, q, res, 500, NULL, tenant);
+        reply_json_logged(st->host.env.requests, q, res, 500, NULL, tenant, NULL);
         return;
     }
     add_event(j, "info", NULL, "Created fine-tuning job: %s", j->id);
@@ -1402,7 +1403,7 @@ static void route_list(ftjob_store *st, const http_req *q, http_res *res, const 
     int limit;
     char after[64];
     if (files_query_page(q->query, 20, 100, &limit, after, sizeof after, &e) != 0) {
-        files_reply_error(&st->host.env, q, res, &e, tenant);
+        reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
         return;
     }
     cJSON **items = calloc((size_t)st->n + 1, sizeof *items);
@@ -1412,7 +1413,7 @@ static void route_list(ftjob_store *st, const http_req *q, http_res *res, const 
     char *s = items ? page_json(items, n, after, limit) : NULL;
     for (int i = 0; i < n; i++) cJSON_Delete(items[i]);
     free(items);
-    files_reply_json(&st->host.env, q, res, 200, s, tenant);
+    reply_json_logged(st->host.env.requests, q, res, 200, s, tenant, NULL);
 }
 
 static void route_events(ftjob_store *st, const http_req *q, http_res *res, const ftjob *j, const char *tenant) {
@@ -1420,14 +1421,14 @@ static void route_events(ftjob_store *st, const http_req *q, http_res *res, cons
     int limit;
     char after[64];
     if (files_query_page(q->query, 20, 1000, &limit, after, sizeof after, &e) != 0) {
-        files_reply_error(&st->host.env, q, res, &e, tenant);
+        reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
         return;
     }
     int n = cJSON_GetArraySize(j->events);
     cJSON **items = calloc((size_t)n + 1, sizeof *items);
     int k = 0;
     for (cJSON *ev = j->events->child; items && ev; ev = ev->next) items[n - 1 - k++] = ev; // newest first
-    files_reply_json(&st->host.env, q, res, 200, items ? page_json(items, n, after, limit) : NULL, tenant);
+    reply_json_logged(st->host.env.requests, q, res, 200, items ? page_json(items, n, after, limit) : NULL, tenant, NULL);
     free(items);
 }
 
@@ -1437,7 +1438,7 @@ static void route_checkpoints(ftjob_store *st, const http_req *q, http_res *res,
     int limit;
     char after[64];
     if (files_query_page(q->query, 10, 100, &limit, after, sizeof after, &e) != 0) {
-        files_reply_error(&st->host.env, q, res, &e, tenant);
+        reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
         return;
     }
     cJSON *c = NULL;
@@ -1456,7 +1457,7 @@ static void route_checkpoints(ftjob_store *st, const http_req *q, http_res *res,
         cJSON_AddNumberToObject(m, "train_loss", j->last_loss);
     }
     cJSON *items[1] = {c};
-    files_reply_json(&st->host.env, q, res, 200, page_json(items, c ? 1 : 0, after, limit), tenant);
+    reply_json_logged(st->host.env.requests, q, res, 200, page_json(items, c ? 1 : 0, after, limit), tenant, NULL);
     cJSON_Delete(c);
 }
 
@@ -1467,7 +1468,7 @@ static void not_found(ftjob_store *st, const http_req *q, http_res *res, const c
                     "No fine-tuning job found with id '%.64s'.", id);
     else
         api_err_set(&e, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)", q->method, q->path);
-    files_reply_error(&st->host.env, q, res, &e, tenant);
+    reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
 }
 
 static void method_not_allowed(ftjob_store *st, const http_req *q, http_res *res, const char *tenant, const char *allow) {
@@ -1475,7 +1476,7 @@ static void method_not_allowed(ftjob_store *st, const http_req *q, http_res *res
     http_res_header(res, "Allow", allow);
     api_err_set(&e, 405, "invalid_request_error", NULL, NULL, "Method %s is not allowed for %s; use %s.", q->method,
                 q->path, allow);
-    files_reply_error(&st->host.env, q, res, &e, tenant);
+    reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
 }
 
 void ftjob_handle(ftjob_store *st, const http_req *q, http_res *res, const char *tenant, int base_allowed) {
@@ -1522,7 +1523,7 @@ void ftjob_handle(ftjob_store *st, const http_req *q, http_res *res, const char 
         api_error e;
         api_err_invalid(&e, NULL, "Job %s has already finished with status '%s'; it cannot be cancelled.", j->id,
                         status_names[j->status]);
-        files_reply_error(&st->host.env, q, res, &e, tenant);
+        reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
     } else {
         reply_job(st, q, res, j, tenant);
         pump(st);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
 #include "registry.h"
 
 #define SCHED_DEFAULT_SEQS 16
@@ -117,19 +118,6 @@ struct sched {
 
 // ---- logging ------------------------------------------------------------------
 
-static void logln(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logln(const char *level, const char *fmt, ...) {
-    char line[1024];
-    int k = snprintf(line, sizeof line, "%s sched: ", level);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
-    va_end(ap);
-    for (char *p = line; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-    fprintf(stderr, "%s\n", line);
-}
-
 static const char *reason_name(srv_finish r) {
     static const char *n[] = {"stop", "length", "cancel", "error"};
     return n[r];
@@ -218,9 +206,9 @@ static void seq_finish(sched *e, seq *s, srv_finish reason) {
         post_locked(e, ev);
     }
     pthread_mutex_unlock(&e->mu);
-    if (!ev) logln("error", "out of memory posting a finish request=%llu", (unsigned long long)s->q->r->id);
+    if (!ev) log_line("error", "sched", "out of memory posting a finish request=%llu", (unsigned long long)s->q->r->id);
     if (reason == SRV_FINISH_CANCEL || reason == SRV_FINISH_ERROR)
-        logln(reason == SRV_FINISH_ERROR ? "warn" : "info", "finished request=%llu choice=%d reason=%s generated=%d",
+        log_line(reason == SRV_FINISH_ERROR ? "warn" : "info", "sched", "finished request=%llu choice=%d reason=%s generated=%d",
               (unsigned long long)s->q->r->id, s->index, reason_name(reason), s->n_gen);
 }
 
@@ -237,7 +225,7 @@ static void seq_preempt(sched *e, seq *s) {
     e->n_queued++;
     e->st.preempted++;
     pthread_mutex_unlock(&e->mu);
-    logln("info", "preempted request=%llu choice=%d (KV blocks exhausted; recomputed later)",
+    log_line("info", "sched", "preempted request=%llu choice=%d (KV blocks exhausted; recomputed later)",
           (unsigned long long)s->q->r->id, s->index);
 }
 
@@ -351,7 +339,7 @@ static int adapter_slot(sched *e, seq *s) {
         l->failed = 1;
         return -3;
     }
-    logln("info", "adapter slot=%d loaded adapter=%s rank=%d evicted=%s", sl, l->entry->name, l->a->max_rank,
+    log_line("info", "sched", "adapter slot=%d loaded adapter=%s rank=%d evicted=%s", sl, l->entry->name, l->a->max_rank,
           as->entry ? as->entry->name : "-");
     reg_entry_unref(as->entry);
     *as = (aslot){.entry = reg_entry_ref(l->entry), .last = ++e->tick};
@@ -372,7 +360,7 @@ static void admit(sched *e) {
         }
         if (slot == -3) {
             aload *l = load_find(e, s->q->r);
-            logln("error", "adapter failed request=%llu adapter=%s error=%s", (unsigned long long)s->q->r->id,
+            log_line("error", "sched", "adapter failed request=%llu adapter=%s error=%s", (unsigned long long)s->q->r->id,
                   s->q->r->adapter ? s->q->r->adapter : "?", l ? l->err.msg : "?");
             seq_finish(e, s, SRV_FINISH_ERROR);
             s = next;
@@ -384,7 +372,7 @@ static void admit(sched *e) {
         if (kv_seq_reserve(e->kv, kvs, seq_total(s), &err) < 0) {
             kv_seq_close(e->kv, kvs);
             if (e->n_run == 0) { // nothing will free blocks: it can never fit
-                logln("error", "request=%llu does not fit in the KV pool: %s", (unsigned long long)s->q->r->id,
+                log_line("error", "sched", "request=%llu does not fit in the KV pool: %s", (unsigned long long)s->q->r->id,
                       err.msg);
                 seq_finish(e, s, SRV_FINISH_ERROR);
                 s = next;
@@ -461,7 +449,7 @@ static int plan(sched *e) {
         while (s->state == SEQ_RUN && kv_seq_reserve(e->kv, s->kvs, s->n_past + count, &err) < 0) {
             seq *v = latest_running(e);
             if (v == s && e->n_run == 1) {
-                logln("warn", "request=%llu outgrew the KV pool: %s", (unsigned long long)s->q->r->id, err.msg);
+                log_line("warn", "sched", "request=%llu outgrew the KV pool: %s", (unsigned long long)s->q->r->id, err.msg);
                 seq_finish(e, s, SRV_FINISH_LENGTH);
                 break;
             }
@@ -495,7 +483,7 @@ static void sample(sched *e, seq *s, float *logits) {
     sampler_result res;
     int tok = sampler_sample(s->ss, &r->sampling, logits, e->V, &res);
     if (tok < 0) {
-        logln("error", "sampling failed request=%llu choice=%d: no finite logit", (unsigned long long)r->id, s->index);
+        log_line("error", "sched", "sampling failed request=%llu choice=%d: no finite logit", (unsigned long long)r->id, s->index);
         seq_finish(e, s, SRV_FINISH_ERROR);
         return;
     }
@@ -535,7 +523,7 @@ static void step(sched *e) {
     model_batch b = {T, e->b_tok, e->b_pos, e->b_seq, e->b_ad, e->b_want};
     err_t err = {{0}};
     if (model_forward(e->m, e->kv, &b, e->logits, &err) < 0) {
-        logln("error", "forward failed tokens=%d sequences=%d: %s", T, n, err.msg);
+        log_line("error", "sched", "forward failed tokens=%d sequences=%d: %s", T, n, err.msg);
         for (int i = 0; i < n; i++) seq_finish(e, e->order[i], SRV_FINISH_ERROR);
         return;
     }
@@ -776,7 +764,7 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
     srv_engine eng = {.ctx = e, .submit = sched_submit, .cancel = sched_cancel, .stop = sched_stop,
                       .stats = sched_engine_stats, .max_lora_rank = model_max_lora_rank(e->m)};
     srv_set_engine(s, &eng);
-    logln("info",
+    log_line("info", "sched",
           "engine=model max_num_seqs=%d max_num_batched_tokens=%d max_model_len=%d kv_blocks=%d kv_block_size=%d "
           "max_loras=%d max_lora_rank=%d max_queue=%d",
           e->o.max_num_seqs, e->o.max_batched_tokens, e->o.max_model_len, e->o.kv_blocks, e->o.kv_block_size,

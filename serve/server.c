@@ -30,7 +30,9 @@
 #include "files.h"
 #include "ftjobs.h"
 #include "http.h"
+#include "log.h"
 #include "registry.h"
+#include "reply.h"
 #include "tenants.h"
 #include "util.h"
 
@@ -99,73 +101,6 @@ typedef struct scan_waiter {
     void *arg;
     struct scan_waiter *next;
 } scan_waiter;
-
-// ---- logging ----------------------------------------------------------------
-
-// One line: "level component: message key=value ...".
-static void logln(const char *level, const char *comp, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void logln(const char *level, const char *comp, const char *fmt, ...) {
-    char line[2048];
-    int k = snprintf(line, sizeof line, "%s %s: ", level, comp);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + k, sizeof line - (size_t)k, fmt, ap);
-    va_end(ap);
-    for (char *p = line; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-    fprintf(stderr, "%s\n", line);
-}
-
-// ---- replies ------------------------------------------------------------------
-
-static void reply_json(http_res *res, int status, char *body) {
-    if (!body) {
-        static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
-        http_res_send(res, 500, NULL, oom, sizeof oom - 1);
-        return;
-    }
-    http_res_send(res, status, NULL, body, strlen(body));
-    free(body);
-}
-
-static void reply_error(http_res *res, const api_error *e) {
-    if (e->retry_after > 0) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", e->retry_after);
-        http_res_header(res, "Retry-After", v);
-    }
-    reply_json(res, e->status, api_error_json(e));
-}
-
-// The route pattern of a path, for the requests counter's endpoint label
-// (never the raw path: labels must stay few).
-static const char *endpoint_of(const char *p) {
-    static const char *const fixed[] = {"/health", "/metrics", "/v1/models", "/v1/chat/completions",
-                                        "/v1/completions", "/v1/load_lora_adapter", "/v1/unload_lora_adapter"};
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (strcmp(p, fixed[i]) == 0) return fixed[i];
-    if (strncmp(p, "/v1/models/", 11) == 0) return "/v1/models/{id}";
-    if (strcmp(p, "/v1/files") == 0) return "/v1/files";
-    if (strncmp(p, "/v1/files/", 10) == 0) return "/v1/files/{id}";
-    if (strcmp(p, "/v1/fine_tuning/jobs") == 0) return "/v1/fine_tuning/jobs";
-    if (strncmp(p, "/v1/fine_tuning/", 16) == 0) return "/v1/fine_tuning/jobs/{id}";
-    return "other";
-}
-
-static void count_request(srv *s, const http_req *q, int status) {
-    metrics_count_request(&s->requests, endpoint_of(q->path), status);
-}
-
-static void log_request(srv *s, const http_req *q, int status, const char *tenant, const char *model) {
-    count_request(s, q, status);
-    logln("info", "http", "request method=%s path=%s status=%d peer=%s conn=%llu tenant=%s model=%s", q->method,
-          q->path, status, q->peer, (unsigned long long)q->conn_id, tenant ? tenant : "-", model ? model : "-");
-}
-
-static void reply_error_logged(srv *s, const http_req *q, http_res *res, const api_error *e, const char *tenant) {
-    log_request(s, q, e->status, tenant, NULL);
-    reply_error(res, e);
-}
 
 // ---- auth and model visibility ---------------------------------------------------
 
@@ -254,7 +189,7 @@ static void route_models(srv *s, const http_req *q, http_res *res, const tn_tena
     }
     for (int i = 0; i < s->n_runtime; i++)
         if (adapter_allowed(s, tn, s->runtime[i]->name)) m[n++] = adapter_model(s, s->runtime[i]);
-    log_request(s, q, 200, tn->name, NULL);
+    reply_access(&s->requests, q, 200, tn->name, NULL);
     reply_json(res, 200, api_models_json(m, n));
     free(m);
 }
@@ -267,10 +202,10 @@ static void route_model(srv *s, const http_req *q, http_res *res, const tn_tenan
         reply_json(res, 500, NULL);
     } else if (!model_visible(s, tn, id, &e)) {
         model_not_found(&err, id, "model");
-        reply_error_logged(s, q, res, &err, tn->name);
+        reply_error_logged(&s->requests, q, res, &err, tn->name, NULL);
     } else {
         api_model m = e ? adapter_model(s, e) : base_model(s);
-        log_request(s, q, 200, tn->name, id);
+        reply_access(&s->requests, q, 200, tn->name, id);
         reply_json(res, 200, api_model_json(&m));
     }
     free(id);
@@ -360,10 +295,10 @@ static void job_free(job *j) {
 
 static void job_log(job *j, int status) {
     j->status = status;
-    count_request(j->s, j->q, status);
+    metrics_count_request(&j->s->requests, reply_endpoint(j->q->path), status);
     int64_t ct = 0;
     for (int i = 0; i < j->n_choices; i++) ct += j->choices[i].completion_tokens;
-    logln("info", "http", "request method=%s path=%s status=%d peer=%s conn=%llu tenant=%s model=%s "
+    log_line("info", "http", "request method=%s path=%s status=%d peer=%s conn=%llu tenant=%s model=%s "
           "prompt_tokens=%lld completion_tokens=%lld stream=%d", j->q->method, j->q->path, status, j->q->peer,
           (unsigned long long)j->q->conn_id, j->tenant, j->req.model, (long long)j->prompt_tokens, (long long)ct,
           j->req.stream);
@@ -648,7 +583,7 @@ static void job_on_close(http_res *res, void *ud) {
     srv *s = j->s;
     j->closed = 1;
     if (j->state != JOB_GENERATING) return; // a tokenizing job is dropped when its work returns
-    logln("info", "http", "client gone, cancelling request id=%s conn=%llu", j->id, (unsigned long long)j->q->conn_id);
+    log_line("info", "http", "client gone, cancelling request id=%s conn=%llu", j->id, (unsigned long long)j->q->conn_id);
     j->holds++;
     for (int i = 0; i < j->n_gens; i++)
         if (j->gens[i].submitted && s->has_engine) s->engine.cancel(s->engine.ctx, &j->gens[i].r, -1);
@@ -790,7 +725,7 @@ static void job_tokenized(uv_work_t *w, int status) {
     job *j = w->data;
     srv *s = j->s;
     if (j->closed || s->stopping || status != 0) {
-        if (j->closed) logln("info", "http", "client gone before the answer path=%s peer=%s", j->q->path, j->q->peer);
+        if (j->closed) log_line("info", "http", "client gone before the answer path=%s peer=%s", j->q->path, j->q->peer);
         job_free(j);
         return;
     }
@@ -909,7 +844,7 @@ static void route_generate(srv *s, const http_req *q, http_res *res, const tn_te
 }
 
 static void on_reject(void *ud, int status, const char *peer, const char *reason) {
-    logln("info", "http", "rejected status=%d peer=%s reason=%s", status, peer, reason);
+    log_line("info", "http", "rejected status=%d peer=%s reason=%s", status, peer, reason);
 }
 
 // ---- routing ----------------------------------------------------------------------
@@ -956,7 +891,7 @@ static int parse_lora_body(const http_req *q, int want_path, char **name, char *
 }
 
 static void lora_reply(lora_req *l, int status, const char *msg) {
-    log_request(l->s, l->q, status, l->tenant, l->name);
+    reply_access(&l->s->requests, l->q, status, l->tenant, l->name);
     http_res_send(l->res, status, "text/plain; charset=utf-8", msg, strlen(msg));
 }
 
@@ -980,11 +915,11 @@ static void lora_load_done(uv_work_t *w, int status) {
     if (status != 0 || !l->entry) {
         api_err_set(&e, 400, "invalid_request_error", "lora_path", NULL, "Cannot load adapter '%s': %s", l->name,
                     status != 0 ? "cancelled" : l->err.msg);
-        reply_error_logged(s, l->q, l->res, &e, l->tenant);
+        reply_error_logged(&s->requests, l->q, l->res, &e, l->tenant, NULL);
     } else if (find_adapter(s, l->name) || strcmp(l->name, s->base_id) == 0) { // taken while loading
         api_err_set(&e, 400, "invalid_request_error", "lora_name", NULL,
                     "The lora adapter '%s' has already been loaded.", l->name);
-        reply_error_logged(s, l->q, l->res, &e, l->tenant);
+        reply_error_logged(&s->requests, l->q, l->res, &e, l->tenant, NULL);
     } else {
         reg_entry **r = realloc(s->runtime, (size_t)(s->n_runtime + 1) * sizeof *r);
         if (!r) {
@@ -992,7 +927,7 @@ static void lora_load_done(uv_work_t *w, int status) {
         } else {
             s->runtime = r;
             s->runtime[s->n_runtime++] = l->entry;
-            logln("info", "registry", "loaded adapter=%s rank=%d alpha=%g modules=%d path=%s tenant=%s",
+            log_line("info", "registry", "loaded adapter=%s rank=%d alpha=%g modules=%d path=%s tenant=%s",
                   l->entry->name, l->entry->rank, l->entry->alpha, l->entry->n_adapted, l->entry->path, l->tenant);
             l->entry = NULL;
             snprintf(msg, sizeof msg, "Success: LoRA adapter '%s' added successfully.", l->name);
@@ -1009,7 +944,7 @@ static void route_lora(srv *s, const http_req *q, http_res *res, const tn_tenant
     if (!tn->admin) {
         api_err_set(&e, 403, "permission_error", NULL, NULL,
                     "Loading and unloading adapters needs an admin key (\"admin\": true in the tenants file).");
-        reply_error_logged(s, q, res, &e, tn->name);
+        reply_error_logged(&s->requests, q, res, &e, tn->name, NULL);
         return;
     }
     lora_req *l = calloc(1, sizeof *l);
@@ -1020,7 +955,7 @@ static void route_lora(srv *s, const http_req *q, http_res *res, const tn_tenant
     *l = (lora_req){.s = s, .q = q, .res = res};
     snprintf(l->tenant, sizeof l->tenant, "%s", tn->name);
     if (parse_lora_body(q, load, &l->name, &l->path, &e) != 0) {
-        reply_error_logged(s, q, res, &e, tn->name);
+        reply_error_logged(&s->requests, q, res, &e, tn->name, NULL);
         lora_req_free(l);
         return;
     }
@@ -1029,12 +964,12 @@ static void route_lora(srv *s, const http_req *q, http_res *res, const tn_tenant
         if (i < 0) {
             api_err_set(&e, 404, "invalid_request_error", "lora_name", "model_not_found",
                         "The lora adapter '%s' was not loaded with /v1/load_lora_adapter.", l->name);
-            reply_error_logged(s, q, res, &e, tn->name);
+            reply_error_logged(&s->requests, q, res, &e, tn->name, NULL);
         } else {
             // Requests in flight hold their own reference and finish on it.
             reg_entry_unref(s->runtime[i]);
             s->runtime[i] = s->runtime[--s->n_runtime];
-            logln("info", "registry", "unloaded adapter=%s tenant=%s", l->name, tn->name);
+            log_line("info", "registry", "unloaded adapter=%s tenant=%s", l->name, tn->name);
             char msg[320];
             snprintf(msg, sizeof msg, "Success: LoRA adapter '%s' removed successfully.", l->name);
             lora_reply(l, 200, msg);
@@ -1045,7 +980,7 @@ static void route_lora(srv *s, const http_req *q, http_res *res, const tn_tenant
     if (find_adapter(s, l->name) || strcmp(l->name, s->base_id) == 0) {
         api_err_set(&e, 400, "invalid_request_error", "lora_name", NULL,
                     "The lora adapter '%s' has already been loaded.", l->name);
-        reply_error_logged(s, q, res, &e, tn->name);
+        reply_error_logged(&s->requests, q, res, &e, tn->name, NULL);
         lora_req_free(l);
         return;
     }
@@ -1065,7 +1000,7 @@ static void route_metrics(srv *s, const http_req *q, http_res *res) {
         memset(&st, 0, sizeof st);
         s->engine.stats(s->engine.ctx, &st);
     }
-    count_request(s, q, 200); // this scrape counts itself
+    metrics_count_request(&s->requests, reply_endpoint(q->path), 200); // this scrape counts itself
     char *text = metrics_text(&s->requests, has ? &st : NULL);
     if (!text) {
         reply_json(res, 500, NULL);
@@ -1081,13 +1016,13 @@ static void route_finetune(srv *s, const http_req *q, http_res *res) {
     api_error e;
     const tn_tenant *tn = authenticate(s, q, &e);
     if (!tn) {
-        reply_error_logged(s, q, res, &e, NULL);
+        reply_error_logged(&s->requests, q, res, &e, NULL, NULL);
         return;
     }
     if (!s->files) {
         api_err_set(&e, 404, "invalid_request_error", NULL, NULL,
                     "Files and fine-tuning are off on this server: start serve with --data-dir DIR.");
-        reply_error_logged(s, q, res, &e, tn->name);
+        reply_error_logged(&s->requests, q, res, &e, tn->name, NULL);
     } else if (strncmp(q->path, "/v1/files", 9) == 0) {
         files_handle(s->files, q, res, tn->name);
     } else {
@@ -1125,19 +1060,19 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
         allow = post ? NULL : "POST";
     } else {
         api_err_set(&e, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)", q->method, p);
-        reply_error_logged(s, q, res, &e, NULL);
+        reply_error_logged(&s->requests, q, res, &e, NULL, NULL);
         return;
     }
     if (allow) {
         http_res_header(res, "Allow", allow);
         api_err_set(&e, 405, "invalid_request_error", NULL, NULL, "Method %s is not allowed for %s; use %s.",
                     q->method, p, allow);
-        reply_error_logged(s, q, res, &e, NULL);
+        reply_error_logged(&s->requests, q, res, &e, NULL, NULL);
         return;
     }
     const tn_tenant *tn = authenticate(s, q, &e);
     if (!tn) {
-        reply_error_logged(s, q, res, &e, NULL);
+        reply_error_logged(&s->requests, q, res, &e, NULL, NULL);
         return;
     }
     if (strcmp(p, "/v1/models") == 0) route_models(s, q, res, tn);
@@ -1157,14 +1092,14 @@ static void scan_work(uv_work_t *w) {
 
 static void log_changes(const reg_changes *c) {
     for (int i = 0; i < c->n_added; i++)
-        logln("info", "registry", "added adapter=%s rank=%d alpha=%g modules=%d path=%s", c->added[i]->name,
+        log_line("info", "registry", "added adapter=%s rank=%d alpha=%g modules=%d path=%s", c->added[i]->name,
               c->added[i]->rank, c->added[i]->alpha, c->added[i]->n_adapted, c->added[i]->path);
     for (int i = 0; i < c->n_replaced; i++)
-        logln("info", "registry", "replaced adapter=%s rank=%d alpha=%g modules=%d path=%s", c->replaced[i]->name,
+        log_line("info", "registry", "replaced adapter=%s rank=%d alpha=%g modules=%d path=%s", c->replaced[i]->name,
               c->replaced[i]->rank, c->replaced[i]->alpha, c->replaced[i]->n_adapted, c->replaced[i]->path);
-    for (int i = 0; i < c->n_removed; i++) logln("info", "registry", "removed adapter=%s", c->removed[i]->name);
+    for (int i = 0; i < c->n_removed; i++) log_line("info", "registry", "removed adapter=%s", c->removed[i]->name);
     for (int i = 0; i < c->n_failed; i++)
-        logln("warn", "registry", "skipped adapter=%s path=%s error=%s", c->failed[i]->name, c->failed[i]->path,
+        log_line("warn", "registry", "skipped adapter=%s path=%s error=%s", c->failed[i]->name, c->failed[i]->path,
               c->failed[i]->error ? c->failed[i]->error : "?");
 }
 
@@ -1196,7 +1131,7 @@ static void scan_done(uv_work_t *w, int status) {
     } else if (s->scan_result) {
         reg_snapshot_free(s->scan_result);
     } else if (!s->stopping) {
-        logln("warn", "registry", "scan failed: %s", s->scan_err.msg);
+        log_line("warn", "registry", "scan failed: %s", s->scan_err.msg);
     }
     reg_changes_free(&s->scan_changes);
     s->scan_result = NULL;
@@ -1269,7 +1204,7 @@ static void tn_done(uv_work_t *w, int status) {
     srv *s = w->data;
     s->tn_loading = 0;
     if (!s->tn_new) {
-        logln("error", "tenants", "reload failed, keeping the previous keys: %s", s->tn_err.msg);
+        log_line("error", "tenants", "reload failed, keeping the previous keys: %s", s->tn_err.msg);
         return;
     }
     if (s->stopping) {
@@ -1278,13 +1213,13 @@ static void tn_done(uv_work_t *w, int status) {
         tn_table *old = s->tenants;
         s->tenants = s->tn_new; // the swap: lookups run on this thread only
         tn_free(old);
-        logln("info", "tenants", "reloaded path=%s keys=%d", s->tenants_path, tn_count(s->tenants));
+        log_line("info", "tenants", "reloaded path=%s keys=%d", s->tenants_path, tn_count(s->tenants));
     }
     s->tn_new = NULL;
 }
 
 static void reload(srv *s) {
-    logln("info", "server", "SIGHUP: reloading tenants and rescanning adapters");
+    log_line("info", "server", "SIGHUP: reloading tenants and rescanning adapters");
     if (s->tenants_path && !s->tn_loading) {
         s->tn_loading = 1;
         s->tn_work.data = s;
@@ -1301,7 +1236,7 @@ static void on_signal(uv_signal_t *h, int signum) {
         reload(s);
         return;
     }
-    logln("info", "server", "signal=%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_line("info", "server", "signal=%s: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     srv_stop(s);
 }
 
@@ -1329,7 +1264,7 @@ void srv_stop(srv *s) {
 
 int srv_run(srv *s) {
     uv_run(&s->loop, UV_RUN_DEFAULT);
-    logln("info", "server", "stopped");
+    log_line("info", "server", "stopped");
     return 0;
 }
 
@@ -1367,13 +1302,13 @@ static int load_model(srv *s, err_t *err) {
     } else if (rc == 0) {
         s->has_chat = 1;
     } else {
-        logln("warn", "server", "no chat template: /v1/chat/completions will answer 400 error=%s", cerr.msg);
+        log_line("warn", "server", "no chat template: /v1/chat/completions will answer 400 error=%s", cerr.msg);
     }
     char *cfgpath = util_path_join(s->model_dir, "config.json");
     struct stat sb;
     s->base_created = cfgpath && stat(cfgpath, &sb) == 0 ? (int64_t)sb.st_mtime : (int64_t)time(NULL);
     free(cfgpath);
-    logln("info", "server", "model id=%s arch=%s layers=%d hidden=%d vocab=%d max_positions=%lld chat_template=%s",
+    log_line("info", "server", "model id=%s arch=%s layers=%d hidden=%d vocab=%d max_positions=%lld chat_template=%s",
           s->base_id, model_arch_name(s->model.arch), s->model.num_hidden_layers, s->model.hidden_size,
           s->model.vocab_size, (long long)s->model.max_position_embeddings,
           s->has_chat ? chat_family_name(s->family) : "none");
@@ -1382,16 +1317,6 @@ static int load_model(srv *s, err_t *err) {
 
 // ---- fine-tuning: the stores and what they need from the server --------------------------
 
-static void ft_log(void *ud, const char *level, const char *comp, const char *msg) {
-    (void)ud;
-    logln(level, comp, "%s", msg);
-}
-
-static void ft_log_request(void *ud, const http_req *q, int status, const char *tenant) {
-    log_request(ud, q, status, tenant, NULL);
-}
-
-// POST /v1/files may carry a file of up to --max-file-bytes.
 static size_t body_limit(void *ud, const char *method, const char *target) {
     srv *s = ud;
     size_t n = strcspn(target, "?");
@@ -1406,7 +1331,7 @@ static int open_finetune(srv *s, err_t *err) {
         return err_set(err, "--data-dir %s needs --adapters DIR: fine-tuned adapters are published there",
                        c->data_dir);
     if (!c->train_bin) return err_set(err, "--data-dir %s needs the train program (--train-bin PATH)", c->data_dir);
-    files_env env = {.ud = s, .loop = &s->loop, .log = ft_log, .log_request = ft_log_request};
+    files_env env = {.ud = s, .loop = &s->loop, .requests = &s->requests};
     if (!(s->files = files_open(c->data_dir, c->max_file_bytes ? c->max_file_bytes : (size_t)512 << 20, &env, err)))
         return -1;
     ftjob_config fc = {.data_dir = c->data_dir, .adapters_dir = s->adapters_dir, .model_dir = s->model_dir,
@@ -1421,14 +1346,14 @@ static int start_watching(srv *s, err_t *err) {
     if (!s->adapters) return -1;
     log_changes(&ch);
     reg_changes_free(&ch);
-    logln("info", "registry", "watching dir=%s adapters=%d", s->adapters_dir, reg_count(s->adapters));
+    log_line("info", "registry", "watching dir=%s adapters=%d", s->adapters_dir, reg_count(s->adapters));
     uint64_t every = s->cfg.rescan_ms ? s->cfg.rescan_ms : SRV_DEFAULT_RESCAN_MS;
     uv_timer_start(&s->rescan_timer, on_rescan_timer, every, every);
     if (uv_fs_event_init(&s->loop, &s->watch) == 0) {
         s->watch.data = s;
         s->watching = 1;
         if (uv_fs_event_start(&s->watch, on_watch, s->adapters_dir, 0) != 0)
-            logln("warn", "registry", "no file watch on dir=%s: rescanning every %llu ms only", s->adapters_dir,
+            log_line("warn", "registry", "no file watch on dir=%s: rescanning every %llu ms only", s->adapters_dir,
                   (unsigned long long)every);
     }
     return 0;
@@ -1470,9 +1395,9 @@ srv *srv_open(const srv_config *cfg, err_t *err) {
     if (load_model(s, err) != 0) goto fail;
     if (s->tenants_path) {
         if (!(s->tenants = tn_load(s->tenants_path, err))) goto fail;
-        logln("info", "tenants", "loaded path=%s keys=%d", s->tenants_path, tn_count(s->tenants));
+        log_line("info", "tenants", "loaded path=%s keys=%d", s->tenants_path, tn_count(s->tenants));
     } else {
-        logln("info", "tenants", "open mode: no --tenants file, no API key needed, every adapter visible");
+        log_line("info", "tenants", "open mode: no --tenants file, no API key needed, every adapter visible");
     }
     if (s->adapters_dir && start_watching(s, err) != 0) goto fail;
     if (cfg->data_dir && open_finetune(s, err) != 0) goto fail;
@@ -1484,7 +1409,7 @@ srv *srv_open(const srv_config *cfg, err_t *err) {
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sighup, on_signal, SIGHUP);
-    logln("info", "server", "listening addr=%s port=%d", s->host, http_server_port(s->http));
+    log_line("info", "server", "listening addr=%s port=%d", s->host, http_server_port(s->http));
     return s;
 fail:
     srv_stop(s);
