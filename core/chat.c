@@ -401,27 +401,28 @@ void chat_prompt_free(chat_prompt *p) {
     free(p);
 }
 
+// A span starts at each trained segment that does not continue the one
+// before it (trained, of the same message).
+static int span_starts(const chat_prompt *p, int i) {
+    const chat_seg *g = &p->segs[i], *prev = i > 0 ? &p->segs[i - 1] : NULL;
+    return g->trained && !(prev && prev->trained && prev->msg_index == g->msg_index);
+}
+
 // One chat_span per run of trained segments of one message. Returns 0 or -1
 // on out of memory.
 static int spans_of(const chat_prompt *p, chat_span **spans, int *n_spans) {
     int k = 0;
-    chat_span *sp = NULL;
-    for (int pass = 0; pass < 2; pass++) {
-        k = 0;
-        for (int i = 0; i < p->n_segs; i++) {
-            const chat_seg *s = &p->segs[i];
-            if (!s->trained) continue;
-            int cont = i > 0 && p->segs[i - 1].trained && p->segs[i - 1].msg_index == s->msg_index;
-            if (!cont) k++;
-            if (!sp) continue;
-            if (!cont) sp[k - 1] = (chat_span){.start = s->start, .msg_index = s->msg_index};
-            sp[k - 1].end = s->end;
-        }
-        if (pass == 0 && k > 0 && !(sp = calloc((size_t)k, sizeof *sp))) return -1;
-        if (!sp) break;
-    }
+    for (int i = 0; i < p->n_segs; i++) k += span_starts(p, i);
+    chat_span *sp = k > 0 ? calloc((size_t)k, sizeof *sp) : NULL;
+    if (k > 0 && !sp) return -1;
     *spans = sp;
     *n_spans = k;
+    k = 0;
+    for (int i = 0; i < p->n_segs; i++) {
+        if (!p->segs[i].trained) continue;
+        if (span_starts(p, i)) sp[k++] = (chat_span){.start = p->segs[i].start, .msg_index = p->segs[i].msg_index};
+        sp[k - 1].end = p->segs[i].end;
+    }
     return 0;
 }
 

@@ -9,6 +9,11 @@
 // template strings). chat_detect picks the family from a template string;
 // chat_family_parse picks it by name (a command-line override).
 //
+// The prompt comes back as segments that say who wrote each byte: the
+// template (markup) or a message (content), and whether training puts the
+// loss on it. chat_encode tokenizes by them, so that text a user types can
+// never become a control token; chat_render is the plain string.
+//
 // Families and what each renders (templates are reproduced as they are,
 // quirks included):
 //
@@ -161,7 +166,9 @@ char *chat_render(chat_family f, const chat_msg *msgs, int n, const chat_opts *o
 // turn. The text between two cut tokens is encoded as one piece, whatever
 // segments it spans, so the ids equal tok_encode(p->text, parse_special=1)
 // whenever no content holds added-token text. (The lstrip/rstrip of added
-// tokens is not applied; the Qwen and Llama 3 tokenizers set neither.)
+// tokens is not applied; the Qwen and Llama 3 tokenizers set neither.) The
+// caller may clear trained flags first (the trainer does so for messages of
+// weight 0); p is only read.
 // Returns a new array of *n ids (free()); if trained is not NULL, *trained
 // gets a new array of *n flags (free()): 1 for a token that has a byte in a
 // trained segment (a token straddling a segment edge counts, as found by
