@@ -209,6 +209,18 @@ static void test_trained(void) {
     free(tr);
 }
 
+// tok_added_at, the tokenizer's part: the added token at the start only,
+// whole, the longest.
+static void test_added_at(void) {
+    size_t len = 99;
+    CHECK(tok_added_at(qwen, "<|im_end|>x", 11, &len) == tok_token_id(qwen, "<|im_end|>") && len == 10);
+    CHECK(tok_added_at(qwen, "<|im_end|>", 9, &len) == -1 && len == 0, "a cut-off token is none");
+    CHECK(tok_added_at(qwen, "x<|im_end|>", 11, &len) == -1 && len == 0, "only at the start");
+    CHECK(tok_added_at(qwen, "</think>", 8, &len) == tok_token_id(qwen, "</think>") && len == 8, "not special, added");
+    CHECK(tok_added_at(llama, "<|eot_id|>", 10, &len) == tok_token_id(llama, "<|eot_id|>") && len == 10);
+    CHECK(tok_added_at(llama, "", 0, &len) == -1 && len == 0);
+}
+
 int main(void) {
     err_t e = {{0}};
     qwen = tok_open(QWEN3_TOK, &e);
@@ -221,6 +233,7 @@ int main(void) {
     test_qwen3_markup_tags();
     test_same_as_whole_string();
     test_trained();
+    test_added_at();
     tok_free(qwen);
     tok_free(llama);
     return check_finish("test_chat_encode");
