@@ -105,27 +105,6 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
 
-static void sb_view(util_buf *b, view v) { util_buf_put(b, v.p, v.n); }
-
-// Jinja's |tojson on a string, as transformers defines it (json.dumps with
-// ensure_ascii=False): quotes and escapes, non-ASCII passes through.
-static void sb_json_string(util_buf *b, const char *s) {
-    util_buf_puts(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-                        : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-        char hex[8];
-        if (!esc && c < 0x20) {
-            snprintf(hex, sizeof hex, "\\u%04x", c);
-            esc = hex;
-        }
-        if (esc) util_buf_puts(b, esc);
-        else util_buf_put(b, s, 1);
-    }
-    util_buf_puts(b, "\"");
-}
-
 // ---------------------------------------------------------------------------
 // Families
 
@@ -182,45 +161,90 @@ static int validate(chat_family f, const chat_msg *msgs, int n, err_t *err) {
 
 static int is_role(const chat_msg *m, const char *role) { return strcmp(m->role, role) == 0; }
 
-// Rendering state: the prompt so far and the assistant spans.
+// Rendering state: the prompt so far, its segments, and who is writing.
 typedef struct render {
     util_buf out;
-    chat_span *spans;  // NULL when the caller did not ask
-    int n_spans;
+    chat_seg *segs;
+    int n_segs, cap_segs;
+    int msg;      // the message whose turn is being written, -1 for none
+    int trained;  // inside an assistant message's span
+    int oom;
 } render;
 
-static void span_begin(render *r, int msg_index) {
-    if (!r->spans) return;
-    r->spans[r->n_spans] = (chat_span){.start = r->out.len, .end = r->out.len, .msg_index = msg_index};
+// Appends v as kind, extending the last segment when nothing but the bytes
+// differ, so that segments stay maximal.
+static void put(render *r, chat_seg_kind kind, view v) {
+    if (v.n == 0 || r->oom) return;
+    size_t at = r->out.len;
+    util_buf_put(&r->out, v.p, v.n);
+    chat_seg *last = r->n_segs ? &r->segs[r->n_segs - 1] : NULL;
+    if (last && last->kind == kind && last->msg_index == r->msg && last->trained == r->trained) {
+        last->end = r->out.len;
+        return;
+    }
+    if (r->n_segs == r->cap_segs) {
+        int cap = r->cap_segs ? 2 * r->cap_segs : 16;
+        chat_seg *p = realloc(r->segs, (size_t)cap * sizeof *p);
+        if (!p) {
+            r->oom = 1;
+            return;
+        }
+        r->segs = p;
+        r->cap_segs = cap;
+    }
+    r->segs[r->n_segs++] = (chat_seg){at, r->out.len, r->msg, kind, r->trained};
 }
 
-static void span_end(render *r) {
-    if (!r->spans) return;
-    r->spans[r->n_spans++].end = r->out.len;
+static void markup(render *r, const char *s) { put(r, CHAT_MARKUP, view_of(s)); }
+static void content(render *r, view v) { put(r, CHAT_CONTENT, v); }
+
+// Jinja's |tojson on a string, as transformers defines it (json.dumps with
+// ensure_ascii=False): quotes and escapes, non-ASCII passes through. The
+// quotes are the template's; the escaped text is still the message's.
+static void json_string(render *r, const char *s) {
+    markup(r, "\"");
+    while (*s) {
+        size_t k = 0;
+        while (s[k] && (unsigned char)s[k] >= 0x20 && s[k] != '"' && s[k] != '\\') k++;
+        content(r, (view){s, k});
+        if (!s[k]) break;
+        unsigned char c = (unsigned char)s[k];
+        char esc[8];
+        const char *e = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                      : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+        if (!e) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            e = esc;
+        }
+        content(r, view_of(e));
+        s += k + 1;
+    }
+    markup(r, "\"");
 }
 
 // Qwen2.5 and Qwen3 fold a run of tool messages into one user turn:
 //   <|im_start|>user\n<tool_response>\nA\n</tool_response>\n<tool_response>...<|im_end|>\n
 static void chatml_tool(render *r, const chat_msg *msgs, int n, int i) {
-    if (i == 0 || !is_role(&msgs[i - 1], "tool")) util_buf_puts(&r->out, "<|im_start|>user");
-    util_buf_puts(&r->out, "\n<tool_response>\n");
-    util_buf_puts(&r->out, msgs[i].content);
-    util_buf_puts(&r->out, "\n</tool_response>");
-    if (i == n - 1 || !is_role(&msgs[i + 1], "tool")) util_buf_puts(&r->out, "<|im_end|>\n");
+    r->msg = i;
+    if (i == 0 || !is_role(&msgs[i - 1], "tool")) markup(r, "<|im_start|>user");
+    markup(r, "\n<tool_response>\n");
+    content(r, view_of(msgs[i].content));
+    markup(r, "\n</tool_response>");
+    if (i == n - 1 || !is_role(&msgs[i + 1], "tool")) markup(r, "<|im_end|>\n");
 }
 
 // <|im_start|>ROLE\nCONTENT<|im_end|>\n, with the span around an assistant's
-// CONTENT<|im_end|>.
-static void chatml_turn(render *r, int i, const char *role, view content) {
-    int assistant = strcmp(role, "assistant") == 0;
-    util_buf_puts(&r->out, "<|im_start|>");
-    util_buf_puts(&r->out, role);
-    util_buf_puts(&r->out, "\n");
-    if (assistant) span_begin(r, i);
-    sb_view(&r->out, content);
-    util_buf_puts(&r->out, "<|im_end|>");
-    if (assistant) span_end(r);
-    util_buf_puts(&r->out, "\n");
+// CONTENT<|im_end|>. Message -1 is a default system turn: all the template's.
+static void chatml_turn(render *r, int i, const char *role, view text) {
+    r->msg = i;
+    markup(r, "<|im_start|>");
+    markup(r, role);
+    markup(r, "\n");
+    r->trained = strcmp(role, "assistant") == 0;
+    put(r, i < 0 ? CHAT_MARKUP : CHAT_CONTENT, text);
+    markup(r, "<|im_end|>");
+    r->trained = 0;
+    markup(r, "\n");
 }
 
 // chatml, qwen2, qwen2.5: the templates differ only in the default system
@@ -232,7 +256,8 @@ static void render_chatml(render *r, chat_family f, const chat_msg *msgs, int n,
         if (f == CHAT_QWEN25 && is_role(&msgs[i], "tool")) chatml_tool(r, msgs, n, i);
         else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
     }
-    if (o->add_generation_prompt) util_buf_puts(&r->out, "<|im_start|>assistant\n");
+    r->msg = -1;
+    if (o->add_generation_prompt) markup(r, "<|im_start|>assistant\n");
 }
 
 // The index of the last user message that is a real query, not a tool result
@@ -252,31 +277,32 @@ static int qwen3_last_query(const chat_msg *msgs, int n) {
 // at the seams are dropped. Only turns after the last query show reasoning,
 // and only the final turn shows an empty one.
 static void qwen3_assistant(render *r, const chat_msg *m, int i, int n, int last_query) {
-    view content = view_of(m->content), reasoning = {"", 0};
+    view text = view_of(m->content), reasoning = {"", 0};
     if (m->reasoning) {
         reasoning = view_of(m->reasoning);
-    } else if (view_find(content, "</think>")) {
-        view before = {content.p, (size_t)(view_find(content, "</think>") - content.p)};
-        const char *after = view_rfind(content, "</think>") + strlen("</think>");
-        content = lstrip_nl((view){after, (size_t)(content.p + content.n - after)});
+    } else if (view_find(text, "</think>")) {
+        view before = {text.p, (size_t)(view_find(text, "</think>") - text.p)};
+        const char *after = view_rfind(text, "</think>") + strlen("</think>");
+        text = lstrip_nl((view){after, (size_t)(text.p + text.n - after)});
         before = rstrip_nl(before);
         const char *open = view_rfind(before, "<think>");
         if (open) open += strlen("<think>"), before = (view){open, (size_t)(before.p + before.n - open)};
         reasoning = lstrip_nl(before);
     }
-    util_buf_puts(&r->out, "<|im_start|>assistant\n");
-    span_begin(r, i);
+    r->msg = i;
+    markup(r, "<|im_start|>assistant\n");
+    r->trained = 1;
     if (i > last_query && (i == n - 1 || reasoning.n > 0)) {
-        util_buf_puts(&r->out, "<think>\n");
-        sb_view(&r->out, rstrip_nl(lstrip_nl(reasoning)));
-        util_buf_puts(&r->out, "\n</think>\n\n");
-        sb_view(&r->out, lstrip_nl(content));
+        markup(r, "<think>\n");
+        content(r, rstrip_nl(lstrip_nl(reasoning)));
+        markup(r, "\n</think>\n\n");
+        content(r, lstrip_nl(text));
     } else {
-        sb_view(&r->out, content);
+        content(r, text);
     }
-    util_buf_puts(&r->out, "<|im_end|>");
-    span_end(r);
-    util_buf_puts(&r->out, "\n");
+    markup(r, "<|im_end|>");
+    r->trained = 0;
+    markup(r, "\n");
 }
 
 static void render_qwen3(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
@@ -286,30 +312,31 @@ static void render_qwen3(render *r, const chat_msg *msgs, int n, const chat_opts
         else if (is_role(&msgs[i], "tool")) chatml_tool(r, msgs, n, i);
         else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
     }
+    r->msg = -1;
     if (o->add_generation_prompt) {
-        util_buf_puts(&r->out, "<|im_start|>assistant\n");
-        if (o->enable_thinking == 0) util_buf_puts(&r->out, "<think>\n\n</think>\n\n");
+        markup(r, "<|im_start|>assistant\n");
+        if (o->enable_thinking == 0) markup(r, "<think>\n\n</think>\n\n");
     }
 }
 
 // <|start_header_id|>ROLE<|end_header_id|>\n\n + trim(CONTENT) + <|eot_id|>
-static void llama3_turn(render *r, int i, const char *role, const char *content) {
-    int assistant = strcmp(role, "assistant") == 0;
-    util_buf_puts(&r->out, "<|start_header_id|>");
-    util_buf_puts(&r->out, role);
-    util_buf_puts(&r->out, "<|end_header_id|>\n\n");
-    if (assistant) span_begin(r, i);
-    sb_view(&r->out, py_strip(view_of(content)));
-    util_buf_puts(&r->out, "<|eot_id|>");
-    if (assistant) span_end(r);
+static void llama3_turn(render *r, int i, const char *role, const char *text) {
+    r->msg = i;
+    markup(r, "<|start_header_id|>");
+    markup(r, role);
+    markup(r, "<|end_header_id|>\n\n");
+    r->trained = strcmp(role, "assistant") == 0;
+    content(r, py_strip(view_of(text)));
+    markup(r, "<|eot_id|>");
+    r->trained = 0;
 }
 
 static void render_llama3(render *r, chat_family f, const chat_msg *msgs, int n, const chat_opts *o) {
-    util_buf_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
+    markup(r, o->bos_token ? o->bos_token : LLAMA3_BOS);
     for (int i = 0; i < n; i++) llama3_turn(r, i, msgs[i].role, msgs[i].content);
     // The original Llama 3 template has no add_generation_prompt test.
-    if (f == CHAT_LLAMA3 || o->add_generation_prompt)
-        util_buf_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    r->msg = -1;
+    if (f == CHAT_LLAMA3 || o->add_generation_prompt) markup(r, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 // Llama 3.1: the first system message moves into a system turn that always
@@ -318,56 +345,212 @@ static void render_llama3(render *r, chat_family f, const chat_msg *msgs, int n,
 // template's tojson quotes a string content (a string is iterable).
 static void render_llama31(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
     int first = is_role(&msgs[0], "system") ? 1 : 0;
-    util_buf_puts(&r->out, o->bos_token ? o->bos_token : LLAMA3_BOS);
-    util_buf_puts(&r->out, "<|start_header_id|>system<|end_header_id|>\n\n"
-                     "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
-    if (first) sb_view(&r->out, py_strip(view_of(msgs[0].content)));
-    util_buf_puts(&r->out, "<|eot_id|>");
+    markup(r, o->bos_token ? o->bos_token : LLAMA3_BOS);
+    r->msg = first ? 0 : -1;
+    markup(r, "<|start_header_id|>system<|end_header_id|>\n\n"
+              "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+    if (first) content(r, py_strip(view_of(msgs[0].content)));
+    markup(r, "<|eot_id|>");
     for (int i = first; i < n; i++) {
         if (is_role(&msgs[i], "tool")) {
-            util_buf_puts(&r->out, "<|start_header_id|>ipython<|end_header_id|>\n\n");
-            sb_json_string(&r->out, msgs[i].content);
-            util_buf_puts(&r->out, "<|eot_id|>");
+            r->msg = i;
+            markup(r, "<|start_header_id|>ipython<|end_header_id|>\n\n");
+            json_string(r, msgs[i].content);
+            markup(r, "<|eot_id|>");
         } else {
             llama3_turn(r, i, msgs[i].role, msgs[i].content);
         }
     }
-    if (o->add_generation_prompt) util_buf_puts(&r->out, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    r->msg = -1;
+    if (o->add_generation_prompt) markup(r, "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
-char *chat_render(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
-                  chat_span **spans, int *n_spans, err_t *err) {
+chat_prompt *chat_render_segments(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
+                                  err_t *err) {
     static const chat_opts defaults = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = NULL};
     const chat_opts *o = opts ? opts : &defaults;
-    if (spans) *spans = NULL;
-    if (n_spans) *n_spans = 0;
     if (f < 0 || f >= CHAT_NFAMILIES) {
         err_set(err, "chat: unknown chat template family %d", (int)f);
         return NULL;
     }
     if (validate(f, msgs, n, err) != 0) return NULL;
 
-    render r = {0};
-    int n_assistant = 0;
-    for (int i = 0; i < n; i++) n_assistant += is_role(&msgs[i], "assistant");
-    if (spans && n_assistant > 0 && !(r.spans = calloc((size_t)n_assistant, sizeof *r.spans))) {
-        err_set(err, "chat: out of memory");
-        return NULL;
-    }
+    render r = {.msg = -1};
+    chat_prompt *p = calloc(1, sizeof *p);
+    r.oom = !p;
     if (f == CHAT_QWEN3) render_qwen3(&r, msgs, n, o);
     else if (f == CHAT_LLAMA31) render_llama31(&r, msgs, n, o);
     else if (is_llama(f)) render_llama3(&r, f, msgs, n, o);
     else render_chatml(&r, f, msgs, n, o);
     util_buf_put(&r.out, "", 0);  // an empty conversation still yields a string
-    if (r.out.oom || !r.out.p) {
+    if (r.oom || r.out.oom || !r.out.p) {
         free(r.out.p);
-        free(r.spans);
+        free(r.segs);
+        free(p);
         err_set(err, "chat: out of memory rendering %d messages", n);
         return NULL;
     }
-    if (spans) *spans = r.spans;
-    if (n_spans) *n_spans = r.n_spans;
-    return r.out.p;
+    *p = (chat_prompt){.text = r.out.p, .len = r.out.len, .segs = r.segs, .n_segs = r.n_segs};
+    return p;
+}
+
+void chat_prompt_free(chat_prompt *p) {
+    if (!p) return;
+    free(p->text);
+    free(p->segs);
+    free(p);
+}
+
+// A span starts at each trained segment that does not continue the one
+// before it (trained, of the same message).
+static int span_starts(const chat_prompt *p, int i) {
+    const chat_seg *g = &p->segs[i], *prev = i > 0 ? &p->segs[i - 1] : NULL;
+    return g->trained && !(prev && prev->trained && prev->msg_index == g->msg_index);
+}
+
+// One chat_span per run of trained segments of one message. Returns 0 or -1
+// on out of memory.
+static int spans_of(const chat_prompt *p, chat_span **spans, int *n_spans) {
+    int k = 0;
+    for (int i = 0; i < p->n_segs; i++) k += span_starts(p, i);
+    chat_span *sp = k > 0 ? calloc((size_t)k, sizeof *sp) : NULL;
+    if (k > 0 && !sp) return -1;
+    *spans = sp;
+    *n_spans = k;
+    k = 0;
+    for (int i = 0; i < p->n_segs; i++) {
+        if (!p->segs[i].trained) continue;
+        if (span_starts(p, i)) sp[k++] = (chat_span){.start = p->segs[i].start, .msg_index = p->segs[i].msg_index};
+        sp[k - 1].end = p->segs[i].end;
+    }
+    return 0;
+}
+
+char *chat_render(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
+                  chat_span **spans, int *n_spans, err_t *err) {
+    if (spans) *spans = NULL;
+    if (n_spans) *n_spans = 0;
+    chat_prompt *p = chat_render_segments(f, msgs, n, opts, err);
+    if (!p) return NULL;
+    int ns = 0;
+    if (spans && spans_of(p, spans, &ns) != 0) {
+        chat_prompt_free(p);
+        err_set(err, "chat: out of memory rendering %d messages", n);
+        return NULL;
+    }
+    if (n_spans) *n_spans = ns;
+    char *text = p->text;
+    p->text = NULL;
+    chat_prompt_free(p);
+    return text;
+}
+
+// ---------------------------------------------------------------------------
+// Tokenizing by segments
+
+// The ids so far, with a trained flag each.
+typedef struct ids_out {
+    int32_t *ids;
+    uint8_t *trained;
+    size_t n, cap;
+} ids_out;
+
+static int ids_push(ids_out *o, int32_t id, int trained) {
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 256;
+        int32_t *ids = realloc(o->ids, cap * sizeof *ids);
+        if (ids) o->ids = ids;
+        uint8_t *tr = realloc(o->trained, cap);
+        if (tr) o->trained = tr;
+        if (!ids || !tr) return -1;
+        o->cap = cap;
+    }
+    o->ids[o->n] = id;
+    o->trained[o->n++] = (uint8_t)trained;
+    return 0;
+}
+
+// How many leading ids of the whole gap text[a, b) (ids[0..n)) lie before
+// byte x, a < x < b: the common prefix with the ids of text[a, x) alone, plus
+// the token that straddles x when one does and straddle is set. Returns
+// SIZE_MAX with err set on a tokenizer failure.
+static size_t ids_before(const tok *t, const char *text, size_t a, size_t x, const int32_t *ids, size_t n,
+                         int straddle, err_t *err) {
+    size_t m = 0, k = 0;
+    int32_t *pre = tok_encode(t, text + a, x - a, 0, &m, err);
+    if (!pre) return SIZE_MAX;
+    while (k < m && k < n && pre[k] == ids[k]) k++;
+    free(pre);
+    return straddle && k < m && k < n ? k + 1 : k;
+}
+
+// Encodes text[a, b), which holds no token to cut out, as plain text, and
+// flags the ids that have a byte in a trained segment.
+static int encode_gap(const tok *t, const chat_prompt *p, size_t a, size_t b, ids_out *out, err_t *err) {
+    size_t n = 0, base = out->n;
+    int32_t *ids = tok_encode(t, p->text + a, b - a, 0, &n, err);
+    if (!ids) return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) rc = ids_push(out, ids[i], 0);
+    if (rc) err_set(err, "chat: out of memory tokenizing");
+    for (int s = 0; s < p->n_segs && !rc; s++) {
+        const chat_seg *g = &p->segs[s];
+        if (!g->trained || g->end <= a || g->start >= b) continue;
+        size_t x = g->start > a ? g->start : a, y = g->end < b ? g->end : b;
+        size_t from = x > a ? ids_before(t, p->text, a, x, ids, n, 0, err) : 0;
+        size_t to = y < b ? ids_before(t, p->text, a, y, ids, n, 1, err) : n;
+        if (from == SIZE_MAX || to == SIZE_MAX) rc = -1;
+        for (size_t i = from; !rc && i < to; i++) out->trained[base + i] = 1;
+    }
+    free(ids);
+    return rc;
+}
+
+static int any_trained(const chat_prompt *p, size_t a, size_t b) {
+    for (int s = 0; s < p->n_segs; s++)
+        if (p->segs[s].trained && p->segs[s].start < b && p->segs[s].end > a) return 1;
+    return 0;
+}
+
+// The end of the run of markup segments that starts at segment *i; *i moves
+// to its last segment.
+static size_t markup_run_end(const chat_prompt *p, int *i) {
+    while (*i + 1 < p->n_segs && p->segs[*i + 1].kind == CHAT_MARKUP) (*i)++;
+    return p->segs[*i].end;
+}
+
+int32_t *chat_encode(const tok *t, const chat_prompt *p, size_t *n, uint8_t **trained, err_t *err) {
+    ids_out out = {0};
+    size_t gap = 0;  // start of the text not yet encoded
+    // Allocates up front, so that no ids is still an array.
+    int rc = ids_push(&out, 0, 0) ? err_set(err, "chat: out of memory tokenizing") : 0;
+    out.n = 0;
+    for (int i = 0; i < p->n_segs && !rc; i++) {
+        if (p->segs[i].kind != CHAT_MARKUP) continue;
+        size_t pos = p->segs[i].start, end = markup_run_end(p, &i);
+        while (pos < end && !rc) {
+            size_t len;
+            int32_t id = tok_added_at(t, p->text + pos, end - pos, &len);
+            if (id < 0) {
+                pos++;
+                continue;
+            }
+            if (pos > gap) rc = encode_gap(t, p, gap, pos, &out, err);
+            if (!rc && ids_push(&out, id, any_trained(p, pos, pos + len)))
+                rc = err_set(err, "chat: out of memory tokenizing");
+            gap = pos += len;
+        }
+    }
+    if (!rc && p->len > gap) rc = encode_gap(t, p, gap, p->len, &out, err);
+    if (rc) {
+        free(out.ids);
+        free(out.trained);
+        return NULL;
+    }
+    *n = out.n;
+    if (trained) *trained = out.trained;
+    else free(out.trained);
+    return out.ids;
 }
 
 // ---------------------------------------------------------------------------

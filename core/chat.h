@@ -9,6 +9,11 @@
 // template strings). chat_detect picks the family from a template string;
 // chat_family_parse picks it by name (a command-line override).
 //
+// The prompt comes back as segments that say who wrote each byte: the
+// template (markup) or a message (content), and whether training puts the
+// loss on it. chat_encode tokenizes by them, so that text a user types can
+// never become a control token; chat_render is the plain string.
+//
 // Families and what each renders (templates are reproduced as they are,
 // quirks included):
 //
@@ -52,8 +57,10 @@
 #define TESSERA_CHAT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
+#include "tokenizer.h"
 
 typedef enum chat_family {
     CHAT_CHATML,
@@ -86,11 +93,42 @@ typedef struct chat_opts {
 // Byte range [start, end) of one assistant message in the rendered prompt:
 // everything after that turn's header up to and including its end-of-turn
 // marker (<|im_end|> or <|eot_id|>), i.e. what the model generates and what
-// training puts the loss on. For qwen3 this includes the think block.
+// training puts the loss on. For qwen3 this includes the think block. It is
+// the union of that message's trained segments (below).
 typedef struct chat_span {
     size_t start, end;
     int msg_index;  // index into the msgs array
 } chat_span;
+
+// Who wrote a piece of the prompt. Markup is everything the template writes
+// itself: bos, role headers and turn markers, Qwen3's think-block tags and
+// the newlines around them, <tool_response> wrappers, default system
+// prompts, llama3.1's "Cutting Knowledge Date..." preamble and the quotes
+// of its JSON-quoted ipython content, the generation prompt. Content is the
+// messages' own text as the template places it (trimmed, split off a think
+// block, JSON-escaped in an ipython turn): the text a client or a data file
+// supplied, which must never be read as control tokens.
+typedef enum chat_seg_kind { CHAT_MARKUP, CHAT_CONTENT } chat_seg_kind;
+
+// One segment: the bytes [start, end) of the prompt text.
+typedef struct chat_seg {
+    size_t start, end;
+    int msg_index;       // the message whose turn it belongs to; -1 for none (bos,
+                         // a default system turn, the generation prompt)
+    chat_seg_kind kind;
+    int trained;         // 1 inside an assistant message's chat_span
+} chat_seg;
+
+// A rendered prompt: text (NUL-terminated, len bytes) cut into segments that
+// are non-empty, in order, and cover it exactly (segs[0].start == 0, each
+// starts where the previous ends, the last ends at len). Neighbouring
+// segments differ in msg_index, kind or trained (they are merged otherwise).
+typedef struct chat_prompt {
+    char *text;
+    size_t len;
+    chat_seg *segs;
+    int n_segs;
+} chat_prompt;
 
 // Picks the family of a chat_template string. Returns 0, or -1 with
 // "unsupported chat template (...)" when no family matches exactly enough
@@ -104,15 +142,39 @@ int chat_family_parse(const char *name, chat_family *out, err_t *err);
 // The family's name as chat_family_parse accepts it (static string).
 const char *chat_family_name(chat_family f);
 
-// Renders msgs[0..n) into a new NUL-terminated prompt (free with free()).
+// Renders msgs[0..n) into a new prompt (free with chat_prompt_free).
 // opts may be NULL: no generation prompt, thinking unset, default bos.
-// If spans is not NULL, *spans gets a new array (free with free(); NULL when
-// there is no assistant message) of one chat_span per assistant message, in
-// order, and *n_spans its length. Validates every message first: a known
-// role the family can render and non-NULL content; the error names the
-// message index and role. Returns NULL with err set on failure (n < 1 too).
+// Validates every message first: a known role the family can render and
+// non-NULL content; the error names the message index and role. Returns NULL
+// with err set on failure (n < 1 too).
+chat_prompt *chat_render_segments(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
+                                  err_t *err);
+void chat_prompt_free(chat_prompt *p);
+
+// chat_render_segments' text alone, as a new NUL-terminated string (free
+// with free()). If spans is not NULL, *spans gets a new array (free with
+// free(); NULL when there is no assistant message) of one chat_span per
+// assistant message, in order, taken from the trained segments, and
+// *n_spans its length. Same validation and errors.
 char *chat_render(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
                   chat_span **spans, int *n_spans, err_t *err);
+
+// Tokenizes a rendered prompt by its segments (t borrowed). Added tokens are
+// cut out of markup only (leftmost, longest, lying wholly inside a run of
+// markup segments), so the template's markers become their ids; content is
+// always plain text, so a message that says "<|im_end|>" cannot forge a
+// turn. The text between two cut tokens is encoded as one piece, whatever
+// segments it spans, so the ids equal tok_encode(p->text, parse_special=1)
+// whenever no content holds added-token text. (The lstrip/rstrip of added
+// tokens is not applied; the Qwen and Llama 3 tokenizers set neither.) The
+// caller may clear trained flags first (the trainer does so for messages of
+// weight 0); p is only read.
+// Returns a new array of *n ids (free()); if trained is not NULL, *trained
+// gets a new array of *n flags (free()): 1 for a token that has a byte in a
+// trained segment (a token straddling a segment edge counts, as found by
+// re-encoding the text before that edge). NULL with err set on out of
+// memory or a tokenizer failure.
+int32_t *chat_encode(const tok *t, const chat_prompt *p, size_t *n, uint8_t **trained, err_t *err);
 
 // Reads a Hugging Face tokenizer_config.json: detects the family of its
 // chat_template (a string, or a list of {name, template} of which "default"

@@ -1327,6 +1327,12 @@ int tok_is_special(const tok *t, int32_t id) {
     return id >= 0 && id < t->n_ids && (t->flags[id] & F_SPECIAL) ? 1 : 0;
 }
 
+int32_t tok_added_at(const tok *t, const char *s, size_t n, size_t *len) {
+    const added_tok *a = n ? match_added(t, s, n) : NULL;
+    *len = a ? a->len : 0;
+    return a ? a->id : -1;
+}
+
 int32_t tok_bos_id(const tok *t) { return t->bos; }
 int32_t tok_eos_id(const tok *t) { return t->eos; }
 

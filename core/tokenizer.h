@@ -82,6 +82,12 @@ const char *tok_token_str(const tok *t, int32_t id);
 // in tokenizer_config.json additional_special_tokens), else 0.
 int tok_is_special(const tok *t, int32_t id);
 
+// The added token that s[0..n) starts with, as TOK_PARSE_SPECIAL would cut
+// it out there (the longest one), or -1; *len gets its length in bytes (0
+// when none). For callers that choose where added tokens may be parsed,
+// e.g. chat_encode (core/chat.h), which parses them in template markup only.
+int32_t tok_added_at(const tok *t, const char *s, size_t n, size_t *len);
+
 // BOS / EOS ids named by tokenizer_config.json bos_token / eos_token, or -1.
 int32_t tok_bos_id(const tok *t);
 int32_t tok_eos_id(const tok *t);

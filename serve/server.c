@@ -610,19 +610,18 @@ static void job_tokenize(uv_work_t *w) {
             for (int m = 0; m < q->n_messages; m++)
                 msgs[m] = (chat_msg){api_role_name(q->messages[m].role), q->messages[m].content, NULL};
             chat_opts opts = {.add_generation_prompt = 1, .enable_thinking = q->enable_thinking, .bos_token = s->bos};
-            char *text = chat_render(s->family, msgs, q->n_messages, &opts, NULL, NULL, &err);
+            chat_prompt *prompt = chat_render_segments(s->family, msgs, q->n_messages, &opts, &err);
             free(msgs);
-            if (!text) {
+            if (!prompt) {
                 api_err_invalid(&j->err, "messages", "%s", err.msg);
                 j->failed = 1;
                 return;
             }
-            // The whole rendered prompt is tokenized with special tokens
-            // parsed, as transformers' apply_chat_template(tokenize=True)
-            // and vLLM do: a user who types "<|im_end|>" gets that token.
-            // (Stricter would need the template to mark where content is.)
-            ids = tok_encode_ex(s->tok, text, strlen(text), TOK_PARSE_SPECIAL, &n, &err);
-            free(text);
+            // Special tokens come from the template's markup only: message
+            // content is plain text, so a user who types "<|im_end|>" gets
+            // that text, not the control token (as OpenAI's API does).
+            ids = chat_encode(s->tok, prompt, &n, NULL, &err);
+            chat_prompt_free(prompt);
         } else if (q->prompts[i].ids) {
             n = (size_t)q->prompts[i].n_ids;
             ids = malloc((n ? n : 1) * sizeof *ids);

@@ -2,7 +2,7 @@
 // the formats, the bad-line rules and how special tokens are kept out of
 // message content. The file reads top to bottom as a line goes through it:
 // read the line, check its bytes, parse it into messages, render them with
-// the chat template, cut the rendering at the template's markers, tokenize.
+// the chat template into segments, tokenize markup and content apart.
 #include "data.h"
 
 #include <errno.h>
@@ -443,346 +443,68 @@ static int check_assistant(const conv *c, err_t *why) {
 }
 
 // ---------------------------------------------------------------------------
-// Cutting the rendered conversation at the template's markers
-
-// The ids of the markers a family's template writes, or -1 for a marker the
-// tokenizer does not hold as one added token (its text is then plain text,
-// as Hugging Face would tokenize it too).
-typedef struct markers {
-    int32_t im_start, im_end, think, think_end;  // ChatML families
-    int32_t bos, sh, eh, eot;                    // Llama 3 families
-    const char *bos_text;
-} markers;
-
-static int32_t marker_id(const tok *t, const char *s, int *oom) {
-    size_t n1 = 0, n0 = 0;
-    int32_t *a = tok_encode(t, s, strlen(s), 1, &n1, NULL);
-    int32_t *b = tok_encode(t, s, strlen(s), 0, &n0, NULL);
-    int32_t id = a && b && n1 == 1 && !(n0 == 1 && b[0] == a[0]) ? a[0] : -1;
-    if (!a || !b) *oom = 1;
-    free(a);
-    free(b);
-    return id;
-}
+// Tokenizing
 
 static int is_llama(chat_family f) {
     return f == CHAT_LLAMA3 || f == CHAT_LLAMA3_GENPROMPT || f == CHAT_LLAMA31;
 }
 
-static int markers_init(markers *mk, const data_opts *o, err_t *err) {
-    int oom = 0;
-    const tok *t = o->tok;
-    mk->bos_text = o->bos_token ? o->bos_token : "<|begin_of_text|>";
-    if (is_llama(o->family)) {
-        mk->bos = *mk->bos_text ? marker_id(t, mk->bos_text, &oom) : -1;
-        mk->sh = marker_id(t, "<|start_header_id|>", &oom);
-        mk->eh = marker_id(t, "<|end_header_id|>", &oom);
-        mk->eot = marker_id(t, "<|eot_id|>", &oom);
-        if (!oom && (mk->sh < 0 || mk->eh < 0 || mk->eot < 0))
+// The turn markers the family's template writes must be added tokens of the
+// tokenizer; otherwise it belongs to another model family and every turn
+// would be plain text.
+static int check_markers(const data_opts *o, err_t *err) {
+    static const char *const chatml[] = {"<|im_start|>", "<|im_end|>", NULL};
+    static const char *const llama[] = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL};
+    int llama_family = is_llama(o->family);
+    for (const char *const *mk = llama_family ? llama : chatml; *mk; mk++) {
+        size_t len;
+        if (tok_added_at(o->tok, *mk, strlen(*mk), &len) >= 0 && len == strlen(*mk)) continue;
+        if (llama_family)
             return err_set(err, "the tokenizer has no added tokens <|start_header_id|>, <|end_header_id|> and "
                                 "<|eot_id|> that the %s chat template writes (check --chat-template)",
                            chat_family_name(o->family));
-    } else {
-        mk->im_start = marker_id(t, "<|im_start|>", &oom);
-        mk->im_end = marker_id(t, "<|im_end|>", &oom);
-        mk->think = marker_id(t, "<think>", &oom);
-        mk->think_end = marker_id(t, "</think>", &oom);
-        if (!oom && (mk->im_start < 0 || mk->im_end < 0))
-            return err_set(err, "the tokenizer has no added tokens <|im_start|> and <|im_end|> that the %s chat "
-                                "template writes (check --chat-template)", chat_family_name(o->family));
-    }
-    return oom ? err_set(err, "out of memory tokenizing the chat template's markers") : 0;
-}
-
-// A template marker at [off, off + len) of the rendering, and its id.
-typedef struct cut {
-    size_t off, len;
-    int32_t id;
-} cut;
-
-// Walks a rendering through the turn layout its family writes (chat.h),
-// checking every literal piece and noting the markers. Message content is
-// stepped over by its length, never searched, so no text inside it can be
-// taken for a marker. A layout that does not match (chat.c changed) sets
-// broken rather than guessing.
-typedef struct walk {
-    const char *s;
-    size_t n, pos;
-    cut *cuts;
-    int n_cuts, cap_cuts;
-    int broken, oom;
-} walk;
-
-static void w_text(walk *w, const char *lit) {
-    size_t k = strlen(lit);
-    if (w->broken || w->pos + k > w->n || memcmp(w->s + w->pos, lit, k) != 0) w->broken = 1;
-    else w->pos += k;
-}
-
-static void w_marker(walk *w, const char *lit, int32_t id) {
-    size_t at = w->pos;
-    w_text(w, lit);
-    if (w->broken || id < 0) return;
-    if (grow((void **)&w->cuts, &w->cap_cuts, w->n_cuts + 1, sizeof *w->cuts)) {
-        w->oom = w->broken = 1;
-        return;
-    }
-    w->cuts[w->n_cuts++] = (cut){.off = at, .len = strlen(lit), .id = id};
-}
-
-static void w_skip(walk *w, size_t k) {
-    if (w->broken || k > w->n - w->pos) w->broken = 1;
-    else w->pos += k;
-}
-
-static void w_to(walk *w, size_t pos) {
-    if (w->broken || pos < w->pos || pos > w->n) w->broken = 1;
-    else w->pos = pos;
-}
-
-// An assistant message's content starts where its chat_span starts; returns
-// where its end-of-turn marker begins.
-static size_t w_span(walk *w, const chat_span *sp, int n_sp, int *k, int i, const char *end_marker) {
-    if (w->broken || *k >= n_sp || sp[*k].msg_index != i || sp[*k].start != w->pos ||
-        sp[*k].end < w->pos + strlen(end_marker)) {
-        w->broken = 1;
-        return w->pos;
-    }
-    return sp[(*k)++].end - strlen(end_marker);
-}
-
-// Qwen3 opens some assistant turns with "<think>\nR\n</think>\n\n". Its tags
-// are the template's: the content after the template's split holds no
-// "</think>", so the block is there exactly when the turn has one, and the
-// first one ends it.
-static void walk_think(walk *w, const markers *mk, size_t end) {
-    if (w->broken || !memmem(w->s + w->pos, end - w->pos, "</think>", 8)) return;
-    w_marker(w, "<think>", mk->think);
-    if (w->broken) return;
-    const char *close = memmem(w->s + w->pos, end - w->pos, "</think>", 8);
-    w_to(w, close ? (size_t)(close - w->s) : w->n + 1);
-    w_marker(w, "</think>", mk->think_end);
-}
-
-// chatml, qwen2, qwen2.5, qwen3 with system/user/assistant messages:
-// [default system turn] then <|im_start|>ROLE\nCONTENT<|im_end|>\n each.
-static void walk_chatml(walk *w, const markers *mk, chat_family f, const chat_msg *m, int n,
-                        const chat_span *sp, int n_sp) {
-    int k = 0;
-    if ((f == CHAT_QWEN2 || f == CHAT_QWEN25) && strcmp(m[0].role, "system") != 0) {
-        // The default system prompt is template text: its end is the first <|im_end|>.
-        w_marker(w, "<|im_start|>", mk->im_start);
-        w_text(w, "system\n");
-        const char *e = w->broken ? NULL : memmem(w->s + w->pos, w->n - w->pos, "<|im_end|>", 10);
-        w_to(w, e ? (size_t)(e - w->s) : w->n + 1);
-        w_marker(w, "<|im_end|>", mk->im_end);
-        w_text(w, "\n");
-    }
-    for (int i = 0; i < n && !w->broken; i++) {
-        w_marker(w, "<|im_start|>", mk->im_start);
-        w_text(w, m[i].role);
-        w_text(w, "\n");
-        if (strcmp(m[i].role, "assistant") == 0) {
-            size_t end = w_span(w, sp, n_sp, &k, i, "<|im_end|>");
-            if (f == CHAT_QWEN3) walk_think(w, mk, end);
-            w_to(w, end);
-        } else {
-            w_skip(w, strlen(m[i].content));
-        }
-        w_marker(w, "<|im_end|>", mk->im_end);
-        w_text(w, "\n");
-    }
-    if (w->pos != w->n) w->broken = 1;
-}
-
-#define LLAMA31_SYSTEM_HEAD "\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
-
-// llama3, llama3-genprompt, llama3.1: bos, [3.1's system turn], then
-// <|start_header_id|>ROLE<|end_header_id|>\n\ntrim(CONTENT)<|eot_id|> each,
-// [llama3's trailing assistant header]. xlen[i] is len(trim(content i)).
-static void walk_llama(walk *w, const markers *mk, chat_family f, const chat_msg *m, int n,
-                       const chat_span *sp, int n_sp, const size_t *xlen) {
-    int k = 0, first = 0;
-    if (*mk->bos_text) w_marker(w, mk->bos_text, mk->bos);
-    if (f == CHAT_LLAMA31) {
-        first = strcmp(m[0].role, "system") == 0;
-        w_marker(w, "<|start_header_id|>", mk->sh);
-        w_text(w, "system");
-        w_marker(w, "<|end_header_id|>", mk->eh);
-        w_text(w, LLAMA31_SYSTEM_HEAD);
-        if (first) w_skip(w, xlen[0]);
-        w_marker(w, "<|eot_id|>", mk->eot);
-    }
-    for (int i = first; i < n && !w->broken; i++) {
-        w_marker(w, "<|start_header_id|>", mk->sh);
-        w_text(w, m[i].role);
-        w_marker(w, "<|end_header_id|>", mk->eh);
-        w_text(w, "\n\n");
-        if (strcmp(m[i].role, "assistant") == 0) w_to(w, w_span(w, sp, n_sp, &k, i, "<|eot_id|>"));
-        else w_skip(w, xlen[i]);
-        w_marker(w, "<|eot_id|>", mk->eot);
-    }
-    if (f == CHAT_LLAMA3) {  // that template always ends with the reply header
-        w_marker(w, "<|start_header_id|>", mk->sh);
-        w_text(w, "assistant");
-        w_marker(w, "<|end_header_id|>", mk->eh);
-        w_text(w, "\n\n");
-    }
-    if (w->pos != w->n) w->broken = 1;
-}
-
-// len(trim(content)) as the Llama 3 templates write it, asked of chat_render
-// itself so that the trim is exactly its (Python's str.strip).
-static int llama_trim_len(const char *content, size_t *len, err_t *err) {
-    static const char head[] = "<|start_header_id|>user<|end_header_id|>\n\n", tail[] = "<|eot_id|>";
-    const chat_opts o = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = ""};
-    const chat_msg msg = {.role = "user", .content = content, .reasoning = NULL};
-    char *r = chat_render(CHAT_LLAMA3_GENPROMPT, &msg, 1, &o, NULL, NULL, err);
-    if (!r) return -1;
-    size_t rl = strlen(r), fixed = sizeof head - 1 + sizeof tail - 1;
-    int ok = rl >= fixed && memcmp(r, head, sizeof head - 1) == 0;
-    *len = ok ? rl - fixed : 0;
-    free(r);
-    return ok ? 0 : err_set(err, "internal: the llama3 template's turn layout changed");
-}
-
-// ---------------------------------------------------------------------------
-// Tokenizing
-
-typedef struct toks {
-    int32_t *ids;
-    uint8_t *mask;
-    int n, cap, cap_mask;
-} toks;
-
-static int toks_push(toks *t, const int32_t *ids, size_t n, size_t trained_from) {
-    if (n > (size_t)(INT32_MAX - t->n)) return -1;
-    int need = t->n + (int)n;
-    if (grow((void **)&t->ids, &t->cap, need, sizeof *t->ids) ||
-        grow((void **)&t->mask, &t->cap_mask, need, sizeof *t->mask))
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        t->ids[t->n] = ids[i];
-        t->mask[t->n++] = i >= trained_from;
+        return err_set(err, "the tokenizer has no added tokens <|im_start|> and <|im_end|> that the %s chat "
+                            "template writes (check --chat-template)", chat_family_name(o->family));
     }
     return 0;
 }
 
-// Tokenizes the text s[a, b) between two markers as plain text. When a
-// trained span starts inside it, the tokens from the first one that differs
-// from the tokens of s[a, span start) alone are trained: those are the
-// span's, plus one that straddles its start.
-static int encode_gap(const tok *t, const char *s, size_t a, size_t b, const chat_span *sp,
-                      const uint8_t *on, int n_sp, toks *out, err_t *err) {
-    size_t n = 0, from = SIZE_MAX;
-    int32_t *ids = tok_encode(t, s + a, b - a, 0, &n, err);
-    if (!ids) {
-        err_wrap(err, "tokenizing");
-        return TD_BAD;
-    }
-    for (int k = 0; k < n_sp; k++) {
-        if (!on[k] || sp[k].start >= b || sp[k].end <= a) continue;
-        from = 0;
-        if (sp[k].start > a) {
-            size_t m = 0;
-            int32_t *pre = tok_encode(t, s + a, sp[k].start - a, 0, &m, err);
-            if (!pre) {
-                free(ids);
-                err_wrap(err, "tokenizing");
-                return TD_BAD;
-            }
-            while (from < m && from < n && pre[from] == ids[from]) from++;
-            free(pre);
-        }
-        break;
-    }
-    int rc = toks_push(out, ids, n, from);
-    free(ids);
-    return rc ? TD_OOM : 0;
-}
-
-static int in_span(size_t off, const chat_span *sp, const uint8_t *on, int n_sp) {
-    for (int k = 0; k < n_sp; k++)
-        if (on[k] && off >= sp[k].start && off < sp[k].end) return 1;
-    return 0;
-}
-
-// Renders, cuts and tokenizes one conversation into *ex. TD_BAD with why,
-// or TD_OOM.
-static int encode_conv(const data_opts *o, const markers *mk, const chat_msg *m, const int *weights, int n,
-                       data_example *ex, err_t *why) {
+// Renders and tokenizes one conversation into *ex: chat_encode over the
+// rendering's segments, with the assistant messages of weight 0 untrained.
+// TD_BAD with why, or TD_OOM.
+static int encode_conv(const data_opts *o, const chat_msg *m, const int *weights, int n, data_example *ex,
+                       err_t *why) {
     memset(ex, 0, sizeof *ex);
-    chat_span *sp = NULL;
-    int n_sp = 0, rc = 0;
-    size_t *xlen = NULL;
-    uint8_t *on = NULL;
-    walk w = {0};
-    toks out = {0};
     const chat_opts co = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = o->bos_token};
-    char *r = chat_render(o->family, m, n, &co, &sp, &n_sp, why);
-    if (!r) return TD_BAD;
-    if (!(xlen = calloc((size_t)n, sizeof *xlen)) || !(on = calloc((size_t)n_sp + 1, 1))) {
-        rc = TD_OOM;
-        goto done;
-    }
-    for (int k = 0; k < n_sp; k++) on[k] = !weights || weights[sp[k].msg_index] != 0;
-    w = (walk){.s = r, .n = strlen(r)};
-    if (is_llama(o->family)) {
-        for (int i = 0; i < n && !rc; i++)
-            if (strcmp(m[i].role, "assistant") != 0 && llama_trim_len(m[i].content, &xlen[i], why)) rc = TD_BAD;
-        if (!rc) walk_llama(&w, mk, o->family, m, n, sp, n_sp, xlen);
-    } else {
-        walk_chatml(&w, mk, o->family, m, n, sp, n_sp);
-    }
-    if (rc) goto done;
-    if (w.oom) {
-        rc = TD_OOM;
-        goto done;
-    }
-    if (w.broken) {
-        rc = TD_BAD;
-        bad(why, "internal: the %s rendering does not have the expected turn layout at byte %zu",
-                chat_family_name(o->family), w.pos);
-        goto done;
-    }
-    size_t prev = 0;
-    for (int c = 0; c <= w.n_cuts && !rc; c++) {
-        size_t end = c < w.n_cuts ? w.cuts[c].off : w.n;
-        if (end > prev) rc = encode_gap(o->tok, r, prev, end, sp, on, n_sp, &out, why);
-        if (rc || c == w.n_cuts) break;
-        if (toks_push(&out, &w.cuts[c].id, 1, in_span(end, sp, on, n_sp) ? 0 : 1)) rc = TD_OOM;
-        prev = end + w.cuts[c].len;
-    }
-    if (rc) goto done;
+    chat_prompt *p = chat_render_segments(o->family, m, n, &co, why);
+    if (!p) return strstr(why->msg, "out of memory") ? TD_OOM : TD_BAD;
+    for (int s = 0; weights && s < p->n_segs; s++)
+        if (p->segs[s].msg_index >= 0 && weights[p->segs[s].msg_index] == 0) p->segs[s].trained = 0;
+    size_t len = 0;
+    uint8_t *mask = NULL;
+    int32_t *ids = chat_encode(o->tok, p, &len, &mask, why);
+    chat_prompt_free(p);
+    if (!ids) return strstr(why->msg, "out of memory") ? TD_OOM : (err_wrap(why, "tokenizing"), TD_BAD);
+    int full = len > INT32_MAX ? INT32_MAX : (int)len, kept = full;
     ex->n_messages = n;
-    int full = out.n;
-    if (out.n > o->max_seq_len) ex->truncated = 1, out.n = o->max_seq_len;
-    for (int i = 0; i < out.n; i++) ex->n_trained += out.mask[i];
+    if (kept > o->max_seq_len) ex->truncated = 1, kept = o->max_seq_len;
+    for (int i = 0; i < kept; i++) ex->n_trained += mask[i];
     if (ex->n_trained == 0) {
-        int first = out.n;
-        while (first < full && !out.mask[first]) first++;
-        rc = TD_BAD;
+        int first = kept;
+        while (first < full && !mask[first]) first++;
         err_set(why, "no trained token within max-seq-len %d (the first is token %d of %d)", o->max_seq_len,
                 first + 1, full);
-        goto done;
+        free(ids);
+        free(mask);
+        return TD_BAD;
     }
     // Shrink to fit: a large file holds many of these.
-    int32_t *ids = realloc(out.ids, (size_t)out.n * sizeof *ids);
-    uint8_t *mask = realloc(out.mask, (size_t)out.n);
-    ex->ids = ids ? ids : out.ids;
-    ex->mask = mask ? mask : out.mask;
-    ex->n = out.n;
-    out.ids = NULL;
-    out.mask = NULL;
-done:
-    free(out.ids);
-    free(out.mask);
-    free(w.cuts);
-    free(xlen);
-    free(on);
-    free(sp);
-    free(r);
-    return rc;
+    int32_t *small_ids = realloc(ids, (size_t)kept * sizeof *ids);
+    uint8_t *small_mask = realloc(mask, (size_t)kept);
+    ex->ids = small_ids ? small_ids : ids;
+    ex->mask = small_mask ? small_mask : mask;
+    ex->n = kept;
+    return 0;
 }
 
 static int check_opts(const data_opts *o, err_t *err) {
@@ -794,9 +516,8 @@ static int check_opts(const data_opts *o, err_t *err) {
 
 int data_encode_chat(const data_opts *opts, const chat_msg *msgs, const int *weights, int n,
                      data_example *ex, err_t *err) {
-    markers mk;
     memset(ex, 0, sizeof *ex);
-    if (check_opts(opts, err) || markers_init(&mk, opts, err)) return -1;
+    if (check_opts(opts, err) || check_markers(opts, err)) return -1;
     if (n < 1 || !msgs) return err_set(err, "data: no messages");
     int any = 0;
     for (int i = 0; i < n; i++) {
@@ -805,7 +526,7 @@ int data_encode_chat(const data_opts *opts, const chat_msg *msgs, const int *wei
         any |= strcmp(msgs[i].role, "assistant") == 0 && (!weights || weights[i] != 0);
     }
     if (!any) return err_set(err, "no assistant message with weight 1");
-    int rc = encode_conv(opts, &mk, msgs, weights, n, ex, err);
+    int rc = encode_conv(opts, msgs, weights, n, ex, err);
     if (rc == TD_OOM) err_set(err, "out of memory");
     return rc ? -1 : 0;
 }
@@ -824,7 +545,6 @@ void data_example_free(data_example *ex) {
 
 typedef struct loader {
     const data_opts *o;
-    markers mk;
     data_set *ds;
     data_report *rep;
     conv c;
@@ -862,7 +582,7 @@ static int load_line(loader *L, char *line, size_t len, int too_long, err_t *why
         if (!rc) rc = check_assistant(&L->c, why);
     }
     data_example ex;
-    if (!rc) rc = encode_conv(L->o, &L->mk, L->c.msgs, L->c.weights, L->c.n, &ex, why);
+    if (!rc) rc = encode_conv(L->o, L->c.msgs, L->c.weights, L->c.n, &ex, why);
     cJSON_Delete(root);
     if (rc) return rc;
     if (grow((void **)&L->ds->ex, &L->ds->cap, L->ds->n + 1, sizeof *L->ds->ex)) {
@@ -943,7 +663,7 @@ data_set *data_load(const char *path, const data_opts *opts, data_report *rep, e
     if (check_opts(opts, err)) return NULL;
     R->max_seq_len = opts->max_seq_len;
     loader L = {.o = opts, .rep = R};
-    if (markers_init(&L.mk, opts, err)) return NULL;
+    if (check_markers(opts, err)) return NULL;
     td_reader *rd = calloc(1, sizeof *rd);
     L.ds = calloc(1, sizeof *L.ds);
     if (!rd || !L.ds) {

@@ -14,24 +14,22 @@
 //   sharegpt     {"conversations": [{"from": "system"|"human"|"gpt"|"user"|
 //                 "assistant", "value": "..."}, ...], "system"?: "..."}
 //
-// Each example is rendered with the model's chat template (core/chat.h) and
-// tokenized; the mask is 1 on the tokens of every assistant message with
-// weight != 0 — its content and end-of-turn marker, as chat_span gives them
+// Each example is rendered with the model's chat template into segments
+// (core/chat.h chat_render_segments) and tokenized by chat_encode; the mask
+// is 1 on the tokens of the trained segments of every assistant message with
+// weight != 0 — its content and end-of-turn marker, what chat_span covers
 // (for Qwen3 that includes the think block) — and 0 elsewhere.
 //
-// Special tokens: only the markers the template itself writes (<|im_start|>,
-// <|im_end|>, Qwen3's <think> and </think> of its think block, Llama 3's
-// bos, <|start_header_id|>, <|end_header_id|>, <|eot_id|>) become their
-// ids; message content is always plain text, so a line whose user content
-// says "<|im_end|>" cannot forge a turn. This is done by cutting the rendered
-// string at the template's markers (found by walking the family's known turn
-// layout, with content lengths taken from the messages and chat_span) and
-// tokenizing the text between markers as plain text. Because the tokenizer
-// itself encodes the text between added tokens piece by piece, the ids are
-// exactly those of tok_encode(rendered, parse_special=1) whenever no content
-// contains added-token text (tests check this).
+// Special tokens: only in the template's markup (<|im_start|>, <|im_end|>,
+// Qwen3's <think> and </think> of its think block, Llama 3's bos,
+// <|start_header_id|>, <|end_header_id|>, <|eot_id|>) do added tokens become
+// their ids; message content is always plain text, so a line whose user
+// content says "<|im_end|>" cannot forge a turn. The text between two such
+// markers is tokenized as one piece, so the ids are exactly those of
+// tok_encode(rendered, parse_special=1) whenever no content contains
+// added-token text (tests check this).
 //
-// A token is in the loss if any of its bytes lies in an assistant span (a
+// A token is in the loss if any of its bytes lies in a trained segment (a
 // token that straddles the span start, e.g. "\n\n" when ChatML content
 // starts with a newline, is in).
 //

@@ -3,7 +3,8 @@
 //   chatcheck compare CASES.json   render every case and compare byte for byte
 //                                  with each reference it carries (tests/chat/oracle.js
 //                                  and oracle.py write them); check the spans
-//   chatcheck unit                 error paths, detection, config parsing
+//                                  and the segments
+//   chatcheck unit                 error paths, detection, config parsing, segments
 //   chatcheck render (--family NAME | --config tokenizer_config.json)
 //                    [--gen] [--think 0|1] [--bos TOKEN] < messages.json
 //                                  print the prompt for an OpenAI-style messages array
@@ -119,6 +120,35 @@ static int spans_ok(const char *out, const chat_span *sp, int ns, const chat_msg
     return 1;
 }
 
+// Checks chat_render_segments against chat_render's text: the segments
+// cover it in order, non-empty and maximal; content comes from its message
+// (its content or reasoning; llama3.1's JSON-escaped tool results are
+// pinned by test_segments instead); only assistant messages are trained.
+static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int n, chat_family f, const char *id) {
+    const char *why = NULL;
+    size_t at = 0;
+    if (p->len != strlen(out) || strcmp(p->text, out) != 0) why = "text differs from chat_render's";
+    for (int i = 0; i < p->n_segs && !why; i++) {
+        const chat_seg *g = &p->segs[i], *prev = i ? &p->segs[i - 1] : NULL;
+        int mi = g->msg_index;
+        if (g->start != at || g->end <= g->start) why = "not contiguous and non-empty";
+        else if (prev && prev->kind == g->kind && prev->msg_index == mi && prev->trained == g->trained)
+            why = "not maximal";
+        else if (mi < -1 || mi >= n || (g->kind == CHAT_CONTENT && mi < 0)) why = "bad msg_index";
+        else if (g->trained && (mi < 0 || strcmp(m[mi].role, "assistant") != 0)) why = "trained outside assistant";
+        else if (g->kind == CHAT_CONTENT && !(f == CHAT_LLAMA31 && strcmp(m[mi].role, "tool") == 0)) {
+            char *text = strndup(p->text + g->start, g->end - g->start);
+            if (!strstr(m[mi].content, text) && !(m[mi].reasoning && strstr(m[mi].reasoning, text)))
+                why = "content not from its message";
+            free(text);
+        }
+        at = g->end;
+    }
+    if (!why && at != p->len) why = "segments end before the text";
+    if (why) fprintf(stderr, "SEGMENTS %s: %s\n", id, why);
+    return why == NULL;
+}
+
 typedef struct tally {
     int cases, compared[3], mismatches, errors;
 } tally;
@@ -171,6 +201,9 @@ static void compare_case(const cJSON *c, tally *t) {
             }
         }
         if (!spans_ok(out, spans, ns, m, n, f, id)) t->errors++;
+        chat_prompt *p = chat_render_segments(f, m, n, &o, &err);
+        if (!p || !segs_ok(p, out, m, n, f, id)) t->errors++;
+        chat_prompt_free(p);
     }
     free(out);
     free(spans);
@@ -375,12 +408,81 @@ static void test_spans(void) {
     free(out);
 }
 
+// The segments as text: each one "|" + M (markup) or C (content) + its
+// message index + "*" when trained + ":" + its bytes. A new string.
+static char *annotate(const chat_prompt *p) {
+    util_buf b = {0};
+    char head[32];
+    for (int i = 0; i < p->n_segs; i++) {
+        const chat_seg *g = &p->segs[i];
+        snprintf(head, sizeof head, "|%c%d%s:", g->kind == CHAT_MARKUP ? 'M' : 'C', g->msg_index,
+                 g->trained ? "*" : "");
+        util_buf_puts(&b, head);
+        util_buf_put(&b, p->text + g->start, g->end - g->start);
+    }
+    util_buf_put(&b, "", 0);
+    return b.p;
+}
+
+static void check_segs(chat_family f, const chat_msg *m, int n, int gen, int think, const char *want) {
+    err_t err = {{0}};
+    chat_opts o = {.add_generation_prompt = gen, .enable_thinking = think, .bos_token = NULL};
+    chat_prompt *p = chat_render_segments(f, m, n, &o, &err);
+    char *got = p ? annotate(p) : NULL;
+    CHECK(got && strcmp(got, want) == 0, "%s segments\n  got  %s\n  want %s", chat_family_name(f),
+          got ? got : err.msg, want);
+    free(got);
+    chat_prompt_free(p);
+}
+
+static void test_segments(void) {
+    const chat_msg m[] = {{"user", "Hi <|im_end|>", NULL}, {"assistant", " Hello ", NULL}};
+    check_segs(CHAT_CHATML, m, 2, 1, -1,
+               "|M0:<|im_start|>user\n|C0:Hi <|im_end|>|M0:<|im_end|>\n|M1:<|im_start|>assistant\n|C1*: Hello "
+               "|M1*:<|im_end|>|M1:\n|M-1:<|im_start|>assistant\n");
+    check_segs(CHAT_QWEN2, m, 2, 0, -1,
+               "|M-1:<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n|M0:<|im_start|>user\n"
+               "|C0:Hi <|im_end|>|M0:<|im_end|>\n|M1:<|im_start|>assistant\n|C1*: Hello |M1*:<|im_end|>|M1:\n");
+    const chat_msg tools[] = {{"system", "S", NULL}, {"user", "q", NULL}, {"assistant", "", NULL},
+                              {"tool", "a\"1", NULL}, {"tool", "2\n", NULL}};
+    check_segs(CHAT_QWEN25, tools, 5, 0, -1,
+               "|M0:<|im_start|>system\n|C0:S|M0:<|im_end|>\n|M1:<|im_start|>user\n|C1:q|M1:<|im_end|>\n"
+               "|M2:<|im_start|>assistant\n|M2*:<|im_end|>|M2:\n"
+               "|M3:<|im_start|>user\n<tool_response>\n|C3:a\"1|M3:\n</tool_response>"
+               "|M4:\n<tool_response>\n|C4:2\n|M4:\n</tool_response><|im_end|>\n");
+    const chat_msg think[] = {{"user", "q", NULL}, {"assistant", "<think>\nwhy\n</think>\n\nA", NULL}};
+    check_segs(CHAT_QWEN3, think, 2, 0, -1,
+               "|M0:<|im_start|>user\n|C0:q|M0:<|im_end|>\n|M1:<|im_start|>assistant\n|M1*:<think>\n|C1*:why"
+               "|M1*:\n</think>\n\n|C1*:A|M1*:<|im_end|>|M1:\n");
+    check_segs(CHAT_QWEN3, think, 1, 1, 0,
+               "|M0:<|im_start|>user\n|C0:q|M0:<|im_end|>\n|M-1:<|im_start|>assistant\n<think>\n\n</think>\n\n");
+    const chat_msg ll[] = {{"system", " sys ", NULL}, {"user", "u", NULL}, {"assistant", "a\n", NULL}};
+    check_segs(CHAT_LLAMA3, ll + 1, 2, 0, -1,
+               "|M-1:<|begin_of_text|>|M0:<|start_header_id|>user<|end_header_id|>\n\n|C0:u|M0:<|eot_id|>"
+               "|M1:<|start_header_id|>assistant<|end_header_id|>\n\n|C1*:a|M1*:<|eot_id|>"
+               "|M-1:<|start_header_id|>assistant<|end_header_id|>\n\n");
+    check_segs(CHAT_LLAMA3_GENPROMPT, ll + 1, 1, 0, -1,
+               "|M-1:<|begin_of_text|>|M0:<|start_header_id|>user<|end_header_id|>\n\n|C0:u|M0:<|eot_id|>");
+    const chat_msg l31[] = {{"system", " sys ", NULL}, {"user", "u", NULL}, {"tool", "say \"hi\"\x01", NULL}};
+    check_segs(CHAT_LLAMA31, l31, 3, 1, -1,
+               "|M-1:<|begin_of_text|>|M0:<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+               "December 2023\nToday Date: 26 Jul 2024\n\n|C0:sys|M0:<|eot_id|>"
+               "|M1:<|start_header_id|>user<|end_header_id|>\n\n|C1:u|M1:<|eot_id|>"
+               "|M2:<|start_header_id|>ipython<|end_header_id|>\n\n\"|C2:say \\\"hi\\\"\\u0001|M2:\"<|eot_id|>"
+               "|M-1:<|start_header_id|>assistant<|end_header_id|>\n\n");
+    check_segs(CHAT_LLAMA31, l31 + 1, 1, 0, -1,
+               "|M-1:<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+               "December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|>"
+               "|M0:<|start_header_id|>user<|end_header_id|>\n\n|C0:u|M0:<|eot_id|>");
+}
+
 static int cmd_unit(void) {
     test_errors();
     test_detect();
     test_config();
     test_python_trim();
     test_spans();
+    test_segments();
     return check_finish("chat unit");
 }
 
