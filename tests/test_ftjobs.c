@@ -1,9 +1,9 @@
 // test_ftjobs: the pure pieces of the files and fine-tuning endpoints:
 // query strings and pagination parameters (files.c), "auto"
-// hyperparameters and the reserved "ft:" namespace (ftjobs.c), ids, the
-// creation-ordered store and its pages (store.c), and the job state
-// writes off the loop thread (statefile.c). The endpoints themselves run
-// against a real server in tests/test_finetune.sh.
+// hyperparameters (ftjob_life.c) and the reserved "ft:" namespace
+// (ftjobs.c), ids, the creation-ordered store and its pages (store.c), and
+// the job state writes off the loop thread (statefile.c). The endpoints
+// themselves run against a real server in tests/test_finetune.sh.
 #include "../serve/files.h"
 #include "../serve/ftjobs.h"
 #include "../serve/statefile.h"
