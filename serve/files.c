@@ -18,6 +18,7 @@
 #include "multipart.h"
 #include "log.h"
 #include "reply.h"
+#include "store.h"
 #include "util.h"
 
 #define FILES_FORM_SLACK (64u << 10) // the form's own bytes around the file
@@ -27,8 +28,7 @@ struct files_store {
     char *dir;
     size_t max_bytes;
     files_env env;
-    files_rec **recs; // in creation order (created_us, then id)
-    int n, cap;
+    store recs; // files_rec, in creation order
 };
 
 static void flog(const files_store *fs, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -132,41 +132,16 @@ static files_rec *rec_new(const files_store *fs, const char *id) {
     return r;
 }
 
-static int rec_before(const files_rec *a, const files_rec *b) {
-    return a->created_us != b->created_us ? a->created_us < b->created_us : strcmp(a->id, b->id) < 0;
-}
-
 // Inserts r keeping creation order. Returns 0 or -1 (out of memory).
-static int rec_insert(files_store *fs, files_rec *r) {
-    if (fs->n == fs->cap) {
-        int cap = fs->cap ? fs->cap * 2 : 16;
-        files_rec **t = realloc(fs->recs, (size_t)cap * sizeof *t);
-        if (!t) return -1;
-        fs->recs = t;
-        fs->cap = cap;
-    }
-    int i = fs->n;
-    while (i > 0 && rec_before(r, fs->recs[i - 1])) {
-        fs->recs[i] = fs->recs[i - 1];
-        i--;
-    }
-    fs->recs[i] = r;
-    fs->n++;
-    return 0;
-}
-
-static int rec_index(const files_store *fs, const char *id) {
-    for (int i = 0; i < fs->n; i++)
-        if (strcmp(fs->recs[i]->id, id) == 0) return i;
-    return -1;
-}
+static int rec_insert(files_store *fs, files_rec *r) { return store_insert(&fs->recs, r, r->id, r->created_us); }
 
 const files_rec *files_get(const files_store *fs, const char *id, const char *tenant) {
-    int i = fs ? rec_index(fs, id) : -1;
-    return i >= 0 && strcmp(fs->recs[i]->tenant, tenant) == 0 ? fs->recs[i] : NULL;
+    int i = fs ? store_index(&fs->recs, id) : -1;
+    const files_rec *r = i >= 0 ? store_at(&fs->recs, i) : NULL;
+    return r && strcmp(r->tenant, tenant) == 0 ? r : NULL;
 }
 
-int files_count(const files_store *fs) { return fs ? fs->n : 0; }
+int files_count(const files_store *fs) { return fs ? fs->recs.n : 0; }
 
 size_t files_body_limit(const files_store *fs) { return fs->max_bytes + FILES_FORM_SLACK; }
 
@@ -278,7 +253,7 @@ static int load_all(files_store *fs, err_t *err) {
                 }
             } else if (pass == 1) {
                 int owned = (parse_name(de->d_name, ".json", id, sizeof id) ||
-                             parse_name(de->d_name, ".data", id, sizeof id)) && rec_index(fs, id) >= 0;
+                             parse_name(de->d_name, ".data", id, sizeof id)) && store_index(&fs->recs, id) >= 0;
                 if (!owned) {
                     flog(fs, "warn", "removed leftover path=%s (no file record owns it)", path);
                     unlink(path);
@@ -309,14 +284,14 @@ files_store *files_open(const char *data_dir, size_t max_bytes, const files_env 
         files_free(fs);
         return NULL;
     }
-    flog(fs, "info", "store dir=%s files=%d max_file_bytes=%zu", fs->dir, fs->n, max_bytes);
+    flog(fs, "info", "store dir=%s files=%d max_file_bytes=%zu", fs->dir, fs->recs.n, max_bytes);
     return fs;
 }
 
 void files_free(files_store *fs) {
     if (!fs) return;
-    for (int i = 0; i < fs->n; i++) rec_free(fs->recs[i]);
-    free(fs->recs);
+    for (int i = 0; i < fs->recs.n; i++) rec_free(store_at(&fs->recs, i));
+    store_free(&fs->recs);
     free(fs->dir);
     free(fs);
 }
@@ -432,6 +407,20 @@ static void route_upload(files_store *fs, const http_req *q, http_res *res, cons
 
 // ---- GET / DELETE ----------------------------------------------------------------------
 
+// The records a list shows: the tenant's, of purpose if one is given.
+typedef struct list_filter {
+    const char *tenant, *purpose;
+    cJSON *data;
+} list_filter;
+
+static int list_keep(const void *rec, void *arg) {
+    const files_rec *r = rec;
+    const list_filter *f = arg;
+    return strcmp(r->tenant, f->tenant) == 0 && (!f->purpose[0] || strcmp(r->purpose, f->purpose) == 0);
+}
+
+static void list_emit(void *rec, void *arg) { cJSON_AddItemToArray(((list_filter *)arg)->data, file_object(rec)); }
+
 static void route_list(files_store *fs, const http_req *q, http_res *res, const char *tenant) {
     api_error e = {0};
     int limit;
@@ -445,22 +434,9 @@ static void route_list(files_store *fs, const http_req *q, http_res *res, const 
         reply_error_logged(fs->env.requests, q, res, &e, tenant, NULL);
         return;
     }
-    int asc = strcmp(order, "asc") == 0, started = after[0] == '\0', n = 0, more = 0;
     cJSON *o = cJSON_CreateObject(), *data = cJSON_CreateArray();
-    for (int k = 0; k < fs->n; k++) {
-        const files_rec *r = fs->recs[asc ? k : fs->n - 1 - k];
-        if (strcmp(r->tenant, tenant) != 0 || (purpose[0] && strcmp(r->purpose, purpose) != 0)) continue;
-        if (!started) {
-            started = strcmp(r->id, after) == 0;
-            continue;
-        }
-        if (n == limit) {
-            more = 1;
-            break;
-        }
-        cJSON_AddItemToArray(data, file_object(r));
-        n++;
-    }
+    list_filter f = {.tenant = tenant, .purpose = purpose, .data = data};
+    int more = store_page(&fs->recs, strcmp(order, "asc") != 0, after, limit, list_keep, list_emit, &f);
     cJSON_AddStringToObject(o, "object", "list");
     cJSON_AddItemToObject(o, "data", data);
     cJSON_AddBoolToObject(o, "has_more", more);
@@ -519,7 +495,7 @@ static void route_content(files_store *fs, const http_req *q, http_res *res, con
 }
 
 static void route_delete(files_store *fs, const http_req *q, http_res *res, const files_rec *r, const char *tenant) {
-    int i = rec_index(fs, r->id);
+    int i = store_index(&fs->recs, r->id);
     // The record goes first: once it is gone the file does not exist, even
     // if the server dies before the bytes are removed (open cleans those).
     if (unlink(r->meta_path) != 0 && errno != ENOENT) {
@@ -534,9 +510,7 @@ static void route_delete(files_store *fs, const http_req *q, http_res *res, cons
     cJSON_AddStringToObject(o, "id", r->id);
     cJSON_AddStringToObject(o, "object", "file");
     cJSON_AddBoolToObject(o, "deleted", 1);
-    rec_free(fs->recs[i]);
-    memmove(&fs->recs[i], &fs->recs[i + 1], (size_t)(fs->n - i - 1) * sizeof *fs->recs);
-    fs->n--;
+    rec_free(store_remove(&fs->recs, i));
     reply_json_logged(fs->env.requests, q, res, 200, print_free(o), tenant, NULL);
 }
 

@@ -57,8 +57,12 @@
 // folder that no job of this server made (ftjob_model_owner).
 //
 // Persistence: DATA_DIR/jobs/JOBID.json holds the job object, its events
-// and the runner's own fields; it is rewritten (util_write_file_atomic) at
-// every change, on the loop thread (a few KB). On open:
+// and the runner's own fields; it is rewritten whole at every change
+// (training progress: at most every 2 s). The JSON is made on the loop
+// thread; the file is written (util_write_file_atomic: temp file, fsync,
+// rename) on the libuv thread pool, one write per job at a time, the
+// newest state winning over any that waited (statefile.h); a failed
+// write is logged and the next change writes again. On open:
 //   - a job that was running is marked failed, error.code
 //     "server_restarted", with the step it had reached; its work folder is
 //     removed, and its train process, if it outlived a killed server (its
@@ -72,7 +76,8 @@
 //     the adapters folder) are removed.
 // On SIGTERM (ftjob_stop) a running train is killed and its job marked
 // failed, error.code "server_shutdown"; a validation in progress is killed
-// and runs again at the next start; queued jobs stay queued.
+// and runs again at the next start; queued jobs stay queued. Every state
+// is on disk when the loop has drained.
 #ifndef TESSERA_FTJOBS_H
 #define TESSERA_FTJOBS_H
 
@@ -124,8 +129,9 @@ const char *ftjob_model_owner(const ftjob_store *st, const char *name);
 // most 25); batch_size n_train/100 within [1, 8]; multiplier 1.
 void ftjob_resolve_auto(int n_train, int *n_epochs, int *batch_size, double *lr_mult);
 
-// Shutdown (on the loop thread): kills running children, records the jobs,
-// closes every handle. The loop then drains.
+// Shutdown (on the loop thread): kills running children and closes their
+// handles; their jobs are recorded as the exits come in. The loop then
+// drains (the state writes too); ftjob_free after that.
 void ftjob_stop(ftjob_store *st);
 void ftjob_free(ftjob_store *st);
 
