@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "registry.h"
+#include "util.h"
 
 #define SCHED_DEFAULT_SEQS 16
 #define SCHED_DEFAULT_BATCH 512
@@ -505,16 +506,10 @@ static void sample(sched *e, seq *s, float *logits) {
     else if (s->n_gen >= r->max_tokens || seq_total(s) > e->o.max_model_len) seq_finish(e, s, SRV_FINISH_LENGTH);
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static void step(sched *e) {
     int n = plan(e);
     if (n == 0) return;
-    double t0 = now_s();
+    double t0 = util_now_s();
     qsort(e->order, (size_t)n, sizeof *e->order, slot_cmp); // one LoRA segment per slot
     int T = 0, W = 0, prompt_tokens = 0;
     for (int i = 0; i < n; i++) {
@@ -541,7 +536,7 @@ static void step(sched *e) {
     }
     for (int i = 0; i < n; i++) e->order[i]->n_past += e->order[i]->planned;
     for (int w = 0; w < W; w++) sample(e, e->wanted[w], e->logits + (size_t)w * (size_t)e->V);
-    double dt = now_s() - t0;
+    double dt = util_now_s() - t0;
     pthread_mutex_lock(&e->mu);
     e->st.steps++;
     e->st.prompt_tokens += prompt_tokens;
