@@ -191,7 +191,7 @@ static int help_column(const opts_opt *table) {
     for (const opts_opt *o = table; !is_end(o); o++) {
         if (!o->name) continue;
         int n = (int)strlen(o->name) + (o->arg ? 1 + (int)strlen(o->arg) : 0);
-        if (n > w && n <= 24) w = n;
+        if (n > w && n <= 26) w = n;
     }
     return 2 + w + 2;
 }
@@ -205,7 +205,7 @@ static void help_line(FILE *f, const opts_opt *o, int col) {
     }
     char def[128];
     default_text(o, def, sizeof def);
-    if (*def) fprintf(f, " (default %s)", def);
+    if (*def) fprintf(f, " (default: %s)", def);
     fputc('\n', f);
 }
 

@@ -78,7 +78,7 @@ enum { OPTS_OK = 0, OPTS_HELP = 1 };
 int opts_parse(const opts_opt *table, int argc, char **argv, err_t *err);
 
 // Writes `usage` (verbatim), then one line per option of `table`: the flag,
-// its value's name, the help and "(default X)" from `def` or the field's
+// its value's name, the help and "(default: X)" from `def` or the field's
 // current value (none for flags, NULL strings and OPTS_NODEF), then
 // `epilogue` (verbatim; NULL: none).
 void opts_help(FILE *f, const char *usage, const opts_opt *table, const char *epilogue);
