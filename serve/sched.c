@@ -325,32 +325,38 @@ static void *loader_main(void *arg) {
     return NULL;
 }
 
+// What adapter_slot returns besides a slot index (>= 0).
+typedef enum sched_slot_result {
+    SCHED_SLOT_BASE = -1,   // no adapter: the base model (the batch's adapter index -1)
+    SCHED_SLOT_WAIT = -2,   // not yet: the adapter is loading, or no slot is free
+    SCHED_SLOT_FAILED = -3, // the adapter cannot be used (its load says why)
+} sched_slot_result;
+
 // The slot for a waiting sequence's adapter: resident, or uploaded now from
-// a finished load. -1 = base. -2 = not yet (loading, or no slot free). -3 =
-// it failed (the load says why).
+// a finished load; else one of sched_slot_result.
 static int adapter_slot(sched *e, seq *s) {
     const srv_request *r = s->q->r;
-    if (!r->adapter_entry) return -1;
+    if (!r->adapter_entry) return SCHED_SLOT_BASE;
     int slot = slot_find(e, r);
     if (slot >= 0) return slot;
     aload *l = load_find(e, r);
     if (!l) {
         load_start(e, r);
-        return -2;
+        return SCHED_SLOT_WAIT;
     }
-    if (!l->ready) return -2;
+    if (!l->ready) return SCHED_SLOT_WAIT;
     if (l->failed || !l->a) {
         l->failed = 1;
-        return -3;
+        return SCHED_SLOT_FAILED;
     }
     int sl = slot_pick(e);
-    if (sl < 0) return -2;
+    if (sl < 0) return SCHED_SLOT_WAIT;
     aslot *as = &e->slots[sl];
     err_t err = {{0}};
     if (model_adapter_set(e->m, sl, l->a, &err) < 0) {
         l->err = err;
         l->failed = 1;
-        return -3;
+        return SCHED_SLOT_FAILED;
     }
     logln("info", "adapter slot=%d loaded adapter=%s rank=%d evicted=%s", sl, l->entry->name, l->a->max_rank,
           as->entry ? as->entry->name : "-");
@@ -367,11 +373,11 @@ static void admit(sched *e) {
     while (s && e->n_run < e->o.max_num_seqs) {
         seq *next = s->next;
         int slot = adapter_slot(e, s);
-        if (slot == -2) {
+        if (slot == SCHED_SLOT_WAIT) {
             s = next;
             continue;
         }
-        if (slot == -3) {
+        if (slot == SCHED_SLOT_FAILED) {
             aload *l = load_find(e, s->q->r);
             logln("error", "adapter failed request=%llu adapter=%s error=%s", (unsigned long long)s->q->r->id,
                   s->q->r->adapter ? s->q->r->adapter : "?", l ? l->err.msg : "?");
