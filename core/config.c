@@ -471,13 +471,6 @@ int model_weight_required(const model_config *cfg, model_weight w) {
     }
 }
 
-static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
-    size_t k = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < ndim && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (k < n) snprintf(buf + k, n - k, "]");
-}
-
 static int is_float(sft_dtype dt) {
     return dt == SFT_F32 || dt == SFT_F16 || dt == SFT_BF16;
 }
@@ -493,12 +486,12 @@ static int check_one(const model_config *cfg, const sft *s, model_weight w, int 
     int64_t shape[2];
     model_weight_name(w, layer, name, sizeof name);
     int nd = model_weight_shape(cfg, w, shape);
-    shape_str(want, sizeof want, nd, shape);
+    util_shape_str(want, sizeof want, nd, shape);
     const sft_tensor *t = sft_find(s, name);
     if (!t)
         return err_set(err, "%s: missing tensor %s (expected shape %s)",
                        sft_count(s) > 0 ? sft_at(s, 0)->file : "model weights", name, want);
-    shape_str(got, sizeof got, t->ndim, t->shape);
+    util_shape_str(got, sizeof got, t->ndim, t->shape);
     if (is_packed_linear(cfg, w)) {
         if (t->dtype != SFT_U8 || t->numel * 2 != shape[0] * shape[1])
             return err_set(err,

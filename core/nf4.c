@@ -339,14 +339,6 @@ static int parse_quant_state(const sft_tensor *qs, qs_info *qi, err_t *err) {
     return rc;
 }
 
-// "[a, b, ...]" for error messages.
-static void shape_str(const sft_tensor *t, char *buf, size_t cap) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < t->ndim && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
 // A tensor that must exist with one dtype and `numel` values in `ndim` dims
 // (the trailing dims of a 2-D [n, 1] tensor are allowed by want2d).
 static const sft_tensor *need(const sft *s, const char *weight, const char *suffix, sft_dtype dt, int64_t numel,
@@ -364,7 +356,7 @@ static const sft_tensor *need(const sft *s, const char *weight, const char *suff
     int shape_ok = t->numel == numel && (t->ndim == 1 || (want2d && t->ndim == 2 && t->shape[1] == 1));
     if (!shape_ok) {
         char got[128];
-        shape_str(t, got, sizeof got);
+        util_shape_str(got, sizeof got, t->ndim, t->shape);
         err_set(err, "tensor '%s': shape %s, expected [%lld%s]", name, got, (long long)numel, want2d ? ", 1" : "");
         return NULL;
     }

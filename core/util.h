@@ -74,6 +74,9 @@ double util_rng_normal(util_rng *r);
 // splitmix64 outputs from a state s are util_splitmix64(s + k * 0x9e3779b97f4a7c15).
 uint64_t util_splitmix64(uint64_t x);
 
+// "[a, b, ...]": a tensor's shape for error messages, into buf[0..n).
+void util_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+
 // Seconds on the monotonic clock (for durations; the epoch is arbitrary).
 double util_now_s(void);
 
