@@ -500,13 +500,13 @@ static void emit_token(sched *e, seq *s, const sampler_result *res) {
 static void sample(sched *e, seq *s, float *logits) {
     const srv_request *r = s->q->r;
     sampler_result res;
-    int tok = sampler_sample(s->ss, &r->sampling, logits, e->V, &res);
-    if (tok < 0) {
+    int id = sampler_sample(s->ss, &r->sampling, logits, e->V, &res);
+    if (id < 0) {
         logln("error", "sampling failed request=%llu choice=%d: no finite logit", (unsigned long long)r->id, s->index);
         seq_finish(e, s, SRV_FINISH_ERROR);
         return;
     }
-    s->gen[s->n_gen++] = tok;
+    s->gen[s->n_gen++] = id;
     emit_token(e, s, &res);
     if (res.finish == SAMPLER_FINISH_STOP) seq_finish(e, s, SRV_FINISH_STOP);
     else if (s->n_gen >= r->max_tokens || seq_total(s) > e->o.max_model_len) seq_finish(e, s, SRV_FINISH_LENGTH);
