@@ -510,18 +510,11 @@ static int collect(const lora_config *lc, const sft *s, const model_config *cfg,
     return 0;
 }
 
-static void shape_str(char *buf, size_t n, const sft_tensor *t) {
-    size_t k = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < t->ndim && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (k < n) snprintf(buf + k, n - k, "]");
-}
-
 static int check_tensor(const sft_tensor *t, int64_t rows, int64_t cols, const char *why,
                         err_t *err) {
     if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) {
         char got[160];
-        shape_str(got, sizeof got, t);
+        util_shape_str(got, sizeof got, t->ndim, t->shape);
         return err_set(err, "tensor %s: expected shape [%lld, %lld] (%s), got %s", t->name,
                        (long long)rows, (long long)cols, why, got);
     }

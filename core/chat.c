@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "utf8.h"
 #include "util.h"
 
 // ---------------------------------------------------------------------------
@@ -27,25 +28,6 @@ typedef struct view {
 
 static view view_of(const char *s) { return (view){s, strlen(s)}; }
 
-// Decodes one UTF-8 code point at s[0..n); returns its length, or 0 for an
-// invalid or truncated sequence (which then never counts as whitespace).
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    if (n == 0) return 0;
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    size_t len = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (len == 0 || len > n) return 0;
-    uint32_t c = s[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    *cp = c;
-    return len;
-}
-
 // Python's str.isspace(), which str.strip() and Jinja's |trim use. JavaScript's
 // trim differs (it keeps U+001C..U+001F and strips U+FEFF); Hugging Face
 // renders templates with Python, so Python is the reference.
@@ -59,12 +41,15 @@ static int py_isspace(uint32_t c) {
 static view py_strip(view v) {
     const unsigned char *s = (const unsigned char *)v.p;
     size_t b = 0, e = v.n;
-    uint32_t c;
-    for (size_t k; b < e && (k = utf8_decode(s + b, e - b, &c)) && py_isspace(c);) b += k;
+    // Lax decoding: an ill-formed sequence never counts as whitespace.
+    int32_t c;
+    size_t k;
+    while (b < e && (c = utf8_decode_lax(s + b, e - b, &k)) >= 0 && py_isspace((uint32_t)c)) b += k;
     while (e > b) {
         size_t j = e - 1;
         while (j > b && (s[j] & 0xC0) == 0x80 && e - j < 4) j--;
-        if (utf8_decode(s + j, e - j, &c) != e - j || !py_isspace(c)) break;
+        c = utf8_decode_lax(s + j, e - j, &k);
+        if (c < 0 || k != e - j || !py_isspace((uint32_t)c)) break;
         e = j;
     }
     return (view){v.p + b, e - b};

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "utf8.h"
 #include "util.h"
 
 static const char *arch_names[MODEL_ARCH_COUNT] = {
@@ -470,13 +471,6 @@ int model_weight_required(const model_config *cfg, model_weight w) {
     }
 }
 
-static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
-    size_t k = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < ndim && k < n; i++)
-        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    if (k < n) snprintf(buf + k, n - k, "]");
-}
-
 static int is_float(sft_dtype dt) {
     return dt == SFT_F32 || dt == SFT_F16 || dt == SFT_BF16;
 }
@@ -492,12 +486,12 @@ static int check_one(const model_config *cfg, const sft *s, model_weight w, int 
     int64_t shape[2];
     model_weight_name(w, layer, name, sizeof name);
     int nd = model_weight_shape(cfg, w, shape);
-    shape_str(want, sizeof want, nd, shape);
+    util_shape_str(want, sizeof want, nd, shape);
     const sft_tensor *t = sft_find(s, name);
     if (!t)
         return err_set(err, "%s: missing tensor %s (expected shape %s)",
                        sft_count(s) > 0 ? sft_at(s, 0)->file : "model weights", name, want);
-    shape_str(got, sizeof got, t->ndim, t->shape);
+    util_shape_str(got, sizeof got, t->ndim, t->shape);
     if (is_packed_linear(cfg, w)) {
         if (t->dtype != SFT_U8 || t->numel * 2 != shape[0] * shape[1])
             return err_set(err,
@@ -551,33 +545,19 @@ static void sb_indent(util_buf *b, int depth) {
     for (int i = 0; i < depth; i++) util_buf_put(b, "  ", 2);
 }
 
-// Decodes one UTF-8 sequence; invalid bytes come back as themselves (as
-// Latin-1), which keeps the output valid JSON.
-static uint32_t utf8_next(const unsigned char **s) {
-    const unsigned char *p = *s;
-    uint32_t c = p[0];
-    int n = c >= 0xf0 && c < 0xf8 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
-    if (c >= 0xf8) n = 0;
-    uint32_t cp = n == 3 ? c & 7 : n == 2 ? c & 15 : c & 31;
-    for (int i = 1; i <= n; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            *s = p + 1;
-            return c;
-        }
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    *s = p + 1 + n;
-    return n ? cp : c;
-}
-
 // ensure_ascii: everything outside printable ASCII is \uXXXX (with UTF-16
 // surrogate pairs above the BMP), as Python does.
 static void sb_json_string(util_buf *b, const char *s) {
     char tmp[16];
     util_buf_put(b, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        uint32_t c = utf8_next(&p);
+    // Lax decoding, and a byte that starts no sequence is itself (as
+    // Latin-1): nothing is lost and the output stays valid JSON.
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
+    while (p < end) {
+        size_t adv;
+        int32_t d = utf8_decode_lax(p, (size_t)(end - p), &adv);
+        uint32_t c = d >= 0 ? (uint32_t)d : p[0];
+        p += adv;
         const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n"
                         : c == '\r' ? "\\r" : c == '\t' ? "\\t" : c == '\b' ? "\\b"
                         : c == '\f' ? "\\f" : NULL;
@@ -598,48 +578,9 @@ static void sb_json_string(util_buf *b, const char *s) {
     util_buf_put(b, "\"", 1);
 }
 
-// Python's repr(float): the shortest digits that read back to v; fixed
-// notation for exponents in [-4, 16), else d.ddde+XX.
-static void py_float(double v, char *buf, size_t n) {
-    if (isnan(v)) {
-        snprintf(buf, n, "NaN");
-        return;
-    }
-    if (isinf(v)) {
-        snprintf(buf, n, v > 0 ? "Infinity" : "-Infinity");
-        return;
-    }
-    if (v == 0) {
-        snprintf(buf, n, signbit(v) ? "-0.0" : "0.0");
-        return;
-    }
-    char e[40], digits[24];
-    for (int p = 1; p <= 17; p++) {
-        snprintf(e, sizeof e, "%.*e", p - 1, v);
-        if (strtod(e, NULL) == v) break;
-    }
-    const char *q = e + (v < 0);
-    int nd = 0;
-    for (; *q && *q != 'e'; q++)
-        if (*q != '.') digits[nd++] = *q;
-    digits[nd] = '\0';
-    int x = atoi(q + 1);
-    const char *sign = v < 0 ? "-" : "";
-    if (x < -4 || x >= 16) {
-        snprintf(buf, n, "%s%c%s%se%c%02d", sign, digits[0], nd > 1 ? "." : "", digits + 1,
-                 x < 0 ? '-' : '+', x < 0 ? -x : x);
-    } else if (x < 0) {
-        snprintf(buf, n, "%s0.%.*s%s", sign, -x - 1, "0000", digits);
-    } else if (nd <= x + 1) {
-        snprintf(buf, n, "%s%s%.*s.0", sign, digits, x + 1 - nd, "0000000000000000");
-    } else {
-        snprintf(buf, n, "%s%.*s.%s", sign, x + 1, digits, digits + x + 1);
-    }
-}
-
 cJSON *cfg_json_float(double v) {
     char buf[40];
-    py_float(v, buf, sizeof buf);
+    util_py_float(v, buf, sizeof buf);
     return cJSON_CreateRaw(buf);
 }
 
@@ -690,7 +631,7 @@ static void print_value(util_buf *b, const cJSON *v, int depth) {
     } else if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
         if (d == floor(d) && fabs(d) < 1e16) snprintf(num, sizeof num, "%.0f", d);
-        else py_float(d, num, sizeof num);
+        else util_py_float(d, num, sizeof num);
         util_buf_puts(b, num);
     } else if (cJSON_IsString(v)) {
         sb_json_string(b, v->valuestring);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 // bitsandbytes' NF4 values (get_4bit_type("nf4")); each is exactly a float.
 const float nf4_codebook[16] = {
     -1.0f,
@@ -337,14 +339,6 @@ static int parse_quant_state(const sft_tensor *qs, qs_info *qi, err_t *err) {
     return rc;
 }
 
-// "[a, b, ...]" for error messages.
-static void shape_str(const sft_tensor *t, char *buf, size_t cap) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < t->ndim && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
 // A tensor that must exist with one dtype and `numel` values in `ndim` dims
 // (the trailing dims of a 2-D [n, 1] tensor are allowed by want2d).
 static const sft_tensor *need(const sft *s, const char *weight, const char *suffix, sft_dtype dt, int64_t numel,
@@ -362,7 +356,7 @@ static const sft_tensor *need(const sft *s, const char *weight, const char *suff
     int shape_ok = t->numel == numel && (t->ndim == 1 || (want2d && t->ndim == 2 && t->shape[1] == 1));
     if (!shape_ok) {
         char got[128];
-        shape_str(t, got, sizeof got);
+        util_shape_str(got, sizeof got, t->ndim, t->shape);
         err_set(err, "tensor '%s': shape %s, expected [%lld%s]", name, got, (long long)numel, want2d ? ", 1" : "");
         return NULL;
     }
@@ -434,27 +428,6 @@ int nf4_from_bnb(const sft *s, const char *weight_name, nf4_tensor *out, err_t *
 
 // ---- writer ------------------------------------------------------------------
 
-// Appends v as Python's repr(float) writes it (json.dumps uses repr): the
-// shortest digits that read back as the same double; fixed notation for
-// exponents in [-4, 16), else d.ddde-XX; always a '.' or an 'e'.
-static int py_float(char *buf, size_t cap, double v) {
-    char tmp[40];
-    int prec = 1;
-    for (; prec < 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-        if (strtod(tmp, NULL) == v) break;
-    }
-    snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
-    char *e = strchr(tmp, 'e');
-    int exp = atoi(e + 1);
-    if (exp < -4 || exp >= 16) {
-        // repr writes at least two exponent digits, as %e does.
-        return snprintf(buf, cap, "%s", tmp);
-    }
-    int frac = prec - 1 - exp;  // digits after the point in fixed notation
-    return snprintf(buf, cap, frac > 0 ? "%.*f" : "%.*f.0", frac > 0 ? frac : 0, v);
-}
-
 static const char *dtype_torch_name(sft_dtype dt) {
     return dt == SFT_F16 ? "float16" : dt == SFT_F32 ? "float32" : "bfloat16";
 }
@@ -466,7 +439,7 @@ static int format_quant_state(const nf4_tensor *t, nf4_bnb_meta *meta) {
                      NF4_BLOCK, dtype_torch_name(t->dtype), (long long)t->rows, (long long)t->cols);
     if (t->nested && n > 0 && (size_t)n < sizeof meta->json) {
         char off[40];
-        py_float(off, sizeof off, (double)t->offset);
+        util_py_float((double)t->offset, off, sizeof off);
         n += snprintf(meta->json + n, sizeof meta->json - (size_t)n,
                       ", \"nested_blocksize\": %d, \"nested_dtype\": \"float32\", \"nested_offset\": %s",
                       NF4_NESTED_BLOCK, off);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
 #include "util.h"
 
 // Ids above this are refused: per-id tables are sized by the highest id.
@@ -67,67 +68,9 @@ static int iv_push(ivec *a, int32_t x) {
 }
 
 // ---------------------------------------------------------------------------
-// UTF-8, the WHATWG way.
-
-// Decodes one code point from s[0..n), n >= 1, as the WHATWG UTF-8 decoder
-// (and Rust's from_utf8_lossy) does. Returns the code point with *adv its
-// length; -1 for an ill-formed sequence, *adv the length of its maximal
-// subpart (at least 1), which becomes one U+FFFD; -2 for a well-formed
-// prefix cut short by the end of the input (*adv = n).
-static int32_t utf8_next(const uint8_t *s, size_t n, size_t *adv) {
-    uint8_t b = s[0];
-    int need;
-    uint8_t lo = 0x80, hi = 0xBF;
-    int32_t cp;
-    if (b < 0x80) {
-        *adv = 1;
-        return b;
-    } else if (b >= 0xC2 && b <= 0xDF) {
-        need = 1, cp = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2, cp = b & 0x0F;
-        if (b == 0xE0) lo = 0xA0;  // overlong
-        if (b == 0xED) hi = 0x9F;  // surrogates
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3, cp = b & 0x07;
-        if (b == 0xF0) lo = 0x90;  // overlong
-        if (b == 0xF4) hi = 0x8F;  // above U+10FFFF
-    } else {
-        *adv = 1;
-        return -1;
-    }
-    size_t i = 1;
-    for (; i <= (size_t)need; i++) {
-        if (i >= n) {
-            *adv = n;
-            return -2;
-        }
-        if (s[i] < lo || s[i] > hi) {
-            *adv = i;
-            return -1;
-        }
-        lo = 0x80, hi = 0xBF;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    *adv = i;
-    return cp;
-}
+// UTF-8 repair (the decoder is core/utf8.c's, the WHATWG one).
 
 static const char FFFD[] = "\xEF\xBF\xBD";
-
-static bool utf8_valid(const char *s, size_t n) {
-    const uint8_t *u = (const uint8_t *)s;
-    size_t i = 0, adv;
-    while (i < n) {
-        if (u[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if (utf8_next(u + i, n - i, &adv) < 0) return false;
-        i += adv;
-    }
-    return true;
-}
 
 // Appends s[0..n) to out with every ill-formed sequence replaced by U+FFFD.
 // With keep_tail, a well-formed but incomplete last character is left out
@@ -141,13 +84,13 @@ static size_t utf8_repair(const char *s, size_t n, sbuf *out, bool keep_tail) {
             i++;
             continue;
         }
-        int32_t cp = utf8_next(u + i, n - i, &adv);
+        int32_t cp = utf8_decode(u + i, n - i, &adv);
         if (cp >= 0) {
             i += adv;
             continue;
         }
         if (sb_put(out, s + run, i - run)) return (size_t)-1;
-        if (cp == -2 && keep_tail) return i;
+        if (cp == UTF8_TRUNCATED && keep_tail) return i;
         if (sb_put(out, FFFD, 3)) return (size_t)-1;
         i += adv;
         run = i;
@@ -183,29 +126,6 @@ static void byte_alphabet(int32_t to_cp[256], int16_t to_byte[BYTE_CP_LIMIT]) {
         to_cp[b] = keep ? b : next++;
         to_byte[to_cp[b]] = (int16_t)b;
     }
-}
-
-static size_t utf8_put(char *dst, int32_t c) {
-    if (c < 0x80) {
-        dst[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        dst[0] = (char)(0xC0 | (c >> 6));
-        dst[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        dst[0] = (char)(0xE0 | (c >> 12));
-        dst[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        dst[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    dst[0] = (char)(0xF0 | (c >> 18));
-    dst[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    dst[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    dst[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
 }
 
 // ---------------------------------------------------------------------------
@@ -268,11 +188,6 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h ^ (h >> 29);
 }
 
-static uint64_t hash_pair(uint64_t k) {
-    k *= 0x9E3779B97F4A7C15ull;
-    return k ^ (k >> 31);
-}
-
 static size_t table_size(size_t n) {
     size_t c = 64;
     while (c < n + n / 2 + 1) c *= 2;  // load factor at most 2/3
@@ -301,7 +216,7 @@ static void str_insert(tok *t, int32_t id) {
 
 static const merge_slot *merge_lookup(const tok *t, int32_t a, int32_t b) {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    for (size_t i = hash_pair(key) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
+    for (size_t i = util_splitmix64(key) & t->merge_mask;; i = (i + 1) & t->merge_mask) {
         const merge_slot *m = &t->merge_tab[i];
         if (m->key == key) return m;
         if (m->key == EMPTY_KEY) return NULL;
@@ -311,7 +226,7 @@ static const merge_slot *merge_lookup(const tok *t, int32_t a, int32_t b) {
 // A pair listed twice keeps its last rank, as JS's Map and Rust's HashMap do.
 static void merge_insert(tok *t, int32_t a, int32_t b, uint32_t rank, int32_t id) {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
-    size_t i = hash_pair(key) & t->merge_mask;
+    size_t i = util_splitmix64(key) & t->merge_mask;
     while (t->merge_tab[i].key != EMPTY_KEY && t->merge_tab[i].key != key) i = (i + 1) & t->merge_mask;
     t->merge_tab[i] = (merge_slot){key, rank, id};
 }
@@ -398,7 +313,7 @@ static int scan_ids(load *L, const cJSON *vocab, const cJSON *added) {
 static bool in_alphabet(const load *L, const char *s, size_t n) {
     size_t adv;
     for (size_t i = 0; i < n; i += adv) {
-        int32_t cp = utf8_next((const uint8_t *)s + i, n - i, &adv);
+        int32_t cp = utf8_decode((const uint8_t *)s + i, n - i, &adv);
         if (cp < 0 || cp >= BYTE_CP_LIMIT || L->to_byte[cp] < 0) return false;
     }
     return true;
@@ -422,7 +337,7 @@ static int set_token(load *L, sbuf *strs, sbuf *raws, int32_t id, const char *s,
     } else {
         size_t adv;
         for (size_t i = 0; i < n; i += adv) {
-            char b = (char)L->to_byte[utf8_next((const uint8_t *)s + i, n - i, &adv)];
+            char b = (char)L->to_byte[utf8_decode((const uint8_t *)s + i, n - i, &adv)];
             if (sb_put(raws, &b, 1)) return oom(L);
         }
     }
@@ -452,12 +367,13 @@ static int load_vocab(load *L, const cJSON *vocab, const cJSON *added, sbuf *str
         // ignored too: added tokens are matched in the raw text, as in JS; HF
         // Rust matches normalized=true tokens after normalization, which
         // gives the same result for NFC and ASCII tokens.
-        t->added[t->n_added++] = (added_tok){
+        t->added[t->n_added] = (added_tok){
             .id = id,
-            .order = t->n_added,
+            .order = t->n_added, // its place in the file
             .lstrip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "lstrip")),
             .rstrip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "rstrip")),
         };
+        t->n_added++;
     }
     return 0;
 }
@@ -584,7 +500,7 @@ static int load_model(load *L, const cJSON *model, const cJSON *added) {
     // Every byte must be a token: BPE starts from single bytes.
     for (int b = 0; b < 256; b++) {
         char s[4];
-        size_t n = utf8_put(s, t->to_cp[b]);
+        size_t n = utf8_encode(s, t->to_cp[b]);
         t->byte_id[b] = str_lookup(t, s, n);
         if (t->byte_id[b] < 0)
             return err_set(L->err, "%s: model.vocab lacks the byte-level token for byte 0x%02X", L->path, b);
@@ -1013,7 +929,7 @@ static int encode_word(enc *e, const char *s, size_t n) {
         e->word.n = 0;
         for (size_t i = 0; i < n; i++) {
             char c[4];
-            if (sb_put(&e->word, c, utf8_put(c, t->to_cp[u[i]]))) return enc_oom(e);
+            if (sb_put(&e->word, c, utf8_encode(c, t->to_cp[u[i]]))) return enc_oom(e);
         }
         int32_t id = str_lookup(t, e->word.p, e->word.n);
         if (id >= 0) return iv_push(&e->out, id) ? enc_oom(e) : 0;
@@ -1064,7 +980,7 @@ static int split_step(enc *e, const char *s, size_t n, int step) {
             pos = me;
         } else {  // an empty match: step over one character, as JS does with the u flag
             size_t adv = 1;
-            if (ms < n) utf8_next((const uint8_t *)s + ms, n - ms, &adv);
+            if (ms < n) utf8_decode((const uint8_t *)s + ms, n - ms, &adv);
             pos = ms + adv;
         }
     }
@@ -1110,7 +1026,7 @@ static bool nfc_trivial(const char *s, size_t n) {
             continue;
         }
         size_t adv;
-        if (!nfc_safe(utf8_next(u + i, n - i, &adv))) return false;
+        if (!nfc_safe(utf8_decode(u + i, n - i, &adv))) return false;
         i += adv;
     }
     return true;
@@ -1142,7 +1058,7 @@ static const added_tok *match_added(const tok *t, const char *s, size_t n) {
 // trimEnd / trimStart of the neighbouring section).
 static size_t trim_start(const char *s, size_t n) {
     size_t i = 0, adv;
-    while (i < n && js_is_space(utf8_next((const uint8_t *)s + i, n - i, &adv))) i += adv;
+    while (i < n && js_is_space(utf8_decode((const uint8_t *)s + i, n - i, &adv))) i += adv;
     return i;
 }
 
@@ -1150,7 +1066,7 @@ static size_t trim_end(const char *s, size_t n) {
     while (n > 0) {
         size_t k = n - 1, adv;
         while (k > 0 && ((uint8_t)s[k] & 0xC0) == 0x80) k--;
-        if (!js_is_space(utf8_next((const uint8_t *)s + k, n - k, &adv))) break;
+        if (!js_is_space(utf8_decode((const uint8_t *)s + k, n - k, &adv))) break;
         n = k;
     }
     return n;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 char *util_read_file(const char *path, size_t *len, err_t *err) {
@@ -211,15 +212,18 @@ uint16_t util_f32_to_f16(float f) {
     return (uint16_t)(sign | ((a - 0x38000000u) >> 13));
 }
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+#define GOLDEN 0x9e3779b97f4a7c15ull
+
+uint64_t util_splitmix64(uint64_t x) {
+    uint64_t z = x + GOLDEN;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
+// The first four outputs of a splitmix64 generator started at seed.
 void util_rng_seed(util_rng *r, uint64_t seed) {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++) r->s[i] = util_splitmix64(seed + (uint64_t)i * GOLDEN);
 }
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -243,4 +247,55 @@ double util_rng_normal(util_rng *r) {
     double u1 = util_rng_uniform(r), u2 = util_rng_uniform(r);
     if (u1 < 1e-300) u1 = 1e-300;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+void util_shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+double util_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// The digits of v's shortest round-trip form (%e with the fewest digits
+// that strtod reads back as v) into digits (no point, no sign); returns
+// the decimal exponent.
+static int shortest_digits(double v, char digits[24]) {
+    char e[40];
+    for (int p = 1; p <= 17; p++) {
+        snprintf(e, sizeof e, "%.*e", p - 1, v);
+        if (strtod(e, NULL) == v) break;
+    }
+    const char *q = e + (v < 0);
+    int nd = 0;
+    for (; *q && *q != 'e'; q++)
+        if (*q != '.') digits[nd++] = *q;
+    digits[nd] = '\0';
+    return atoi(q + 1);
+}
+
+void util_py_float(double v, char *buf, size_t n) {
+    if (isnan(v) || isinf(v) || v == 0) {
+        snprintf(buf, n, "%s", isnan(v) ? "NaN" : isinf(v) ? (v > 0 ? "Infinity" : "-Infinity")
+                               : signbit(v)  ? "-0.0" : "0.0");
+        return;
+    }
+    char digits[24];
+    int x = shortest_digits(v, digits), nd = (int)strlen(digits);
+    const char *sign = v < 0 ? "-" : "";
+    if (x < -4 || x >= 16) {
+        snprintf(buf, n, "%s%c%s%se%c%02d", sign, digits[0], nd > 1 ? "." : "", digits + 1, x < 0 ? '-' : '+',
+                 x < 0 ? -x : x);
+    } else if (x < 0) {
+        snprintf(buf, n, "%s0.%.*s%s", sign, -x - 1, "0000", digits);
+    } else if (nd <= x + 1) {
+        snprintf(buf, n, "%s%s%.*s.0", sign, digits, x + 1 - nd, "0000000000000000");
+    } else {
+        snprintf(buf, n, "%s%.*s.%s", sign, x + 1, digits, digits + x + 1);
+    }
 }

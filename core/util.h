@@ -69,4 +69,21 @@ double util_rng_uniform(util_rng *r);
 // Standard normal (Box-Muller).
 double util_rng_normal(util_rng *r);
 
+// splitmix64's output function on x + the golden-ratio increment: a cheap,
+// well-mixed 64-bit hash of x (hash tables, per-step seeds). Successive
+// splitmix64 outputs from a state s are util_splitmix64(s + k * 0x9e3779b97f4a7c15).
+uint64_t util_splitmix64(uint64_t x);
+
+// "[a, b, ...]": a tensor's shape for error messages, into buf[0..n).
+void util_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);
+
+// Seconds on the monotonic clock (for durations; the epoch is arbitrary).
+double util_now_s(void);
+
+// Writes v as Python's json.dumps writes a float (repr: the shortest digits
+// that read back as the same double; fixed notation for exponents in
+// [-4, 16), else d.ddde+XX; always a '.' or an 'e'; NaN, Infinity,
+// -Infinity for the non-finite) into buf[0..n).
+void util_py_float(double v, char *buf, size_t n);
+
 #endif

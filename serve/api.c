@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 // ---- errors -------------------------------------------------------------------
 
 static int err_vset(api_error *e, int status, const char *type, const char *param, const char *code,
@@ -60,49 +62,6 @@ char *api_error_json(const api_error *e) {
 
 // ---- UTF-8 --------------------------------------------------------------------
 
-// Length of the well-formed sequence at s (n bytes left), or 0 if ill-formed.
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) len = 3, hi = 0x9F; // no surrogates
-    else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F;
-    else return 0;
-    if (n < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-}
-
-int api_utf8_valid(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(p + i, n - i);
-        if (!k) return 0;
-        i += k;
-    }
-    return 1;
-}
-
-// Offset of the first ill-formed byte, or n.
-static size_t utf8_bad_at(const char *s, size_t n) {
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(p + i, n - i);
-        if (!k) return i;
-        i += k;
-    }
-    return n;
-}
-
 // A copy of s[0..n) with every ill-formed byte replaced by U+FFFD, for the
 // "token" strings of logprobs (a token may hold part of a character).
 static char *utf8_lossy(const char *s, size_t n) {
@@ -111,14 +70,15 @@ static char *utf8_lossy(const char *s, size_t n) {
     size_t k = 0;
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < n;) {
-        size_t len = utf8_seq(p + i, n - i);
-        if (len && !(len == 1 && p[i] == 0)) {
+        size_t len;
+        int32_t cp = utf8_decode(p + i, n - i, &len);
+        if (cp > 0) {
             memcpy(out + k, p + i, len);
             k += len;
             i += len;
-        } else if (len) { // NUL: keep JSON strings C-safe
+        } else if (cp == 0) { // NUL: keep JSON strings C-safe
             i++;
-        } else {
+        } else { // one U+FFFD per byte, not per maximal subpart
             memcpy(out + k, "\xEF\xBF\xBD", 3);
             k += 3;
             i++;
@@ -132,7 +92,7 @@ static char *utf8_lossy(const char *s, size_t n) {
 // naming its path.
 static int check_utf8_tree(const cJSON *v, char *path, size_t cap, api_error *e) {
     size_t base = strlen(path);
-    if (v->string && !api_utf8_valid(v->string, strlen(v->string)))
+    if (v->string && !utf8_valid(v->string, strlen(v->string)))
         return api_err_invalid(e, path, "Invalid '%s': a key is not valid UTF-8.", path[0] ? path : "body");
     if (cJSON_IsString(v)) {
         size_t n = strlen(v->valuestring);
@@ -147,7 +107,7 @@ static int check_utf8_tree(const cJSON *v, char *path, size_t cap, api_error *e)
     for (const cJSON *c = v->child; c; c = c->next, i++) {
         if (cJSON_IsArray(v))
             snprintf(path + base, cap - base, "[%d]", i);
-        else if (c->string && api_utf8_valid(c->string, strlen(c->string)))
+        else if (c->string && utf8_valid(c->string, strlen(c->string)))
             snprintf(path + base, cap - base, "%s%s", base ? "." : "", c->string);
         if (check_utf8_tree(c, path, cap, e) != 0) return -1;
         path[base] = '\0';

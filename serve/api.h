@@ -133,8 +133,6 @@ void api_request_free(api_request *r);
 // checks that need the vocabulary are the caller's: sampler_params_check.
 sampler_params api_sampler_params(const api_request *r);
 
-// 1 if s[0..n) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
-int api_utf8_valid(const char *s, size_t n);
 
 // ---- responses ------------------------------------------------------------------
 

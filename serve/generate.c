@@ -2,7 +2,6 @@
 // the text streamed through tok_stream.
 #include "generate.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +9,7 @@
 #include "chat.h"
 #include "engine.h"
 #include "kv.h"
+#include "opts.h"
 #include "sampler.h"
 #include "tokenizer.h"
 #ifdef TESSERA_CUDA
@@ -29,93 +29,62 @@ generate_opts generate_opts_default(void) {
     return o;
 }
 
+static const char *const quants[] = {"nf4", "none", NULL};
+static const char *const devices[] = {"cpu", "cuda", NULL};
+
+#define GEN_NOPTS 17
+
+// The options as an opts table writing into o (and *quant, the --quant name).
+static void gen_table(generate_opts *o, const char **quant, opts_opt t[GEN_NOPTS]) {
+    const opts_opt table[GEN_NOPTS] = {
+        {.name = "--model", .type = OPTS_STRING, .field = &o->model, .arg = "DIR", .help = "Hugging Face model folder"},
+        {.name = "--adapter", .type = OPTS_STRING, .field = &o->adapter, .arg = "DIR",
+         .help = "PEFT LoRA adapter folder"},
+        {.name = "--prompt", .type = OPTS_STRING, .field = &o->prompt, .arg = "TEXT",
+         .help = "the user message (with --raw: the whole prompt text)"},
+        {.name = "--system", .type = OPTS_STRING, .field = &o->system, .arg = "TEXT",
+         .help = "a system message before it"},
+        {.name = "--raw", .type = OPTS_FLAG, .field = &o->raw, .help = "no chat template"},
+        {.name = "--chat-template", .type = OPTS_STRING, .field = &o->chat_template, .arg = "NAME",
+         .help = "chatml, qwen2, qwen2.5, qwen3, llama3, llama3-genprompt, llama3.1"},
+        {.name = "--max-tokens", .type = OPTS_INT, .field = &o->max_tokens, .arg = "N",
+         .help = "at most N new tokens", .min = 1, .max = 1 << 24},
+        {.name = "--temperature", .type = OPTS_FLOAT, .field = &o->temperature, .arg = "T",
+         .help = "0 = greedy"},
+        {.name = "--top-p", .type = OPTS_FLOAT, .field = &o->top_p, .arg = "P", .help = "nucleus filter (1 = off)"},
+        {.name = "--top-k", .type = OPTS_INT, .field = &o->top_k, .arg = "K", .help = "top-k filter (0 = off)",
+         .min = -1, .max = 1 << 30},
+        {.name = "--seed", .type = OPTS_U64, .field = &o->seed, .arg = "N", .help = "sampling seed",
+         .max = 0x7fffffff},
+        {.name = "--quant", .type = OPTS_CHOICE, .field = quant, .arg = "nf4|none",
+         .help = "NF4 decoder weights or dense as stored", .choices = quants},
+        {.name = "--threads", .type = OPTS_INT, .field = &o->threads, .arg = "N", .help = "CPU threads", .max = 1024,
+         .def = "every online CPU"},
+        {.name = "--device", .type = OPTS_CHOICE, .field = &o->device, .arg = "cpu|cuda",
+         .help = "run the model on the CPU or the GPU", .choices = devices},
+        {.name = "--stats", .type = OPTS_FLAG, .field = &o->stats, .help = "timing line on stderr"},
+        {0},
+    };
+    memcpy(t, table, sizeof table);
+}
+
+#define GEN_USAGE "usage: serve --generate --model DIR --prompt TEXT [options]\n\n"
+
 void generate_usage(FILE *f) {
-    fprintf(f,
-            "usage: --generate --model DIR --prompt TEXT [--adapter DIR] [--system TEXT] [--raw]\n"
-            "                  [--chat-template NAME] [--max-tokens N] [--temperature T] [--top-p P]\n"
-            "                  [--top-k K] [--seed N] [--quant nf4|none] [--threads N] [--device cpu|cuda]\n"
-            "                  [--stats]\n"
-            "\n"
-            "  --model DIR          Hugging Face model folder\n"
-            "  --adapter DIR        PEFT LoRA adapter folder\n"
-            "  --prompt TEXT        the user message (with --raw: the whole prompt text)\n"
-            "  --system TEXT        a system message before it\n"
-            "  --raw                no chat template\n"
-            "  --chat-template NAME chatml, qwen2, qwen2.5, qwen3, llama3, llama3-genprompt, llama3.1\n"
-            "  --max-tokens N       at most N new tokens (default 256)\n"
-            "  --temperature T      0 = greedy (default)\n"
-            "  --top-p P, --top-k K nucleus / top-k filters (default off)\n"
-            "  --seed N             sampling seed (default 0)\n"
-            "  --quant nf4|none     NF4 decoder weights (default) or dense as stored\n"
-            "  --threads N          CPU threads (default: every online CPU)\n"
-            "  --device cpu|cuda    run the model on the CPU (default) or the GPU\n"
-            "  --stats              timing line on stderr\n");
-}
-
-static int parse_long(const char *flag, const char *v, long lo, long hi, long *out, err_t *err) {
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || *end || end == v || n < lo || n > hi)
-        return err_set(err, "%s: expected an integer in [%ld, %ld], got \"%s\"", flag, lo, hi, v);
-    *out = n;
-    return 0;
-}
-
-static int parse_float(const char *flag, const char *v, float *out, err_t *err) {
-    char *end;
-    errno = 0;
-    float f = strtof(v, &end);
-    if (errno || *end || end == v) return err_set(err, "%s: expected a number, got \"%s\"", flag, v);
-    *out = f;
-    return 0;
+    generate_opts d = generate_opts_default();
+    const char *quant = d.quant == MODEL_LOAD_NONE ? "none" : "nf4";
+    opts_opt t[GEN_NOPTS];
+    gen_table(&d, &quant, t);
+    opts_help(f, GEN_USAGE, t, NULL);
 }
 
 int generate_parse_args(int argc, char **argv, generate_opts *o, err_t *err) {
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
-        if (strcmp(a, "--generate") == 0) continue;
-        if (strcmp(a, "--raw") == 0) {
-            o->raw = 1;
-            continue;
-        }
-        if (strcmp(a, "--stats") == 0) {
-            o->stats = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return err_set(err, "%s needs a value", a);
-        const char *v = argv[++i];
-        long n = 0;
-        int rc = 0;
-        if (strcmp(a, "--model") == 0) o->model = v;
-        else if (strcmp(a, "--adapter") == 0) o->adapter = v;
-        else if (strcmp(a, "--prompt") == 0) o->prompt = v;
-        else if (strcmp(a, "--system") == 0) o->system = v;
-        else if (strcmp(a, "--chat-template") == 0) o->chat_template = v;
-        else if (strcmp(a, "--temperature") == 0) rc = parse_float(a, v, &o->temperature, err);
-        else if (strcmp(a, "--top-p") == 0) rc = parse_float(a, v, &o->top_p, err);
-        else if (strcmp(a, "--max-tokens") == 0) {
-            if ((rc = parse_long(a, v, 1, 1 << 24, &n, err)) == 0) o->max_tokens = (int)n;
-        } else if (strcmp(a, "--top-k") == 0) {
-            if ((rc = parse_long(a, v, -1, 1 << 30, &n, err)) == 0) o->top_k = (int)n;
-        } else if (strcmp(a, "--seed") == 0) {
-            if ((rc = parse_long(a, v, 0, 0x7fffffffL, &n, err)) == 0) o->seed = (uint64_t)n;
-        } else if (strcmp(a, "--threads") == 0) {
-            if ((rc = parse_long(a, v, 0, 1024, &n, err)) == 0) o->threads = (int)n;
-        } else if (strcmp(a, "--device") == 0) {
-            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0)
-                return err_set(err, "--device: expected cpu or cuda, got \"%s\"", v);
-            o->device = v;
-        } else if (strcmp(a, "--quant") == 0) {
-            if (strcmp(v, "nf4") == 0) o->quant = MODEL_LOAD_NF4;
-            else if (strcmp(v, "none") == 0) o->quant = MODEL_LOAD_NONE;
-            else return err_set(err, "--quant: expected nf4 or none, got \"%s\"", v);
-        } else {
-            return err_set(err, "unknown option %s", a);
-        }
-        if (rc < 0) return -1;
-    }
+    const char *quant = o->quant == MODEL_LOAD_NONE ? "none" : "nf4";
+    opts_opt t[GEN_NOPTS];
+    gen_table(o, &quant, t);
+    int rc = opts_parse(t, argc, argv, err);
+    if (rc != OPTS_OK) return rc;
+    o->quant = strcmp(quant, "none") == 0 ? MODEL_LOAD_NONE : MODEL_LOAD_NF4;
     if (!o->model) return err_set(err, "--model DIR is required");
     if (!o->prompt) return err_set(err, "--prompt TEXT is required");
     return 0;

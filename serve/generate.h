@@ -58,12 +58,13 @@ const bk_ops *generate_backend(const char *device, err_t *err);
 
 generate_opts generate_opts_default(void);
 
-// Parses the options above from argv[0..argc) (a "--generate" among them
-// is skipped, so main can pass its whole argv minus the program name).
-// Returns 0, 1 when --help / -h was given (print generate_usage), or -1 +
-// err naming the option.
+// Parses the options above from argv[1..argc) into o (which holds the
+// defaults); argv[0] is skipped, so serve's main passes argv + 1, whose
+// first element is "--generate". Returns 0, 1 when --help / -h was given
+// (print generate_usage), or -1 + err naming the option.
 int generate_parse_args(int argc, char **argv, generate_opts *o, err_t *err);
 
+// The usage line and one line per option with its default (core/opts).
 void generate_usage(FILE *f);
 
 // Runs the generation, text to stdout. 0, or -1 + err.

@@ -8,55 +8,9 @@
 #include "echo.h"
 #include "generate.h"
 #include "inspect.h"
+#include "opts.h"
 #include "sched.h"
 #include "server.h"
-
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: serve --model DIR [--host 127.0.0.1] [--port 8000] [--adapters DIR] [--tenants FILE]\n"
-            "             [--max-body BYTES] [--served-model-name NAME] [--chat-template NAME]\n"
-            "       serve --inspect --model DIR [--adapter DIR]... [--prompt TEXT] [--chat-template NAME]\n"
-            "       serve --generate --model DIR --prompt TEXT [--adapter DIR] [...]  (serve --generate --help)\n"
-            "\n"
-            "  --model DIR       Hugging Face model folder (config.json, *.safetensors, tokenizer.json)\n"
-            "  --host ADDR       address to listen on (default 127.0.0.1)\n"
-            "  --port N          port (default 8000; 0 = any free port, logged)\n"
-            "  --adapters DIR    folder of PEFT adapters, one per subfolder, watched for changes\n"
-            "  --tenants FILE    API keys -> tenants -> adapter globs (JSON, see serve/tenants.h);\n"
-            "                    without it no key is needed and every adapter is visible\n"
-            "  --max-body BYTES  largest request body (default 8 MiB)\n"
-            "  --served-model-name NAME  the base model's id (default: the model folder's name)\n"
-            "  --chat-template N override the detected family: chatml, qwen2, qwen2.5, qwen3, llama3, ...\n"
-            "  --idle-timeout S  close keep-alive connections idle this long (default 60)\n"
-            "  --request-timeout S  a request must arrive whole within this (default 30)\n"
-            "  --quant nf4|none  decoder weights NF4 (default) or dense as stored\n"
-            "  --threads N       CPU threads (default: every online CPU)\n"
-            "  --device cpu|cuda run the model on the CPU (default) or the GPU (a CUDA build)\n"
-            "  --max-loras N     adapters resident in slots at once (default 8; LRU swapped)\n"
-            "  --max-lora-rank N largest adapter rank served (default 64)\n"
-            "  --max-num-seqs N  sequences batched at once (default 16; more wait in a queue)\n"
-            "  --max-num-batched-tokens N  tokens per forward step (default 512; long prompts\n"
-            "                    are prefilled in chunks between decode tokens)\n"
-            "  --max-model-len N positions per sequence (default: the model's, at most 8192)\n"
-            "  --kv-blocks N     KV cache blocks of 16 tokens (default: max-num-seqs full-length\n"
-            "                    sequences, at most 1 GiB)\n"
-            "  --max-queue N     waiting choices beyond which requests get 429 (default 256)\n"
-            "  --echo-engine MS  testing: a fake engine that repeats the prompt, one token per MS\n"
-            "                    (no model weights are loaded)\n"
-            "  --no-engine       testing: no engine at all; generation requests are validated, then 503\n"
-            "  --data-dir DIR    turns on /v1/files and /v1/fine_tuning/jobs: uploads and jobs are kept\n"
-            "                    in DIR (needs --adapters: fine-tuned adapters are published there)\n"
-            "  --train-bin PATH  the train program jobs run (default: train beside this serve)\n"
-            "  --max-file-bytes N  largest upload (default 512 MiB)\n"
-            "  --ft-workers N    fine-tuning jobs trained at once (default 1; the rest queue)\n"
-            "\n"
-            "  --inspect         read the model folder (and adapters) as the server will and print\n"
-            "                    config, weights, tokenizer, chat template, the tokenized prompt\n"
-            "  --adapter DIR     (inspect) PEFT adapter folder\n"
-            "  --prompt TEXT     (inspect) a user message to render with the chat template and tokenize\n"
-            "\n"
-            "SIGTERM/SIGINT stop the server; SIGHUP reloads --tenants and rescans --adapters.\n");
-}
 
 // The train program beside this executable (a new string), or NULL.
 static char *train_beside_self(void) {
@@ -70,11 +24,131 @@ static char *train_beside_self(void) {
     return strdup(self);
 }
 
-// A non-negative integer flag value, or -1.
-static long long num(const char *v) {
-    char *end;
-    long long n = strtoll(v, &end, 10);
-    return *v && !*end && n >= 0 ? n : -1;
+// What the command line sets.
+typedef struct serve_args {
+    inspect_opts io;
+    srv_config sc;
+    model_opts mo;
+    sched_opts so;
+    int inspect, no_engine, threads;
+    int echo_ms;           // -1: no --echo-engine
+    int idle_s, request_s; // 0: the server's defaults
+    const char *device, *quant;
+} serve_args;
+
+static const char *const quants[] = {"nf4", "none", NULL};
+static const char *const devices[] = {"cpu", "cuda", NULL};
+
+// --adapter (repeatable): appended to the inspect_opts' list.
+static int parse_adapter(const opts_opt *opt, const char *v, void *field, err_t *err) {
+    inspect_opts *io = field;
+    if (io->n_adapters == INSPECT_MAX_ADAPTERS) return err_set(err, "at most %d of them", INSPECT_MAX_ADAPTERS);
+    io->adapters[io->n_adapters++] = v;
+    return 0;
+}
+
+#define USAGE                                                                                                       \
+    "usage: serve --model DIR [--host 127.0.0.1] [--port 8000] [--adapters DIR] [--tenants FILE]\n"                 \
+    "             [--max-body BYTES] [--served-model-name NAME] [--chat-template NAME]\n"                           \
+    "       serve --inspect --model DIR [--adapter DIR]... [--prompt TEXT] [--chat-template NAME]\n"                \
+    "       serve --generate --model DIR --prompt TEXT [--adapter DIR] [...]  (serve --generate --help)\n"
+
+#define EPILOGUE "\nSIGTERM/SIGINT stop the server; SIGHUP reloads --tenants and rescans --adapters.\n"
+
+// Counts and sizes: non-negative, and below a billion so that no product
+// of two overflows; the --max-* limits (not --max-body) are at least 1.
+#define COUNT .min = 0, .max = 1000000000
+#define LIMIT .min = 1, .max = 1000000000
+
+// Parses the command line into a (which holds the defaults). Returns -1 to
+// go on, else the exit status (0 after --help, 2 for a bad command line).
+static int parse_args(int argc, char **argv, serve_args *a) {
+    const opts_opt table[] = {
+        {.help = "server:"},
+        {.name = "--model", .type = OPTS_STRING, .field = &a->io.model, .arg = "DIR",
+         .help = "Hugging Face model folder (config.json, *.safetensors, tokenizer.json)"},
+        {.name = "--host", .type = OPTS_STRING, .field = &a->sc.host, .arg = "ADDR", .help = "address to listen on",
+         .def = "127.0.0.1"},
+        {.name = "--port", .type = OPTS_INT, .field = &a->sc.port, .arg = "N",
+         .help = "port (0 = any free port, logged)", .min = 0, .max = 65535},
+        {.name = "--adapters", .type = OPTS_STRING, .field = &a->sc.adapters_dir, .arg = "DIR",
+         .help = "folder of PEFT adapters, one per subfolder, watched for changes"},
+        {.name = "--tenants", .type = OPTS_STRING, .field = &a->sc.tenants_path, .arg = "FILE",
+         .help = "API keys -> tenants -> adapter globs (JSON, see serve/tenants.h);\n"
+                 "without it no key is needed and every adapter is visible"},
+        {.name = "--max-body", .type = OPTS_SIZE, .field = &a->sc.max_body_bytes, .arg = "BYTES",
+         .help = "largest request body", COUNT, .def = "8 MiB"},
+        {.name = "--served-model-name", .type = OPTS_STRING, .field = &a->sc.served_model_name, .arg = "NAME",
+         .help = "the base model's id", .def = "the model folder's name"},
+        {.name = "--chat-template", .type = OPTS_STRING, .field = &a->io.chat_template, .arg = "NAME",
+         .help = "override the detected family: chatml, qwen2, qwen2.5, qwen3, llama3, ..."},
+        {.name = "--idle-timeout", .type = OPTS_INT, .field = &a->idle_s, .arg = "S",
+         .help = "close keep-alive connections idle this long", COUNT, .def = "60"},
+        {.name = "--request-timeout", .type = OPTS_INT, .field = &a->request_s, .arg = "S",
+         .help = "a request must arrive whole within this", COUNT, .def = "30"},
+        {.help = "engine:"},
+        {.name = "--quant", .type = OPTS_CHOICE, .field = &a->quant, .arg = "nf4|none",
+         .help = "decoder weights NF4 or dense as stored", .choices = quants},
+        {.name = "--threads", .type = OPTS_INT, .field = &a->threads, .arg = "N", .help = "CPU threads", COUNT,
+         .def = "every online CPU"},
+        {.name = "--device", .type = OPTS_CHOICE, .field = &a->device, .arg = "cpu|cuda",
+         .help = "run the model on the CPU or the GPU (a CUDA build)", .choices = devices},
+        {.name = "--max-loras", .type = OPTS_INT, .field = &a->mo.max_slots, .arg = "N",
+         .help = "adapters resident in slots at once (LRU swapped)", LIMIT},
+        {.name = "--max-lora-rank", .type = OPTS_INT, .field = &a->mo.max_lora_rank, .arg = "N",
+         .help = "largest adapter rank served", LIMIT},
+        {.name = "--max-num-seqs", .type = OPTS_INT, .field = &a->so.max_num_seqs, .arg = "N",
+         .help = "sequences batched at once (more wait in a queue)", LIMIT},
+        {.name = "--max-num-batched-tokens", .type = OPTS_INT, .field = &a->so.max_batched_tokens, .arg = "N",
+         .help = "tokens per forward step (long prompts are prefilled\nin chunks between decode tokens)", LIMIT},
+        {.name = "--max-model-len", .type = OPTS_INT, .field = &a->so.max_model_len, .arg = "N",
+         .help = "positions per sequence", LIMIT, .def = "the model's, at most 8192"},
+        {.name = "--kv-blocks", .type = OPTS_INT, .field = &a->so.kv_blocks, .arg = "N",
+         .help = "KV cache blocks of 16 tokens", COUNT,
+         .def = "max-num-seqs full-length sequences, at most 1 GiB"},
+        {.name = "--max-queue", .type = OPTS_INT, .field = &a->so.max_queue, .arg = "N",
+         .help = "waiting choices beyond which requests get 429", LIMIT},
+        {.help = "fine-tuning:"},
+        {.name = "--data-dir", .type = OPTS_STRING, .field = &a->sc.data_dir, .arg = "DIR",
+         .help = "turns on /v1/files and /v1/fine_tuning/jobs: uploads and jobs are kept\n"
+                 "in DIR (needs --adapters: fine-tuned adapters are published there)"},
+        {.name = "--train-bin", .type = OPTS_STRING, .field = &a->sc.train_bin, .arg = "PATH",
+         .help = "the train program jobs run", .def = "train beside this serve"},
+        {.name = "--max-file-bytes", .type = OPTS_SIZE, .field = &a->sc.max_file_bytes, .arg = "N",
+         .help = "largest upload", LIMIT, .def = "512 MiB"},
+        {.name = "--ft-workers", .type = OPTS_INT, .field = &a->sc.ft_workers, .arg = "N",
+         .help = "fine-tuning jobs trained at once (the rest queue)", LIMIT, .def = "1"},
+        {.help = "testing:"},
+        {.name = "--echo-engine", .type = OPTS_INT, .field = &a->echo_ms, .arg = "MS",
+         .help = "a fake engine that repeats the prompt, one token per MS\n(no model weights are loaded)", COUNT,
+         .def = "off"},
+        {.name = "--no-engine", .type = OPTS_FLAG, .field = &a->no_engine,
+         .help = "no engine at all; generation requests are validated, then 503"},
+        {.help = "inspect:"},
+        {.name = "--inspect", .type = OPTS_FLAG, .field = &a->inspect,
+         .help = "read the model folder (and adapters) as the server will and print\n"
+                 "config, weights, tokenizer, chat template, the tokenized prompt"},
+        {.name = "--adapter", .type = OPTS_CUSTOM, .field = &a->io, .arg = "DIR",
+         .help = "PEFT adapter folder (repeatable)", .parse = parse_adapter},
+        {.name = "--prompt", .type = OPTS_STRING, .field = &a->io.prompt, .arg = "TEXT",
+         .help = "a user message to render with the chat template and tokenize"},
+        {0},
+    };
+    err_t err = {{0}};
+    int rc = opts_parse(table, argc, argv, &err);
+    if (rc == OPTS_HELP) {
+        opts_help(stdout, USAGE, table, EPILOGUE);
+        return 0;
+    }
+    if (rc != OPTS_OK) {
+        fprintf(stderr, "error serve: %s\n(serve --help lists the options)\n", err.msg);
+        return 2;
+    }
+    if (!a->io.model) {
+        opts_help(stderr, USAGE, table, EPILOGUE);
+        return 2;
+    }
+    return -1;
 }
 
 // serve --generate: one prompt through the engine, streamed to stdout.
@@ -99,104 +173,22 @@ static int generate_main(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--generate") == 0) return generate_main(argc - 1, argv + 1);
-    inspect_opts o = {0};
-    srv_config sc = {.port = 8000};
-    int inspect = 0, echo_ms = 0, threads = 0, no_engine = 0;
-    const char *device = "cpu";
-    model_opts mo = model_opts_default();
-    sched_opts so = sched_opts_default();
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(a, "--inspect") == 0) {
-            inspect = 1;
-            continue;
-        } else if (strcmp(a, "--no-engine") == 0) {
-            no_engine = 1;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "error serve: %s needs a value\n", a);
-            return 2;
-        }
-        long long n = 0;
-        int numeric = strcmp(a, "--port") == 0 || strcmp(a, "--max-body") == 0 || strcmp(a, "--idle-timeout") == 0 ||
-                      strcmp(a, "--request-timeout") == 0 || strcmp(a, "--echo-engine") == 0 ||
-                      strcmp(a, "--threads") == 0 || strcmp(a, "--max-loras") == 0 ||
-                      strcmp(a, "--max-lora-rank") == 0 || strcmp(a, "--max-num-seqs") == 0 ||
-                      strcmp(a, "--max-num-batched-tokens") == 0 || strcmp(a, "--max-model-len") == 0 ||
-                      strcmp(a, "--kv-blocks") == 0 || strcmp(a, "--max-queue") == 0 ||
-                      strcmp(a, "--max-file-bytes") == 0 || strcmp(a, "--ft-workers") == 0;
-        int positive = numeric && ((strncmp(a, "--max-", 6) == 0 && strcmp(a, "--max-body") != 0) ||
-                                   strcmp(a, "--ft-workers") == 0);
-        if (numeric && (num(v) > 1000000000 || (positive && num(v) == 0))) {
-            fprintf(stderr, "error serve: %s %s: out of range%s\n", a, v, positive ? " (must be >= 1)" : "");
-            return 2;
-        }
-        if (numeric && ((n = num(v)) < 0 || (strcmp(a, "--port") == 0 && n > 65535))) {
-            fprintf(stderr, "error serve: %s %s: expected a non-negative integer%s\n", a, v,
-                    strcmp(a, "--port") == 0 ? " up to 65535" : "");
-            return 2;
-        }
-        if (strcmp(a, "--model") == 0) o.model = sc.model_dir = v;
-        else if (strcmp(a, "--prompt") == 0) o.prompt = v;
-        else if (strcmp(a, "--chat-template") == 0) o.chat_template = sc.chat_template = v;
-        else if (strcmp(a, "--host") == 0) sc.host = v;
-        else if (strcmp(a, "--port") == 0) sc.port = (int)n;
-        else if (strcmp(a, "--adapters") == 0) sc.adapters_dir = v;
-        else if (strcmp(a, "--tenants") == 0) sc.tenants_path = v;
-        else if (strcmp(a, "--max-body") == 0) sc.max_body_bytes = (size_t)n;
-        else if (strcmp(a, "--served-model-name") == 0) sc.served_model_name = v;
-        else if (strcmp(a, "--idle-timeout") == 0) sc.idle_timeout_ms = (uint64_t)n * 1000;
-        else if (strcmp(a, "--request-timeout") == 0) sc.request_timeout_ms = (uint64_t)n * 1000;
-        else if (strcmp(a, "--echo-engine") == 0) echo_ms = n > 0 ? (int)n : 1;
-        else if (strcmp(a, "--threads") == 0) threads = (int)n;
-        else if (strcmp(a, "--device") == 0) {
-            if (strcmp(v, "cpu") != 0 && strcmp(v, "cuda") != 0) {
-                fprintf(stderr, "error serve: --device %s: expected cpu or cuda\n", v);
-                return 2;
-            }
-            device = v;
-        }
-        else if (strcmp(a, "--max-loras") == 0) mo.max_slots = (int)n;
-        else if (strcmp(a, "--max-lora-rank") == 0) mo.max_lora_rank = (int)n;
-        else if (strcmp(a, "--max-num-seqs") == 0) so.max_num_seqs = (int)n;
-        else if (strcmp(a, "--max-num-batched-tokens") == 0) so.max_batched_tokens = (int)n;
-        else if (strcmp(a, "--max-model-len") == 0) so.max_model_len = (int)n;
-        else if (strcmp(a, "--kv-blocks") == 0) so.kv_blocks = (int)n;
-        else if (strcmp(a, "--max-queue") == 0) so.max_queue = (int)n;
-        else if (strcmp(a, "--data-dir") == 0) sc.data_dir = v;
-        else if (strcmp(a, "--train-bin") == 0) sc.train_bin = v;
-        else if (strcmp(a, "--max-file-bytes") == 0) sc.max_file_bytes = (size_t)n;
-        else if (strcmp(a, "--ft-workers") == 0) sc.ft_workers = (int)n;
-        else if (strcmp(a, "--quant") == 0) {
-            if (strcmp(v, "nf4") == 0) mo.quant = MODEL_LOAD_NF4;
-            else if (strcmp(v, "none") == 0) mo.quant = MODEL_LOAD_NONE;
-            else {
-                fprintf(stderr, "error serve: --quant %s: expected nf4 or none\n", v);
-                return 2;
-            }
-        }
-        else if (strcmp(a, "--adapter") == 0) {
-            if (o.n_adapters == INSPECT_MAX_ADAPTERS) {
-                fprintf(stderr, "error serve: at most %d --adapter\n", INSPECT_MAX_ADAPTERS);
-                return 2;
-            }
-            o.adapters[o.n_adapters++] = v;
-        } else {
-            fprintf(stderr, "error serve: unknown option %s\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
-    }
-    if (!o.model) {
-        usage(stderr);
-        return 2;
-    }
+    serve_args a = {.sc = {.port = 8000}, .mo = model_opts_default(), .so = sched_opts_default(), .echo_ms = -1,
+                    .device = "cpu", .quant = "nf4"};
+    int status = parse_args(argc, argv, &a);
+    if (status >= 0) return status;
+    inspect_opts o = a.io;
+    srv_config sc = a.sc;
+    sc.model_dir = o.model;
+    sc.chat_template = o.chat_template;
+    sc.idle_timeout_ms = (uint64_t)a.idle_s * 1000;
+    sc.request_timeout_ms = (uint64_t)a.request_s * 1000;
+    int inspect = a.inspect, no_engine = a.no_engine, threads = a.threads;
+    int echo_ms = a.echo_ms < 0 ? 0 : a.echo_ms > 0 ? a.echo_ms : 1; // --echo-engine 0: 1 ms
+    const char *device = a.device;
+    model_opts mo = a.mo;
+    mo.quant = strcmp(a.quant, "none") == 0 ? MODEL_LOAD_NONE : MODEL_LOAD_NF4;
+    sched_opts so = a.so;
     err_t err = {{0}};
     if (inspect) {
         if (inspect_run(&o, &err) != 0) {

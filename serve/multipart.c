@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "utf8.h"
 
 #define MP_MAX_BOUNDARY 70
 
@@ -110,7 +111,7 @@ int mp_boundary(const char *ct, char *out, size_t n, err_t *err) {
 static int clean_text(const char *s) {
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) return 0;
-    return api_utf8_valid(s, strlen(s));
+    return utf8_valid(s, strlen(s));
 }
 
 // The last path component of a client's file name, in place.

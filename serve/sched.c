@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "registry.h"
+#include "util.h"
 
 #define SCHED_DEFAULT_SEQS 16
 #define SCHED_DEFAULT_BATCH 512
@@ -312,32 +313,38 @@ static void *loader_main(void *arg) {
     return NULL;
 }
 
+// What adapter_slot returns besides a slot index (>= 0).
+typedef enum sched_slot_result {
+    SCHED_SLOT_BASE = -1,   // no adapter: the base model (the batch's adapter index -1)
+    SCHED_SLOT_WAIT = -2,   // not yet: the adapter is loading, or no slot is free
+    SCHED_SLOT_FAILED = -3, // the adapter cannot be used (its load says why)
+} sched_slot_result;
+
 // The slot for a waiting sequence's adapter: resident, or uploaded now from
-// a finished load. -1 = base. -2 = not yet (loading, or no slot free). -3 =
-// it failed (the load says why).
+// a finished load; else one of sched_slot_result.
 static int adapter_slot(sched *e, seq *s) {
     const srv_request *r = s->q->r;
-    if (!r->adapter_entry) return -1;
+    if (!r->adapter_entry) return SCHED_SLOT_BASE;
     int slot = slot_find(e, r);
     if (slot >= 0) return slot;
     aload *l = load_find(e, r);
     if (!l) {
         load_start(e, r);
-        return -2;
+        return SCHED_SLOT_WAIT;
     }
-    if (!l->ready) return -2;
+    if (!l->ready) return SCHED_SLOT_WAIT;
     if (l->failed || !l->a) {
         l->failed = 1;
-        return -3;
+        return SCHED_SLOT_FAILED;
     }
     int sl = slot_pick(e);
-    if (sl < 0) return -2;
+    if (sl < 0) return SCHED_SLOT_WAIT;
     aslot *as = &e->slots[sl];
     err_t err = {{0}};
     if (model_adapter_set(e->m, sl, l->a, &err) < 0) {
         l->err = err;
         l->failed = 1;
-        return -3;
+        return SCHED_SLOT_FAILED;
     }
     log_line("info", "sched", "adapter slot=%d loaded adapter=%s rank=%d evicted=%s", sl, l->entry->name, l->a->max_rank,
           as->entry ? as->entry->name : "-");
@@ -354,11 +361,11 @@ static void admit(sched *e) {
     while (s && e->n_run < e->o.max_num_seqs) {
         seq *next = s->next;
         int slot = adapter_slot(e, s);
-        if (slot == -2) {
+        if (slot == SCHED_SLOT_WAIT) {
             s = next;
             continue;
         }
-        if (slot == -3) {
+        if (slot == SCHED_SLOT_FAILED) {
             aload *l = load_find(e, s->q->r);
             log_line("error", "sched", "adapter failed request=%llu adapter=%s error=%s", (unsigned long long)s->q->r->id,
                   s->q->r->adapter ? s->q->r->adapter : "?", l ? l->err.msg : "?");
@@ -481,28 +488,22 @@ static void emit_token(sched *e, seq *s, const sampler_result *res) {
 static void sample(sched *e, seq *s, float *logits) {
     const srv_request *r = s->q->r;
     sampler_result res;
-    int tok = sampler_sample(s->ss, &r->sampling, logits, e->V, &res);
-    if (tok < 0) {
+    int id = sampler_sample(s->ss, &r->sampling, logits, e->V, &res);
+    if (id < 0) {
         log_line("error", "sched", "sampling failed request=%llu choice=%d: no finite logit", (unsigned long long)r->id, s->index);
         seq_finish(e, s, SRV_FINISH_ERROR);
         return;
     }
-    s->gen[s->n_gen++] = tok;
+    s->gen[s->n_gen++] = id;
     emit_token(e, s, &res);
     if (res.finish == SAMPLER_FINISH_STOP) seq_finish(e, s, SRV_FINISH_STOP);
     else if (s->n_gen >= r->max_tokens || seq_total(s) > e->o.max_model_len) seq_finish(e, s, SRV_FINISH_LENGTH);
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static void step(sched *e) {
     int n = plan(e);
     if (n == 0) return;
-    double t0 = now_s();
+    double t0 = util_now_s();
     qsort(e->order, (size_t)n, sizeof *e->order, slot_cmp); // one LoRA segment per slot
     int T = 0, W = 0, prompt_tokens = 0;
     for (int i = 0; i < n; i++) {
@@ -529,7 +530,7 @@ static void step(sched *e) {
     }
     for (int i = 0; i < n; i++) e->order[i]->n_past += e->order[i]->planned;
     for (int w = 0; w < W; w++) sample(e, e->wanted[w], e->logits + (size_t)w * (size_t)e->V);
-    double dt = now_s() - t0;
+    double dt = util_now_s() - t0;
     pthread_mutex_lock(&e->mu);
     e->st.steps++;
     e->st.prompt_tokens += prompt_tokens;

@@ -221,17 +221,6 @@ static void test_chat_bad_utf8(void) {
     bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800\"}]}", "", "could not parse");
 }
 
-static void test_utf8_validator(void) {
-    CHECK(api_utf8_valid("", 0));
-    CHECK(api_utf8_valid("plain", 5));
-    CHECK(api_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf", 13));
-    CHECK(!api_utf8_valid("\x80", 1));
-    CHECK(!api_utf8_valid("\xc1\xbf", 2));
-    CHECK(!api_utf8_valid("\xe0\x80\xaf", 3));
-    CHECK(!api_utf8_valid("\xf4\x90\x80\x80", 4)); // above U+10FFFF
-    CHECK(!api_utf8_valid("\xf0\x9f\x98", 3));
-}
-
 // ---- completions ---------------------------------------------------------------------------
 
 static void test_completion_valid(void) {
@@ -463,7 +452,6 @@ int main(void) {
     test_chat_nulls_are_defaults();
     test_chat_invalid();
     test_chat_bad_utf8();
-    test_utf8_validator();
     test_completion_valid();
     test_completion_invalid();
     test_error_json();

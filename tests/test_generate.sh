@@ -47,7 +47,7 @@ refuse() { # refuse NAME PATTERN ARGS...
     expect "$name" "$pat" "$tmp/$name.out"
 }
 refuse no-prompt "--prompt TEXT is required" --model "$m"
-refuse quant "--quant: expected nf4 or none" --model "$m" --prompt x --quant int8
+refuse quant "--quant: expected one of nf4, none, got \"int8\"" --model "$m" --prompt x --quant int8
 refuse temperature "temperature" --model "$m" --prompt x --temperature 7
 refuse no-model "config.json" --model "$tmp/nope" --prompt x
 exit $fail

@@ -1,5 +1,6 @@
 // util: float conversions, the growable buffer, atomic file writes and
 // whole-folder publishing (a replaced folder is swapped, never half there).
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -83,8 +84,50 @@ static void test_json_fields(void) {
     cJSON_Delete(o);
 }
 
+// Python's repr(float) / json.dumps for a float.
+static void test_py_float(void) {
+    struct { double v; const char *want; } cases[] = {
+        {0.1, "0.1"}, {1.0, "1.0"}, {-2.5, "-2.5"}, {0.0, "0.0"}, {-0.0, "-0.0"}, {1e-4, "0.0001"},
+        {1e-5, "1e-05"}, {1234.5, "1234.5"}, {1e16, "1e+16"}, {1.5e20, "1.5e+20"},
+        {123456789012345.0, "123456789012345.0"},
+        {0.30000000000000004, "0.30000000000000004"}, {2e-4, "0.0002"}, {1e100, "1e+100"}, {-3.25e-7, "-3.25e-07"},
+        {1.0 / 0.0, "Infinity"}, {-1.0 / 0.0, "-Infinity"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char buf[40];
+        util_py_float(cases[i].v, buf, sizeof buf);
+        CHECK(strcmp(buf, cases[i].want) == 0, "%.17g: got %s, want %s", cases[i].v, buf, cases[i].want);
+    }
+    char buf[40];
+    util_py_float(nan(""), buf, sizeof buf);
+    CHECK(strcmp(buf, "NaN") == 0, "%s", buf);
+}
+
+// splitmix64's published first outputs from state 0, which util_rng_seed
+// (and so every generated model) depends on.
+static void test_splitmix(void) {
+    CHECK(util_splitmix64(0) == 0xe220a8397b1dcdafull);
+    CHECK(util_splitmix64(0x9e3779b97f4a7c15ull) == 0x6e789e6aa1b965f4ull);
+    util_rng r;
+    util_rng_seed(&r, 0);
+    CHECK(r.s[0] == 0xe220a8397b1dcdafull && r.s[1] == 0x6e789e6aa1b965f4ull && r.s[2] == 0x06c45d188009454full);
+}
+
+static void test_shape_str_and_clock(void) {
+    char shape[16];
+    util_shape_str(shape, sizeof shape, 2, (const int64_t[]){4096, 11008});
+    CHECK(strcmp(shape, "[4096, 11008]") == 0, "%s", shape);
+    util_shape_str(shape, 8, 2, (const int64_t[]){4096, 11008});
+    CHECK(strcmp(shape, "[4096, ") == 0, "cut short, still a string: %s", shape);
+    double t0 = util_now_s(), t1 = util_now_s();
+    CHECK(t0 > 0 && t1 >= t0, "monotonic");
+}
+
 int main(void) {
     test_floats();
+    test_py_float();
+    test_splitmix();
+    test_shape_str_and_clock();
     test_buf();
     test_dir_publish();
     test_json_fields();

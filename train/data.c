@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "utf8.h"
 #include "util.h"
 
 // What a step that reads one line returns besides 0 (the line is good).
@@ -114,29 +115,6 @@ static int rd_line(td_reader *r, size_t max, int *too_long) {
 
 // ---------------------------------------------------------------------------
 // Checking a line's bytes
-
-// The offset of the first ill-formed UTF-8 sequence in s, or n if there is
-// none (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF).
-static size_t utf8_check(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : lo, hi = c == 0xED ? 0x9F : hi;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : lo, hi = c == 0xF4 ? 0x8F : hi;
-        else return i;
-        if (i + len > n || s[i + 1] < lo || s[i + 1] > hi) return i;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return i;
-        i += len;
-    }
-    return n;
-}
 
 // cJSON is more lenient than the json.loads that OpenAI's and Hugging Face's
 // tools read these files with: it takes raw control characters inside
@@ -557,7 +535,7 @@ static int load_line(loader *L, char *line, size_t len, int too_long, err_t *why
     if (too_long) return err_set(why, "line too long (over %zu bytes)", max);
     if (len && line[len - 1] == '\r') line[--len] = '\0';
     if (is_blank(line, len)) return TD_BLANK;
-    size_t bad_at = utf8_check((const unsigned char *)line, len);
+    size_t bad_at = utf8_bad_at(line, len);
     if (bad_at < len) return bad(why, "invalid UTF-8 at column %zu", bad_at + 1);
     if (json_prescan(line, len, why)) return TD_BAD;
     const char *end = NULL;

@@ -10,7 +10,6 @@
 //
 // Exit status: 0 ok; 1 the model or the data could not be used (or, with
 // --strict, the data has bad lines), or training failed; 2 a bad command line.
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -23,6 +22,7 @@
 #include "config.h"
 #include "data.h"
 #include "model.h"
+#include "opts.h"
 #include "tokenizer.h"
 #include "trainer.h"
 #include "util.h"
@@ -58,27 +58,6 @@ typedef struct train_opts {
     int warmup_ratio_set;
 } train_opts;
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: train --model DIR --data FILE.jsonl --out adapters/NAME [options]\n"
-            "\n"
-            "data:    --val FILE | --val-split FRACTION (0.1)   --max-seq-len N (2048)\n"
-            "         --chat-template NAME (from the model)     --strict (any bad line fails)\n"
-            "LoRA:    --rank 16 --alpha 32 --dropout 0.05 --rslora\n"
-            "         --targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj | all-linear\n"
-            "         --quant nf4|none (nf4: QLoRA on a 4-bit base)\n"
-            "optim:   --epochs 3 --lr 2e-4 --schedule cosine|linear|constant\n"
-            "         --warmup-ratio 0 | --warmup-steps N  --batch-size 4 --grad-accum 1\n"
-            "         --weight-decay 0 --max-grad-norm 1.0 --seed 42\n"
-            "eval:    --eval-steps N (each epoch) --early-stopping-patience N\n"
-            "         --eval-on-start (also before the first step: the untrained loss)\n"
-            "saving:  --save-steps N (at the end) --resume CHECKPOINT_DIR\n"
-            "run:     --device cpu|cuda (cpu)  --logging-steps 10 --threads N (all CPUs)\n"
-            "         --recompute (less memory, ~1.3x time)\n"
-            "         --stop-after N (testing: stop after N steps, write no adapter)\n"
-            "         --dry-run: check the model and data, print the plan, train nothing\n");
-}
-
 // A bad command line: the message names the option; exit 2.
 __attribute__((format(printf, 1, 2), noreturn)) static void bad_usage(const char *fmt, ...) {
     va_list ap;
@@ -90,147 +69,147 @@ __attribute__((format(printf, 1, 2), noreturn)) static void bad_usage(const char
     exit(2);
 }
 
-static int parse_int(const char *flag, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < lo || n > hi)
-        bad_usage("%s: expected an integer from %ld to %ld, got \"%s\"", flag, lo, hi, v);
-    return (int)n;
-}
+#define TARGETS_LIST "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
 
-// A finite number in [lo, hi] (or [lo, hi) when hi_open).
-static double parse_num(const char *flag, const char *v, double lo, double hi, int hi_open, const char *what) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi || (hi_open && x == hi))
-        bad_usage("%s: expected %s, got \"%s\"", flag, what, v);
-    return x;
-}
-
-static const char *parse_choice(const char *flag, const char *v, const char *const *choices) {
-    for (int i = 0; choices[i]; i++)
-        if (strcmp(v, choices[i]) == 0) return choices[i];
-    char list[128] = "";
-    for (int i = 0; choices[i]; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", choices[i]);
-    bad_usage("%s: expected one of %s, got \"%s\"", flag, list, v);
-}
-
-static unsigned parse_targets(const char *flag, const char *v) {
-    if (strcmp(v, "all-linear") == 0) return (1u << MODEL_LIN_COUNT) - 1;
-    unsigned set = 0;
-    const char *p = v;
-    for (;;) {
+// --targets: a comma-separated list of model_linear names, or all-linear.
+static int parse_targets(const opts_opt *opt, const char *v, void *field, err_t *err) {
+    unsigned *targets = field, set = 0;
+    if (strcmp(v, "all-linear") == 0) {
+        *targets = (1u << MODEL_LIN_COUNT) - 1;
+        return 0;
+    }
+    for (const char *p = v;;) {
         const char *comma = strchr(p, ',');
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
         char name[32];
         if (n == 0 || n >= sizeof name)
-            bad_usage("%s: expected a comma-separated list of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                      "down_proj, or all-linear, got \"%s\"", flag, v);
+            return err_set(err, "expected a comma-separated list of " TARGETS_LIST ", or all-linear, got \"%s\"", v);
         memcpy(name, p, n);
         name[n] = '\0';
         int l = model_linear_parse(name);
-        if (l < 0)
-            bad_usage("%s: unknown module \"%s\" (expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                      "down_proj or all-linear)", flag, name);
-        if (set & (1u << l)) bad_usage("%s: \"%s\" is listed twice", flag, name);
+        if (l < 0) return err_set(err, "unknown module \"%s\" (expected " TARGETS_LIST " or all-linear)", name);
+        if (set & (1u << l)) return err_set(err, "\"%s\" is listed twice", name);
         set |= 1u << l;
         if (!comma) break;
         p = comma + 1;
     }
-    return set;
+    *targets = set;
+    return 0;
 }
 
-static uint64_t parse_seed(const char *flag, const char *v) {
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || end == v || *end || v[0] == '-' || v[0] == '+')
-        bad_usage("%s: expected a non-negative integer, got \"%s\"", flag, v);
-    return (uint64_t)n;
+// --chat-template: a family name chat_family_parse knows; field is the train_opts.
+static int parse_template(const opts_opt *opt, const char *v, void *field, err_t *err) {
+    train_opts *o = field;
+    if (chat_family_parse(v, &o->family, err) != 0) return -1;
+    o->chat_template = v;
+    return 0;
 }
 
-static train_opts parse_args(int argc, char **argv) {
-    static const char *const schedules[] = {"cosine", "linear", "constant", NULL};
-    static const char *const quants[] = {"nf4", "none", NULL};
-    static const char *const devices[] = {"cpu", "cuda", NULL};
-    train_opts o = {.rank = 16, .alpha = 32, .dropout = 0.05, .targets = (1u << MODEL_LIN_COUNT) - 1,
-                    .epochs = 3, .lr = 2e-4, .schedule = "cosine", .warmup_steps = -1, .batch_size = 4,
-                    .grad_accum = 1, .max_grad_norm = 1.0, .seed = 42, .quant = "nf4", .family = CHAT_NFAMILIES,
-                    .logging_steps = 10, .device = "cpu"};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            exit(0);
-        }
-        if (strcmp(a, "--rslora") == 0) { o.rslora = 1; continue; }
-        if (strcmp(a, "--strict") == 0) { o.strict = 1; continue; }
-        if (strcmp(a, "--dry-run") == 0) { o.dry_run = 1; continue; }
-        if (strcmp(a, "--recompute") == 0) { o.recompute = 1; continue; }
-        if (strcmp(a, "--eval-on-start") == 0) { o.eval_on_start = 1; continue; }
-        if (strncmp(a, "--", 2) != 0) bad_usage("unexpected argument \"%s\"", a);
-        if (strncmp(a, "--rslora=", 9) == 0 || strncmp(a, "--strict=", 9) == 0 || strncmp(a, "--dry-run=", 10) == 0 ||
-            strncmp(a, "--recompute=", 12) == 0 || strncmp(a, "--eval-on-start=", 16) == 0)
-            bad_usage("%.*s: takes no value", (int)(strchr(a, '=') - a), a);
-        // --name value, or --name=value.
-        char flag[64];
-        const char *v, *eq = strchr(a, '=');
-        if (eq) {
-            snprintf(flag, sizeof flag, "%.*s", (int)(eq - a), a);
-            v = eq + 1;
-        } else {
-            snprintf(flag, sizeof flag, "%s", a);
-            if (i + 1 >= argc) bad_usage("%s: missing value", flag);
-            v = argv[++i];
-        }
-        const char *f = flag;
-        if (strcmp(f, "--model") == 0) o.model = v;
-        else if (strcmp(f, "--data") == 0) o.data = v;
-        else if (strcmp(f, "--out") == 0) o.out = v;
-        else if (strcmp(f, "--val") == 0) o.val = v;
-        else if (strcmp(f, "--resume") == 0) o.resume = v;
-        else if (strcmp(f, "--chat-template") == 0) {
-            err_t e;
-            if (chat_family_parse(v, &o.family, &e) != 0) bad_usage("%s: %s", f, e.msg);
-            o.chat_template = v;
-        }
-        else if (strcmp(f, "--rank") == 0) o.rank = parse_int(f, v, 1, 4096);
-        else if (strcmp(f, "--alpha") == 0) o.alpha = parse_num(f, v, 1e-9, 1e6, 0, "a positive number");
-        else if (strcmp(f, "--dropout") == 0) o.dropout = parse_num(f, v, 0, 1, 1, "a number in [0, 1)");
-        else if (strcmp(f, "--targets") == 0) o.targets = parse_targets(f, v);
-        else if (strcmp(f, "--epochs") == 0) o.epochs = parse_int(f, v, 1, 1000);
-        else if (strcmp(f, "--lr") == 0) o.lr = parse_num(f, v, 1e-12, 1, 0, "a positive learning rate up to 1");
-        else if (strcmp(f, "--schedule") == 0) o.schedule = parse_choice(f, v, schedules);
-        else if (strcmp(f, "--warmup-ratio") == 0)
-            o.warmup_ratio = parse_num(f, v, 0, 1, 1, "a number in [0, 1)"), o.warmup_ratio_set = 1;
-        else if (strcmp(f, "--warmup-steps") == 0) o.warmup_steps = parse_int(f, v, 0, 100000000);
-        else if (strcmp(f, "--batch-size") == 0) o.batch_size = parse_int(f, v, 1, 65536);
-        else if (strcmp(f, "--grad-accum") == 0) o.grad_accum = parse_int(f, v, 1, 65536);
-        else if (strcmp(f, "--max-seq-len") == 0) o.max_seq_len = parse_int(f, v, 16, 1 << 24);
-        else if (strcmp(f, "--weight-decay") == 0) o.weight_decay = parse_num(f, v, 0, 10, 0, "a number from 0 to 10");
-        else if (strcmp(f, "--max-grad-norm") == 0)
-            o.max_grad_norm = parse_num(f, v, 0, 1e6, 0, "a non-negative number (0: no clipping)");
-        else if (strcmp(f, "--seed") == 0) o.seed = parse_seed(f, v);
-        else if (strcmp(f, "--val-split") == 0) o.val_split = parse_num(f, v, 0, 1, 1, "a fraction in (0, 1)");
-        else if (strcmp(f, "--eval-steps") == 0) o.eval_steps = parse_int(f, v, 1, 100000000);
-        else if (strcmp(f, "--early-stopping-patience") == 0) o.patience = parse_int(f, v, 1, 1000000);
-        else if (strcmp(f, "--save-steps") == 0) o.save_steps = parse_int(f, v, 1, 100000000);
-        else if (strcmp(f, "--quant") == 0) o.quant = parse_choice(f, v, quants);
-        else if (strcmp(f, "--device") == 0) o.device = parse_choice(f, v, devices);
-        else if (strcmp(f, "--logging-steps") == 0) o.logging_steps = parse_int(f, v, 1, 100000000);
-        else if (strcmp(f, "--stop-after") == 0) o.stop_after = parse_int(f, v, 1, 100000000);
-        else if (strcmp(f, "--threads") == 0) o.threads = parse_int(f, v, 1, 256);
-        else bad_usage("unknown option %s", f);
-        if ((strcmp(f, "--model") == 0 || strcmp(f, "--data") == 0 || strcmp(f, "--out") == 0 ||
-             strcmp(f, "--val") == 0 || strcmp(f, "--resume") == 0) && !*v)
-            bad_usage("%s: empty value", f);
-        if (strcmp(f, "--val-split") == 0 && o.val_split == 0)
-            bad_usage("%s: expected a fraction in (0, 1), got \"%s\"", f, v);
+static const char *const schedules[] = {"cosine", "linear", "constant", NULL};
+static const char *const quants[] = {"nf4", "none", NULL};
+static const char *const devices[] = {"cpu", "cuda", NULL};
+
+#define USAGE "usage: train --model DIR --data FILE.jsonl --out adapters/NAME [options]\n"
+
+// Parses the command line into o (which holds the defaults); exits 0 after
+// --help, 2 on a bad option.
+static void parse_args(int argc, char **argv, train_opts *o) {
+    const opts_opt table[] = {
+        {.help = "data:"},
+        {.name = "--model", .type = OPTS_STRING, .field = &o->model, .arg = "DIR", .help = "Hugging Face model folder",
+         .flags = OPTS_NONEMPTY},
+        {.name = "--data", .type = OPTS_STRING, .field = &o->data, .arg = "FILE",
+         .help = "training data: OpenAI chat, Alpaca or ShareGPT JSONL", .flags = OPTS_NONEMPTY},
+        {.name = "--out", .type = OPTS_STRING, .field = &o->out, .arg = "DIR",
+         .help = "the adapter folder written, e.g. adapters/NAME", .flags = OPTS_NONEMPTY},
+        {.name = "--val", .type = OPTS_STRING, .field = &o->val, .arg = "FILE",
+         .help = "validation data (or --val-split)", .flags = OPTS_NONEMPTY},
+        {.name = "--val-split", .type = OPTS_DOUBLE, .field = &o->val_split, .arg = "FRACTION",
+         .help = "hold out this fraction of --data for validation", .min = 0, .max = 1,
+         .flags = OPTS_MIN_OPEN | OPTS_MAX_OPEN, .def = "none", .what = "a fraction in (0, 1)"},
+        {.name = "--max-seq-len", .type = OPTS_INT, .field = &o->max_seq_len, .arg = "N",
+         .help = "longer examples are truncated", .min = 16, .max = 1 << 24, .def = "the model's, at most 2048"},
+        {.name = "--chat-template", .type = OPTS_CUSTOM, .field = o, .arg = "NAME",
+         .help = "chatml, qwen2, qwen2.5, qwen3, llama3, ...", .def = "from the model", .parse = parse_template},
+        {.name = "--strict", .type = OPTS_FLAG, .field = &o->strict, .help = "any bad line fails the run"},
+        {.help = "LoRA:"},
+        {.name = "--rank", .type = OPTS_INT, .field = &o->rank, .arg = "N", .help = "LoRA rank r", .min = 1,
+         .max = 4096},
+        {.name = "--alpha", .type = OPTS_DOUBLE, .field = &o->alpha, .arg = "A", .help = "scale alpha/r", .min = 1e-9,
+         .max = 1e6, .what = "a positive number"},
+        {.name = "--dropout", .type = OPTS_DOUBLE, .field = &o->dropout, .arg = "P",
+         .help = "dropout on the LoRA input", .min = 0, .max = 1, .flags = OPTS_MAX_OPEN},
+        {.name = "--rslora", .type = OPTS_FLAG, .field = &o->rslora,
+         .help = "scale alpha/sqrt(r) (rsLoRA)"},
+        {.name = "--targets", .type = OPTS_CUSTOM, .field = &o->targets, .arg = "LIST",
+         .help = "comma-separated: " TARGETS_LIST ", or all-linear", .def = "all-linear", .parse = parse_targets},
+        {.name = "--quant", .type = OPTS_CHOICE, .field = &o->quant, .arg = "nf4|none",
+         .help = "nf4: QLoRA on a 4-bit base; none: LoRA on a bf16 base", .choices = quants},
+        {.help = "optim:"},
+        {.name = "--epochs", .type = OPTS_INT, .field = &o->epochs, .arg = "N", .help = "passes over the data",
+         .min = 1, .max = 1000},
+        {.name = "--lr", .type = OPTS_DOUBLE, .field = &o->lr, .arg = "LR", .help = "AdamW learning rate",
+         .min = 1e-12, .max = 1, .what = "a positive learning rate up to 1"},
+        {.name = "--schedule", .type = OPTS_CHOICE, .field = &o->schedule, .arg = "cosine|linear|constant",
+         .help = "learning rate schedule", .choices = schedules},
+        {.name = "--warmup-ratio", .type = OPTS_DOUBLE, .field = &o->warmup_ratio, .arg = "R",
+         .help = "warmup steps as a fraction of all (or --warmup-steps)", .min = 0, .max = 1, .flags = OPTS_MAX_OPEN,
+         .def = "0"},
+        {.name = "--warmup-steps", .type = OPTS_INT, .field = &o->warmup_steps, .arg = "N", .help = "warmup steps",
+         .min = 0, .max = 100000000, .def = "from --warmup-ratio"},
+        {.name = "--batch-size", .type = OPTS_INT, .field = &o->batch_size, .arg = "N",
+         .help = "examples per micro-batch", .min = 1, .max = 65536},
+        {.name = "--grad-accum", .type = OPTS_INT, .field = &o->grad_accum, .arg = "N",
+         .help = "micro-batches per optimizer step", .min = 1, .max = 65536},
+        {.name = "--weight-decay", .type = OPTS_DOUBLE, .field = &o->weight_decay, .arg = "W",
+         .help = "AdamW weight decay", .min = 0, .max = 10},
+        {.name = "--max-grad-norm", .type = OPTS_DOUBLE, .field = &o->max_grad_norm, .arg = "G",
+         .help = "gradient clipping norm (0: no clipping)", .min = 0, .max = 1e6,
+         .what = "a non-negative number (0: no clipping)"},
+        {.name = "--seed", .type = OPTS_U64, .field = &o->seed, .arg = "N",
+         .help = "seed for shuffling, dropout, init and --val-split"},
+        {.help = "eval:"},
+        {.name = "--eval-steps", .type = OPTS_INT, .field = &o->eval_steps, .arg = "N",
+         .help = "evaluate every N steps", .min = 1, .max = 100000000, .def = "at the end of each epoch"},
+        {.name = "--eval-on-start", .type = OPTS_FLAG, .field = &o->eval_on_start,
+         .help = "also before the first step: the untrained loss"},
+        {.name = "--early-stopping-patience", .type = OPTS_INT, .field = &o->patience, .arg = "N",
+         .help = "stop after N evals without improvement", .min = 1, .max = 1000000, .def = "off"},
+        {.help = "saving:"},
+        {.name = "--save-steps", .type = OPTS_INT, .field = &o->save_steps, .arg = "N",
+         .help = "checkpoint every N steps", .min = 1, .max = 100000000, .def = "at the end"},
+        {.name = "--resume", .type = OPTS_STRING, .field = &o->resume, .arg = "DIR",
+         .help = "continue from a checkpoint folder", .flags = OPTS_NONEMPTY},
+        {.help = "run:"},
+        {.name = "--device", .type = OPTS_CHOICE, .field = &o->device, .arg = "cpu|cuda",
+         .help = "where the model trains", .choices = devices},
+        {.name = "--threads", .type = OPTS_INT, .field = &o->threads, .arg = "N", .help = "CPU threads", .min = 1,
+         .max = 256, .def = "every online CPU"},
+        {.name = "--logging-steps", .type = OPTS_INT, .field = &o->logging_steps, .arg = "N",
+         .help = "a log line every N steps", .min = 1, .max = 100000000},
+        {.name = "--recompute", .type = OPTS_FLAG, .field = &o->recompute,
+         .help = "recompute activations in backward (less memory, ~1.3x time)"},
+        {.name = "--stop-after", .type = OPTS_INT, .field = &o->stop_after, .arg = "N",
+         .help = "testing: stop after N steps, write no adapter", .min = 1, .max = 100000000, .def = "off"},
+        {.name = "--dry-run", .type = OPTS_FLAG, .field = &o->dry_run,
+         .help = "check the model and data, print the plan, train nothing"},
+        {0},
+    };
+    if (argc < 2) {
+        opts_help(stderr, USAGE, table, NULL);
+        exit(2);
     }
-    return o;
+    double warmup_ratio = o->warmup_ratio;
+    o->warmup_ratio = -1; // tells whether --warmup-ratio was given (--help shows its .def)
+    err_t e;
+    int rc = opts_parse(table, argc, argv, &e);
+    if (rc == OPTS_HELP) {
+        opts_help(stdout, USAGE, table, NULL);
+        exit(0);
+    }
+    if (rc != OPTS_OK) bad_usage("%s", e.msg);
+    o->warmup_ratio_set = o->warmup_ratio >= 0;
+    if (!o->warmup_ratio_set) o->warmup_ratio = warmup_ratio;
 }
 
 // Checks that need several options together, or the file system.
@@ -492,11 +471,11 @@ done:
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
-    train_opts o = parse_args(argc, argv);
+    train_opts o = {.rank = 16, .alpha = 32, .dropout = 0.05, .targets = (1u << MODEL_LIN_COUNT) - 1,
+                    .epochs = 3, .lr = 2e-4, .schedule = "cosine", .warmup_steps = -1, .batch_size = 4,
+                    .grad_accum = 1, .max_grad_norm = 1.0, .seed = 42, .quant = "nf4", .family = CHAT_NFAMILIES,
+                    .logging_steps = 10, .device = "cpu"};
+    parse_args(argc, argv, &o);
     check_args(&o);
     return run(&o);
 }

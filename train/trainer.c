@@ -44,19 +44,6 @@ typedef struct trainer {
     int bar_open;   // the progress bar is on the current line
 } trainer;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 int64_t trainer_steps_per_epoch(int n_train, int batch_size, int grad_accum) {
     int64_t micro = ((int64_t)n_train + batch_size - 1) / batch_size;
     return (micro + grad_accum - 1) / grad_accum;
@@ -198,7 +185,7 @@ static void teardown(trainer *tr) {
 static void shuffle_for(trainer *tr, int64_t epoch) {
     if (tr->perm_epoch == epoch) return;
     util_rng rng;
-    util_rng_seed(&rng, mix64(tr->c->seed) ^ mix64((uint64_t)epoch + 1));
+    util_rng_seed(&rng, util_splitmix64(tr->c->seed) ^ util_splitmix64((uint64_t)epoch + 1));
     for (int i = 0; i < tr->n_train; i++) tr->perm[i] = i;
     for (int i = tr->n_train - 1; i > 0; i--) {
         int j = (int)(util_rng_next(&rng) % (uint64_t)(i + 1));
@@ -246,7 +233,7 @@ static int train_step(trainer *tr, int64_t step, step_info *si, err_t *err) {
     double sum = 0;
     for (int64_t mi = m0; mi < m1; mi++) {
         int n = micro_batch(tr, mi, &tokens);
-        uint64_t key = mix64(c->seed ^ mix64((uint64_t)step * 65536 + (uint64_t)(mi - m0)));
+        uint64_t key = util_splitmix64(c->seed ^ util_splitmix64((uint64_t)step * 65536 + (uint64_t)(mi - m0)));
         double part = 0;
         if (lt_forward_backward(tr->lt, tr->seqs, n, si->targets ? 1.0f / (float)si->targets : 0.0f, key, &part,
                                 err) < 0)
@@ -571,7 +558,7 @@ static void log_step(trainer *tr, int64_t step, const step_info *si) {
         if (tr->c->progress) progress_bar(tr, step, si, tr->bar_tps);
         return;
     }
-    double t = now(), dt = t - tr->win_t0;
+    double t = util_now_s(), dt = t - tr->win_t0;
     double tps = dt > 0 ? (double)tr->win_tokens / dt : 0, loss = tr->win_loss / tr->win_steps;
     double epoch = (double)step / (double)tr->steps_per_epoch;
     tr->bar_tps = tps;
@@ -594,7 +581,7 @@ static void log_step(trainer *tr, int64_t step, const step_info *si) {
 // Validation at step; early-stopping bookkeeping. Returns 1 to stop.
 static int eval_and_track(trainer *tr, int64_t step, err_t *err) {
     double loss = NAN;
-    double t0 = now();
+    double t0 = util_now_s();
     if (evaluate(tr, &loss, err) < 0) return -1;
     tr->last_eval = loss;
     int improved = isnan(tr->best_eval) || loss < tr->best_eval;
@@ -612,7 +599,7 @@ static int eval_and_track(trainer *tr, int64_t step, err_t *err) {
     fprintf(tr->metrics, "{\"step\": %" PRId64 ", \"epoch\": %.4f, \"eval_loss\": %.6f}\n", step,
             (double)step / (double)tr->steps_per_epoch, loss);
     fflush(tr->metrics);
-    tr->win_t0 += now() - t0; // evaluation time is not training throughput
+    tr->win_t0 += util_now_s() - t0; // evaluation time is not training throughput
     return tr->c->patience && tr->bad_evals >= tr->c->patience;
 }
 
@@ -624,13 +611,13 @@ static int loop(trainer *tr, int64_t step, trainer_result *res, err_t *err) {
     // Step 0's evaluation is the untrained loss (B = 0: the base model's),
     // the start the validation curve is read against.
     if (tr->val && c->eval_on_start && step == 0 && eval_and_track(tr, 0, err) < 0) return -1;
-    tr->win_t0 = now();
+    tr->win_t0 = util_now_s();
     while (step < tr->total) {
         step_info si;
-        double t0 = now();
+        double t0 = util_now_s();
         if (train_step(tr, step, &si, err) < 0) return -1;
         step++;
-        tr->run_train_s += now() - t0;
+        tr->run_train_s += util_now_s() - t0;
         tr->run_tokens += (double)si.tokens;
         if (first) res->first_loss = si.loss, first = 0;
         res->last_loss = si.loss;
@@ -661,7 +648,7 @@ int trainer_run(model *m, const trainer_config *c, const data_set *train, const 
     memset(&tr, 0, sizeof tr);
     memset(res, 0, sizeof *res);
     res->first_loss = res->last_loss = res->best_eval = res->last_eval = NAN;
-    double t0 = now();
+    double t0 = util_now_s();
     int rc = setup(&tr, m, c, train, val, err);
     int64_t step = 0;
     if (rc == 0 && c->resume && (step = resume(&tr, err)) < 0) rc = -1;
@@ -676,7 +663,7 @@ int trainer_run(model *m, const trainer_config *c, const data_set *train, const 
     res->best_eval = tr.best_eval;
     res->last_eval = tr.last_eval;
     res->stopped_early = tr.stopped_early;
-    res->seconds = now() - t0;
+    res->seconds = util_now_s() - t0;
     res->tokens_per_s = tr.run_train_s > 0 ? tr.run_tokens / tr.run_train_s : 0;
     teardown(&tr);
     return rc;
