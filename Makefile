@@ -50,7 +50,7 @@ ifeq ($(CUDA),1)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
-CORE_SRC   := $(wildcard core/*.c) $(wildcard kernels/cpu/*.c)
+CORE_SRC   := $(wildcard core/*.c) $(wildcard kernels/*.c) $(wildcard kernels/cpu/*.c)
 SERVE_SRC  := $(wildcard serve/*.c)
 TRAIN_SRC  := $(wildcard train/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)

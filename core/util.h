@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "numeric.h"
 
 // Reads a whole file into a new NUL-terminated buffer; *len (if not NULL)
 // gets its length without the NUL. Returns NULL and fills err on failure.
@@ -48,14 +49,13 @@ typedef struct util_buf {
 void util_buf_put(util_buf *b, const char *s, size_t n);
 void util_buf_puts(util_buf *b, const char *s);
 
-// bf16 / f16 <-> f32. bf16 is rounded to nearest even, as torch does.
-static inline float util_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
-    return v.f;
-}
-uint16_t util_f32_to_bf16(float f);
-float util_f16_to_f32(uint16_t h);
-uint16_t util_f32_to_f16(float f);
+// bf16 / f16 <-> f32 under their util_ names: the one copy is in
+// kernels/numeric.h (the kernels read bf16 too). bf16 is rounded to nearest
+// even, as torch does.
+static inline float util_bf16_to_f32(uint16_t h) { return num_bf16_to_f32(h); }
+static inline uint16_t util_f32_to_bf16(float f) { return num_f32_to_bf16(f); }
+static inline float util_f16_to_f32(uint16_t h) { return num_f16_to_f32(h); }
+static inline uint16_t util_f32_to_f16(float f) { return num_f32_to_f16(f); }
 
 // Deterministic random numbers (splitmix64 seeding a xoshiro256**), so that
 // generated models and adapters are identical on every machine.

@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "nf4.h"
+#include "nf4_tensor.h"
+#include "numeric.h"
 
 // The largest head_dim the attention ops accept (every model in use has
 // 64..256).
@@ -30,7 +31,7 @@
 typedef enum bk_wtype {
     BK_W_F32,  // dense float
     BK_W_BF16, // dense bf16 (uint16_t), converted to f32 a row tile at a time
-    BK_W_NF4,  // bitsandbytes NF4 (nf4.h), dequantized a row tile at a time
+    BK_W_NF4,  // bitsandbytes NF4 (nf4_tensor.h), dequantized a row tile at a time
 } bk_wtype;
 
 // A weight matrix W (rows = OC, cols = C), row-major, in backend memory.
@@ -94,10 +95,7 @@ static inline
 __host__ __device__
 #endif
 int bk_dropout_keep(const bk_dropout *d, uint64_t i) {
-    uint64_t z = d->key + (i + 1) * 0x9E3779B97F4A7C15ull; // splitmix64 of key + i
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    uint64_t z = num_splitmix64(d->key + i * 0x9E3779B97F4A7C15ull); // output i of splitmix64 seeded with key
     return (float)(z >> 40) * 0x1p-24f >= d->p;
 }
 
