@@ -117,6 +117,9 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# bench/train measures the LoRA backward pass, which lives with train.
+$(BUILD)/bench/train: $(call obj,train/lora_train.c)
+
 # GPU benches (bench/gpu_*.c) call the CUDA runtime too and link like the
 # CUDA tests, with serve's and train's modules (train/optim.c).
 $(BUILD)/obj/bench/gpu_%.o: CPPFLAGS += -Itrain -I$(CUDA_HOME)/include
@@ -127,6 +130,9 @@ $(BUILD)/bench/gpu_%: $(BUILD)/obj/bench/gpu_%.o $(DEV_OBJ) $(PROG_OBJ) $(LLHTTP
 $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(DEV_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
+
+# test_cuda_train runs train's LoRA backward pass on both backends.
+$(BUILD)/tests/cuda/test_cuda_train: $(call obj,train/lora_train.c)
 
 # The CPU tests: sanitized build in build/san, then tests/run.sh runs every
 # test program and every tests/test_*.sh against it.
