@@ -229,6 +229,26 @@ typedef struct bk_ops {
     double (*sumsq)(const float *x, int64_t n);
 } bk_ops;
 
+// ---- choosing a backend ------------------------------------------------------
+
+// What bk_open is asked for besides the device.
+typedef struct bk_open_opts {
+    int threads; // CPU threads (bk_cpu_set_threads) when > 0; 0 leaves the pool as it is
+} bk_open_opts;
+
+// The backend `device` names: "cpu" (or NULL) the CPU backend, "cuda" the
+// CUDA backend on the current GPU (kernels/cuda/cu_backend.h). The CPU pool
+// is sized first whatever the device (o may be NULL). Returns the backend's
+// process-wide table (not freed; the CPU pool ends with bk_cpu_shutdown), or
+// NULL + err naming the device: not cpu or cuda, "cuda" in a build without
+// the CUDA backend (CUDA=0, or no nvcc), or no usable GPU.
+// Defined in kernels/backend.c, linked with the CUDA objects (Makefile DEV_OBJ).
+const bk_ops *bk_open(const char *device, const bk_open_opts *o, err_t *err);
+
+// 1 when this build has the CUDA backend, so a command line can reject
+// --device cuda before loading anything; 0 otherwise.
+int bk_has_cuda(void);
+
 // The CPU backend (kernels/cpu). Threaded with a process-wide pool; see
 // kernels/cpu/pool.h for sizing it (bk_cpu_set_threads).
 const bk_ops *bk_cpu(void);
