@@ -50,7 +50,9 @@ ifeq ($(CUDA),1)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 endif
 
-CORE_SRC   := $(wildcard core/*.c) $(wildcard kernels/cpu/*.c)
+# kernels/backend.c (bk_open) names the CUDA backend when CUDA is on, so it
+# links where the CUDA objects do (DEV_OBJ), not into tools and benches.
+CORE_SRC   := $(wildcard core/*.c) $(filter-out kernels/backend.c,$(wildcard kernels/*.c)) $(wildcard kernels/cpu/*.c)
 SERVE_SRC  := $(wildcard serve/*.c)
 TRAIN_SRC  := $(wildcard train/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
@@ -68,7 +70,7 @@ CORE_OBJ   := $(call obj,$(CORE_SRC))
 PROG_OBJ   := $(call obj,$(filter-out serve/main.c train/main.c,$(SERVE_SRC) $(TRAIN_SRC)))
 LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(wildcard $(LLHTTP_DIR)/*.c))
 CU_OBJ     := $(patsubst %.cu,$(BUILD)/obj/%.o,$(CU_SRC))
-DEV_OBJ    := $(CORE_OBJ) $(CU_OBJ)
+DEV_OBJ    := $(CORE_OBJ) $(call obj,$(wildcard kernels/backend.c)) $(CU_OBJ)
 DEV_LIBS   := $(LDLIBS) $(CUDA_LIBS)
 
 SERVE_BIN  := $(if $(SERVE_SRC),$(BUILD)/serve)
@@ -102,7 +104,8 @@ $(BUILD)/serve: $(call obj,$(SERVE_SRC)) $(DEV_OBJ) $(LLHTTP_OBJ)
 $(BUILD)/train: $(call obj,$(TRAIN_SRC)) $(DEV_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
 
-# Tests, tools and benches link the CPU code only; CUDA tests link both.
+# Tools and benches link the CPU code only (CORE_OBJ, no bk_open); tests
+# and CUDA tests link the device objects too (DEV_OBJ).
 # Tests also get serve's and train's modules (not their main.c), and so
 # the CUDA objects those reference when CUDA is on.
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(DEV_OBJ) $(PROG_OBJ) $(LLHTTP_OBJ)
@@ -117,6 +120,9 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# bench/train measures the LoRA backward pass, which lives with train.
+$(BUILD)/bench/train: $(call obj,train/lora_train.c)
+
 # GPU benches (bench/gpu_*.c) call the CUDA runtime too and link like the
 # CUDA tests, with serve's and train's modules (train/optim.c).
 $(BUILD)/obj/bench/gpu_%.o: CPPFLAGS += -Itrain -I$(CUDA_HOME)/include
@@ -127,6 +133,9 @@ $(BUILD)/bench/gpu_%: $(BUILD)/obj/bench/gpu_%.o $(DEV_OBJ) $(PROG_OBJ) $(LLHTTP
 $(BUILD)/tests/cuda/%: $(BUILD)/obj/tests/cuda/%.o $(DEV_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
+
+# test_cuda_train runs train's LoRA backward pass on both backends.
+$(BUILD)/tests/cuda/test_cuda_train: $(call obj,train/lora_train.c)
 
 # The CPU tests: sanitized build in build/san, then tests/run.sh runs every
 # test program and every tests/test_*.sh against it.

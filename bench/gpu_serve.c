@@ -548,7 +548,7 @@ static int setup(bench *b, const opts *o, err_t *err) {
         printf("device copy: %.1f GB/s (1 GiB cudaMemcpy device to device, read + write counted, median of 20)\n",
                b->rate / 1e9);
     }
-    b->bk = o->cpu ? bk_cpu() : bk_cuda(err);
+    b->bk = bk_open(o->cpu ? "cpu" : "cuda", NULL, err);
     if (!b->bk) return -1;
     model_opts mo = model_opts_default();
     mo.bk = b->bk;

@@ -1,5 +1,5 @@
 // bench/gpu_train: QLoRA training tokens/s and peak device memory of
-// core/lora_train.c + train/optim.c on the CUDA backend, on a big random
+// train/lora_train.c + train/optim.c on the CUDA backend, on a big random
 // bnb-4bit model (bench/gen_model): the same forward, loss, backward and
 // AdamW step `train --device cuda` runs, without the data pipeline.
 //
@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    const bk_ops *bk = o.cpu ? bk_cpu() : bk_cuda(&err);
+    const bk_ops *bk = bk_open(o.cpu ? "cpu" : "cuda", NULL, &err);
     model *m = NULL;
     int rc = -1;
     if (bk) {

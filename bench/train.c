@@ -1,4 +1,4 @@
-// bench/train: training tokens/s of core/lora_train.c (forward, loss,
+// bench/train: training tokens/s of train/lora_train.c (forward, loss,
 // backward, AdamW) on a random Qwen2-0.5B-shaped model: hidden 896, 24
 // layers, 14 heads, 2 KV heads, intermediate 4864, vocab 151936, tied
 // embeddings, q/k/v bias; LoRA rank 16 on all 7 projections.
@@ -21,7 +21,7 @@
 
 #include "backend.h"
 #include "config.h"
-#include "lora_train.h"
+#include "../train/lora_train.h"
 #include "model.h"
 #include "safetensors.h"
 #include "util.h"

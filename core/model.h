@@ -110,7 +110,7 @@ typedef struct model_batch {
 int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, err_t *err);
 
 // Read-only views of the weights, for the training forward and backward
-// (core/lora_train.c), which runs the same layers over its own
+// (train/lora_train.c), which runs the same layers over its own
 // activations. Borrowed from m: valid until model_free.
 typedef struct model_view {
     const bk_ops *bk;

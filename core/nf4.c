@@ -199,13 +199,6 @@ void nf4_free(nf4_tensor *t) {
 
 // ---- dequantize and matvec ---------------------------------------------------
 
-float nf4_absmax(const nf4_tensor *t, int64_t b) {
-    if (!t->nested) return t->absmax[b];
-    // Two roundings, as bnb: dequantize_blockwise, then += offset.
-    float scaled = t->dyn[t->absmax_q[b]] * t->nested_absmax[b / NF4_NESTED_BLOCK];
-    return scaled + t->offset;
-}
-
 // Flat elements [begin, end) -> out (end - begin floats), one absmax decode
 // per block touched.
 static void dequant_range(const nf4_tensor *t, int64_t begin, int64_t end, float *out) {

@@ -32,10 +32,8 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "nf4_tensor.h"
 #include "safetensors.h"
-
-#define NF4_BLOCK 64          // weights per absmax
-#define NF4_NESTED_BLOCK 256  // absmax values per nested absmax
 
 // The 16 NF4 values (bitsandbytes' get_4bit_type("nf4"), float32).
 extern const float nf4_codebook[16];
@@ -47,28 +45,8 @@ extern const float nf4_codebook[16];
 // table in the last bit. Loading always uses the map stored in the file.
 void nf4_dynamic_map(float map[256]);
 
-// A quantized 2-D weight W (rows x cols). Pointers are either into `owned`
-// (one allocation made by nf4_quantize / nf4_from_bnb) or borrowed from an
-// mmap'd safetensors set (nf4_from_bnb borrows the packed bytes and the
-// 8-bit absmax codes: keep that set open until nf4_free).
-typedef struct nf4_tensor {
-    int64_t rows, cols;
-    int64_t numel;             // rows * cols, a multiple of NF4_BLOCK
-    int64_t nblocks;           // numel / NF4_BLOCK
-    const uint8_t *packed;     // numel / 2 bytes, two codes per byte (high nibble first)
-    float code[16];            // code value per 4-bit index (the file's quant_map)
-    sft_dtype dtype;           // dtype of the original weight (SFT_BF16, SFT_F16 or SFT_F32)
-
-    int nested;                // 0: absmax is f32; 1: double-quantized
-    const float *absmax;       // nested == 0: nblocks floats
-    const uint8_t *absmax_q;   // nested == 1: nblocks codes into dyn
-    const float *nested_absmax;// nested == 1: nnested floats
-    int64_t nnested;           // ceil(nblocks / NF4_NESTED_BLOCK)
-    float offset;              // nested == 1: mean of the original absmax
-    float dyn[256];            // nested == 1: the 8-bit map (the file's nested_quant_map)
-
-    void *owned;               // freed by nf4_free; NULL when nothing is owned
-} nf4_tensor;
+// nf4_tensor (the struct the kernels read), NF4_BLOCK, nf4_absmax and
+// nf4_code_at are in kernels/nf4_tensor.h.
 
 // Quantizes w (rows x cols floats, row-major; bf16 weights converted by the
 // caller with util_bf16_to_f32) into *out, with double quantization when
@@ -80,15 +58,6 @@ int nf4_quantize(const float *w, int64_t rows, int64_t cols, int double_quant, n
 
 // Releases what *t owns and zeroes it. Safe on a zeroed struct.
 void nf4_free(nf4_tensor *t);
-
-// The decoded absmax of block b (0 <= b < nblocks).
-float nf4_absmax(const nf4_tensor *t, int64_t b);
-
-// The 4-bit code of flat element i.
-static inline int nf4_code_at(const nf4_tensor *t, int64_t i) {
-    uint8_t byte = t->packed[i >> 1];
-    return (i & 1) ? (byte & 0x0f) : (byte >> 4);
-}
 
 // W (rows x cols) -> out (rows x cols floats).
 void nf4_dequantize(const nf4_tensor *t, float *out);

@@ -175,51 +175,7 @@ void util_buf_put(util_buf *b, const char *s, size_t n) {
 
 void util_buf_puts(util_buf *b, const char *s) { util_buf_put(b, s, strlen(s)); }
 
-uint16_t util_f32_to_bf16(float f) {
-    union { uint32_t u; float f; } v = { .f = f };
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); // quiet NaN
-    uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
-    return (uint16_t)((v.u + rounding) >> 16);
-}
-
-float util_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t man = h & 0x3ffu;
-    union { uint32_t u; float f; } v;
-    if (exp == 0) {
-        // zero or subnormal: value = man * 2^-24
-        float m = (float)man * 5.9604644775390625e-8f;
-        return sign ? -m : m;
-    }
-    if (exp == 31) v.u = sign | 0x7f800000u | (man << 13);
-    else v.u = sign | ((exp + 112u) << 23) | (man << 13);
-    return v.f;
-}
-
-uint16_t util_f32_to_f16(float f) {
-    union { uint32_t u; float f; } v = { .f = f };
-    uint32_t sign = (v.u >> 16) & 0x8000u;
-    uint32_t a = v.u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);          // NaN
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);         // overflow -> inf
-    if (a < 0x38800000u) {                                           // subnormal or zero
-        float m = fabsf(f) * 16777216.0f;                            // in units of 2^-24
-        return (uint16_t)(sign | (uint32_t)nearbyintf(m));
-    }
-    uint32_t rounding = 0xfffu + ((a >> 13) & 1u);
-    a += rounding;
-    return (uint16_t)(sign | ((a - 0x38000000u) >> 13));
-}
-
 #define GOLDEN 0x9e3779b97f4a7c15ull
-
-uint64_t util_splitmix64(uint64_t x) {
-    uint64_t z = x + GOLDEN;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 // The first four outputs of a splitmix64 generator started at seed.
 void util_rng_seed(util_rng *r, uint64_t seed) {

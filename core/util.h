@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "numeric.h"
 
 // Reads a whole file into a new NUL-terminated buffer; *len (if not NULL)
 // gets its length without the NUL. Returns NULL and fills err on failure.
@@ -48,14 +49,13 @@ typedef struct util_buf {
 void util_buf_put(util_buf *b, const char *s, size_t n);
 void util_buf_puts(util_buf *b, const char *s);
 
-// bf16 / f16 <-> f32. bf16 is rounded to nearest even, as torch does.
-static inline float util_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
-    return v.f;
-}
-uint16_t util_f32_to_bf16(float f);
-float util_f16_to_f32(uint16_t h);
-uint16_t util_f32_to_f16(float f);
+// bf16 / f16 <-> f32 under their util_ names: the one copy is in
+// kernels/numeric.h (the kernels read bf16 too). bf16 is rounded to nearest
+// even, as torch does.
+static inline float util_bf16_to_f32(uint16_t h) { return num_bf16_to_f32(h); }
+static inline uint16_t util_f32_to_bf16(float f) { return num_f32_to_bf16(f); }
+static inline float util_f16_to_f32(uint16_t h) { return num_f16_to_f32(h); }
+static inline uint16_t util_f32_to_f16(float f) { return num_f32_to_f16(f); }
 
 // Deterministic random numbers (splitmix64 seeding a xoshiro256**), so that
 // generated models and adapters are identical on every machine.
@@ -72,7 +72,7 @@ double util_rng_normal(util_rng *r);
 // splitmix64's output function on x + the golden-ratio increment: a cheap,
 // well-mixed 64-bit hash of x (hash tables, per-step seeds). Successive
 // splitmix64 outputs from a state s are util_splitmix64(s + k * 0x9e3779b97f4a7c15).
-uint64_t util_splitmix64(uint64_t x);
+static inline uint64_t util_splitmix64(uint64_t x) { return num_splitmix64(x); }
 
 // "[a, b, ...]": a tensor's shape for error messages, into buf[0..n).
 void util_shape_str(char *buf, size_t n, int ndim, const int64_t *shape);

@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 #include "err.h"
-#include "nf4.h"
+#include "nf4_tensor.h"
+#include "numeric.h"
 
 // The largest head_dim the attention ops accept (every model in use has
 // 64..256).
@@ -30,7 +31,7 @@
 typedef enum bk_wtype {
     BK_W_F32,  // dense float
     BK_W_BF16, // dense bf16 (uint16_t), converted to f32 a row tile at a time
-    BK_W_NF4,  // bitsandbytes NF4 (nf4.h), dequantized a row tile at a time
+    BK_W_NF4,  // bitsandbytes NF4 (nf4_tensor.h), dequantized a row tile at a time
 } bk_wtype;
 
 // A weight matrix W (rows = OC, cols = C), row-major, in backend memory.
@@ -94,10 +95,7 @@ static inline
 __host__ __device__
 #endif
 int bk_dropout_keep(const bk_dropout *d, uint64_t i) {
-    uint64_t z = d->key + (i + 1) * 0x9E3779B97F4A7C15ull; // splitmix64 of key + i
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    uint64_t z = num_splitmix64(d->key + i * 0x9E3779B97F4A7C15ull); // output i of splitmix64 seeded with key
     return (float)(z >> 40) * 0x1p-24f >= d->p;
 }
 
@@ -230,6 +228,26 @@ typedef struct bk_ops {
     // sum(x^2) in double, the same value for any thread count (host result).
     double (*sumsq)(const float *x, int64_t n);
 } bk_ops;
+
+// ---- choosing a backend ------------------------------------------------------
+
+// What bk_open is asked for besides the device.
+typedef struct bk_open_opts {
+    int threads; // CPU threads (bk_cpu_set_threads) when > 0; 0 leaves the pool as it is
+} bk_open_opts;
+
+// The backend `device` names: "cpu" (or NULL) the CPU backend, "cuda" the
+// CUDA backend on the current GPU (kernels/cuda/cu_backend.h). The CPU pool
+// is sized first whatever the device (o may be NULL). Returns the backend's
+// process-wide table (not freed; the CPU pool ends with bk_cpu_shutdown), or
+// NULL + err naming the device: not cpu or cuda, "cuda" in a build without
+// the CUDA backend (CUDA=0, or no nvcc), or no usable GPU.
+// Defined in kernels/backend.c, linked with the CUDA objects (Makefile DEV_OBJ).
+const bk_ops *bk_open(const char *device, const bk_open_opts *o, err_t *err);
+
+// 1 when this build has the CUDA backend, so a command line can reject
+// --device cuda before loading anything; 0 otherwise.
+int bk_has_cuda(void);
 
 // The CPU backend (kernels/cpu). Threaded with a process-wide pool; see
 // kernels/cpu/pool.h for sizing it (bk_cpu_set_threads).

@@ -1,4 +1,4 @@
-// generate: load, render, tokenize, then core/engine's generation loop with
+// generate: load, render, tokenize, then serve/engine's generation loop with
 // the text streamed through tok_stream.
 #include "generate.h"
 
@@ -12,9 +12,6 @@
 #include "opts.h"
 #include "sampler.h"
 #include "tokenizer.h"
-#ifdef TESSERA_CUDA
-#include "cuda/cu_backend.h"
-#endif
 #include "util.h"
 
 #define KV_BLOCK 16
@@ -210,27 +207,9 @@ done:
     return rc;
 }
 
-const bk_ops *generate_backend(const char *device, err_t *err) {
-    if (!device || strcmp(device, "cpu") == 0) return bk_cpu();
-    if (strcmp(device, "cuda") != 0) {
-        err_set(err, "--device %s: expected cpu or cuda", device);
-        return NULL;
-    }
-#ifdef TESSERA_CUDA
-    const bk_ops *bk = bk_cuda(err);
-    if (!bk) err_wrap(err, "--device cuda");
-    return bk;
-#else
-    err_set(err, "--device cuda: this build has no CUDA backend (nvcc was not found, or CUDA=0; rebuild with "
-                 "make CUDA=1 on a machine with the CUDA toolkit)");
-    return NULL;
-#endif
-}
-
 int generate_run(const generate_opts *o, err_t *err) {
-    if (o->threads > 0) bk_cpu_set_threads(o->threads);
     model_opts mo = model_opts_default();
-    if (!(mo.bk = generate_backend(o->device, err))) return -1;
+    if (!(mo.bk = bk_open(o->device, &(bk_open_opts){.threads = o->threads}, err))) return -1;
     mo.quant = o->quant;
     mo.max_slots = 1;
     model *m = model_load(o->model, &mo, err);

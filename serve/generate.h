@@ -51,11 +51,6 @@ typedef struct generate_opts {
     int stats;
 } generate_opts;
 
-// The backend named by --device: "cpu", or "cuda" (the GPU the CUDA
-// backend sets up: an error when this build has no CUDA or no device is
-// usable). NULL + err naming the flag and the reason.
-const bk_ops *generate_backend(const char *device, err_t *err);
-
 generate_opts generate_opts_default(void);
 
 // Parses the options above from argv[1..argc) into o (which holds the

@@ -201,9 +201,9 @@ int main(int argc, char **argv) {
     // socket opens, so "listening" means ready to generate.
     model *m = NULL;
     if (!echo_ms && !no_engine) {
-        if (threads > 0) bk_cpu_set_threads(threads);
         if (mo.max_tokens < so.max_batched_tokens) mo.max_tokens = so.max_batched_tokens;
-        if (!(mo.bk = generate_backend(device, &err)) || !(m = model_load(sc.model_dir, &mo, &err))) {
+        bk_open_opts bo = {.threads = threads};
+        if (!(mo.bk = bk_open(device, &bo, &err)) || !(m = model_load(sc.model_dir, &mo, &err))) {
             fprintf(stderr, "error serve: %s\n", err.msg);
             return 1;
         }

@@ -1,4 +1,4 @@
-// test_engine: the one-sequence generation loop (core/engine.c) on the
+// test_engine: the one-sequence generation loop (serve/engine.c) on the
 // oracle models: greedy continuations equal transformers' (with and without
 // an adapter, and with a prompt prefilled in several chunks), stop ids end
 // generation, a seeded sampler repeats itself, the callback can stop it,
@@ -9,7 +9,7 @@
 
 #include "adapter.h"
 #include "check.h"
-#include "engine.h"
+#include "../serve/engine.h"
 #include "model.h"
 #include "safetensors.h"
 

@@ -1,4 +1,4 @@
-// test_grad: the training backward pass (core/lora_train.c) against
+// test_grad: the training backward pass (train/lora_train.c) against
 // finite differences and against the transformers + peft oracle.
 //
 // 1. Oracle: for each of the 4 tiny models x 3 PEFT adapters, the batch of
@@ -25,7 +25,7 @@
 #include "adapter.h"
 #include "backend.h"
 #include "check.h"
-#include "lora_train.h"
+#include "../train/lora_train.h"
 #include "model.h"
 #include "nf4.h"
 #include "safetensors.h"

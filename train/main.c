@@ -26,9 +26,6 @@
 #include "tokenizer.h"
 #include "trainer.h"
 #include "util.h"
-#ifdef TESSERA_CUDA
-#include "cuda/cu_backend.h"
-#endif
 
 #define BAD_LINES_LISTED 50
 
@@ -230,10 +227,8 @@ static void check_args(const train_opts *o) {
     if (o->patience && !o->val && o->val_split == 0)
         bad_usage("--early-stopping-patience: there is no validation data (give --val FILE or --val-split FRACTION)");
     if (o->resume && !util_is_dir(o->resume)) bad_usage("--resume %s: not a folder", o->resume);
-#ifndef TESSERA_CUDA
-    if (strcmp(o->device, "cuda") == 0)
+    if (strcmp(o->device, "cuda") == 0 && !bk_has_cuda())
         bad_usage("--device cuda: this train was built without CUDA (build it where nvcc is installed, make CUDA=1)");
-#endif
     if (o->out) {
         const char *slash = strrchr(o->out, '/');
         const char *name = slash ? slash + 1 : o->out;
@@ -347,23 +342,16 @@ static int pick_template(const train_opts *o, chat_family *fam, char **bos, err_
     return rc;
 }
 
-// The backend --device names: the CPU's, or the CUDA one (NULL after
-// printing why when there is no usable GPU).
+// The backend --device names, with --threads for the CPU pool (NULL after
+// printing why, e.g. no usable GPU).
 static const bk_ops *pick_backend(const train_opts *o) {
-    if (strcmp(o->device, "cpu") == 0) {
-        printf("info train: training on the CPU, %d threads\n", bk_cpu_threads());
-        return bk_cpu();
-    }
-#ifdef TESSERA_CUDA
     err_t e;
-    const bk_ops *bk = bk_cuda(&e);
-    if (!bk) fprintf(stderr, "train: --device cuda: %s\n", e.msg);
+    bk_open_opts bo = {.threads = o->threads};
+    const bk_ops *bk = bk_open(o->device, &bo, &e);
+    if (!bk) fprintf(stderr, "train: %s\n", e.msg);
+    else if (strcmp(o->device, "cpu") == 0) printf("info train: training on the CPU, %d threads\n", bk_cpu_threads());
     else printf("info train: training on CUDA (%s)\n", bk->name);
     return bk;
-#else
-    fprintf(stderr, "train: --device %s: this train was built without CUDA\n", o->device);
-    return NULL;
-#endif
 }
 
 // Loads the model as --quant says onto --device and trains (trainer.h).
@@ -372,7 +360,6 @@ static int train_run(const train_opts *o, const plan *p, data_set *train_set, da
     mo.quant = strcmp(o->quant, "none") == 0 ? MODEL_LOAD_NONE : MODEL_LOAD_NF4;
     mo.max_tokens = 16; // the serving activations; training has its own
     mo.max_slots = 1;
-    if (o->threads) bk_cpu_set_threads(o->threads);
     if (!(mo.bk = pick_backend(o))) return 1;
     fflush(stdout);
     err_t e;

@@ -12,7 +12,7 @@
 #include "cpu_backward.h"
 #include "cpu_ops.h"
 #include "pool.h"
-#include "util.h"
+#include "numeric.h"
 
 #define ROWS_PER_TASK 16
 #define ELEMS_PER_TASK 16384
@@ -263,7 +263,7 @@ static const float *w_segment(const bk_weight *W, int64_t r, int64_t c0, int64_t
             u32x4 u = __builtin_convertvector(v, u32x4) << 16;
             memcpy(out + k, &u, sizeof u);
         }
-        for (; k < n; k++) out[k] = util_bf16_to_f32(h[k]);
+        for (; k < n; k++) out[k] = num_bf16_to_f32(h[k]);
         return out;
     }
     const nf4_tensor *t = &W->nf4;

@@ -123,7 +123,7 @@ void cpu_avx2_tile(const float *x, int64_t T, const float *w, int64_t R, int64_t
 void cpu_avx2_fused_rows(const bk_weight *W, const float *x, float *out, int64_t r0, int64_t r1, int vl);
 
 // Rows [r0, r0 + n) of an NF4 or BF16 weight -> out (n, cols) f32; each
-// value exactly as nf4_dequantize / util_bf16_to_f32 forms it.
+// value exactly as nf4_dequantize / num_bf16_to_f32 forms it.
 void cpu_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out);
 
 void cpu_embed(float *x, const int32_t *tok, int T, const bk_weight *embed);

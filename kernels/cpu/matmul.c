@@ -12,7 +12,7 @@
 
 #include "cpu_ops.h"
 #include "pool.h"
-#include "util.h"
+#include "numeric.h"
 
 #define ROW_TILE 16   // weight rows per task
 #define TOK_CHUNK 64  // tokens per task
@@ -54,7 +54,7 @@ static void bf16_range(const uint16_t *h, int64_t n, float *out) {
         u32x4 w = __builtin_convertvector(v, u32x4) << 16;
         memcpy(out + i, &w, sizeof w);
     }
-    for (; i < n; i++) out[i] = util_bf16_to_f32(h[i]);
+    for (; i < n; i++) out[i] = num_bf16_to_f32(h[i]);
 }
 
 void cpu_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out) {
@@ -91,7 +91,7 @@ static float fuse_bf16(const float *x, const uint16_t *w, int64_t n) {
         hi += cpu_v4_load(x + i + 4) * wh;
     }
     float s = cpu_v8_sum(lo, hi);
-    for (; i < n; i++) s += x[i] * util_bf16_to_f32(w[i]);
+    for (; i < n; i++) s += x[i] * num_bf16_to_f32(w[i]);
     return s;
 }
 

@@ -23,7 +23,7 @@
 // blend on bit 31 picks the half. Where the CPU has AVX-512VL, the fused
 // kernel does the lookup with one 16-entry permute instead (same values).
 #include "cpu_ops.h"
-#include "util.h"
+#include "numeric.h"
 
 #if CPU_HAVE_AVX2
 
@@ -112,7 +112,7 @@ static AVX2 void nf4_range(const nf4_tensor *t, int64_t i, int64_t end, float *o
 static AVX2 void bf16_range(const uint16_t *h, int64_t n, float *out) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, bf16_load8(h + i));
-    for (; i < n; i++) out[i] = util_bf16_to_f32(h[i]);
+    for (; i < n; i++) out[i] = num_bf16_to_f32(h[i]);
 }
 
 void cpu_avx2_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out) {
@@ -303,7 +303,7 @@ static inline AVX2 void bf16_rows4(const float *x, const uint16_t *w, int64_t n,
     }
     float s[4] = {hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)};
     for (; i < n; i++)
-        for (int r = 0; r < 4; r++) s[r] = fma1(x[i], util_bf16_to_f32(w[r * n + i]), s[r]);
+        for (int r = 0; r < 4; r++) s[r] = fma1(x[i], num_bf16_to_f32(w[r * n + i]), s[r]);
     memcpy(out, s, sizeof s);
 }
 
@@ -312,7 +312,7 @@ static inline AVX2 float bf16_row1(const float *x, const uint16_t *w, int64_t n)
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), bf16_load8(w + i), a);
     float s = hsum8(a);
-    for (; i < n; i++) s = fma1(x[i], util_bf16_to_f32(w[i]), s);
+    for (; i < n; i++) s = fma1(x[i], num_bf16_to_f32(w[i]), s);
     return s;
 }
 

@@ -4,7 +4,6 @@
 
 #include "cpu_ops.h"
 #include "pool.h"
-#include "util.h"
 
 #define ROWS_PER_TASK 16
 #define ELEMS_PER_TASK 16384

@@ -9,7 +9,7 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "backend.h" // core's C headers, with C linkage (err_set, nf4_*)
+#include "backend.h" // the C headers below it, with C linkage (err_set, nf4_tensor)
 }
 
 // The backend's stream and cuBLAS handle (bound to that stream).

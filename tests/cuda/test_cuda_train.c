@@ -15,7 +15,7 @@
 //                     terms), which must also repeat bit for bit.
 //    f32 in another summation order lands near 1e-6; a TF32 cuBLAS mode
 //    (~1e-3) or a wrong index (~1) fails.
-// 2. The whole LoRA backward (core/lora_train.c) on the tiny oracle models
+// 2. The whole LoRA backward (train/lora_train.c) on the tiny oracle models
 //    (tests/fixtures/oracle, as tests/test_grad.c uses them; bf16 and NF4
 //    bases; dropout 0 and 0.1; recompute): the CUDA backend vs the CPU
 //    backend, loss within TOL_LOSS and every module's A and B gradient
@@ -32,7 +32,7 @@
 #include "backend.h"
 #include "../check.h"
 #include "cuda/cu_backend.h"
-#include "lora_train.h"
+#include "../../train/lora_train.h"
 #include "model.h"
 #include "nf4.h"
 #include "util.h"
@@ -604,7 +604,7 @@ int main(void) {
     check_sumsq(1000003);
     check_sumsq(30000001);
 
-    printf("core/lora_train on the CUDA backend vs the CPU backend\n");
+    printf("train/lora_train on the CUDA backend vs the CPU backend\n");
     static const char *archs[] = {"llama3", "qwen2", "qwen3", "mistral"};
     for (int a = 0; a < 4; a++) {
         lora_case(archs[a], MODEL_LOAD_NONE, 0.0f, 0);

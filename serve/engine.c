@@ -1,13 +1,8 @@
 #include "engine.h"
 
 #include <stdlib.h>
-#include <time.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "util.h"
 
 // Prompt ids [from, from + n) at their positions; logits of the last one
 // (when want_last) into logits.
@@ -59,9 +54,9 @@ int engine_generate(model *m, kv_cache *kv, const int32_t *prompt, int n_prompt,
         sampler_state_prompt(ss, prompt, n_prompt, err) < 0)
         goto done;
 
-    double t0 = now_s();
+    double t0 = util_now_s();
     if (prefill(m, kv, seq, o->slot, prompt, n_prompt, logits, err) < 0) goto done;
-    double t1 = now_s();
+    double t1 = util_now_s();
     s.prefill_s = t1 - t0;
     for (;;) {
         sampler_result r;
@@ -84,7 +79,7 @@ int engine_generate(model *m, kv_cache *kv, const int32_t *prompt, int n_prompt,
         model_batch b = {1, &tok, &pos, &sq, &ad, NULL};
         if (model_forward(m, kv, &b, logits, err) < 0) goto done;
     }
-    s.decode_s = now_s() - t1;
+    s.decode_s = util_now_s() - t1;
     rc = 0;
 done:
     kv_seq_close(kv, seq);

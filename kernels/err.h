@@ -4,6 +4,9 @@
 // `err_t *` as its last argument, fills it with a one-line message naming the
 // thing that failed (file, tensor, field, line) and returns -1 or NULL.
 // Only main() decides how to report it.
+//
+// It sits on the bottom floor (kernels/) because the backends report errors
+// too; every layer above includes it from here.
 #ifndef TESSERA_ERR_H
 #define TESSERA_ERR_H
 

@@ -378,18 +378,11 @@ static int setup(lt_model *t, const lt_seq *seqs, int n, err_t *err) {
 
 // ---- forward ---------------------------------------------------------------------------
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 // Each projection of each layer draws its own mask, as PEFT's one
 // nn.Dropout per LoRA layer does.
 static bk_dropout drop_for(float p, uint64_t key, int l, model_linear lin) {
     bk_dropout d = {p, 0};
-    if (p > 0) d.key = mix64(key ^ mix64((uint64_t)(l * MODEL_LIN_COUNT + lin)));
+    if (p > 0) d.key = util_splitmix64(key ^ util_splitmix64((uint64_t)(l * MODEL_LIN_COUNT + lin)));
     return d;
 }
 
