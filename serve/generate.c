@@ -107,11 +107,12 @@ static int32_t *prompt_ids(const generate_opts *o, const tok *t, size_t *n, err_
     if (o->system) msgs[nm++] = (chat_msg){"system", o->system, NULL};
     msgs[nm++] = (chat_msg){"user", o->prompt, NULL};
     chat_opts co = {.add_generation_prompt = 1, .enable_thinking = -1, .bos_token = bos};
-    char *text = chat_render(fam, msgs, nm, &co, NULL, NULL, err);
+    // As the server does: special tokens from the template's markup only.
+    chat_prompt *p = chat_render_segments(fam, msgs, nm, &co, err);
     free(bos);
-    if (!text) return NULL;
-    int32_t *ids = tok_encode(t, text, strlen(text), 1, n, err);
-    free(text);
+    if (!p) return NULL;
+    int32_t *ids = chat_encode(t, p, n, NULL, err);
+    chat_prompt_free(p);
     return ids;
 }
 

@@ -72,14 +72,15 @@ static int print_prompt(const char *dir, const tok *t, const char *prompt, const
     printf("chat template: %s%s\n", chat_family_name(fam), template_name ? " (by name)" : " (detected)");
     chat_msg msgs[2] = {{"system", "You are a helpful assistant.", NULL}, {"user", prompt, NULL}};
     chat_opts opts = {.add_generation_prompt = 1, .enable_thinking = -1, .bos_token = bos};
-    char *text = chat_render(fam, msgs, 2, &opts, NULL, NULL, err);
+    chat_prompt *p = chat_render_segments(fam, msgs, 2, &opts, err);
     free(bos);
-    if (!text) return -1;
+    if (!p) return -1;
+    const char *text = p->text;
     printf("prompt, rendered:\n%s\n", text);
     size_t n = 0;
-    int32_t *ids = tok_encode(t, text, strlen(text), 1, &n, err);
+    int32_t *ids = chat_encode(t, p, &n, NULL, err); // as the server tokenizes it
     if (!ids) {
-        free(text);
+        chat_prompt_free(p);
         return -1;
     }
     print_ids(ids, n);
@@ -88,7 +89,7 @@ static int print_prompt(const char *dir, const tok *t, const char *prompt, const
     printf("  decode(encode(prompt)) %s the prompt\n", back && strcmp(back, text) == 0 ? "==" : "!=");
     free(back);
     free(ids);
-    free(text);
+    chat_prompt_free(p);
     return 0;
 }
 
