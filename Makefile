@@ -32,7 +32,7 @@ ifneq ($(DEPS_PREFIX),)
   CPPFLAGS += -I$(DEPS_PREFIX)/usr/include
   LDFLAGS  += -L$(DEPS_PREFIX)/usr/lib/x86_64-linux-gnu -Wl,-rpath,$(DEPS_PREFIX)/usr/lib/x86_64-linux-gnu
 endif
-WARN   := -Wall -Wextra -Werror -Wno-unused-parameter
+WARN   := -Wall -Wextra -Werror -Wshadow -Wcast-qual -Wno-unused-parameter
 CFLAGS := -std=c11 -g -pthread -MMD -MP $(WARN)
 ifeq ($(SAN),1)
   CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined

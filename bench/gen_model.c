@@ -142,24 +142,24 @@ static int add_all(sft_writer *wr, const model_config *cfg, util_rng *rng, void 
         int layers = model_weight_per_layer(wk) ? cfg->num_hidden_layers : 1;
         for (int l = 0; l < layers; l++) {
             char name[160];
-            int64_t shape[2];
-            int nd = model_weight_shape(cfg, wk, shape);
+            int64_t dims[2];
+            int nd = model_weight_shape(cfg, wk, dims);
             model_weight_name(wk, l, name, sizeof name);
             int lin = linear_of(wk);
             if (lin >= 0) {
                 int i = l * MODEL_LIN_COUNT + lin;
-                if (random_nf4(rng, shape[0], shape[1], &q[i], err) < 0 ||
+                if (random_nf4(rng, dims[0], dims[1], &q[i], err) < 0 ||
                     nf4_bnb_add(wr, name, &q[i], &meta[i], err) < 0)
                     return err_wrap(err, "tensor %s", name);
                 continue;
             }
             int norm = wk == MODEL_W_NORM || wk == MODEL_W_ATTN_NORM || wk == MODEL_W_MLP_NORM ||
                        wk == MODEL_W_Q_NORM || wk == MODEL_W_K_NORM;
-            int64_t n = nd == 2 ? shape[0] * shape[1] : shape[0];
+            int64_t n = nd == 2 ? dims[0] * dims[1] : dims[0];
             uint16_t *d = random_bf16(rng, n, norm ? 0 : 0.02, 1.0f);
             if (!d) return err_set(err, "tensor %s: out of memory", name);
             keep[(*nk)++] = d;
-            if (sft_writer_add(wr, name, SFT_BF16, nd, shape, d, err) < 0) return -1;
+            if (sft_writer_add(wr, name, SFT_BF16, nd, dims, d, err) < 0) return -1;
         }
     }
     return sft_writer_metadata(wr, "format", "pt", err);

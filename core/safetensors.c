@@ -40,6 +40,7 @@ int sft_dtype_parse(const char *name) {
 typedef struct sft_map {
     char *path;
     const uint8_t *base;
+    void *map;  // base as mmap returned it, for munmap (when mapped)
     size_t len;
     int mapped; // 1: munmap on close; 0: borrowed memory
     cJSON *metadata;
@@ -223,7 +224,7 @@ static int parse_map(sft *s, sft_map *m, err_t *err) {
         t.file = m->path;
         t.data = b <= data_len ? data + b : data; // range checked in check_tiling
         if (!(t.name = strdup(e->string)) || push_tensor(s, &t) != 0) {
-            free((char *)t.name);
+            util_free_const(t.name);
             err_set(err, "%s: out of memory", m->path);
             goto out;
         }
@@ -296,7 +297,7 @@ static int map_file(sft_map *m, err_t *err) {
             close(fd);
             return err_set(err, "%s: mmap failed: %s", m->path, strerror(errno));
         }
-        m->base = p;
+        m->base = m->map = p;
         m->mapped = 1;
     }
     close(fd);
@@ -420,10 +421,10 @@ sft *sft_open_memory(const void *buf, size_t len, const char *name, err_t *err) 
 
 void sft_close(sft *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_tensors; i++) free((char *)s->tensors[i].name);
+    for (int i = 0; i < s->n_tensors; i++) util_free_const(s->tensors[i].name);
     for (int i = 0; i < s->n_maps; i++) {
         sft_map *m = &s->maps[i];
-        if (m->mapped) munmap((void *)m->base, m->len);
+        if (m->mapped) munmap(m->map, m->len);
         cJSON_Delete(m->metadata);
         free(m->path);
     }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "err.h"
 #include "numeric.h"
@@ -17,6 +18,11 @@ char *util_read_file(const char *path, size_t *len, err_t *err);
 // Writes data to path atomically: a temporary file in the same folder,
 // fsync, then rename over path. Readers never see a partial file.
 int util_write_file_atomic(const char *path, const void *data, size_t len, err_t *err);
+
+// Frees memory a struct owns but shows read-only (a const char *name it
+// strdup'ed). The cast goes through uintptr_t on purpose: -Wcast-qual
+// guards every other place where const is cast away.
+static inline void util_free_const(const void *p) { free((void *)(uintptr_t)p); }
 
 // Joins a folder and a name with one '/' into a new string (free with free()).
 char *util_path_join(const char *dir, const char *name);

@@ -105,12 +105,12 @@ static double max_diff(const float *a, const float *b, int64_t n) {
     return d;
 }
 
-// max |ours - ref| / max |ref| over n values (NaN propagates as a failure).
-static double rel_err(const float *ours, const float *ref, int64_t n) {
+// max |ours - want| / max |want| over n values (NaN propagates as a failure).
+static double rel_err(const float *ours, const float *want, int64_t n) {
     double top = 0;
     for (int64_t i = 0; i < n; i++)
-        if (fabs((double)ref[i]) > top) top = fabs((double)ref[i]);
-    double d = max_diff(ours, ref, n);
+        if (fabs((double)want[i]) > top) top = fabs((double)want[i]);
+    double d = max_diff(ours, want, n);
     return top > 0 ? d / top : d;
 }
 

@@ -25,36 +25,36 @@
 // ---------------------------------------------------------------------------
 // Oracle file parsing.
 
-typedef struct ids {
+typedef struct id_list {
     int32_t *v;
     size_t n;
     int given;  // 0 for '-'
-} ids;
+} id_list;
 
-typedef struct bytes {
+typedef struct byte_str {
     char *p;
     size_t n;
     int given;
-} bytes;
+} byte_str;
 
 typedef struct ecase {
     int line;
-    bytes input, roundtrip, dec_skip;
-    ids special, plain, add;
+    byte_str input, roundtrip, dec_skip;
+    id_list special, plain, add;
 } ecase;
 
 typedef struct dcase {
     int line;
-    ids ids;
-    bytes dec, dec_skip;
+    id_list ids;
+    byte_str dec, dec_skip;
 } dcase;
 
 static int hexval(char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static bytes parse_hex(const char *s) {
-    bytes b = {0};
+static byte_str parse_hex(const char *s) {
+    byte_str b = {0};
     if (strcmp(s, "-") == 0) return b;
     size_t n = strlen(s);
     b.p = malloc(n / 2 + 1);
@@ -64,8 +64,8 @@ static bytes parse_hex(const char *s) {
     return b;
 }
 
-static ids parse_ids(const char *s) {
-    ids r = {0};
+static id_list parse_ids(const char *s) {
+    id_list r = {0};
     if (strcmp(s, "-") == 0) return r;
     r.given = 1;
     size_t cap = 1;
@@ -187,12 +187,12 @@ static void print_ids(const tok *t, const int32_t *v, size_t n, size_t from) {
     fprintf(stderr, "%s\n", end < n ? "..." : "");
 }
 
-static int same_ids(const int32_t *a, size_t na, const ids *b) {
+static int same_ids(const int32_t *a, size_t na, const id_list *b) {
     return na == b->n && (na == 0 || memcmp(a, b->v, na * sizeof *a) == 0);
 }
 
 static void report_ids(const tok *t, const char *what, const ecase *c, const int32_t *got, size_t n,
-                       const ids *want) {
+                       const id_list *want) {
     if (shown++ >= MAX_SHOWN) return;
     size_t d = 0;
     while (d < n && d < want->n && got[d] == want->v[d]) d++;
@@ -205,7 +205,7 @@ static void report_ids(const tok *t, const char *what, const ecase *c, const int
     print_ids(t, got, n, from);
 }
 
-static void report_text(const char *what, int line, const char *got, size_t n, const bytes *want) {
+static void report_text(const char *what, int line, const char *got, size_t n, const byte_str *want) {
     if (shown++ >= MAX_SHOWN) return;
     fprintf(stderr, "MISMATCH %s, oracle line %d\n  want ", what, line);
     print_escaped(want->p, want->n, 200);
@@ -268,7 +268,7 @@ static int stream_matches(const tok *t, const int32_t *v, size_t n, int skip) {
 
 static void check_encode(const tok *t, const ecase *c, counts *k) {
     struct {
-        const ids *want;
+        const id_list *want;
         int flags;
         int *count;
         const char *what;
@@ -305,7 +305,7 @@ static void check_encode(const tok *t, const ecase *c, counts *k) {
     }
 }
 
-static void check_decode(const tok *t, const int32_t *v, size_t n, const bytes *want, int skip, int line,
+static void check_decode(const tok *t, const int32_t *v, size_t n, const byte_str *want, int skip, int line,
                          counts *k) {
     if (want->given) {
         size_t dn;
