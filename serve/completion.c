@@ -603,7 +603,8 @@ void completion_handle(completion *s, const http_req *q, http_res *res, const tn
     int rc = kind == API_CHAT ? api_parse_chat(q->body, q->body_len, &j->req, &j->err)
                               : api_parse_completion(q->body, q->body_len, &j->req, &j->err);
     const reg_entry *e = NULL;
-    if (rc == 0 && !access_model(s->env.access, tn, j->req.model, &e)) rc = access_not_found(&j->err, j->req.model, "model");
+    if (rc == 0 && !access_model(s->env.access, tn, j->req.model, &e))
+        rc = access_not_found(&j->err, j->req.model, "model");
     if (rc == 0 && e && s->engine && s->engine->max_lora_rank > 0 && e->rank > s->engine->max_lora_rank)
         rc = api_err_invalid(&j->err, "model",
                              "The adapter '%s' has LoRA rank %d, above this server's --max-lora-rank %d: restart "
