@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -19,6 +20,7 @@ typedef struct lora_req {
     char tenant[64];
     char *name, *path;
     reg_entry *entry; // the validated adapter (worker's result)
+    int finetuned;    // lora_path is fine-tuning's (worker's result): 1 an ft: folder, 2 in the data folder
     err_t err;
     uv_work_t work;
 } lora_req;
@@ -74,11 +76,54 @@ static int name_taken(lora_req *l) {
     return access_model(l->env->access, &admin, l->name, &e);
 }
 
+// ---- fine-tuned folders ------------------------------------------------------------
+
+// 1 if a component of the absolute path real starts with "ft:" (a
+// fine-tuned model's folder, or inside one).
+static int in_ft_folder(const char *real) {
+    for (const char *p = real; (p = strchr(p, '/')) != NULL;)
+        if (ftjob_is_ft_name(++p)) return 1;
+    return 0;
+}
+
+// 1 if the absolute path real is dir (resolved) or inside it.
+static int inside(const char *real, const char *dir) {
+    char *d = dir ? realpath(dir, NULL) : NULL;
+    size_t n = d ? strlen(d) : 0;
+    int in = d && strncmp(real, d, n) == 0 && (real[n] == '\0' || real[n] == '/' || (n == 1 && d[0] == '/'));
+    free(d);
+    return in;
+}
+
+// Why the folder at path belongs to fine-tuning: 0 not at all, 1 an ft:
+// folder, 2 inside the data folder. *id gets the resolved folder's
+// identity (dev 0 when path does not resolve: reg_open then says why).
+static int finetuned_folder(const char *path, const char *data_dir, reg_stamp *id) {
+    memset(id, 0, sizeof *id);
+    char *real = realpath(path, NULL);
+    if (!real) return 0;
+    struct stat sb;
+    if (stat(real, &sb) == 0) *id = (reg_stamp){.dev = sb.st_dev, .ino = sb.st_ino};
+    int why = in_ft_folder(real) ? 1 : inside(real, data_dir) ? 2 : 0;
+    free(real);
+    return why;
+}
+
 // ---- load and unload ------------------------------------------------------------------
 
+// On a worker: the path is checked where it resolves, then opened as the
+// client wrote it (so errors and logs show only that); the folder opened
+// must be the one checked (a symlink switched in between is refused).
 static void lora_load_work(uv_work_t *w) {
     lora_req *l = w->data;
+    reg_stamp id;
+    if ((l->finetuned = finetuned_folder(l->path, l->env->data_dir, &id)) != 0) return;
     l->entry = reg_open(l->name, l->path, l->env->model, &l->err);
+    if (l->entry && (l->entry->dir.dev != id.dev || l->entry->dir.ino != id.ino)) {
+        err_set(&l->err, "%s: the folder changed while it was loading", l->path);
+        reg_entry_unref(l->entry);
+        l->entry = NULL;
+    }
 }
 
 static void lora_load_done(uv_work_t *w, int status) {
@@ -86,7 +131,12 @@ static void lora_load_done(uv_work_t *w, int status) {
     const admin_env *env = l->env;
     api_error e;
     char msg[320];
-    if (status != 0 || !l->entry) {
+    if (status == 0 && l->finetuned) {
+        api_err_set(&e, 403, "permission_error", "lora_path", NULL,
+                    "'lora_path' %s; fine-tuned models are served only to their own tenant, as 'ft:...'.",
+                    l->finetuned == 1 ? "is a fine-tuned model's folder" : "lies in the fine-tuning data folder");
+        reply_error_logged(env->requests, l->q, l->res, &e, l->tenant, NULL);
+    } else if (status != 0 || !l->entry) {
         api_err_set(&e, 400, "invalid_request_error", "lora_path", NULL, "Cannot load adapter '%s': %s", l->name,
                     status != 0 ? "cancelled" : l->err.msg);
         reply_error_logged(env->requests, l->q, l->res, &e, l->tenant, NULL);

@@ -8,6 +8,11 @@
 //        lora_name, where it shadows a folder entry of the same name. 400
 //        when the folder is not a usable adapter or the name is taken (the
 //        base's, or an adapter's); names starting with "ft:" are reserved.
+//        403 when lora_path, resolved (realpath: symlinks do not get
+//        around it), is a fine-tuned model's folder (a path component
+//        starting with "ft:") or lies inside the fine-tuning data folder:
+//        a fine-tuned model is served only to its own tenant, as "ft:...",
+//        and another name would hand it to whoever's globs match.
 //   POST /v1/unload_lora_adapter {"lora_name"}: drops a runtime-loaded
 //        adapter (404 otherwise); requests in flight hold their own
 //        reference and finish on it.
@@ -36,6 +41,7 @@ typedef struct admin_env {
     const model_config *model;  // loaded adapters are validated against it
     reg_set *adapters;          // where a load registers, from where an unload removes
     const access_ctx *access;
+    const char *data_dir;       // --data-dir; NULL = no fine-tuning
 } admin_env;
 
 // Answers POST /v1/load_lora_adapter (load 1) or /v1/unload_lora_adapter

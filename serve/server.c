@@ -31,7 +31,7 @@
 
 struct srv {
     srv_config cfg;
-    char *model_dir, *adapters_dir, *tenants_path, *host;
+    char *model_dir, *adapters_dir, *tenants_path, *host, *data_dir;
     uv_loop_t loop;
     http_server *http;
     model_config model;
@@ -408,7 +408,7 @@ static int open_rooms(srv *s, err_t *err) {
                          .eos = s->eos, .n_eos = s->n_eos};
     if (!(s->gen = completion_open(&ce))) return err_set(err, "out of memory");
     s->admin = (admin_env){.loop = &s->loop, .requests = &s->requests, .model = &s->model, .adapters = s->adapters,
-                           .access = &s->access};
+                           .access = &s->access, .data_dir = s->data_dir};
     return 0;
 }
 
@@ -424,6 +424,7 @@ srv *srv_open(const srv_config *cfg, err_t *err) {
     s->tenants_path = cfg->tenants_path ? strdup(cfg->tenants_path) : NULL;
     s->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
     s->base_id = cfg->served_model_name ? strdup(cfg->served_model_name) : basename_of(cfg->model_dir);
+    s->data_dir = cfg->data_dir ? strdup(cfg->data_dir) : NULL;
     // A write to a client that has gone must fail with EPIPE, not kill the
     // process (libuv leaves SIGPIPE to the application).
     signal(SIGPIPE, SIG_IGN);
@@ -437,7 +438,7 @@ srv *srv_open(const srv_config *cfg, err_t *err) {
     uv_signal_init(&s->loop, &s->sighup);
     s->sigterm.data = s->sigint.data = s->sighup.data = s;
     if (!s->model_dir || !s->host || !s->base_id || (cfg->adapters_dir && !s->adapters_dir) ||
-        (cfg->tenants_path && !s->tenants_path)) {
+        (cfg->tenants_path && !s->tenants_path) || (cfg->data_dir && !s->data_dir)) {
         err_set(err, "out of memory");
         goto fail;
     }
@@ -499,5 +500,6 @@ void srv_free(srv *s) {
     free(s->adapters_dir);
     free(s->tenants_path);
     free(s->host);
+    free(s->data_dir);
     free(s);
 }

@@ -22,7 +22,9 @@
 //                                (validated off the loop; 400 if invalid or
 //                                the name is taken); it shadows a folder of
 //                                the same name and is listed to tenants
-//                                whose globs match (admin.h)
+//                                whose globs match; 403 permission_error
+//                                for a fine-tuned model's folder or one
+//                                inside --data-dir (admin.h)
 //   POST /v1/unload_lora_adapter {"lora_name"}: removes a runtime-loaded
 //                                one (404 otherwise); requests in flight
 //                                finish on it. Both need an admin key (403
