@@ -68,6 +68,7 @@ struct srv {
 };
 
 // ---- auth -----------------------------------------------------------------------------
+
 // Resolves the tenant or fills a 401.
 static const tn_tenant *authenticate(srv *s, const http_req *q, api_error *e) {
     const char *auth = http_req_header(q, "authorization");
@@ -143,6 +144,7 @@ static void on_reject(void *ud, int status, const char *peer, const char *reason
 
 // ---- routing ----------------------------------------------------------------------
 
+// GET /metrics: no key (as vLLM), so scrapers need none; the numbers name
 // no tenant and no adapter.
 static void route_metrics(srv *s, const http_req *q, http_res *res) {
     metrics_engine st;
