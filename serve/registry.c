@@ -256,3 +256,71 @@ lora_adapter *reg_entry_load(const reg_entry *e, const model_config *cfg, err_t 
     }
     return lora_source_build(e->src, cfg, err);
 }
+
+// ---- the server's current set ------------------------------------------------------
+
+struct reg_set {
+    reg_snapshot *folder;
+    reg_entry **runtime; // held references, in the order registered (a removal moves the last into its place)
+    int n_runtime;
+};
+
+reg_set *reg_set_new(void) { return calloc(1, sizeof(reg_set)); }
+
+void reg_set_free(reg_set *s) {
+    if (!s) return;
+    reg_snapshot_free(s->folder);
+    for (int i = 0; i < s->n_runtime; i++) reg_entry_unref(s->runtime[i]);
+    free(s->runtime);
+    free(s);
+}
+
+const reg_snapshot *reg_set_folder(const reg_set *s) { return s->folder; }
+
+void reg_set_replace_folder(reg_set *s, reg_snapshot *snap) {
+    reg_snapshot *old = s->folder;
+    s->folder = snap;
+    reg_snapshot_free(old);
+}
+
+static int runtime_index(const reg_set *s, const char *name) {
+    for (int i = 0; i < s->n_runtime; i++)
+        if (strcmp(s->runtime[i]->name, name) == 0) return i;
+    return -1;
+}
+
+const reg_entry *reg_set_find(const reg_set *s, const char *name) {
+    int i = runtime_index(s, name);
+    return i >= 0 ? s->runtime[i] : reg_find(s->folder, name);
+}
+
+int reg_set_is_runtime(const reg_set *s, const char *name) { return runtime_index(s, name) >= 0; }
+
+int reg_set_add_runtime(reg_set *s, reg_entry *e) {
+    reg_entry **r = realloc(s->runtime, (size_t)(s->n_runtime + 1) * sizeof *r);
+    if (!r) return -1;
+    s->runtime = r;
+    s->runtime[s->n_runtime++] = e;
+    return 0;
+}
+
+int reg_set_remove_runtime(reg_set *s, const char *name) {
+    int i = runtime_index(s, name);
+    if (i < 0) return -1;
+    reg_entry_unref(s->runtime[i]);
+    s->runtime[i] = s->runtime[--s->n_runtime];
+    return 0;
+}
+
+// *pos counts the folder's entries first, then the runtime ones.
+const reg_entry *reg_set_next(const reg_set *s, int *pos) {
+    int nf = s->folder ? s->folder->n : 0;
+    while (*pos < nf) {
+        const reg_entry *e = s->folder->entries[(*pos)++];
+        if (e->ok && runtime_index(s, e->name) < 0) return e;
+    }
+    int i = *pos - nf;
+    if (i >= s->n_runtime) return NULL;
+    (*pos)++;
+    return s->runtime[i];
+}

@@ -20,6 +20,10 @@
 // only reads `prev` (which must stay alive until it returns); snapshots are
 // never modified after creation; reg_entry_ref/unref are thread-safe.
 //
+// The server's current set (reg_set, below) is the folder's latest
+// snapshot plus the adapters registered at runtime (POST
+// /v1/load_lora_adapter); it lives on the loop thread.
+//
 // A good entry holds its folder's files open (a lora_source: the config
 // text and the weights mapped, not converted), so the tensors an engine
 // builds with reg_entry_load when it gives the adapter a slot are the ones
@@ -114,5 +118,45 @@ lora_adapter *reg_entry_load(const reg_entry *e, const model_config *cfg, err_t 
 // flight). ref returns e. unref frees the entry when the last holder drops it.
 reg_entry *reg_entry_ref(const reg_entry *e);
 void reg_entry_unref(reg_entry *e);
+
+// ---- the server's current set of adapters ------------------------------------
+
+// What the server offers: the adapters folder's latest snapshot plus the
+// adapters registered at runtime, which shadow a folder entry of the same
+// name. It holds a reference to each runtime entry; requests that hold
+// their own finish on it after a remove or a new snapshot.
+//
+// Threading: the loop thread only. A scan on a worker may read the
+// snapshot reg_set_folder returns (snapshots are immutable); only
+// reg_set_replace_folder, on the loop thread, swaps it.
+typedef struct reg_set reg_set;
+
+// Returns a new, empty set (free with reg_set_free) or NULL (out of memory).
+reg_set *reg_set_new(void);
+// Drops the set's snapshot and runtime references.
+void reg_set_free(reg_set *s);
+
+// The folder's latest snapshot (NULL before the first). Borrowed.
+const reg_snapshot *reg_set_folder(const reg_set *s);
+// Takes ownership of snap (may be NULL) and frees the previous snapshot.
+void reg_set_replace_folder(reg_set *s, reg_snapshot *snap);
+
+// The good entry named name: a runtime one first, else the folder's; NULL
+// if none. Borrowed: take a reference to keep it longer.
+const reg_entry *reg_set_find(const reg_set *s, const char *name);
+// 1 if name was registered at runtime.
+int reg_set_is_runtime(const reg_set *s, const char *name);
+
+// Registers e at runtime, taking over the caller's reference. Returns 0,
+// or -1 when out of memory (the caller keeps its reference). The caller
+// has checked that the name is free.
+int reg_set_add_runtime(reg_set *s, reg_entry *e);
+// Drops the runtime entry named name. Returns 0, or -1 if there is none.
+int reg_set_remove_runtime(reg_set *s, const char *name);
+
+// Iterates the set: every good entry reg_set_find can return, each once:
+// the folder's (by name) that no runtime entry shadows, then the runtime
+// ones. Start with *pos = 0; returns NULL at the end. Borrowed.
+const reg_entry *reg_set_next(const reg_set *s, int *pos);
 
 #endif

@@ -1,5 +1,6 @@
 // reply: how every API answer leaves the server. The routes of server.c,
-// files.c and ftjobs answer through here, so that each request is
+// completion.c, admin.c, files.c and ftjobs answer through here, so that
+// each request is
 //   - answered once: a JSON body, or an error in OpenAI's shape
 //     ({"error": {"message", "type", "param", "code"}}, Retry-After on 429);
 //   - counted once in the requests metric (by route pattern and status);

@@ -1,23 +1,30 @@
 // server: the OpenAI-compatible multi-tenant server: one libuv loop that
-// wires http (transport), api (JSON), tenants (keys), registry (adapters
-// folder, watched) and, through the interface below, a generation engine.
+// wires http (transport), api (JSON), tenants (keys), registry (the
+// current set of adapters), watcher (the adapters folder), access (which
+// model a key may use), completion (generation jobs and streaming), admin
+// (runtime adapters), files and ftjobs (fine-tuning) and, through the
+// interface below, a generation engine.
 //
 // Routes:
 //   GET  /health                 {"status":"ok"}, no key needed
 //   GET  /metrics                Prometheus text (metrics.h), no key needed
 //                                (as vLLM: keep the port off the internet)
-//   GET  /v1/models              the base model (if the tenant may use it)
-//                                and the tenant's adapters
+//   GET  /v1/models              the models the key may use (access.h):
+//                                the base, if the tenant may use it, and
+//                                its adapters
 //   GET  /v1/models/{id}         one of those, else 404 model_not_found
 //   POST /v1/chat/completions    validated, templated, tokenized, checked
 //   POST /v1/completions         against the context, then handed to the
-//                                engine (503 when none is plugged in)
+//                                engine (503 when none is plugged in);
+//                                completion.h
 //   POST /v1/load_lora_adapter   vLLM's: {"lora_name","lora_path"} registers
 //                                an adapter folder from any server path
 //                                (validated off the loop; 400 if invalid or
 //                                the name is taken); it shadows a folder of
 //                                the same name and is listed to tenants
-//                                whose globs match
+//                                whose globs match; 403 permission_error
+//                                for a fine-tuned model's folder or one
+//                                inside --data-dir (admin.h)
 //   POST /v1/unload_lora_adapter {"lora_name"}: removes a runtime-loaded
 //                                one (404 otherwise); requests in flight
 //                                finish on it. Both need an admin key (403
@@ -29,7 +36,7 @@
 //                                are visible to their own tenant only
 //
 // Per request on the loop thread: auth (tenants), body (api), model visible
-// to the tenant (registry). The chat template and tokenizer run on the libuv
+// to the tenant (access). The chat template and tokenizer run on the libuv
 // thread pool; so do adapter-folder scans. Signals: SIGTERM/SIGINT stop the
 // server (srv_run returns 0); SIGHUP reloads the tenants file (a bad file
 // keeps the old table) and rescans the adapters.

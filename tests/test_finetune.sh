@@ -5,7 +5,10 @@
 #   1. tests/http/finetune.mjs: the whole OpenAI SDK flow (upload, create,
 #      poll, serve the trained answers), a bad file, cancel, tenants,
 #      pagination, limits;
-#   2. clients/finetune.mjs, the guide's example, runs against the server;
+#   2. tests/http/ft_admin.mjs: an admin key cannot load a fine-tuned
+#      model's folder (by path, through a symlink, or inside --data-dir)
+#      under another name (403); a plain folder still loads;
+#      clients/finetune.mjs, the guide's example, runs against the server;
 #   3. SIGTERM mid-job: exit 0, the train child killed, the job recorded as
 #      failed (server_shutdown), a queued job still queued (and run after
 #      the next start); a clean ASan log (leaks included) for the server
@@ -82,6 +85,12 @@ PORT=$port ADAPTERS="$tmp/adapters" DATA="$tmp/data" DATASET=clients/support_dem
 [ -f "$tmp/ids.json" ] || { echo "FAIL finetune.mjs wrote no ids"; tail -n 40 "$tmp/serve1.log"; exit 1; }
 model=$(jget "$(cat "$tmp/ids.json")" o.model)
 first_job=$(jget "$(cat "$tmp/ids.json")" o.job)
+
+echo "test_finetune: admin loads of fine-tuned folders ($(date +%T))"
+"$build/tools/mkadapter" --model "$tmp/tiny" --out "$tmp/plain-lora" --rank 4 --alpha 8 --targets q_proj,v_proj \
+    --seed 3 >/dev/null
+PORT=$port ADAPTERS="$tmp/adapters" DATA="$tmp/data" TMP="$tmp" MODEL="$model" PLAIN="$tmp/plain-lora" \
+    node tests/http/ft_admin.mjs || bad "tests/http/ft_admin.mjs"
 
 echo "test_finetune: clients/finetune.mjs ($(date +%T))"
 OPENAI_BASE_URL="http://127.0.0.1:$port/v1" OPENAI_API_KEY=sk-acme N_EPOCHS=2 \

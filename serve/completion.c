@@ -1,0 +1,674 @@
+// completion: generation jobs, from the parsed body to the SSE stream or
+// the final JSON. See completion.h.
+#include "completion.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "reply.h"
+#include "util.h"
+
+typedef struct job job;
+
+struct completion {
+    completion_env env;
+    const srv_engine *engine;  // NULL = none
+    util_rng rng;              // job ids and the seeds clients leave out
+    uint64_t next_req_id;
+    job *jobs;                 // in flight
+    int stopping;
+};
+
+// ---- jobs: state ------------------------------------------------------------------
+
+enum { JOB_TOKENIZING, JOB_GENERATING, JOB_DONE };
+
+typedef struct choice {
+    int index;
+    tok_stream *ts;
+    util_buf text;             // non-streamed: the text so far
+    util_buf held;             // text held back: it may be the start of a stop string
+    api_token_logprob *lps;    // non-streamed logprobs (strings owned)
+    int n_lps, cap_lps;
+    int tokens;                // tokens received
+    int completion_tokens;
+    const char *finish;        // decided finish_reason (a stop string matched), else NULL
+    int cut;                   // a stop string matched: later tokens are ignored
+    int done, error;
+} choice;
+
+typedef struct job_gen {
+    srv_request r;
+    job *job;
+    int first;                 // index of its choice 0 in job->choices
+    int submitted;
+    int32_t *ids;
+    int n_ids;
+} job_gen;
+
+struct job {
+    completion *s;
+    http_res *res;
+    const http_req *q;         // valid until res is finished
+    job *prev, *next;
+    int state;
+    api_request req;
+    char id[48];
+    int64_t created;
+    reg_entry *adapter;        // held reference; NULL = base
+    char tenant[64];
+    uv_work_t work;
+    job_gen *gens;
+    int n_gens;
+    choice *choices;
+    int n_choices, n_done;
+    int64_t prompt_tokens;
+    api_error err;
+    int failed;                // err holds the answer
+    int closed;                // the client is gone
+    int streaming;             // SSE started
+    int holds;                 // > 0 while a loop over the engine may finish choices
+    int replied;
+    int status;                // for the log
+};
+
+static void job_free(job *j) {
+    completion *s = j->s;
+    if (!j->replied) {
+        j->replied = 1;
+        http_res_send(j->res, 499, NULL, "", 0); // the connection is gone: only releases res
+    }
+    if (j->prev) j->prev->next = j->next;
+    else if (s->jobs == j) s->jobs = j->next;
+    if (j->next) j->next->prev = j->prev;
+    for (int i = 0; i < j->n_gens; i++) free(j->gens[i].ids);
+    free(j->gens);
+    for (int i = 0; i < j->n_choices; i++) {
+        choice *c = &j->choices[i];
+        tok_stream_free(c->ts);
+        free(c->text.p);
+        free(c->held.p);
+        for (int k = 0; k < c->n_lps; k++) {
+            free((char *)c->lps[k].token);
+            for (int t = 0; t < c->lps[k].n_top; t++) free((char *)c->lps[k].top[t].token);
+            free((void *)c->lps[k].top);
+        }
+        free(c->lps);
+    }
+    free(j->choices);
+    if (j->adapter) reg_entry_unref(j->adapter);
+    api_request_free(&j->req);
+    free(j);
+}
+
+static void job_log(job *j, int status) {
+    j->status = status;
+    metrics_count_request(j->s->env.requests, reply_endpoint(j->q->path), status);
+    int64_t ct = 0;
+    for (int i = 0; i < j->n_choices; i++) ct += j->choices[i].completion_tokens;
+    log_line("info", "http", "request method=%s path=%s status=%d peer=%s conn=%llu tenant=%s model=%s "
+          "prompt_tokens=%lld completion_tokens=%lld stream=%d", j->q->method, j->q->path, status, j->q->peer,
+          (unsigned long long)j->q->conn_id, j->tenant, j->req.model, (long long)j->prompt_tokens, (long long)ct,
+          j->req.stream);
+}
+
+static void job_reply_error(job *j) {
+    job_log(j, j->err.status);
+    j->replied = 1;
+    reply_error(j->res, &j->err);
+}
+
+// ---- jobs: the stream of text ---------------------------------------------------------
+
+// The decoded text of one token id (a new string; U+FFFD for a partial character).
+static char *token_text(const completion_env *s, int32_t id, size_t *len) {
+    char *t = tok_decode(s->tok, &id, 1, 0, len);
+    if (!t) {
+        *len = 0;
+        return strdup("");
+    }
+    return t;
+}
+
+// Builds the logprob entry of a sampled token (strings owned by the entry).
+static int make_logprob(const completion_env *s, const sampler_result *r, api_token_logprob *out) {
+    memset(out, 0, sizeof *out);
+    out->token = token_text(s, r->token, &out->len);
+    out->logprob = r->logprob;
+    if (r->n_top > 0) {
+        api_top_logprob *top = calloc((size_t)r->n_top, sizeof *top);
+        if (!top) return -1;
+        for (int k = 0; k < r->n_top; k++) {
+            top[k].token = token_text(s, r->top[k].token, &top[k].len);
+            top[k].logprob = r->top[k].logprob;
+        }
+        out->top = top;
+        out->n_top = r->n_top;
+    }
+    return out->token ? 0 : -1;
+}
+
+static void free_logprob(api_token_logprob *lp) {
+    free((char *)lp->token);
+    for (int t = 0; t < lp->n_top; t++) free((char *)lp->top[t].token);
+    free((void *)lp->top);
+}
+
+// Sends one SSE event with a built JSON text.
+static void sse_send(job *j, char *json) {
+    if (json) http_res_sse_data(j->res, json, strlen(json));
+    free(json);
+}
+
+// Text (and the logprob of the token that produced it) ready for the client.
+static void choice_emit(job *j, choice *c, const char *p, size_t n, api_token_logprob *lp) {
+    const api_request *q = &j->req;
+    if (j->streaming) {
+        if (n == 0 && !lp) return;
+        char *json = q->kind == API_CHAT
+                         ? api_chat_chunk_json(j->id, j->created, q->model, c->index, 0, p, n, NULL, lp, lp ? 1 : 0,
+                                               q->include_usage)
+                         : api_completion_chunk_json(j->id, j->created, q->model, c->index, p, n, NULL, lp,
+                                                     lp ? 1 : 0, q->include_usage);
+        sse_send(j, json);
+        if (lp) free_logprob(lp);
+        return;
+    }
+    util_buf_put(&c->text, p, n);
+    if (c->text.oom) c->error = 1;
+    if (lp) {
+        if (c->n_lps == c->cap_lps) {
+            int cap = c->cap_lps ? c->cap_lps * 2 : 64;
+            api_token_logprob *t = realloc(c->lps, (size_t)cap * sizeof *t);
+            if (!t) {
+                free_logprob(lp);
+                c->error = 1;
+                return;
+            }
+            c->lps = t;
+            c->cap_lps = cap;
+        }
+        c->lps[c->n_lps++] = *lp;
+    }
+}
+
+static void job_cancel_choice(job *j, int ci);
+
+// Passes new text through the stop strings: text that might be the start
+// of a stop string is held back; a complete one ends the choice there
+// (finish_reason "stop", the stop string itself is not returned).
+static void choice_text(job *j, choice *c, const char *p, size_t n, api_token_logprob *lp) {
+    util_buf *h = &c->held;
+    util_buf_put(h, p, n);
+    if (h->oom) {
+        c->error = 1;
+        if (lp) free_logprob(lp);
+        return;
+    }
+    const api_request *q = &j->req;
+    size_t cut = h->len;
+    int found = 0;
+    for (int i = 0; i < q->n_stop; i++) {
+        const char *m = h->len ? memmem(h->p, h->len, q->stop[i], strlen(q->stop[i])) : NULL;
+        if (m && (size_t)(m - h->p) < cut) {
+            cut = (size_t)(m - h->p);
+            found = 1;
+        }
+    }
+    size_t keep = 0;
+    if (!found) {
+        // The longest tail of held that is a proper prefix of a stop string.
+        for (int i = 0; i < q->n_stop; i++) {
+            size_t sl = strlen(q->stop[i]);
+            for (size_t k = sl - 1; k > keep; k--)
+                if (k <= h->len && memcmp(h->p + h->len - k, q->stop[i], k) == 0) {
+                    keep = k;
+                    break;
+                }
+        }
+        cut = h->len - keep;
+    }
+    choice_emit(j, c, h->p ? h->p : "", cut, lp);
+    if (found) {
+        h->len = 0;
+        c->cut = 1;
+        c->finish = "stop";
+        if (!c->done) job_cancel_choice(j, (int)(c - j->choices));
+    } else if (cut) {
+        memmove(h->p, h->p + cut, keep);
+        h->len = keep;
+    }
+}
+
+// ---- jobs: completion --------------------------------------------------------------
+
+static const char *finish_name(srv_finish r) {
+    return r == SRV_FINISH_LENGTH ? "length" : "stop";
+}
+
+static void job_respond(job *j) {
+    const api_request *q = &j->req;
+    api_usage usage = {.prompt_tokens = j->prompt_tokens};
+    int error = 0;
+    for (int i = 0; i < j->n_choices; i++) {
+        usage.completion_tokens += j->choices[i].completion_tokens;
+        error |= j->choices[i].error;
+    }
+    if (j->streaming) {
+        if (error) {
+            api_error e;
+            api_err_set(&e, 500, "server_error", NULL, NULL, "the generation engine failed on this request");
+            sse_send(j, api_error_json(&e));
+        } else if (q->include_usage) {
+            sse_send(j, q->kind == API_CHAT ? api_chat_usage_chunk_json(j->id, j->created, q->model, &usage)
+                                            : api_completion_usage_chunk_json(j->id, j->created, q->model, &usage));
+        }
+        http_res_sse_data(j->res, "[DONE]", 6);
+        job_log(j, 200);
+        j->replied = 1;
+        http_res_sse_end(j->res);
+        return;
+    }
+    if (error) {
+        api_err_set(&j->err, 500, "server_error", NULL, NULL, "the generation engine failed on this request");
+        job_reply_error(j);
+        return;
+    }
+    api_choice *ch = calloc(j->n_choices > 0 ? (size_t)j->n_choices : 1, sizeof *ch);
+    if (!ch) {
+        j->replied = 1;
+        reply_json(j->res, 500, NULL);
+        return;
+    }
+    for (int i = 0; i < j->n_choices; i++) {
+        choice *c = &j->choices[i];
+        ch[i] = (api_choice){.index = c->index, .text = c->text.p ? c->text.p : "", .len = c->text.len,
+                             .finish_reason = c->finish, .logprobs = q->logprobs ? c->lps : NULL,
+                             .n_logprobs = c->n_lps};
+        static const api_token_logprob none;
+        if (q->logprobs && !c->lps) ch[i].logprobs = &none; // an empty list, not null
+    }
+    char *json = q->kind == API_CHAT ? api_chat_completion_json(j->id, j->created, q->model, ch, j->n_choices, &usage)
+                                     : api_text_completion_json(j->id, j->created, q->model, ch, j->n_choices, &usage);
+    free(ch);
+    job_log(j, 200);
+    j->replied = 1;
+    reply_json(j->res, 200, json);
+}
+
+// Frees the job once every choice is finished and nobody is inside a loop
+// over it; answers the client first if it is still there.
+static void job_maybe_done(job *j) {
+    if (j->holds > 0 || j->n_done < j->n_choices || j->state == JOB_DONE) return;
+    j->state = JOB_DONE;
+    if (!j->closed && !j->replied) {
+        if (j->failed) job_reply_error(j);
+        else job_respond(j);
+    }
+    job_free(j);
+}
+
+// ---- jobs: the engine's sink ----------------------------------------------------
+
+static void choice_token(job *j, job_gen *g, choice *c, const sampler_result *r) {
+    if (c->done || c->cut || j->closed || c->tokens >= g->r.max_tokens) return;
+    if (r->finish == SAMPLER_FINISH_STOP) return; // EOS: counted by on_finish, never shown
+    c->tokens++;
+    api_token_logprob lp, *lpp = NULL;
+    if (j->req.logprobs) {
+        if (make_logprob(&j->s->env, r, &lp) == 0) lpp = &lp;
+        else free_logprob(&lp);
+    }
+    size_t n = 0;
+    const char *text = tok_stream_push(c->ts, r->token, &n);
+    if (!text) {
+        c->error = 1;
+        if (lpp) free_logprob(lpp);
+        return;
+    }
+    choice_text(j, c, text, n, lpp);
+}
+
+// The sink callbacks hold the job while they work: a stop string may make
+// them cancel, and the engine may finish the choice inside that call.
+static void sink_token(void *ctx, int index, const sampler_result *r) {
+    job_gen *g = ctx;
+    job *j = g->job;
+    if (index < 0 || index >= g->r.n) return;
+    j->holds++;
+    choice_token(j, g, &j->choices[g->first + index], r);
+    j->holds--;
+    job_maybe_done(j);
+}
+
+static void sink_finish(void *ctx, int index, srv_finish reason, int completion_tokens) {
+    job_gen *g = ctx;
+    job *j = g->job;
+    if (index < 0 || index >= g->r.n) return;
+    choice *c = &j->choices[g->first + index];
+    if (c->done) return;
+    c->done = 1;
+    j->n_done++;
+    j->holds++;
+    c->completion_tokens = c->cut ? c->tokens : completion_tokens;
+    if (reason == SRV_FINISH_ERROR && !c->cut) c->error = 1;
+    if (!j->closed && !c->error) {
+        if (!c->cut) {
+            size_t n = 0;
+            const char *rest = tok_stream_flush(c->ts, &n);
+            if (rest) choice_text(j, c, rest, n, NULL);
+        }
+        if (!c->cut && c->held.len) { // no stop string came: the held text is text
+            choice_emit(j, c, c->held.p, c->held.len, NULL);
+            c->held.len = 0;
+        }
+        if (!c->finish) c->finish = finish_name(reason);
+        if (j->streaming) {
+            const api_request *q = &j->req;
+            sse_send(j, q->kind == API_CHAT ? api_chat_chunk_json(j->id, j->created, q->model, c->index, 0, NULL, 0,
+                                                                  c->finish, NULL, 0, q->include_usage)
+                                            : api_completion_chunk_json(j->id, j->created, q->model, c->index, "", 0,
+                                                                        c->finish, NULL, 0, q->include_usage));
+        }
+    }
+    j->holds--;
+    job_maybe_done(j);
+}
+
+// Called from the sink only (which holds the job).
+static void job_cancel_choice(job *j, int ci) {
+    completion *s = j->s;
+    for (int i = 0; i < j->n_gens; i++) {
+        job_gen *g = &j->gens[i];
+        if (ci >= g->first && ci < g->first + g->r.n && g->submitted && s->engine)
+            s->engine->cancel(s->engine->ctx, &g->r, ci - g->first);
+    }
+}
+
+// The client went away: cancel whatever the engine still does for the job.
+static void job_on_close(http_res *res, void *ud) {
+    job *j = ud;
+    completion *s = j->s;
+    j->closed = 1;
+    if (j->state != JOB_GENERATING) return; // a tokenizing job is dropped when its work returns
+    log_line("info", "http", "client gone, cancelling request id=%s conn=%llu", j->id, (unsigned long long)j->q->conn_id);
+    j->holds++;
+    for (int i = 0; i < j->n_gens; i++)
+        if (j->gens[i].submitted && s->engine) s->engine->cancel(s->engine->ctx, &j->gens[i].r, -1);
+    j->holds--;
+    job_maybe_done(j);
+}
+
+// ---- jobs: tokenizing (thread pool) ------------------------------------------------
+
+// Renders and tokenizes every prompt. Runs on a worker: reads only
+// immutable server state (tokenizer, template) and the job.
+static void job_tokenize(uv_work_t *w) {
+    job *j = w->data;
+    const completion_env *s = &j->s->env;
+    const api_request *q = &j->req;
+    err_t err = {{0}};
+    for (int i = 0; i < j->n_gens; i++) {
+        job_gen *g = &j->gens[i];
+        size_t n = 0;
+        int32_t *ids = NULL;
+        if (q->kind == API_CHAT) {
+            chat_msg *msgs = calloc((size_t)q->n_messages, sizeof *msgs);
+            if (!msgs) goto oom;
+            for (int m = 0; m < q->n_messages; m++)
+                msgs[m] = (chat_msg){api_role_name(q->messages[m].role), q->messages[m].content, NULL};
+            chat_opts opts = {.add_generation_prompt = 1, .enable_thinking = q->enable_thinking, .bos_token = s->bos};
+            chat_prompt *prompt = chat_render_segments(s->family, msgs, q->n_messages, &opts, &err);
+            free(msgs);
+            if (!prompt) {
+                api_err_invalid(&j->err, "messages", "%s", err.msg);
+                j->failed = 1;
+                return;
+            }
+            // Special tokens come from the template's markup only: message
+            // content is plain text, so a user who types "<|im_end|>" gets
+            // that text, not the control token (as OpenAI's API does).
+            ids = chat_encode(s->tok, prompt, &n, NULL, &err);
+            chat_prompt_free(prompt);
+        } else if (q->prompts[i].ids) {
+            n = (size_t)q->prompts[i].n_ids;
+            ids = malloc((n ? n : 1) * sizeof *ids);
+            if (ids && n) memcpy(ids, q->prompts[i].ids, n * sizeof *ids);
+        } else {
+            ids = tok_encode_ex(s->tok, q->prompts[i].text, strlen(q->prompts[i].text),
+                                TOK_PARSE_SPECIAL | TOK_ADD_SPECIAL, &n, &err);
+        }
+        if (!ids) goto oom;
+        g->ids = ids;
+        g->n_ids = (int)n;
+    }
+    return;
+oom:
+    api_err_set(&j->err, 500, "server_error", NULL, NULL, "tokenizing failed: %s", err.msg[0] ? err.msg : "out of memory");
+    j->failed = 1;
+}
+
+// Context-length check of one prompt; fills j->err.
+static int check_context(job *j, job_gen *g, int64_t *max_tokens) {
+    const completion_env *s = &j->s->env;
+    int64_t ctx = s->model->max_position_embeddings;
+    const char *param = j->req.kind == API_CHAT ? "messages" : "prompt";
+    if (g->n_ids == 0) {
+        api_err_invalid(&j->err, param, "Invalid '%s': the prompt is empty after tokenization.", param);
+        return -1;
+    }
+    int64_t want = j->req.max_tokens >= 0 ? j->req.max_tokens : ctx - g->n_ids;
+    if (want < 1 || g->n_ids + want > ctx) {
+        api_err_set(&j->err, 400, "invalid_request_error", param, "context_length_exceeded",
+                    "This model's maximum context length is %lld tokens. However, you requested %lld tokens (%d in "
+                    "the %s, %lld in the completion). Please reduce the length of the %s or completion.",
+                    (long long)ctx, (long long)(g->n_ids + (want > 0 ? want : 1)), g->n_ids,
+                    j->req.kind == API_CHAT ? "messages" : "prompt", (long long)(want > 0 ? want : 1),
+                    j->req.kind == API_CHAT ? "messages" : "prompt");
+        return -1;
+    }
+    *max_tokens = want;
+    return 0;
+}
+
+// Submits every prompt to the engine and, for a stream, starts it.
+static void job_generate(job *j) {
+    completion *s = j->s;
+    if (!s->engine) {
+        api_err_set(&j->err, 503, "server_error", NULL, NULL, "generation engine not available in this build");
+        j->failed = 1;
+        return;
+    }
+    const api_request *q = &j->req;
+    sampler_params sp = api_sampler_params(q);
+    sp.stop_ids = s->env.eos;
+    sp.n_stop_ids = s->env.n_eos;
+    sp.seed = q->has_seed ? q->seed : util_rng_next(&s->rng);
+    err_t err = {{0}};
+    if (sampler_params_check(&sp, s->env.model->vocab_size, &err) != 0) {
+        api_err_invalid(&j->err, NULL, "%s", err.msg);
+        j->failed = 1;
+        return;
+    }
+    for (int i = 0; i < j->n_gens; i++) j->gens[i].r.sampling = sp;
+    j->state = JOB_GENERATING;
+    j->holds++;
+    for (int i = 0; i < j->n_gens && !j->failed; i++) {
+        job_gen *g = &j->gens[i];
+        int rc = s->engine->submit(s->engine->ctx, &g->r, &err);
+        if (rc == SRV_SUBMIT_OK) {
+            g->submitted = 1;
+        } else if (rc == SRV_SUBMIT_BUSY) {
+            api_err_set(&j->err, 429, "server_error", NULL, "server_busy",
+                        "The server is busy with other requests. Please retry shortly.");
+            j->err.retry_after = 1;
+            j->failed = 1;
+        } else {
+            api_err_set(&j->err, 503, "server_error", NULL, NULL, "%s", err.msg);
+            j->err.retry_after = 1;
+            j->failed = 1;
+        }
+    }
+    if (j->failed) {
+        // Choices never submitted are finished here; submitted ones are cancelled.
+        for (int i = 0; i < j->n_gens; i++) {
+            job_gen *g = &j->gens[i];
+            if (g->submitted) {
+                s->engine->cancel(s->engine->ctx, &g->r, -1);
+            } else {
+                for (int k = 0; k < g->r.n; k++) j->choices[g->first + k].done = 1;
+                j->n_done += g->r.n;
+            }
+        }
+    } else if (q->stream) {
+        j->streaming = http_res_sse_begin(j->res) == 0;
+        for (int i = 0; q->kind == API_CHAT && i < j->n_choices; i++)
+            sse_send(j, api_chat_chunk_json(j->id, j->created, q->model, i, 1, NULL, 0, NULL, NULL, 0, q->include_usage));
+    }
+    j->holds--;
+}
+
+static void job_tokenized(uv_work_t *w, int status) {
+    job *j = w->data;
+    completion *s = j->s;
+    if (j->closed || s->stopping || status != 0) {
+        if (j->closed) log_line("info", "http", "client gone before the answer path=%s peer=%s", j->q->path, j->q->peer);
+        job_free(j);
+        return;
+    }
+    if (!j->failed) {
+        for (int i = 0; i < j->n_gens && !j->failed; i++) {
+            job_gen *g = &j->gens[i];
+            int64_t mt = 0;
+            if (check_context(j, g, &mt) != 0) {
+                j->failed = 1;
+                break;
+            }
+            j->prompt_tokens += g->n_ids;
+            g->r = (srv_request){.id = ++s->next_req_id, .prompt = g->ids, .n_prompt = g->n_ids,
+                                 .adapter = j->adapter ? j->adapter->name : NULL,
+                                 .adapter_entry = j->adapter,
+                                 .max_tokens = (int)mt, .n = j->req.n,
+                                 .sink = {.ctx = g, .on_token = sink_token, .on_finish = sink_finish}};
+        }
+        if (!j->failed) job_generate(j); // fills each request's sampling and submits
+    }
+    if (j->failed && j->state != JOB_GENERATING) {
+        j->state = JOB_DONE;
+        job_reply_error(j);
+        job_free(j);
+        return;
+    }
+    job_maybe_done(j);
+}
+
+// ---- jobs: the request handler ----------------------------------------------------
+
+static int check_prompt_ids(const completion_env *s, const api_request *q, api_error *e) {
+    for (int i = 0; i < q->n_prompts; i++)
+        for (int k = 0; k < q->prompts[i].n_ids; k++)
+            if (q->prompts[i].ids[k] >= s->model->vocab_size) {
+                char p[48] = "prompt";
+                if (q->n_prompts > 1) snprintf(p, sizeof p, "prompt[%d]", i);
+                return api_err_invalid(e, p, "Invalid '%s': token id %d is outside the vocabulary [0, %d).", p,
+                                       (int)q->prompts[i].ids[k], s->model->vocab_size);
+            }
+    for (int i = 0; i < q->n_logit_bias; i++)
+        if (q->logit_bias[i].token >= s->model->vocab_size)
+            return api_err_invalid(e, "logit_bias", "Invalid 'logit_bias': token id %d is outside the vocabulary [0, %d).",
+                                   (int)q->logit_bias[i].token, s->model->vocab_size);
+    return 0;
+}
+
+void completion_handle(completion *s, const http_req *q, http_res *res, const tn_tenant *tn, api_kind kind) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) {
+        reply_json(res, 500, NULL);
+        return;
+    }
+    j->s = s;
+    j->res = res;
+    j->q = q;
+    j->created = (int64_t)time(NULL);
+    snprintf(j->tenant, sizeof j->tenant, "%s", tn->name);
+    j->next = s->jobs;
+    if (s->jobs) s->jobs->prev = j;
+    s->jobs = j;
+    int rc = kind == API_CHAT ? api_parse_chat(q->body, q->body_len, &j->req, &j->err)
+                              : api_parse_completion(q->body, q->body_len, &j->req, &j->err);
+    const reg_entry *e = NULL;
+    if (rc == 0 && !access_model(s->env.access, tn, j->req.model, &e))
+        rc = access_not_found(&j->err, j->req.model, "model");
+    if (rc == 0 && e && s->engine && s->engine->max_lora_rank > 0 && e->rank > s->engine->max_lora_rank)
+        rc = api_err_invalid(&j->err, "model",
+                             "The adapter '%s' has LoRA rank %d, above this server's --max-lora-rank %d: restart "
+                             "the server with --max-lora-rank %d or more to serve it.",
+                             e->name, e->rank, s->engine->max_lora_rank, e->rank);
+    if (rc == 0 && kind == API_CHAT && !s->env.has_chat)
+        rc = api_err_invalid(&j->err, "messages",
+                             "This model has no supported chat template: use /v1/completions, or start the server "
+                             "with --chat-template NAME.");
+    if (rc == 0) rc = check_prompt_ids(&s->env, &j->req, &j->err);
+    if (rc != 0) {
+        j->state = JOB_DONE;
+        job_reply_error(j);
+        job_free(j);
+        return;
+    }
+    if (e) j->adapter = reg_entry_ref(e);
+    uint64_t a = util_rng_next(&s->rng), b = util_rng_next(&s->rng);
+    snprintf(j->id, sizeof j->id, "%s%012llx%012llx", kind == API_CHAT ? "chatcmpl-" : "cmpl-",
+             (unsigned long long)(a & 0xffffffffffffULL), (unsigned long long)(b & 0xffffffffffffULL));
+    j->n_gens = kind == API_CHAT ? 1 : j->req.n_prompts;
+    j->n_choices = j->n_gens * j->req.n;
+    j->gens = calloc((size_t)j->n_gens, sizeof *j->gens);
+    j->choices = calloc(j->n_choices > 0 ? (size_t)j->n_choices : 1, sizeof *j->choices);
+    int ok = j->gens && j->choices;
+    for (int i = 0; ok && i < j->n_gens; i++) {
+        j->gens[i].job = j;
+        j->gens[i].first = i * j->req.n;
+    }
+    for (int i = 0; ok && i < j->n_choices; i++) {
+        j->choices[i].index = i;
+        ok = (j->choices[i].ts = tok_stream_new(s->env.tok, 1)) != NULL;
+    }
+    if (!ok) {
+        j->n_choices = j->choices ? j->n_choices : 0;
+        api_err_set(&j->err, 500, "server_error", NULL, NULL, "out of memory");
+        j->state = JOB_DONE;
+        job_reply_error(j);
+        job_free(j);
+        return;
+    }
+    http_res_on_close(res, job_on_close, j);
+    j->state = JOB_TOKENIZING;
+    j->work.data = j;
+    if (uv_queue_work(s->env.loop, &j->work, job_tokenize, job_tokenized) != 0) {
+        api_err_set(&j->err, 500, "server_error", NULL, NULL, "could not queue the request");
+        j->state = JOB_DONE;
+        job_reply_error(j);
+        job_free(j);
+    }
+}
+// ---- open / stop / free ---------------------------------------------------------------
+
+completion *completion_open(const completion_env *env) {
+    completion *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->env = *env;
+    util_rng_seed(&c->rng, uv_hrtime() ^ ((uint64_t)getpid() << 32));
+    return c;
+}
+
+void completion_set_engine(completion *c, const srv_engine *engine) { c->engine = engine; }
+
+void completion_stop(completion *c) {
+    if (c) c->stopping = 1;
+}
+
+void completion_free(completion *c) { free(c); }
