@@ -77,6 +77,13 @@ struct job {
     int status;                // for the log
 };
 
+// The strings and arrays of one logprob entry (owned, shown const).
+static void free_logprob(api_token_logprob *lp) {
+    util_free_const(lp->token);
+    for (int t = 0; t < lp->n_top; t++) util_free_const(lp->top[t].token);
+    util_free_const(lp->top);
+}
+
 static void job_free(job *j) {
     completion *s = j->s;
     if (!j->replied) {
@@ -93,11 +100,7 @@ static void job_free(job *j) {
         tok_stream_free(c->ts);
         free(c->text.p);
         free(c->held.p);
-        for (int k = 0; k < c->n_lps; k++) {
-            free((char *)c->lps[k].token);
-            for (int t = 0; t < c->lps[k].n_top; t++) free((char *)c->lps[k].top[t].token);
-            free((void *)c->lps[k].top);
-        }
+        for (int k = 0; k < c->n_lps; k++) free_logprob(&c->lps[k]);
         free(c->lps);
     }
     free(j->choices);
@@ -151,12 +154,6 @@ static int make_logprob(const completion_env *s, const sampler_result *r, api_to
         out->n_top = r->n_top;
     }
     return out->token ? 0 : -1;
-}
-
-static void free_logprob(api_token_logprob *lp) {
-    free((char *)lp->token);
-    for (int t = 0; t < lp->n_top; t++) free((char *)lp->top[t].token);
-    free((void *)lp->top);
 }
 
 // Sends one SSE event with a built JSON text.

@@ -439,19 +439,20 @@ static void test_attention_case(const att_case *c, int T) {
                       1.0f / sqrtf((float)c->D)};
     cpu->attention(ref, q, T, &a);
     bk_attn_args d = a;
-    d.k_cache = dev_copy(kc, (size_t)(nslot * KV) * sizeof(float));
-    d.v_cache = dev_copy(vc, (size_t)(nslot * KV) * sizeof(float));
-    d.block_table = dev_copy(table, (size_t)n_blocks * sizeof *table);
-    d.seq = dev_copy(seq, (size_t)T * sizeof *seq);
-    d.pos = dev_copy(pos, (size_t)T * sizeof *pos);
+    void *dk = dev_copy(kc, (size_t)(nslot * KV) * sizeof(float));
+    void *dv = dev_copy(vc, (size_t)(nslot * KV) * sizeof(float));
+    void *dtable = dev_copy(table, (size_t)n_blocks * sizeof *table);
+    void *dseq = dev_copy(seq, (size_t)T * sizeof *seq);
+    void *dpos = dev_copy(pos, (size_t)T * sizeof *pos);
+    d.k_cache = dk, d.v_cache = dv, d.block_table = dtable, d.seq = dseq, d.pos = dpos;
     float *dq = dev_copy(q, (size_t)T * c->H * c->D * sizeof(float)), *dout = dev_poisoned((int64_t)T * c->H * c->D);
     gpu->attention(dout, dq, T, &d);
     char what[128];
     snprintf(what, sizeof what, "attention T=%d H=%d KVH=%d D=%d window=%d block=%d", T, c->H, c->KVH, c->D, c->window,
              c->block_size);
     expect(what, CLS_F32, dout, ref, (int64_t)T * c->H * c->D);
-    gpu->free((void *)d.k_cache), gpu->free((void *)d.v_cache), gpu->free((void *)d.block_table);
-    gpu->free((void *)d.seq), gpu->free((void *)d.pos), gpu->free(dq), gpu->free(dout);
+    gpu->free(dk), gpu->free(dv), gpu->free(dtable);
+    gpu->free(dseq), gpu->free(dpos), gpu->free(dq), gpu->free(dout);
     free(table), free(kc), free(vc), free(seq), free(pos), free(q), free(ref);
 }
 

@@ -134,7 +134,8 @@ static void check_attention(attn_case c) {
     float *gout = dalloc(QN * 4), *glse = dalloc(LN * 4), *gdq = dalloc(QN * 4), *gdk = dalloc(KN * 4),
           *gdv = dalloc(KN * 4), *gdelta = dalloc(LN * 4);
     bk_train_attn ga = a;
-    ga.start = to_gpu(start, (size_t)c.T * sizeof *start);
+    void *gstart = to_gpu(start, (size_t)c.T * sizeof *start);
+    ga.start = gstart;
     float *bufs[] = {gout, glse, gdq, gdk, gdv, gdelta};
     int64_t ns[] = {QN, LN, QN, KN, KN, LN};
     for (int i = 0; i < 6; i++) poison(bufs[i], ns[i]);
@@ -157,7 +158,7 @@ static void check_attention(attn_case c) {
     }
     for (int i = 0; i < 6; i++) gpu->free(bufs[i]);
     gpu->free(gq), gpu->free(gk), gpu->free(gv), gpu->free(gdo), gpu->free(rout), gpu->free(rlse);
-    gpu->free((void *)ga.start);
+    gpu->free(gstart);
     free(start), free(q), free(k), free(v), free(dout);
     free(out), free(lse), free(dq), free(dk), free(dv), free(delta);
 }
