@@ -11,117 +11,23 @@
 // timeout, the whole-request timeout, a zero-delay "kick" that resumes
 // parsing after a response finished outside the parse loop, and the
 // graceful-close timeout.
-#include "http.h"
+//
+// The response side (lifetime, writing, http_res_*) is in http_res.c; the
+// types both share are in http_int.h.
+#include "http_int.h"
 
 #include <ctype.h>
-#include <llhttp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-
-#include "util.h"
 
 #define HTTP_MAX_HEADERS 128
 #define HTTP_CLOSE_GRACE_MS 5000
 
-typedef struct conn conn;
-
-struct http_res {
-    conn *c;           // NULL once the connection is gone or the response is done
-    int refs;          // the handler's (until finished) + the connection's (until done/closed)
-    int finished;      // the handler finished it
-    int head_sent;
-    int sse, chunked;
-    int keep_alive;
-    int closed;        // the connection closed before the response was done
-    http_req req;
-    http_header *extra;
-    int n_extra;
-    http_close_cb on_close;
-    void *on_close_ud;
-    // parse-time accumulation
-    size_t body_cap;
-    size_t body_limit; // this request's largest body (http_config.body_limit)
-    int last_was_value;
-};
-
-struct http_server {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    http_config cfg;
-    char host[64];
-    http_handler handler;
-    void *ud;
-    llhttp_settings_t settings;
-    int port;
-    conn *conns;
-    int n_conns;
-    uint64_t next_id;
-    int closing;
-    int open_handles; // listener + connections
-    void (*done)(void *);
-    void *done_ud;
-};
-
-struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    int handles; // open handles (2 until closed)
-    http_server *srv;
-    conn *prev, *next;
-    llhttp_t parser;
-    char *in;
-    size_t in_head, in_len, in_cap;
-    http_res *parsing;  // request being parsed (not yet handed over)
-    http_res *active;   // request handed to the handler, response not done
-    size_t hdr_bytes;
-    int reject_status;  // set by a parser callback that refuses the request
-    const char *reject_msg;
-    uint64_t deadline;  // request timeout of the request being parsed (0 = none)
-    int processing;
-    int reading, read_paused;
-    int shutting;       // graceful close: no more writes; close once flushed and the peer is done
-    int peer_eof;       // the client closed its end
-    int doomed;         // a write failed: close on the next loop turn
-    int closing;
-    uint64_t id;
-    char peer[64];
-};
-
-static void conn_close(conn *c);
-static void conn_shutdown(conn *c);
-static void conn_doom(conn *c);
 static void conn_process(conn *c);
-static void conn_arm_timer(conn *c);
 
 // ---- small helpers ------------------------------------------------------------
-
-const char *http_status_text(int status) {
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-    }
-}
 
 static int hexval(int ch) {
     if (ch >= '0' && ch <= '9') return ch - '0';
@@ -162,284 +68,6 @@ static int str_append(char **s, size_t *len, const char *p, size_t n) {
     return 0;
 }
 
-static void date_header(char *buf, size_t n) {
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(buf, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-// ---- responses: lifetime ---------------------------------------------------------
-
-static http_res *res_new(conn *c) {
-    http_res *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    r->c = c;
-    r->refs = 1; // the connection's; the handler's is added at dispatch
-    r->req.body = calloc(1, 1);
-    r->req.target = calloc(1, 1);
-    r->req.conn_id = c->id;
-    snprintf(r->req.peer, sizeof r->req.peer, "%s", c->peer);
-    if (!r->req.body || !r->req.target) {
-        free(r->req.body);
-        free(r->req.target);
-        free(r);
-        return NULL;
-    }
-    return r;
-}
-
-static void res_unref(http_res *r) {
-    if (--r->refs > 0) return;
-    free(r->req.target);
-    free(r->req.path);
-    free(r->req.body);
-    for (int i = 0; i < r->req.n_headers; i++) {
-        free(r->req.headers[i].name);
-        free(r->req.headers[i].value);
-    }
-    free(r->req.headers);
-    for (int i = 0; i < r->n_extra; i++) {
-        free(r->extra[i].name);
-        free(r->extra[i].value);
-    }
-    free(r->extra);
-    free(r);
-}
-
-// The response is complete on the wire (queued): detach it from its
-// connection and go on with the next request, or close.
-static void res_done(http_res *r) {
-    conn *c = r->c;
-    if (!c) return;
-    r->c = NULL;
-    c->active = NULL;
-    int keep = r->keep_alive && !c->srv->closing;
-    res_unref(r);
-    if (!keep) conn_shutdown(c);
-    else if (!c->processing) conn_arm_timer(c); // kicks parsing on the next loop turn if input waits
-}
-
-// ---- writing ---------------------------------------------------------------
-
-typedef struct wreq {
-    uv_write_t w;
-    conn *c;
-    char data[];
-} wreq;
-
-static void on_write(uv_write_t *w, int status) {
-    wreq *q = (wreq *)w;
-    conn *c = q->c;
-    free(q);
-    if (status < 0 && status != UV_ECANCELED) conn_close(c);
-}
-
-// Queues bytes (copied) for the connection. -1 if the connection is going.
-static int conn_write(conn *c, const char *a, size_t na, const char *b, size_t nb, const char *z, size_t nz) {
-    if (c->closing || c->shutting) return -1;
-    wreq *q = malloc(sizeof *q + na + nb + nz);
-    if (!q) {
-        conn_doom(c);
-        return -1;
-    }
-    q->c = c;
-    memcpy(q->data, a, na);
-    if (nb) memcpy(q->data + na, b, nb);
-    if (nz) memcpy(q->data + na + nb, z, nz);
-    uv_buf_t buf = uv_buf_init(q->data, (unsigned)(na + nb + nz));
-    if (uv_write(&q->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write) != 0) {
-        free(q);
-        conn_doom(c);
-        return -1;
-    }
-    // A client that stops reading must not make us buffer without bound.
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > c->srv->cfg.max_write_queue) {
-        conn_doom(c);
-        return -1;
-    }
-    return 0;
-}
-
-static int res_writable(const http_res *r) { return r->c && !r->c->closing && !r->c->shutting; }
-
-// Formats the status line and headers into a new string.
-static char *res_head(http_res *r, int status, const char *ctype, const char *length_or_te, size_t *len) {
-    char date[64], line[512];
-    date_header(date, sizeof date);
-    snprintf(line, sizeof line, "HTTP/1.%d %d %s\r\nDate: %s\r\nContent-Type: %s\r\n%s%sConnection: %s\r\n",
-             r->req.http_minor == 0 ? 0 : 1, status, http_status_text(status), date, ctype,
-             length_or_te ? length_or_te : "", length_or_te ? "\r\n" : "", r->keep_alive ? "keep-alive" : "close");
-    util_buf h = {0};
-    util_buf_puts(&h, line);
-    for (int i = 0; i < r->n_extra; i++) {
-        util_buf_puts(&h, r->extra[i].name);
-        util_buf_puts(&h, ": ");
-        util_buf_puts(&h, r->extra[i].value);
-        util_buf_puts(&h, "\r\n");
-    }
-    util_buf_puts(&h, "\r\n");
-    if (h.oom) {
-        free(h.p);
-        return NULL;
-    }
-    *len = h.len;
-    return h.p;
-}
-
-// ---- responses: public ---------------------------------------------------------
-
-int http_res_header(http_res *r, const char *name, const char *value) {
-    if (r->head_sent || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return -1;
-    http_header *e = realloc(r->extra, (size_t)(r->n_extra + 1) * sizeof *e);
-    if (!e) return -1;
-    r->extra = e;
-    e[r->n_extra].name = strdup(name);
-    e[r->n_extra].value = strdup(value);
-    if (!e[r->n_extra].name || !e[r->n_extra].value) {
-        free(e[r->n_extra].name);
-        free(e[r->n_extra].value);
-        return -1;
-    }
-    r->n_extra++;
-    return 0;
-}
-
-int http_res_closed(const http_res *r) { return r->closed || !res_writable(r); }
-
-void http_res_on_close(http_res *r, http_close_cb cb, void *ud) {
-    r->on_close = cb;
-    r->on_close_ud = ud;
-}
-
-void http_res_send(http_res *r, int status, const char *ctype, const char *body, size_t len) {
-    if (r->finished) return; // a second finish is a caller bug; ignore it rather than double free
-    r->finished = 1;         // from here on no close callback fires
-    if (res_writable(r) && !r->head_sent) {
-        char cl[64];
-        snprintf(cl, sizeof cl, "Content-Length: %zu", len);
-        size_t hn = 0;
-        char *head = res_head(r, status, ctype ? ctype : "application/json", cl, &hn);
-        r->head_sent = 1;
-        if (!head) {
-            conn_doom(r->c);
-        } else {
-            conn *c = r->c;
-            int rc = conn_write(c, head, hn, body, len, NULL, 0);
-            free(head);
-            if (rc == 0) res_done(r);
-        }
-    }
-    res_unref(r);
-}
-
-int http_res_sse_begin(http_res *r) {
-    if (!res_writable(r) || r->head_sent) return -1;
-    r->sse = 1;
-    r->chunked = r->req.http_minor != 0;
-    if (!r->chunked) r->keep_alive = 0; // HTTP/1.0: the stream ends with the connection
-    http_res_header(r, "Cache-Control", "no-cache");
-    http_res_header(r, "X-Accel-Buffering", "no");
-    size_t hn = 0;
-    char *head = res_head(r, 200, "text/event-stream; charset=utf-8",
-                          r->chunked ? "Transfer-Encoding: chunked" : NULL, &hn);
-    r->head_sent = 1;
-    if (!head) {
-        conn_doom(r->c);
-        return -1;
-    }
-    int rc = conn_write(r->c, head, hn, NULL, 0, NULL, 0);
-    free(head);
-    return rc;
-}
-
-int http_res_sse_data(http_res *r, const char *data, size_t len) {
-    if (!res_writable(r) || !r->sse) return -1;
-    // "data: " + each line + "\n" (a line break in data becomes "\ndata: "), then "\n".
-    size_t breaks = 0;
-    for (size_t i = 0; i < len; i++) breaks += data[i] == '\n';
-    size_t n = 6 + len + breaks * 6 + 2;
-    char *ev = malloc(n);
-    if (!ev) {
-        conn_doom(r->c);
-        return -1;
-    }
-    size_t k = 0;
-    memcpy(ev, "data: ", 6);
-    k = 6;
-    for (size_t i = 0; i < len; i++) {
-        ev[k++] = data[i];
-        if (data[i] == '\n') {
-            memcpy(ev + k, "data: ", 6);
-            k += 6;
-        }
-    }
-    ev[k++] = '\n';
-    ev[k++] = '\n';
-    int rc;
-    if (r->chunked) {
-        char size[32];
-        int sn = snprintf(size, sizeof size, "%zx\r\n", k);
-        rc = conn_write(r->c, size, (size_t)sn, ev, k, "\r\n", 2);
-    } else {
-        rc = conn_write(r->c, ev, k, NULL, 0, NULL, 0);
-    }
-    free(ev);
-    return rc;
-}
-
-void http_res_sse_end(http_res *r) {
-    if (r->finished) return;
-    if (res_writable(r) && !r->head_sent) {
-        // Ended without ever starting: answer something well-formed.
-        http_res_send(r, 500, NULL, "", 0);
-        return;
-    }
-    r->finished = 1;
-    if (res_writable(r) && r->sse) {
-        int rc = r->chunked ? conn_write(r->c, "0\r\n\r\n", 5, NULL, 0, NULL, 0) : 0;
-        if (rc == 0) res_done(r);
-    }
-    res_unref(r);
-}
-
-// ---- connection-level error responses ------------------------------------------
-
-static void json_escape_into(char *out, size_t n, const char *s) {
-    size_t k = 0;
-    for (; *s && k + 7 < n; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[k++] = '\\';
-            out[k++] = (char)ch;
-        } else if (ch < 0x20) {
-            k += (size_t)snprintf(out + k, n - k, "\\u%04x", ch);
-        } else {
-            out[k++] = (char)ch;
-        }
-    }
-    out[k] = '\0';
-}
-
-// Answers a request the parser refused (or that timed out) and closes.
-static void conn_reject(conn *c, int status, const char *msg) {
-    if (c->closing || c->shutting) return;
-    char esc[512], body[768], head[512];
-    json_escape_into(esc, sizeof esc, msg);
-    int bn = snprintf(body, sizeof body,
-                      "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}",
-                      esc);
-    char date[64];
-    date_header(date, sizeof date);
-    int hn = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                      "Connection: close\r\n\r\n",
-                      status, http_status_text(status), date, bn);
-    if (c->srv->cfg.on_reject) c->srv->cfg.on_reject(c->srv->ud, status, c->peer, msg);
-    if (conn_write(c, head, (size_t)hn, body, (size_t)bn, NULL, 0) != 0) return;
-    conn_shutdown(c);
-}
-
 // ---- llhttp callbacks ----------------------------------------------------------
 
 static int refuse(conn *c, int status, const char *msg) {
@@ -457,7 +85,7 @@ static int count_header_bytes(conn *c, size_t n) {
 
 static int on_message_begin(llhttp_t *p) {
     conn *c = p->data;
-    c->parsing = res_new(c);
+    c->parsing = http_res_new(c);
     if (!c->parsing) return refuse(c, 500, "out of memory");
     c->hdr_bytes = 0;
     c->deadline = uv_now(c->srv->loop) + c->srv->cfg.request_timeout_ms;
@@ -529,7 +157,7 @@ static int on_headers_complete(llhttp_t *p) {
     const char *expect = http_req_header(&r->req, "expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && p->http_minor >= 1) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (conn_write(c, cont, sizeof cont - 1, NULL, 0, NULL, 0) != 0) return refuse(c, 500, "write failed");
+        if (http_conn_write(c, cont, sizeof cont - 1, NULL, 0, NULL, 0) != 0) return refuse(c, 500, "write failed");
     }
     return 0;
 }
@@ -606,7 +234,7 @@ static void conn_process(conn *c) {
             else
                 snprintf(msg, sizeof msg, "malformed HTTP request: %s", llhttp_get_error_reason(&c->parser));
             c->in_head = c->in_len;
-            conn_reject(c, status, msg);
+            http_conn_reject(c, status, msg);
         }
     }
     if (c->in_head == c->in_len) {
@@ -621,7 +249,7 @@ static void conn_process(conn *c) {
         c->reading = 0;
     }
     c->processing = 0;
-    conn_arm_timer(c);
+    http_conn_arm_timer(c);
 }
 
 static void on_timer(uv_timer_t *t);
@@ -630,7 +258,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
 // Picks the connection's next deadline from its state, and makes sure it
 // reads when it should.
-static void conn_arm_timer(conn *c) {
+void http_conn_arm_timer(conn *c) {
     if (c->closing) return;
     uint64_t now = uv_now(c->srv->loop);
     if (!c->reading && (!c->read_paused || c->shutting) && !c->doomed) {
@@ -655,15 +283,15 @@ static void on_timer(uv_timer_t *t) {
     conn *c = t->data;
     if (c->closing) return;
     if (c->shutting) {
-        conn_close(c); // the client did not take the last response in time
+        http_conn_close(c); // the client did not take the last response in time
     } else if (c->active) {
         // nothing to do while the handler works
     } else if (c->parsing && c->deadline && uv_now(c->srv->loop) >= c->deadline) {
-        conn_reject(c, 408, "request not received in time");
+        http_conn_reject(c, 408, "request not received in time");
     } else if (c->parsing || c->in_head < c->in_len) {
         conn_process(c);
     } else {
-        conn_close(c); // idle keep-alive connection
+        http_conn_close(c); // idle keep-alive connection
     }
 }
 
@@ -695,8 +323,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         // Otherwise flush what was written, then close; a half-sent request
         // is dropped.
         c->peer_eof = 1;
-        if (nread == UV_EOF && !c->active && !c->shutting) conn_shutdown(c);
-        else conn_close(c);
+        if (nread == UV_EOF && !c->active && !c->shutting) http_conn_shutdown(c);
+        else http_conn_close(c);
         return;
     }
     if (c->shutting) return; // lingering close: what the client still sends is dropped
@@ -735,7 +363,7 @@ static void on_conn_handle_closed(uv_handle_t *h) {
 static void on_shutdown(uv_shutdown_t *sd, int status) {
     conn *c = sd->data;
     free(sd);
-    if (status < 0 || c->peer_eof) conn_close(c);
+    if (status < 0 || c->peer_eof) http_conn_close(c);
 }
 
 // Graceful close: nothing more is written; the connection closes once the
@@ -743,30 +371,30 @@ static void on_shutdown(uv_shutdown_t *sd, int status) {
 // grace period. Until then what the client sends is read and dropped: a
 // client still sending a body we refused (413) would otherwise get a TCP
 // reset that can destroy the response before it reads it.
-static void conn_shutdown(conn *c) {
+void http_conn_shutdown(conn *c) {
     if (c->closing || c->shutting) return;
     c->shutting = 1;
-    conn_arm_timer(c);
+    http_conn_arm_timer(c);
     uv_shutdown_t *sd = malloc(sizeof *sd);
     if (sd) sd->data = c;
     if (!sd || uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         free(sd);
-        conn_doom(c);
+        http_conn_doom(c);
     }
 }
 
 // A write failed inside some caller's call: make writes no-ops now and
 // close on the next loop turn, so close callbacks never run inside
 // http_res_* calls.
-static void conn_doom(conn *c) {
+void http_conn_doom(conn *c) {
     if (c->closing) return;
     c->shutting = c->doomed = 1;
-    conn_arm_timer(c);
+    http_conn_arm_timer(c);
 }
 
 // Closes the connection now. A pending response is detached (its close
 // callback fires); a half-parsed request is dropped.
-static void conn_close(conn *c) {
+void http_conn_close(conn *c) {
     if (c->closing) return;
     c->closing = 1;
     http_server *srv = c->srv;
@@ -775,7 +403,7 @@ static void conn_close(conn *c) {
     if (c->next) c->next->prev = c->prev;
     srv->n_conns--;
     if (c->parsing) {
-        res_unref(c->parsing);
+        http_res_unref(c->parsing);
         c->parsing = NULL;
     }
     http_res *r = c->active;
@@ -784,7 +412,7 @@ static void conn_close(conn *c) {
         r->c = NULL;
         r->closed = 1;
         if (r->on_close && !r->finished) r->on_close(r, r->on_close_ud);
-        res_unref(r);
+        http_res_unref(r);
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
@@ -809,7 +437,7 @@ static void on_connection(uv_stream_t *l, int status) {
     srv->conns = c;
     srv->n_conns++;
     if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
+        http_conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -829,7 +457,7 @@ static void on_connection(uv_stream_t *l, int status) {
     snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
     llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
     c->parser.data = c;
-    conn_arm_timer(c);
+    http_conn_arm_timer(c);
 }
 
 // ---- server -----------------------------------------------------------------
@@ -899,5 +527,5 @@ void http_server_close(http_server *s, void (*done)(void *ud), void *ud) {
     s->done = done;
     s->done_ud = ud;
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
-    while (s->conns) conn_close(s->conns);
+    while (s->conns) http_conn_close(s->conns);
 }
