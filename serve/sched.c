@@ -1,12 +1,7 @@
 // sched: continuous batching over model_forward. See sched.h for the step
-// loop. Threads and who touches what:
-//   loop thread:   submit, cancel, stop, the async callback (sink calls);
-//   engine thread: the waiting list, the running array, the KV cache, the
-//                  model, the adapter slots, the batch buffers;
-//   loader thread: reg_entry_load of queued adapter loads.
-// `mu` guards what they share: the inbox, the cancel flags, the outbox, the
-// load list's states, the stats, kick/quit.
-#include "sched.h"
+// loop, sched_int.h for the threads and who touches what, and
+// sched_adapters.c for the adapter loads and slots.
+#include "sched_int.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -25,97 +20,6 @@
 #define SCHED_DEFAULT_MODEL_LEN 8192
 #define SCHED_DEFAULT_BLOCK 16
 #define SCHED_KV_BUDGET_BYTES (1LL << 30)
-
-enum { SEQ_WAIT, SEQ_RUN, SEQ_DONE };
-
-typedef struct sreq sreq;
-
-typedef struct seq {
-    sreq *q;
-    int index;
-    int state;
-    int cancel;         // under mu: the loop thread asked for a cancel
-    int kvs;            // KV sequence id, -1 when none
-    int64_t n_past;     // positions stored in the KV
-    int n_gen;
-    int32_t *gen;       // generated tokens (capacity max_tokens)
-    sampler_state *ss;
-    int slot;           // adapter slot while running; -1 = base
-    uint64_t admitted;  // admission order: preemption takes the latest
-    int planned;        // tokens in this step's batch
-    struct seq *next;   // inbox / waiting list
-} seq;
-
-// One srv_request: its n choices. Freed on the loop thread once every
-// finish has been delivered (cancel may look at it until then).
-struct sreq {
-    srv_request *r;
-    int n, delivered;
-    seq seqs[];
-};
-
-typedef struct event {
-    sreq *q;
-    srv_request *r;
-    int index;
-    int finish;         // 0 = a token
-    srv_finish reason;
-    int count;
-    sampler_result res;
-    struct event *next;
-} event;
-
-enum { LOAD_QUEUED, LOAD_BUSY, LOAD_DONE };
-
-typedef struct aload {
-    reg_entry *entry;   // held reference
-    int state;          // under mu
-    int ready;          // engine's copy of state == LOAD_DONE
-    int failed;         // engine: the adapter cannot be used (err says why)
-    lora_adapter *a;    // the loader's result (NULL on failure)
-    err_t err;
-    struct aload *next; // list mutations under mu
-} aload;
-
-typedef struct aslot {
-    reg_entry *entry;   // held reference; NULL = free
-    int refs;           // running sequences using it
-    uint64_t last;      // LRU tick
-} aslot;
-
-struct sched {
-    srv *s;
-    model *m;
-    sched_opts o;
-    const model_config *cfg;
-    int V;
-    kv_cache *kv;
-    uv_async_t async;
-    pthread_t thread, loader;
-    int started, loader_started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv, lcv;
-
-    // under mu
-    seq *in_head, *in_tail;
-    int n_queued;       // choices submitted and not admitted nor finished
-    int kick, quit;
-    event *out_head, *out_tail;
-    aload *loads;
-    sched_stats st;
-
-    // engine thread
-    seq *wait_head;
-    seq **run;
-    int n_run;
-    aslot *slots;
-    int n_slots;
-    uint64_t tick, admit_tick;
-    int32_t *b_tok, *b_pos, *b_seq, *b_ad;
-    uint8_t *b_want;
-    seq **order, **wanted;
-    float *logits;
-};
 
 // ---- logging ------------------------------------------------------------------
 
@@ -230,143 +134,19 @@ static void seq_preempt(sched *e, seq *s) {
           (unsigned long long)s->q->r->id, s->index);
 }
 
-// ---- adapters -------------------------------------------------------------------
-
-static int slot_find(sched *e, const srv_request *r) {
-    for (int i = 0; i < e->n_slots; i++)
-        if (e->slots[i].entry == r->adapter_entry) return i;
-    return -1;
-}
-
-// A free slot, else the least recently used one no running sequence uses.
-static int slot_pick(sched *e) {
-    int best = -1;
-    for (int i = 0; i < e->n_slots; i++) {
-        if (!e->slots[i].entry) return i;
-        if (e->slots[i].refs == 0 && (best < 0 || e->slots[i].last < e->slots[best].last)) best = i;
-    }
-    return best;
-}
-
-static aload *load_find(sched *e, const srv_request *r) {
-    for (aload *l = e->loads; l; l = l->next)
-        if (l->entry == r->adapter_entry) return l;
-    return NULL;
-}
-
-static void load_start(sched *e, const srv_request *r) {
-    aload *l = calloc(1, sizeof *l);
-    if (!l) return; // tried again next step
-    l->entry = reg_entry_ref(r->adapter_entry);
-    pthread_mutex_lock(&e->mu);
-    l->next = e->loads;
-    e->loads = l;
-    pthread_cond_signal(&e->lcv);
-    pthread_mutex_unlock(&e->mu);
-}
-
-static void load_remove(sched *e, aload *l) {
-    pthread_mutex_lock(&e->mu);
-    for (aload **pp = &e->loads; *pp; pp = &(*pp)->next)
-        if (*pp == l) {
-            *pp = l->next;
-            break;
-        }
-    pthread_mutex_unlock(&e->mu);
-    lora_free(l->a);
-    reg_entry_unref(l->entry);
-    free(l);
-}
-
-static void *loader_main(void *arg) {
-    sched *e = arg;
-    pthread_mutex_lock(&e->mu);
-    for (;;) {
-        aload *l = NULL;
-        for (aload *x = e->loads; x && !l; x = x->next)
-            if (x->state == LOAD_QUEUED) l = x;
-        if (!l) {
-            if (e->quit) break;
-            pthread_cond_wait(&e->lcv, &e->mu);
-            continue;
-        }
-        l->state = LOAD_BUSY;
-        pthread_mutex_unlock(&e->mu);
-        err_t err = {{0}};
-        lora_adapter *a = reg_entry_load(l->entry, e->cfg, &err);
-        if (a && a->max_rank > model_max_lora_rank(e->m)) {
-            err_set(&err, "%s: LoRA rank %d is above --max-lora-rank %d", l->entry->path, a->max_rank,
-                    model_max_lora_rank(e->m));
-            lora_free(a);
-            a = NULL;
-        }
-        pthread_mutex_lock(&e->mu);
-        l->a = a;
-        l->err = err;
-        l->state = LOAD_DONE;
-        if (a) e->st.adapter_loads++;
-        else e->st.adapter_load_failures++;
-        e->kick = 1;
-        pthread_cond_signal(&e->cv);
-    }
-    pthread_mutex_unlock(&e->mu);
-    return NULL;
-}
-
-// What adapter_slot returns besides a slot index (>= 0).
-typedef enum sched_slot_result {
-    SCHED_SLOT_BASE = -1,   // no adapter: the base model (the batch's adapter index -1)
-    SCHED_SLOT_WAIT = -2,   // not yet: the adapter is loading, or no slot is free
-    SCHED_SLOT_FAILED = -3, // the adapter cannot be used (its load says why)
-} sched_slot_result;
-
-// The slot for a waiting sequence's adapter: resident, or uploaded now from
-// a finished load; else one of sched_slot_result.
-static int adapter_slot(sched *e, seq *s) {
-    const srv_request *r = s->q->r;
-    if (!r->adapter_entry) return SCHED_SLOT_BASE;
-    int slot = slot_find(e, r);
-    if (slot >= 0) return slot;
-    aload *l = load_find(e, r);
-    if (!l) {
-        load_start(e, r);
-        return SCHED_SLOT_WAIT;
-    }
-    if (!l->ready) return SCHED_SLOT_WAIT;
-    if (l->failed || !l->a) {
-        l->failed = 1;
-        return SCHED_SLOT_FAILED;
-    }
-    int sl = slot_pick(e);
-    if (sl < 0) return SCHED_SLOT_WAIT;
-    aslot *as = &e->slots[sl];
-    err_t err = {{0}};
-    if (model_adapter_set(e->m, sl, l->a, &err) < 0) {
-        l->err = err;
-        l->failed = 1;
-        return SCHED_SLOT_FAILED;
-    }
-    log_line("info", "sched", "adapter slot=%d loaded adapter=%s rank=%d evicted=%s", sl, l->entry->name, l->a->max_rank,
-          as->entry ? as->entry->name : "-");
-    reg_entry_unref(as->entry);
-    *as = (aslot){.entry = reg_entry_ref(l->entry), .last = ++e->tick};
-    load_remove(e, l);
-    return sl;
-}
-
 // ---- admission ------------------------------------------------------------------
 
 static void admit(sched *e) {
     seq *s = e->wait_head;
     while (s && e->n_run < e->o.max_num_seqs) {
         seq *next = s->next;
-        int slot = adapter_slot(e, s);
+        int slot = sched_adapter_slot(e, s);
         if (slot == SCHED_SLOT_WAIT) {
             s = next;
             continue;
         }
         if (slot == SCHED_SLOT_FAILED) {
-            aload *l = load_find(e, s->q->r);
+            aload *l = sched_load_find(e, s->q->r);
             log_line("error", "sched", "adapter failed request=%llu adapter=%s error=%s", (unsigned long long)s->q->r->id,
                   s->q->r->adapter ? s->q->r->adapter : "?", l ? l->err.msg : "?");
             seq_finish(e, s, SRV_FINISH_ERROR);
@@ -403,15 +183,7 @@ static void admit(sched *e) {
         pthread_mutex_unlock(&e->mu);
         s = next;
     }
-    // Failed loads are dropped (a later request retries); so are finished
-    // loads no waiting sequence wants any more.
-    for (aload *l = e->loads, *next; l; l = next) {
-        next = l->next;
-        if (!l->ready) continue;
-        int wanted = 0;
-        for (seq *w = e->wait_head; w && !wanted && !l->failed; w = w->next) wanted = l->entry == w->q->r->adapter_entry;
-        if (!wanted) load_remove(e, l);
-    }
+    sched_loads_prune(e);
 }
 
 // ---- one step ---------------------------------------------------------------------
@@ -670,7 +442,7 @@ static void sched_stop(void *ctx) {
     e->in_head = e->in_tail = NULL;
     while (e->n_run > 0) seq_finish(e, e->run[e->n_run - 1], SRV_FINISH_CANCEL);
     while (e->wait_head) seq_finish(e, e->wait_head, SRV_FINISH_CANCEL);
-    while (e->loads) load_remove(e, e->loads);
+    while (e->loads) sched_load_remove(e, e->loads);
     deliver(e);
     uv_close((uv_handle_t *)&e->async, noop_close);
 }
@@ -750,7 +522,7 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
         goto fail;
     }
     e->async.data = e;
-    if (pthread_create(&e->loader, NULL, loader_main, e) != 0) {
+    if (pthread_create(&e->loader, NULL, sched_loader_main, e) != 0) {
         err_set(err, "cannot start the adapter loader thread");
         uv_close((uv_handle_t *)&e->async, noop_close);
         goto fail_async;

@@ -1,0 +1,146 @@
+// sched_int: what serve's sched*.c share (private; sched.h is the public
+// side and says what the engine does).
+//
+//   sched.c           the engine: submit/cancel/stop, the outbox, admission,
+//                     one step (plan, forward, sample), create/free
+//   sched_adapters.c  adapters: the load list, the loader thread, the slot
+//                     table
+//
+// Threads and who touches what:
+//   loop thread:   submit, cancel, stop, the async callback (sink calls);
+//   engine thread: the waiting list, the running array, the KV cache, the
+//                  model, the adapter slots, the batch buffers;
+//   loader thread: reg_entry_load of queued adapter loads.
+// `mu` guards what they share: the inbox, the cancel flags, the outbox, the
+// load list's states, the stats, kick/quit.
+#ifndef TESSERA_SCHED_INT_H
+#define TESSERA_SCHED_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "registry.h"
+#include "sched.h"
+
+enum { SEQ_WAIT, SEQ_RUN, SEQ_DONE };
+
+typedef struct sreq sreq;
+
+typedef struct seq {
+    sreq *q;
+    int index;
+    int state;
+    int cancel;         // under mu: the loop thread asked for a cancel
+    int kvs;            // KV sequence id, -1 when none
+    int64_t n_past;     // positions stored in the KV
+    int n_gen;
+    int32_t *gen;       // generated tokens (capacity max_tokens)
+    sampler_state *ss;
+    int slot;           // adapter slot while running; -1 = base
+    uint64_t admitted;  // admission order: preemption takes the latest
+    int planned;        // tokens in this step's batch
+    struct seq *next;   // inbox / waiting list
+} seq;
+
+// One srv_request: its n choices. Freed on the loop thread once every
+// finish has been delivered (cancel may look at it until then).
+struct sreq {
+    srv_request *r;
+    int n, delivered;
+    seq seqs[];
+};
+
+typedef struct event {
+    sreq *q;
+    srv_request *r;
+    int index;
+    int finish;         // 0 = a token
+    srv_finish reason;
+    int count;
+    sampler_result res;
+    struct event *next;
+} event;
+
+enum { LOAD_QUEUED, LOAD_BUSY, LOAD_DONE };
+
+typedef struct aload {
+    reg_entry *entry;   // held reference
+    int state;          // under mu
+    int ready;          // engine's copy of state == LOAD_DONE
+    int failed;         // engine: the adapter cannot be used (err says why)
+    lora_adapter *a;    // the loader's result (NULL on failure)
+    err_t err;
+    struct aload *next; // list mutations under mu
+} aload;
+
+typedef struct aslot {
+    reg_entry *entry;   // held reference; NULL = free
+    int refs;           // running sequences using it
+    uint64_t last;      // LRU tick
+} aslot;
+
+struct sched {
+    srv *s;
+    model *m;
+    sched_opts o;
+    const model_config *cfg;
+    int V;
+    kv_cache *kv;
+    uv_async_t async;
+    pthread_t thread, loader;
+    int started, loader_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv, lcv;
+
+    // under mu
+    seq *in_head, *in_tail;
+    int n_queued;       // choices submitted and not admitted nor finished
+    int kick, quit;
+    event *out_head, *out_tail;
+    aload *loads;
+    sched_stats st;
+
+    // engine thread
+    seq *wait_head;
+    seq **run;
+    int n_run;
+    aslot *slots;
+    int n_slots;
+    uint64_t tick, admit_tick;
+    int32_t *b_tok, *b_pos, *b_seq, *b_ad;
+    uint8_t *b_want;
+    seq **order, **wanted;
+    float *logits;
+};
+
+// ---- adapters (sched_adapters.c) ---------------------------------------------
+
+// What sched_adapter_slot returns besides a slot index (>= 0).
+typedef enum sched_slot_result {
+    SCHED_SLOT_BASE = -1,   // no adapter: the base model (the batch's adapter index -1)
+    SCHED_SLOT_WAIT = -2,   // not yet: the adapter is loading, or no slot is free
+    SCHED_SLOT_FAILED = -3, // the adapter cannot be used (its load says why)
+} sched_slot_result;
+
+// The slot for a waiting sequence's adapter: resident, or uploaded now from
+// a finished load (which starts the load when there is none); else one of
+// sched_slot_result. Engine thread.
+int sched_adapter_slot(sched *e, seq *s);
+
+// The load of r's adapter entry, or NULL. Engine thread (or the loop thread
+// once the threads are joined).
+aload *sched_load_find(sched *e, const srv_request *r);
+
+// Unlinks l (under mu) and frees it, its adapter and its entry reference.
+// Engine thread, or the loop thread once the threads are joined.
+void sched_load_remove(sched *e, aload *l);
+
+// Drops failed loads and finished loads no waiting sequence wants any more.
+// Engine thread, after admission.
+void sched_loads_prune(sched *e);
+
+// The loader thread's body (arg: the sched): builds queued loads' weights
+// with reg_entry_load until quit.
+void *sched_loader_main(void *arg);
+
+#endif
