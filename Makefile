@@ -6,6 +6,8 @@
 #   make deps         install missing Debian packages and the npm test oracle
 #   make demo         build a tiny model and inspect it (the README's first command)
 #   make bench-gpu    the GPU benchmarks (bench/gpu.sh; needs a GPU machine)
+#   make fuzz         the libFuzzer targets (tests/fuzz/fuzz_*.c, clang) into
+#                     build/fuzz, each run FUZZ_SECONDS (default 30) on its corpus
 #
 # CUDA code is compiled when nvcc is found; CUDA=0 forces it off, CUDA=1 on.
 # DEPS_PREFIX points at unpacked Debian packages (the GPU machine's
@@ -18,7 +20,7 @@ CC         ?= cc
 NPROC      := $(shell nproc 2>/dev/null || echo 2)
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
-ifeq ($(SAN),1)
+ifneq ($(filter 1,$(SAN) $(FUZZ)),)
   CUDA := 0
 endif
 CUDA ?= $(if $(NVCC),1,0)
@@ -34,7 +36,12 @@ ifneq ($(DEPS_PREFIX),)
 endif
 WARN   := -Wall -Wextra -Werror -Wshadow -Wcast-qual -Wno-unused-parameter
 CFLAGS := -std=c11 -g -pthread -MMD -MP $(WARN)
-ifeq ($(SAN),1)
+ifeq ($(FUZZ),1)
+  # libFuzzer build (make fuzz): every object gets coverage instrumentation
+  # and the sanitizers; only the fuzz targets link libFuzzer's main.
+  CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(SAN),1)
   CFLAGS  += -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 else
@@ -82,7 +89,7 @@ GPUBENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(GPUBENCH_SRC))
 CUTEST_BIN := $(if $(filter 1,$(CUDA)),$(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(CUTEST_SRC)))
 
 .SECONDARY:
-.PHONY: all test test-build test-cuda deps demo clean bench-gpu
+.PHONY: all test test-build test-cuda deps demo clean bench-gpu fuzz fuzz-build
 all: $(SERVE_BIN) $(TRAIN_BIN) $(TEST_BIN) $(TOOL_BIN) $(BENCH_BIN) $(GPUBENCH_BIN) $(CUTEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -144,6 +151,24 @@ test:
 	tests/run.sh build/san
 
 test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN)
+
+# Coverage-guided fuzzing (libFuzzer, clang): one program per
+# tests/fuzz/fuzz_NAME.c, built with clang into build/fuzz, each run for
+# FUZZ_SECONDS on a scratch copy of tests/fuzz/corpus/NAME after replaying
+# tests/fuzz/regress/NAME (tests/fuzz/run.sh). A crash, leak or sanitizer
+# report fails it.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz:
+	$(MAKE) --no-print-directory -j$(NPROC) FUZZ=1 CC=$(FUZZ_CC) BUILD=build/fuzz fuzz-build
+	tests/fuzz/run.sh build/fuzz $(FUZZ_SECONDS)
+
+fuzz-build: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(DEV_OBJ) $(PROG_OBJ) $(LLHTTP_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) $^ -o $@ $(DEV_LIBS)
 
 test-cuda:
 	$(MAKE) --no-print-directory CUDA=1 all

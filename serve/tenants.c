@@ -53,7 +53,13 @@ static int parse_entry(const cJSON *v, const char *name, const char *key, tn_ten
     // key is the entry's label ("keys entry 3"), not the secret.
     if (!cJSON_IsObject(v)) return err_set(err, "%s: %s: expected an object", name, key);
     out->base = 1;
+    // A field given twice is refused (JSON allows it; which one would win
+    // is a guess, and the first one's strings would be lost).
+    int seen_tenant = 0, seen_adapters = 0;
     for (const cJSON *f = v->child; f; f = f->next) {
+        if ((strcmp(f->string, "tenant") == 0 && seen_tenant++) ||
+            (strcmp(f->string, "adapters") == 0 && seen_adapters++))
+            return err_set(err, "%s: %s.%s: given twice", name, key, f->string);
         if (strcmp(f->string, "tenant") == 0) {
             if (!cJSON_IsString(f) || !f->valuestring[0])
                 return err_set(err, "%s: %s.tenant: expected a non-empty string", name, key);

@@ -109,6 +109,10 @@ static void test_errors(void) {
     bad("{\"keys\": {\"\": {\"tenant\": \"a\"}}}", "empty or holds whitespace");
     bad("{\"keys\": {\"sk a\": {\"tenant\": \"a\"}}}", "empty or holds whitespace");
     bad("{\"keys\": {\"sk-a\": {\"tenant\": \"a\"}, \"sk-a\": {\"tenant\": \"b\"}}}", "listed twice");
+    // Found by tests/fuzz/fuzz_tenants: a field given twice leaked the first.
+    bad("{\"keys\": {\"sk-a\": {\"tenant\": \"a\", \"tenant\": \"b\"}}}", "keys entry 1.tenant: given twice");
+    bad("{\"keys\": {\"sk-a\": {\"tenant\": \"a\", \"adapters\": [\"x\"], \"adapters\": [\"y\"]}}}",
+        "keys entry 1.adapters: given twice");
     // The secret never appears in an error message.
     err_t err = {{0}};
     tn_table *t = parse("{\"keys\": {\"sk-secret-123\": {\"tenant\": 5}}}", &err);
