@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libuv1-dev libcjson-dev node-llhttp libpcre2-dev libutf8proc-dev gnuplot-nox nodejs npm)
+# clang + libclang-rt-dev (its sanitizer and libFuzzer runtimes, only a
+# Recommends of clang): make fuzz and tests/test_fuzz_regress.sh.
+pkgs=(libuv1-dev libcjson-dev node-llhttp libpcre2-dev libutf8proc-dev gnuplot-nox nodejs npm clang libclang-rt-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
