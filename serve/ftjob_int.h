@@ -71,4 +71,12 @@ struct ftjob_store {
     int stopping;
 };
 
+// POST /v1/fine_tuning/jobs's body (q->body, NUL-terminated) into j's
+// request fields (model, files, suffix, seed, metadata, hyperparameters),
+// for a key of tenant that may (base_allowed) use the base model. Returns 0,
+// or -1 + e (400, param named). j->metadata is j's on both paths. In ftjobs.c;
+// not static for tests/fuzz/fuzz_ftjobs.c.
+int ftjob_parse_create(ftjob_store *st, const http_req *q, const char *tenant, int base_allowed, ftjob *j,
+                       api_error *e);
+
 #endif

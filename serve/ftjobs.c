@@ -122,9 +122,9 @@ static int read_suffix_seed_meta(const cJSON *o, ftjob *j, api_error *e) {
     return 0;
 }
 
-// Fills j from a create request. Returns 0 or -1 + e.
-static int parse_create(ftjob_store *st, const http_req *q, const char *tenant, int base_allowed, ftjob *j,
-                        api_error *e) {
+// Fills j from a create request (ftjob_int.h). Returns 0 or -1 + e.
+int ftjob_parse_create(ftjob_store *st, const http_req *q, const char *tenant, int base_allowed, ftjob *j,
+                       api_error *e) {
     cJSON *o = cJSON_ParseWithLength(q->body ? q->body : "", q->body_len);
     int rc = 0;
     const cJSON *hp = NULL;
@@ -171,7 +171,7 @@ static void route_create(ftjob_store *st, const http_req *q, http_res *res, cons
         return;
     }
     snprintf(j->tenant, sizeof j->tenant, "%s", tenant);
-    if (parse_create(st, q, tenant, base_allowed, j, &e) != 0) {
+    if (ftjob_parse_create(st, q, tenant, base_allowed, j, &e) != 0) {
         ftstate_job_free(j);
         reply_error_logged(st->host.env.requests, q, res, &e, tenant, NULL);
         return;
