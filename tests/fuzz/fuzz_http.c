@@ -4,14 +4,16 @@
 // a tiny Qwen3 config with the real tokenizer (no weights: the echo engine
 // answers), a tenants file, an empty adapters folder and a data folder (so
 // /v1/files and /v1/fine_tuning are routed too). Each input is one TCP
-// connection to it: the bytes are written, the write side shut, and the
-// reply read until the server closes or 2 s pass. The reply is not judged
+// connection to it: the bytes are written, the write side shut once the
+// answer has begun (or after 10 ms), and the reply read until the server
+// closes or 2 s pass. The reply is not judged
 // (the HTTP tests do that); a crash, a sanitizer report or a hang is.
 //
 // The tenants file has no admin key: with one, the fuzzer could ask the
 // server to load any folder of this machine as an adapter.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -134,6 +136,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (w <= 0) break;
         off += (size_t)w;
     }
+    // Give the answer a moment to start before the write side is shut: a
+    // shut write side reads as "client gone", which would cancel every
+    // generation before its first token. Synchronous answers come at once;
+    // an incomplete request waits the whole 10 ms.
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    (void)poll(&p, 1, 10);
     shutdown(fd, SHUT_WR);
     char buf[16384];
     while (recv(fd, buf, sizeof buf, 0) > 0) {
