@@ -116,8 +116,8 @@ static void job_log(job *j, int status) {
     for (int i = 0; i < j->n_choices; i++) ct += j->choices[i].completion_tokens;
     log_line("info", "http", "request method=%s path=%s status=%d peer=%s conn=%llu tenant=%s model=%s "
           "prompt_tokens=%lld completion_tokens=%lld stream=%d", j->q->method, j->q->path, status, j->q->peer,
-          (unsigned long long)j->q->conn_id, j->tenant, j->req.model, (long long)j->prompt_tokens, (long long)ct,
-          j->req.stream);
+          (unsigned long long)j->q->conn_id, j->tenant, j->req.model ? j->req.model : "-",
+          (long long)j->prompt_tokens, (long long)ct, j->req.stream);
 }
 
 static void job_reply_error(job *j) {

@@ -54,6 +54,9 @@ start api --no-engine --served-model-name tiny-qwen3 --adapters "$tmp/adapters" 
 expect_log "warn registry: skipped adapter=broken"
 expect_log "info registry: added adapter=acme-bot rank=8"
 PORT=$port node tests/http/api.mjs || bad "tests/http/api.mjs"
+# A request whose body names no model (malformed JSON) is logged model=-,
+# not printf's "(null)" for a NULL string (found by tests/fuzz/fuzz_http).
+! grep -q "model=(null)" "$log" || bad "a request log line printed a NULL model: $(grep -m1 "model=(null)" "$log")"
 mkadapter "$tmp/rt-lora"
 PORT=$port ADMIN_KEY=sk-admin-test-0003 USER_KEY=sk-acme-test-0001 LORA_PATH="$tmp/rt-lora" \
     node tests/http/lora_admin.mjs || bad "tests/http/lora_admin.mjs"
