@@ -188,7 +188,9 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
     srv *s = ud;
     api_error e;
     const char *p = q->path;
-    int get = strcmp(q->method, "GET") == 0, post = strcmp(q->method, "POST") == 0;
+    // HEAD is GET without the body (http_res_send leaves it out).
+    int get = strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0;
+    int post = strcmp(q->method, "POST") == 0;
     const char *allow = NULL;
     if (strcmp(p, "/health") == 0) {
         if (get) {
@@ -456,12 +458,19 @@ srv *srv_open(const srv_config *cfg, err_t *err) {
     if (!s->cfg.max_body_bytes) s->cfg.max_body_bytes = 8u << 20;
     http_config hc = {.host = s->host, .port = cfg->port, .max_body_bytes = cfg->max_body_bytes,
                       .idle_timeout_ms = cfg->idle_timeout_ms, .request_timeout_ms = cfg->request_timeout_ms,
+                      .header_timeout_ms = cfg->header_timeout_ms, .max_connections = cfg->max_connections,
+                      .max_connections_per_ip = cfg->max_connections_per_ip,
                       .on_reject = on_reject, .body_limit = body_limit};
     if (!(s->http = http_server_start(&s->loop, &hc, on_request, s, err))) goto fail;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sighup, on_signal, SIGHUP);
     log_line("info", "server", "listening addr=%s port=%d", s->host, http_server_port(s->http));
+    http_stats hs;
+    http_server_stats(s->http, &hs);
+    log_line("info", "http", "limits max_connections=%d max_connections_per_ip=%d header_timeout_ms=%llu",
+             hs.max_connections, hs.max_per_ip,
+             (unsigned long long)(cfg->header_timeout_ms ? cfg->header_timeout_ms : 10000));
     return s;
 fail:
     srv_stop(s);
