@@ -5,7 +5,8 @@
 # half-header connections than the server has descriptors (from
 # 127.0.0.2..9) while chat streams run and /health is probed: streams
 # finish, /health answers within 1 s, and RSS comes back within 10% once
-# the flood ends. FLOOD=N STREAMS=M SERVE_FDS=L to size it.
+# the flood ends. FLOOD=N STREAMS=M SERVE_FDS=L ECHO_MS=T (per token) ROUNDS=R to
+# size it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -22,10 +23,10 @@ hard=$(ulimit -Hn)
 # ASan's quarantine keeps freed memory on purpose; RSS is measured without it.
 ulimit -Sn "$fds"
 ASAN_OPTIONS=${ASAN_OPTIONS:-}:quarantine_size_mb=0:allocator_release_to_os_interval_ms=100 \
-    serve_start "$tmp/flood.log" --model "$tmp/tiny-qwen3" --served-model-name tiny-qwen3 --echo-engine 5
+    serve_start "$tmp/flood.log" --model "$tmp/tiny-qwen3" --served-model-name tiny-qwen3 --echo-engine "${ECHO_MS:-5}"
 ulimit -Sn "$hard"
 cap=$((fds - 256))
-SERVE_PID=$pid PORT=$port FLOOD=$flood STREAMS=$streams node tests/http/flood.mjs || bad "tests/http/flood.mjs"
+SERVE_PID=$pid PORT=$port FLOOD=$flood STREAMS=$streams ROUNDS=${ROUNDS:-1} node tests/http/flood.mjs || bad "tests/http/flood.mjs"
 grep -q "info http: limits max_connections=$cap" "$log" || bad "no limits line in the log"
 serve_stop
 t_done
