@@ -6,12 +6,16 @@
 //     the current response is finished, so responses go out in request order;
 //   - limits: the request line + headers (max_header_bytes, else 431) and the
 //     body (max_body_bytes, else 413, checked against Content-Length before
-//     the body is read, and while a chunked body arrives); Expect:
+//     the body is read, and against each chunk's announced size as a
+//     chunked body arrives); Expect:
 //     100-continue is answered; a request must arrive whole within
 //     request_timeout_ms of its first byte (else 408); a keep-alive
 //     connection idle for idle_timeout_ms is closed. These error bodies are
 //     OpenAI-style JSON: {"error":{"message","type","param","code"}}, and the
 //     connection is closed after them;
+//   - HEAD: the handler answers as for GET; only the headers go out;
+//   - answers ready together (pipelined requests answered at once) are
+//     sent in one write;
 //   - connection limits: at most max_connections open (fds beyond that are
 //     kept for the rest of the process) and max_connections_per_ip from one
 //     client address; a connection must send a complete header block within
