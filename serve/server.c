@@ -155,12 +155,33 @@ static void route_metrics(srv *s, const http_req *q, http_res *res) {
     }
     metrics_count_request(&s->requests, reply_endpoint(q->path), 200); // this scrape counts itself
     char *text = metrics_text(&s->requests, has ? &st : NULL);
-    if (!text) {
+    // The connection limits' counters (http.h), after the rest.
+    http_stats hs;
+    http_server_stats(s->http, &hs);
+    char conns[1024];
+    int cn = snprintf(conns, sizeof conns,
+                      "# HELP tessera_http_connections Open HTTP connections.\n"
+                      "# TYPE tessera_http_connections gauge\ntessera_http_connections %d\n"
+                      "# HELP tessera_http_connections_max The cap on open connections (--max-connections).\n"
+                      "# TYPE tessera_http_connections_max gauge\ntessera_http_connections_max %d\n"
+                      "# HELP tessera_http_connections_evicted_total Connections closed at the cap while waiting for their headers.\n"
+                      "# TYPE tessera_http_connections_evicted_total counter\ntessera_http_connections_evicted_total %llu\n"
+                      "# HELP tessera_http_connections_refused_total Connections answered 503 at a connection cap.\n"
+                      "# TYPE tessera_http_connections_refused_total counter\ntessera_http_connections_refused_total %llu\n"
+                      "# HELP tessera_http_header_timeouts_total Connections closed for not sending their headers in time.\n"
+                      "# TYPE tessera_http_header_timeouts_total counter\ntessera_http_header_timeouts_total %llu\n",
+                      hs.connections, hs.max_connections, (unsigned long long)hs.evicted,
+                      (unsigned long long)hs.refused, (unsigned long long)hs.header_timeouts);
+    size_t tn = text ? strlen(text) : 0;
+    char *all = text ? realloc(text, tn + (size_t)cn + 1) : NULL;
+    if (!all) {
+        free(text);
         reply_json(res, 500, NULL);
         return;
     }
-    http_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
-    free(text);
+    memcpy(all + tn, conns, (size_t)cn + 1);
+    http_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8", all, tn + (size_t)cn);
+    free(all);
 }
 
 // /v1/files and /v1/fine_tuning/: authenticated here, handled by files.c

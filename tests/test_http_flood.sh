@@ -28,5 +28,9 @@ ulimit -Sn "$hard"
 cap=$((fds - 256))
 SERVE_PID=$pid PORT=$port FLOOD=$flood STREAMS=$streams ROUNDS=${ROUNDS:-1} node tests/http/flood.mjs || bad "tests/http/flood.mjs"
 grep -q "info http: limits max_connections=$cap" "$log" || bad "no limits line in the log"
+metrics=$(curl -s "http://127.0.0.1:$port/metrics")
+evicted=$(sed -n 's/^tessera_http_connections_evicted_total \([0-9]*\)$/\1/p' <<<"$metrics")
+[ "${evicted:-0}" -gt 0 ] || bad "tessera_http_connections_evicted_total is '${evicted}' after a flood past the cap"
+grep -q "^tessera_http_connections_max $cap$" <<<"$metrics" || bad "tessera_http_connections_max is not $cap"
 serve_stop
 t_done
