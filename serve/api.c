@@ -95,6 +95,9 @@ static int check_utf8_tree(const cJSON *v, char *path, size_t cap, api_error *e)
 static const char *type_name(const cJSON *v) {
     if (cJSON_IsString(v)) return "a string";
     if (cJSON_IsBool(v)) return "a boolean";
+    // A literal past double's range (1e309) parses as infinity: it is
+    // neither an integer nor a usable decimal, so say what it is.
+    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) return "a number out of range";
     if (cJSON_IsNumber(v)) return v->valuedouble == floor(v->valuedouble) ? "an integer" : "a decimal";
     if (cJSON_IsArray(v)) return "an array";
     if (cJSON_IsObject(v)) return "an object";
@@ -207,10 +210,13 @@ static int read_logit_bias(const cJSON *o, api_request *r, api_error *e) {
     if (n == 0) return 0;
     if (!(r->logit_bias = calloc((size_t)n, sizeof *r->logit_bias))) return oom(e);
     for (const cJSON *b = v->child; b; b = b->next) {
+        // Keys are canonical token ids: decimal digits only. strtol alone
+        // would take " 1" and "+5", which OpenAI refuses.
+        size_t digits = strspn(b->string, "0123456789");
         char *end;
         errno = 0;
         long id = strtol(b->string, &end, 10);
-        if (!b->string[0] || *end || errno || id < 0 || id > INT32_MAX)
+        if (!b->string[0] || b->string[digits] || *end || errno || id < 0 || id > INT32_MAX)
             return api_err_invalid(e, "logit_bias", "Invalid 'logit_bias': key '%s' is not a token id (a non-negative integer).",
                                    b->string);
         if (!cJSON_IsNumber(b) || !isfinite(b->valuedouble))

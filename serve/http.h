@@ -6,12 +6,26 @@
 //     the current response is finished, so responses go out in request order;
 //   - limits: the request line + headers (max_header_bytes, else 431) and the
 //     body (max_body_bytes, else 413, checked against Content-Length before
-//     the body is read, and while a chunked body arrives); Expect:
+//     the body is read, and against each chunk's announced size as a
+//     chunked body arrives); Expect:
 //     100-continue is answered; a request must arrive whole within
 //     request_timeout_ms of its first byte (else 408); a keep-alive
 //     connection idle for idle_timeout_ms is closed. These error bodies are
 //     OpenAI-style JSON: {"error":{"message","type","param","code"}}, and the
 //     connection is closed after them;
+//   - HEAD: the handler answers as for GET; only the headers go out;
+//   - answers ready together (pipelined requests answered at once) are
+//     sent in one write;
+//   - connection limits: at most max_connections open (fds beyond that are
+//     kept for the rest of the process) and max_connections_per_ip from one
+//     client address; a connection must send a complete header block within
+//     header_timeout_ms of its start (else 408, or a silent close if it sent
+//     nothing). When the global cap is reached, the connection that has been
+//     waiting longest for a complete header block (a half-sent request or an
+//     idle keep-alive) is closed to make room; when none waits, or one
+//     address is over its cap, the newcomer gets 503 with Retry-After and is
+//     closed. Per-connection buffers are freed when drained, and after a
+//     flood of connections ends the freed heap is handed back (malloc_trim);
 //   - bodies with Content-Length or chunked transfer encoding (llhttp
 //     decodes), handed over whole and NUL-terminated;
 //   - responses with Content-Length, or Server-Sent Events over chunked
@@ -74,6 +88,9 @@ typedef struct http_config {
     uint64_t request_timeout_ms;// first byte -> request complete; 0 = 30 s
     size_t max_write_queue;     // unsent response bytes before the client is dropped; 0 = 16 MiB
     int backlog;                // listen backlog; 0 = 511
+    int max_connections;        // open at once; 0 = RLIMIT_NOFILE - HTTP_FD_HEADROOM (at least 16)
+    int max_connections_per_ip; // from one client address; 0 = max_connections / 4 (at least 1)
+    uint64_t header_timeout_ms; // connection start (or a request's first byte) -> headers complete; 0 = 10 s
     // Optional: told about every request the module answers itself (400
     // malformed, 408, 413, 431) so the caller can log it. peer "ip:port".
     void (*on_reject)(void *ud, int status, const char *peer, const char *reason);
@@ -94,6 +111,24 @@ int http_server_port(const http_server *s);
 
 // Number of open connections.
 int http_server_connections(const http_server *s);
+
+// Descriptors the default max_connections leaves to the rest of the
+// process: the listener, the loop's own, the log, the adapters watcher and
+// its scans, adapter and model files being loaded, train children's pipes.
+#define HTTP_FD_HEADROOM 256
+
+// What the connection limits did so far (for metrics and tests).
+typedef struct http_stats {
+    int connections;        // open now
+    int max_connections;    // the caps in force (defaults resolved)
+    int max_per_ip;
+    uint64_t accepted;      // connections accepted (refused ones included)
+    uint64_t evicted;       // closed at the global cap while waiting for headers
+    uint64_t refused;       // answered 503 at a cap
+    uint64_t header_timeouts;
+    uint64_t writes;        // socket writes queued (pipelined answers ready together share one)
+} http_stats;
+void http_server_stats(const http_server *s, http_stats *out);
 
 // Stops accepting and closes every connection: idle ones now, busy ones (a
 // response pending) at once too, firing their close callbacks so the caller

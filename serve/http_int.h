@@ -18,6 +18,17 @@
 
 typedef struct conn conn;
 
+// Open connections of one client address (a bucket chain of the server's
+// table; freed when the count drops to 0).
+typedef struct http_ip {
+    unsigned char addr[16]; // IPv6, or IPv4-mapped
+    int n;
+    struct http_ip *next;
+} http_ip;
+
+#define HTTP_IP_BUCKETS 4096
+#define HTTP_READ_CHUNK (64 * 1024)
+
 struct http_res {
     conn *c;           // NULL once the connection is gone or the response is done
     int refs;          // the handler's (until finished) + the connection's (until done/closed)
@@ -53,6 +64,15 @@ struct http_server {
     int open_handles; // listener + connections
     void (*done)(void *);
     void *done_ud;
+    // Connections waiting for a complete header block (fresh, half-sent or
+    // idle keep-alive), oldest first: the ones closed at the global cap.
+    conn *wait_head, *wait_tail;
+    http_ip *ips[HTTP_IP_BUCKETS];
+    char *rbuf;        // HTTP_READ_CHUNK bytes every read lands in first
+    int high;          // most connections open since the last heap trim
+    uint64_t overload_logged; // uv_now of the last overload report
+    uint64_t overload_unlogged; // evictions + refusals since
+    http_stats st;
 };
 
 struct conn {
@@ -70,6 +90,14 @@ struct conn {
     int reject_status;  // set by a parser callback that refuses the request
     const char *reject_msg;
     uint64_t deadline;  // request timeout of the request being parsed (0 = none)
+    uint64_t hdr_deadline; // header timeout: headers must be complete by then (0 = none)
+    int in_body;        // headers complete, body still arriving
+    int waiting;        // on the server's wait list
+    conn *wait_prev, *wait_next;
+    http_ip *ip;        // this address's count (NULL until accepted under the caps)
+    char *out;          // bytes written while corked (parse loop), flushed as one write
+    size_t out_len, out_cap;
+    int corked;
     int processing;
     int reading, read_paused;
     int shutting;       // graceful close: no more writes; close once flushed and the peer is done
@@ -115,5 +143,12 @@ int http_conn_write(conn *c, const char *a, size_t na, const char *b, size_t nb,
 // Answers a request the parser refused (or that timed out) with an
 // OpenAI-style JSON error, and closes.
 void http_conn_reject(conn *c, int status, const char *msg);
+
+// Answers 503 with Retry-After to a connection over a cap, and closes it
+// at once (its descriptor is what the cap protects).
+void http_conn_busy(conn *c, const char *msg);
+
+// Sends what was written while corked as one write.
+void http_conn_flush(conn *c);
 
 #endif

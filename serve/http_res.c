@@ -117,9 +117,40 @@ static void on_write(uv_write_t *w, int status) {
     if (status < 0 && status != UV_ECANCELED) http_conn_close(c);
 }
 
+// Appends to the corked output; -1 (and the connection doomed) past the
+// write queue cap or out of memory.
+static int conn_out_append(conn *c, const char *a, size_t na, const char *b, size_t nb, const char *z, size_t nz) {
+    size_t n = na + nb + nz;
+    if (c->out_len + n > c->srv->cfg.max_write_queue) {
+        http_conn_doom(c);
+        return -1;
+    }
+    if (c->out_len + n > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 1024;
+        while (cap < c->out_len + n) cap *= 2;
+        char *o = realloc(c->out, cap);
+        if (!o) {
+            http_conn_doom(c);
+            return -1;
+        }
+        c->out = o;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, a, na);
+    if (nb) memcpy(c->out + c->out_len + na, b, nb);
+    if (nz) memcpy(c->out + c->out_len + na + nb, z, nz);
+    c->out_len += n;
+    return 0;
+}
+
 // Queues bytes (copied) for the connection. -1 if the connection is going.
+// While the parse loop runs (corked), bytes are gathered and go out as one
+// write when it ends: answers to pipelined requests ready together share a
+// write (and usually a TCP segment).
 int http_conn_write(conn *c, const char *a, size_t na, const char *b, size_t nb, const char *z, size_t nz) {
     if (c->closing || c->shutting) return -1;
+    if (c->corked) return conn_out_append(c, a, na, b, nb, z, nz);
+    c->srv->st.writes++;
     wreq *q = malloc(sizeof *q + na + nb + nz);
     if (!q) {
         http_conn_doom(c);
@@ -141,6 +172,14 @@ int http_conn_write(conn *c, const char *a, size_t na, const char *b, size_t nb,
         return -1;
     }
     return 0;
+}
+
+void http_conn_flush(conn *c) {
+    c->corked = 0;
+    if (c->out_len && !c->closing && !c->shutting) http_conn_write(c, c->out, c->out_len, NULL, 0, NULL, 0);
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_cap = 0;
 }
 
 static int res_writable(const http_res *r) { return r->c && !r->c->closing && !r->c->shutting; }
@@ -207,7 +246,9 @@ void http_res_send(http_res *r, int status, const char *ctype, const char *body,
             http_conn_doom(r->c);
         } else {
             conn *c = r->c;
-            int rc = http_conn_write(c, head, hn, body, len, NULL, 0);
+            // HEAD: the headers GET would send (Content-Length included), no body.
+            int head_only = r->req.method && strcmp(r->req.method, "HEAD") == 0;
+            int rc = http_conn_write(c, head, hn, body, head_only ? 0 : len, NULL, 0);
             free(head);
             if (rc == 0) res_done(r);
         }
@@ -301,6 +342,30 @@ static void json_escape_into(char *out, size_t n, const char *s) {
         }
     }
     out[k] = '\0';
+}
+
+// The error answer of status with msg, Connection: close, and extra
+// header lines (each ending in CRLF) into head and body.
+static void error_answer(int status, const char *msg, const char *extra, char *head, size_t hcap, int *hn,
+                         char *body, size_t bcap, int *bn) {
+    char esc[512], date[64];
+    json_escape_into(esc, sizeof esc, msg);
+    *bn = snprintf(body, bcap,
+                   "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"param\":null,\"code\":null}}", esc,
+                   status >= 500 ? "server_error" : "invalid_request_error");
+    date_header(date, sizeof date);
+    *hn = snprintf(head, hcap,
+                   "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                   "%sConnection: close\r\n\r\n",
+                   status, http_status_text(status), date, *bn, extra);
+}
+
+void http_conn_busy(conn *c, const char *msg) {
+    char body[768], head[512];
+    int hn, bn;
+    error_answer(503, msg, "Retry-After: 1\r\n", head, sizeof head, &hn, body, sizeof body, &bn);
+    http_conn_write(c, head, (size_t)hn, body, (size_t)bn, NULL, 0);
+    http_conn_close(c);
 }
 
 // Answers a request the parser refused (or that timed out) and closes.

@@ -32,7 +32,7 @@ typedef struct serve_args {
     sched_opts so;
     int inspect, no_engine, threads;
     int echo_ms;           // -1: no --echo-engine
-    int idle_s, request_s; // 0: the server's defaults
+    int idle_s, request_s, header_ms; // 0: the server's defaults
     const char *device, *quant;
 } serve_args;
 
@@ -86,6 +86,13 @@ static int parse_args(int argc, char **argv, serve_args *a) {
          .help = "close keep-alive connections idle this long", COUNT, .def = "60"},
         {.name = "--request-timeout", .type = OPTS_INT, .field = &a->request_s, .arg = "S",
          .help = "a request must arrive whole within this", COUNT, .def = "30"},
+        {.name = "--header-timeout-ms", .type = OPTS_INT, .field = &a->header_ms, .arg = "MS",
+         .help = "a connection must send its request headers within this", LIMIT, .def = "10000"},
+        {.name = "--max-connections", .type = OPTS_INT, .field = &a->sc.max_connections, .arg = "N",
+         .help = "open connections at once; at the cap the one waiting longest\nfor its headers is closed, else 503",
+         LIMIT, .def = "the descriptor limit (ulimit -n) - 256"},
+        {.name = "--max-connections-per-ip", .type = OPTS_INT, .field = &a->sc.max_connections_per_ip, .arg = "N",
+         .help = "open connections from one client address (more get 503)", LIMIT, .def = "max-connections / 4"},
         {.help = "engine:"},
         {.name = "--quant", .type = OPTS_CHOICE, .field = &a->quant, .arg = "nf4|none",
          .help = "decoder weights NF4 or dense as stored", .choices = quants},
@@ -183,6 +190,7 @@ int main(int argc, char **argv) {
     sc.chat_template = o.chat_template;
     sc.idle_timeout_ms = (uint64_t)a.idle_s * 1000;
     sc.request_timeout_ms = (uint64_t)a.request_s * 1000;
+    sc.header_timeout_ms = (uint64_t)a.header_ms;
     int inspect = a.inspect, no_engine = a.no_engine, threads = a.threads;
     int echo_ms = a.echo_ms < 0 ? 0 : a.echo_ms > 0 ? a.echo_ms : 1; // --echo-engine 0: 1 ms
     const char *device = a.device;

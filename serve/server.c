@@ -155,12 +155,33 @@ static void route_metrics(srv *s, const http_req *q, http_res *res) {
     }
     metrics_count_request(&s->requests, reply_endpoint(q->path), 200); // this scrape counts itself
     char *text = metrics_text(&s->requests, has ? &st : NULL);
-    if (!text) {
+    // The connection limits' counters (http.h), after the rest.
+    http_stats hs;
+    http_server_stats(s->http, &hs);
+    char conns[1024];
+    int cn = snprintf(conns, sizeof conns,
+                      "# HELP tessera_http_connections Open HTTP connections.\n"
+                      "# TYPE tessera_http_connections gauge\ntessera_http_connections %d\n"
+                      "# HELP tessera_http_connections_max The cap on open connections (--max-connections).\n"
+                      "# TYPE tessera_http_connections_max gauge\ntessera_http_connections_max %d\n"
+                      "# HELP tessera_http_connections_evicted_total Connections closed at the cap while waiting for their headers.\n"
+                      "# TYPE tessera_http_connections_evicted_total counter\ntessera_http_connections_evicted_total %llu\n"
+                      "# HELP tessera_http_connections_refused_total Connections answered 503 at a connection cap.\n"
+                      "# TYPE tessera_http_connections_refused_total counter\ntessera_http_connections_refused_total %llu\n"
+                      "# HELP tessera_http_header_timeouts_total Connections closed for not sending their headers in time.\n"
+                      "# TYPE tessera_http_header_timeouts_total counter\ntessera_http_header_timeouts_total %llu\n",
+                      hs.connections, hs.max_connections, (unsigned long long)hs.evicted,
+                      (unsigned long long)hs.refused, (unsigned long long)hs.header_timeouts);
+    size_t tn = text ? strlen(text) : 0;
+    char *all = text ? realloc(text, tn + (size_t)cn + 1) : NULL;
+    if (!all) {
+        free(text);
         reply_json(res, 500, NULL);
         return;
     }
-    http_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
-    free(text);
+    memcpy(all + tn, conns, (size_t)cn + 1);
+    http_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8", all, tn + (size_t)cn);
+    free(all);
 }
 
 // /v1/files and /v1/fine_tuning/: authenticated here, handled by files.c
@@ -188,7 +209,9 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
     srv *s = ud;
     api_error e;
     const char *p = q->path;
-    int get = strcmp(q->method, "GET") == 0, post = strcmp(q->method, "POST") == 0;
+    // HEAD is GET without the body (http_res_send leaves it out).
+    int get = strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0;
+    int post = strcmp(q->method, "POST") == 0;
     const char *allow = NULL;
     if (strcmp(p, "/health") == 0) {
         if (get) {
@@ -456,12 +479,19 @@ srv *srv_open(const srv_config *cfg, err_t *err) {
     if (!s->cfg.max_body_bytes) s->cfg.max_body_bytes = 8u << 20;
     http_config hc = {.host = s->host, .port = cfg->port, .max_body_bytes = cfg->max_body_bytes,
                       .idle_timeout_ms = cfg->idle_timeout_ms, .request_timeout_ms = cfg->request_timeout_ms,
+                      .header_timeout_ms = cfg->header_timeout_ms, .max_connections = cfg->max_connections,
+                      .max_connections_per_ip = cfg->max_connections_per_ip,
                       .on_reject = on_reject, .body_limit = body_limit};
     if (!(s->http = http_server_start(&s->loop, &hc, on_request, s, err))) goto fail;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sighup, on_signal, SIGHUP);
     log_line("info", "server", "listening addr=%s port=%d", s->host, http_server_port(s->http));
+    http_stats hs;
+    http_server_stats(s->http, &hs);
+    log_line("info", "http", "limits max_connections=%d max_connections_per_ip=%d header_timeout_ms=%llu",
+             hs.max_connections, hs.max_per_ip,
+             (unsigned long long)(cfg->header_timeout_ms ? cfg->header_timeout_ms : 10000));
     return s;
 fail:
     srv_stop(s);

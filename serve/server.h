@@ -149,6 +149,9 @@ typedef struct srv_config {
     size_t max_body_bytes;          // 0 = 8 MiB
     uint64_t idle_timeout_ms;       // 0 = 60 s
     uint64_t request_timeout_ms;    // 0 = 30 s
+    uint64_t header_timeout_ms;     // connection start -> headers complete; 0 = 10 s
+    int max_connections;            // 0 = RLIMIT_NOFILE - HTTP_FD_HEADROOM (http.h)
+    int max_connections_per_ip;     // 0 = max_connections / 4
     uint64_t rescan_ms;             // periodic adapter rescan; 0 = 2 s
     // Fine-tuning (files.h, ftjobs.h): on when data_dir is set (it needs
     // adapters_dir, where the trained adapters are published).

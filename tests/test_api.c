@@ -187,6 +187,13 @@ static void test_chat_invalid(void) {
     bad_chat(CHAT(",\"logit_bias\":[1]"), "logit_bias", "expected an object");
     bad_chat(CHAT(",\"logit_bias\":{\"abc\":1}"), "logit_bias", "not a token id");
     bad_chat(CHAT(",\"logit_bias\":{\"-1\":1}"), "logit_bias", "not a token id");
+    // Keys are canonical decimal ids: strtol's leading space and sign are not.
+    bad_chat(CHAT(",\"logit_bias\":{\" 1\":1}"), "logit_bias", "not a token id");
+    bad_chat(CHAT(",\"logit_bias\":{\"+5\":1}"), "logit_bias", "not a token id");
+    bad_chat(CHAT(",\"logit_bias\":{\"5 \":1}"), "logit_bias", "not a token id");
+    // 1e309 overflows to infinity: neither "an integer" nor accepted.
+    bad_chat(CHAT(",\"temperature\":1e309"), "temperature", "got a number out of range");
+    bad_chat(CHAT(",\"max_tokens\":-1e309"), "max_tokens", "got a number out of range");
     bad_chat(CHAT(",\"logit_bias\":{\"5\":101}"), "logit_bias", "[-100, 100]");
     bad_chat(CHAT(",\"logit_bias\":{\"5\":\"x\"}"), "logit_bias", "must be a number");
     bad_chat(CHAT(",\"logprobs\":1"), "logprobs", "expected a boolean");

@@ -174,6 +174,21 @@ await step('raw: body and header limits', async () => {
     c.destroy();
 });
 
+await step('raw: HEAD is GET without the body', async () => {
+    for (const [path, key, len] of [['/health', null, 15], ['/v1/models/acme-bot', ACME, null]]) {
+        const c = new Raw();
+        await c.ready;
+        c.write(req('HEAD', path, { key, headers: { Connection: 'close' } }));
+        check(await c.waitClose(), `HEAD ${path}: closed after Connection: close`);
+        const text = c.buf.toString('latin1');
+        check(/^HTTP\/1\.1 200 /.test(text), `HEAD ${path} status line: ${text.split('\r\n')[0]}`);
+        const cl = /\r\ncontent-length: (\d+)\r\n/i.exec(text);
+        check(cl && (len === null ? Number(cl[1]) > 0 : Number(cl[1]) === len), `HEAD ${path} keeps GET's Content-Length: ${text}`);
+        check(text.endsWith('\r\n\r\n'), `HEAD ${path}: no body after the headers: ${JSON.stringify(text.slice(-40))}`);
+        c.destroy();
+    }
+});
+
 await step('raw: keep-alive and pipelining', async () => {
     const c = new Raw();
     await c.ready;
