@@ -6,8 +6,8 @@
 #      symlinks out are refused the same way, whether they exist or not),
 #      names are checked (no '..', no newline), and a weights file that is
 #      not safetensors (a symlink to a passwd-like file) leaks no bytes.
-#   2. The watcher does not follow a symlinked subfolder out of its folder
-#      (one that stays inside is served).
+#   2. The watcher does not follow a symlinked subfolder (or file) out of
+#      its folder (a subfolder symlink that stays inside is served).
 #   3. A truncated adapter_model.safetensors written over a served adapter
 #      in place keeps the last good version serving, logged and counted in
 #      tessera_adapter_load_failures_total{adapter="alpha"}; removing the
@@ -27,6 +27,9 @@ mkadapter "$tmp/roots/r1/good"
 mkadapter "$tmp/outside/evil"
 ln -s "$tmp/outside/evil" "$tmp/adapters/escape"    # finding 2: out of the folder
 ln -s "$tmp/adapters/alpha" "$tmp/adapters/inner"   # stays inside: served
+mkdir -p "$tmp/adapters/filelink"                     # a file symlinked out: skipped
+cp "$tmp/outside/evil/adapter_config.json" "$tmp/adapters/filelink/"
+ln -s "$tmp/outside/evil/adapter_model.safetensors" "$tmp/adapters/filelink/adapter_model.safetensors"
 ln -s "$tmp/outside/evil" "$tmp/roots/r1/link-out"  # finding 1: a symlink out of a root
 # A folder in a root whose weights are a symlink to a file outside (as
 # /etc/passwd in the issue): its first 8 bytes must not show up.
@@ -72,6 +75,7 @@ expect "unload in open mode" "$(post x /v1/unload_lora_adapter '{"lora_name": "a
 say "watched folder: symlinked subfolders"
 wait_models "alpha inner tiny"
 grep -q "skipped adapter=escape .*outside the adapters folder" "$log" || bad "no 'skipped adapter=escape' line"
+grep -q "skipped adapter=filelink .*a file resolves outside" "$log" || bad "no 'skipped adapter=filelink' line"
 grep -q "$tmp/outside" <(models) && bad "an outside folder is listed"
 
 # ---- finding 3: the last good version stays served ---------------------------------
