@@ -647,6 +647,7 @@ struct lora_source {
     char *json; // adapter_config.json
     size_t len;
     sft *weights;
+    char *bytes; // the weights file's contents, which weights views
 };
 
 lora_source *lora_source_open(const char *dir, err_t *err) {
@@ -665,7 +666,12 @@ lora_source *lora_source_open(const char *dir, err_t *err) {
         free(bin);
         goto fail;
     }
-    if (!(src->weights = sft_open(wpath, err))) goto fail;
+    // Read, not mapped: a file written over in place (even truncated) must
+    // not change or fault the version already validated and served.
+    size_t wlen;
+    if (!(src->bytes = util_read_file(wpath, &wlen, err)) ||
+        !(src->weights = sft_open_memory(src->bytes, wlen, wpath, err)))
+        goto fail;
     free(cpath);
     free(wpath);
     return src;
@@ -688,6 +694,7 @@ lora_adapter *lora_source_build(const lora_source *src, const model_config *cfg,
 void lora_source_close(lora_source *src) {
     if (!src) return;
     sft_close(src->weights);
+    free(src->bytes);
     free(src->json);
     free(src->dir);
     free(src);

@@ -115,10 +115,11 @@ static inline const lora_module *lora_at(const lora_adapter *a, int layer, model
 // and what was expected.
 lora_adapter *lora_load(const char *dir, const model_config *cfg, err_t *err);
 
-// An adapter folder's files held open: the config text read and the
-// weights file mapped. Building from it later reads what the folder held
-// when it was opened, even if the folder has since been renamed over or
-// removed (the mapping keeps the old file alive), which is what lets a
+// An adapter folder's files held: the config text and the weights file
+// read into memory (adapters are small; a mapping would change or fault
+// when the file is written over in place). Building from it later reads
+// what the folder held when it was opened, even if the folder has since
+// been renamed over, removed or overwritten, which is what lets a
 // server finish every request on the version it was resolved to. Building
 // only reads the source, so threads may build from one source at once.
 typedef struct lora_source lora_source;

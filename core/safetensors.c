@@ -178,11 +178,12 @@ static int parse_map(sft *s, sft_map *m, err_t *err) {
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | m->base[i];
     if (hlen < 2 || hlen > SFT_MAX_HEADER)
-        return err_set(err, "%s: header length %llu out of bounds (2..%llu)", m->path, (unsigned long long)hlen,
+        // The number is the file's first 8 bytes: not echoed, as the file may
+        // be anything (a server's error messages reach its clients).
+        return err_set(err, "%s: not a safetensors file (header length out of bounds 2..%llu)", m->path,
                        SFT_MAX_HEADER);
     if (hlen > m->len - 8)
-        return err_set(err, "%s: header length %llu exceeds the file size %zu: file truncated?", m->path,
-                       (unsigned long long)hlen, m->len);
+        return err_set(err, "%s: header length exceeds the file size %zu: file truncated?", m->path, m->len);
     const char *json = (const char *)m->base + 8;
     cJSON *root = cJSON_ParseWithLength(json, (size_t)hlen);
     if (!root) {

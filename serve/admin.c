@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <errno.h>
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
@@ -21,9 +23,20 @@ typedef struct lora_req {
     char *name, *path;
     reg_entry *entry; // the validated adapter (worker's result)
     int finetuned;    // lora_path is fine-tuning's (worker's result): 1 an ft: folder, 2 in the data folder
+    int outside;      // lora_path does not resolve inside an allowed root (worker's result)
     err_t err;
     uv_work_t work;
 } lora_req;
+
+// 1 if name is one a load may register (admin.h: ADMIN_NAME_MAX).
+static int name_ok(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > ADMIN_NAME_MAX || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return 0;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || strchr("._:-", *c)))
+            return 0;
+    return 1;
+}
 
 // Reads {"lora_name": ..., "lora_path": ...} (path only when want_path).
 static int parse_lora_body(const http_req *q, int want_path, char **name, char **path, api_error *e) {
@@ -37,6 +50,10 @@ static int parse_lora_body(const http_req *q, int want_path, char **name, char *
     else if (!cJSON_IsString(n) || !n->valuestring[0] || strchr(n->valuestring, '/'))
         rc = api_err_set(e, 400, "invalid_request_error", "lora_name", NULL,
                          "'lora_name' must be a non-empty string without '/'.");
+    else if (want_path && !name_ok(n->valuestring))
+        rc = api_err_set(e, 400, "invalid_request_error", "lora_name", NULL,
+                         "'lora_name' must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':', '-' "
+                         "(not '.' or '..').", ADMIN_NAME_MAX);
     else if (want_path && ftjob_is_ft_name(n->valuestring))
         rc = api_err_set(e, 400, "invalid_request_error", "lora_name", NULL,
                          "'lora_name': names starting with 'ft:' are reserved for fine-tuned models.");
@@ -109,6 +126,43 @@ static int finetuned_folder(const char *path, const char *data_dir, reg_stamp *i
     return why;
 }
 
+// ---- allowed roots ------------------------------------------------------------
+
+// 1 if the absolute path real lies inside the adapters folder or one of
+// the comma-separated roots (each resolved).
+static int in_roots(const char *real, const char *adapters_dir, const char *roots) {
+    if (adapters_dir && inside(real, adapters_dir)) return 1;
+    for (const char *p = roots; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        char *dir = n ? strndup(p, n) : NULL;
+        int in = dir && inside(real, dir);
+        free(dir);
+        if (in) return 1;
+        p = comma ? comma + 1 : p + n;
+    }
+    return 0;
+}
+
+// 1 if path (a folder) and its two files resolve inside the roots.
+static int confined(const lora_req *l) {
+    const char *parts[] = {"", "/adapter_config.json", "/adapter_model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(l->path) + strlen(parts[i]) + 1;
+        char *p = malloc(n);
+        if (!p) return 0;
+        snprintf(p, n, "%s%s", l->path, parts[i]);
+        char *real = realpath(p, NULL);
+        int missing = !real && errno == ENOENT;
+        free(p);
+        int in = real && in_roots(real, l->env->adapters_dir, l->env->lora_roots);
+        free(real);
+        // A missing file inside a confined folder: reg_open names it.
+        if (!in && !(i > 0 && missing)) return 0;
+    }
+    return 1;
+}
+
 // ---- load and unload ------------------------------------------------------------------
 
 // On a worker: the path is checked where it resolves, then opened as the
@@ -117,9 +171,18 @@ static int finetuned_folder(const char *path, const char *data_dir, reg_stamp *i
 static void lora_load_work(uv_work_t *w) {
     lora_req *l = w->data;
     reg_stamp id;
+    if (!confined(l)) {
+        l->outside = 1;
+        return;
+    }
     if ((l->finetuned = finetuned_folder(l->path, l->env->data_dir, &id)) != 0) return;
     l->entry = reg_open(l->name, l->path, l->env->model, &l->err);
-    if (l->entry && (l->entry->dir.dev != id.dev || l->entry->dir.ino != id.ino)) {
+    // Checked again once open: a symlink switched in meanwhile is refused.
+    if (l->entry && !confined(l)) {
+        err_set(&l->err, "%s: the folder changed while it was loading", l->path);
+        reg_entry_unref(l->entry);
+        l->entry = NULL;
+    } else if (l->entry && (l->entry->dir.dev != id.dev || l->entry->dir.ino != id.ino)) {
         err_set(&l->err, "%s: the folder changed while it was loading", l->path);
         reg_entry_unref(l->entry);
         l->entry = NULL;
@@ -131,7 +194,14 @@ static void lora_load_done(uv_work_t *w, int status) {
     const admin_env *env = l->env;
     api_error e;
     char msg[320];
-    if (status == 0 && l->finetuned) {
+    if (status == 0 && l->outside) {
+        // The same answer whether the path exists or not: it says nothing
+        // about the disk outside the roots.
+        api_err_set(&e, 403, "permission_error", "lora_path", NULL,
+                    "Cannot load adapter '%s': '%s' is not an adapter folder inside the allowed roots "
+                    "(--adapters, --lora-roots).", l->name, l->path);
+        reply_error_logged(env->requests, l->q, l->res, &e, l->tenant, NULL);
+    } else if (status == 0 && l->finetuned) {
         api_err_set(&e, 403, "permission_error", "lora_path", NULL,
                     "'lora_path' %s; fine-tuned models are served only to their own tenant, as 'ft:...'.",
                     l->finetuned == 1 ? "is a fine-tuned model's folder" : "lies in the fine-tuning data folder");
@@ -174,8 +244,32 @@ static void lora_unload(lora_req *l, const tn_tenant *tn) {
     lora_reply(l, 200, msg);
 }
 
+// 1 if the Authorization header is "Bearer key"; compared in time that
+// does not depend on where the first difference is.
+static int admin_key_ok(const char *auth, const char *key) {
+    if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) return 0;
+    const char *got = auth + 7;
+    size_t n = strlen(key), m = strlen(got);
+    unsigned diff = n != m;
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)key[i] ^ (unsigned char)(i < m ? got[i] : 0);
+    return diff == 0;
+}
+
 void admin_lora(const admin_env *env, const http_req *q, http_res *res, const tn_tenant *tn, int load) {
     api_error e;
+    if (env->open_mode && !env->admin_key) {
+        api_err_set(&e, 403, "permission_error", NULL, NULL,
+                    "Loading and unloading adapters is off in open mode (no --tenants); start the server with "
+                    "--admin-key KEY to allow it for that key.");
+        reply_error_logged(env->requests, q, res, &e, tn->name, NULL);
+        return;
+    }
+    if (env->open_mode && !admin_key_ok(http_req_header(q, "authorization"), env->admin_key)) {
+        api_err_set(&e, 403, "permission_error", NULL, NULL,
+                    "Loading and unloading adapters needs the --admin-key key (Authorization: Bearer KEY).");
+        reply_error_logged(env->requests, q, res, &e, tn->name, NULL);
+        return;
+    }
     if (!tn->admin) {
         api_err_set(&e, 403, "permission_error", NULL, NULL,
                     "Loading and unloading adapters needs an admin key (\"admin\": true in the tenants file).");

@@ -42,7 +42,20 @@ typedef struct admin_env {
     reg_set *adapters;          // where a load registers, from where an unload removes
     const access_ctx *access;
     const char *data_dir;       // --data-dir; NULL = no fine-tuning
+    // Where lora_path may point (admin.c): the adapters folder and the
+    // comma-separated --lora-roots; a path whose real path is in none of
+    // them is refused. Both NULL = every load is refused.
+    const char *adapters_dir, *lora_roots;
+    // Open mode (no --tenants) has no keys, so the routes are off there
+    // unless admin_key (--admin-key) is set: then its Bearer key may call them.
+    int open_mode;
+    const char *admin_key;
 } admin_env;
+
+// Names a load may register: 1 to ADMIN_NAME_MAX characters of
+// [A-Za-z0-9._:-], not "." nor "..", not starting with "ft:" (reserved for
+// fine-tuned models).
+#define ADMIN_NAME_MAX 128
 
 // Answers POST /v1/load_lora_adapter (load 1) or /v1/unload_lora_adapter
 // (load 0) for tenant tn (authenticated by the caller; borrowed for this

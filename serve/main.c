@@ -76,6 +76,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {.name = "--tenants", .type = OPTS_STRING, .field = &a->sc.tenants_path, .arg = "FILE",
          .help = "API keys -> tenants -> adapter globs (JSON, see serve/tenants.h);\n"
                  "without it no key is needed and every adapter is visible"},
+        {.name = "--lora-roots", .type = OPTS_STRING, .field = &a->sc.lora_roots, .arg = "DIR,...",
+         .help = "folders POST /v1/load_lora_adapter may load from besides --adapters\n"
+                 "(checked on the real path: no '..' or symlink out)", .def = "none"},
+        {.name = "--admin-key", .type = OPTS_STRING, .field = &a->sc.admin_key, .arg = "KEY",
+         .help = "open mode (no --tenants): the Bearer key that may load and unload\nadapters",
+         .def = "off: no one can"},
         {.name = "--max-body", .type = OPTS_SIZE, .field = &a->sc.max_body_bytes, .arg = "BYTES",
          .help = "largest request body", COUNT, .def = "8 MiB"},
         {.name = "--served-model-name", .type = OPTS_STRING, .field = &a->sc.served_model_name, .arg = "NAME",

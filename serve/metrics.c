@@ -31,6 +31,17 @@ void metrics_count_request(metrics_requests *r, const char *endpoint, int status
     r->n++;
 }
 
+void metrics_count_adapter_failure(metrics_requests *r, const char *name) {
+    for (int i = 0; i < r->n_adapter_failures; i++)
+        if (strcmp(r->adapter_failures[i].adapter, name) == 0) {
+            r->adapter_failures[i].n++;
+            return;
+        }
+    if (r->n_adapter_failures == METRICS_MAX_ROWS) return;
+    snprintf(r->adapter_failures[r->n_adapter_failures].adapter, sizeof r->adapter_failures[0].adapter, "%s", name);
+    r->adapter_failures[r->n_adapter_failures++].n = 1;
+}
+
 // A growing string; on allocation failure it turns to NULL and stays so.
 typedef struct buf {
     char *p;
@@ -76,6 +87,30 @@ static void gauge(buf *b, const char *name, const char *help, int64_t v) {
     put(b, "%s %lld\n", name, (long long)v);
 }
 
+// A label value: backslash, quote and newline escaped as Prometheus wants
+// (folder names may hold any of them).
+static void put_label(buf *b, const char *v) {
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"') put(b, "\\%c", *v);
+        else if (*v == '\n') put(b, "\\n");
+        else put(b, "%c", *v);
+    }
+}
+
+// The adapter failure family: the engine's slot loads (unlabelled, when
+// there is an engine) and the folders' failed validations, by adapter.
+static void failures_text(buf *b, const metrics_requests *r, const metrics_engine *e) {
+    if (!e && r->n_adapter_failures == 0) return;
+    metric(b, "tessera_adapter_load_failures_total", "counter",
+           "Adapter loads that failed: into a slot (no label), or a folder's new files (by adapter).");
+    if (e) put(b, "tessera_adapter_load_failures_total %lld\n", (long long)e->adapter_load_failures);
+    for (int i = 0; i < r->n_adapter_failures; i++) {
+        put(b, "tessera_adapter_load_failures_total{adapter=\"");
+        put_label(b, r->adapter_failures[i].adapter);
+        put(b, "\"} %lld\n", (long long)r->adapter_failures[i].n);
+    }
+}
+
 static void engine_text(buf *b, const metrics_engine *e) {
     counter(b, "tessera_prompt_tokens_total", "Prompt tokens prefilled (recomputed ones after preemption included).",
             e->prompt_tokens);
@@ -85,7 +120,6 @@ static void engine_text(buf *b, const metrics_engine *e) {
     gauge(b, "tessera_batch_tokens", "Tokens in the last forward step.", e->batch_tokens);
     gauge(b, "tessera_adapters_resident", "Adapters holding a model slot.", e->adapters_resident);
     counter(b, "tessera_adapters_loaded_total", "Adapter loads into a slot.", e->adapter_loads);
-    counter(b, "tessera_adapter_load_failures_total", "Adapter loads that failed.", e->adapter_load_failures);
     counter(b, "tessera_cancelled_total", "Choices cancelled (client gone, stop string, shutdown).", e->cancelled);
     counter(b, "tessera_preempted_total", "Sequences preempted for KV blocks.", e->preempted);
     metric(b, "tessera_step_seconds", "histogram", "Duration of one engine step (one forward and sampling).");
@@ -107,5 +141,6 @@ char *metrics_text(const metrics_requests *r, const metrics_engine *e) {
         put(&b, "tessera_requests_total{endpoint=\"%s\",status=\"%d\"} %lld\n", r->rows[i].endpoint,
             r->rows[i].status, (long long)r->rows[i].n);
     if (e) engine_text(&b, e);
+    failures_text(&b, r, e);
     return b.p;
 }

@@ -39,12 +39,23 @@ typedef struct metrics_requests {
         int64_t n;
     } rows[METRICS_MAX_ROWS];
     int n;
+    // Adapter folders whose new files failed validation, by adapter name
+    // (tessera_adapter_load_failures_total{adapter="NAME"}).
+    struct {
+        char adapter[136];
+        int64_t n;
+    } adapter_failures[METRICS_MAX_ROWS];
+    int n_adapter_failures;
 } metrics_requests;
 
 // Counts one answered request. endpoint is the route's pattern
 // ("/v1/chat/completions", "/v1/models/{id}", "other"); copied. Rows past
 // METRICS_MAX_ROWS are dropped (the routes and statuses are few).
 void metrics_count_request(metrics_requests *r, const char *endpoint, int status);
+
+// Counts one failed validation of the adapter folder name (copied; names
+// past METRICS_MAX_ROWS distinct ones are dropped).
+void metrics_count_adapter_failure(metrics_requests *r, const char *name);
 
 // Renders everything as Prometheus text. e may be NULL (no engine: the
 // engine metrics are left out). Returns a new string (free) or NULL when

@@ -40,6 +40,7 @@ void reg_entry_unref(reg_entry *e) {
     free(e->path);
     free(e->error);
     lora_source_close(e->src);
+    reg_entry_unref(e->last_good);
     free(e);
 }
 
@@ -72,15 +73,39 @@ static const reg_entry *find_any(const reg_snapshot *s, const char *name) {
     return NULL;
 }
 
-const reg_entry *reg_find(const reg_snapshot *s, const char *name) {
-    const reg_entry *e = find_any(s, name);
-    return e && e->ok ? e : NULL;
-}
+// What the entry offers: itself when good, else its last good version.
+static const reg_entry *served(const reg_entry *e) { return !e ? NULL : e->ok ? e : e->last_good; }
+
+const reg_entry *reg_find(const reg_snapshot *s, const char *name) { return served(find_any(s, name)); }
 
 int reg_count(const reg_snapshot *s) {
     int n = 0;
-    for (int i = 0; s && i < s->n; i++) n += s->entries[i]->ok;
+    for (int i = 0; s && i < s->n; i++) n += served(s->entries[i]) != NULL;
     return n;
+}
+
+// 1 if the real path of path is root_real or inside it.
+static int real_inside(const char *path, const char *root_real) {
+    char *r = realpath(path, NULL);
+    size_t n = strlen(root_real);
+    int in = r && strncmp(r, root_real, n) == 0 && (r[n] == '\0' || r[n] == '/' || (n == 1 && root_real[0] == '/'));
+    free(r);
+    return in;
+}
+
+// The watcher's symlink rule (registry.h): the folder and its files must
+// resolve inside the watched folder. NULL if so, else why not.
+static const char *escapes(const reg_entry *e, const char *root_real) {
+    if (!root_real) return NULL;
+    if (!real_inside(e->path, root_real)) return "the folder resolves outside the adapters folder (symlink)";
+    const char *files[] = {"adapter_config.json", "adapter_model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char *f = util_path_join(e->path, files[i]);
+        int in = f && real_inside(f, root_real);
+        free(f);
+        if (!in) return "a file resolves outside the adapters folder (symlink)";
+    }
+    return NULL;
 }
 
 // Validates the folder as lora_load does and fills the entry's metadata
@@ -193,6 +218,7 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
         err_set(err, "%s: %s", dir, strerror(errno));
         return NULL;
     }
+    char *root_real = realpath(dir, NULL);
     reg_snapshot *s = calloc(1, sizeof *s);
     int cap = 0;
     struct dirent *de;
@@ -213,8 +239,11 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
             stamp_eq(&old->weights, &e->weights)) {
             reg_entry_unref(e);
             e = reg_entry_ref(old); // unchanged: share it
-        } else if (!e->error) {
-            validate(e, cfg, reserved);
+        } else {
+            const char *why = e->error ? NULL : escapes(e, root_real);
+            if (why) e->error = strdup(why);
+            else if (!e->error) validate(e, cfg, reserved);
+            if (!e->ok && served(old)) e->last_good = reg_entry_ref(served(old));
         }
         if (s->n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -228,6 +257,7 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
         s->entries[s->n++] = e;
     }
     closedir(d);
+    free(root_real);
     if (!s) {
         err_set(err, "out of memory");
         return NULL;
@@ -239,8 +269,8 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
         if (old == e) continue;
         if (!e->ok) {
             push(&changes->failed, &changes->n_failed, e);
-            if (old && old->ok) push(&changes->removed, &changes->n_removed, old);
-        } else if (old && old->ok) {
+            if (served(old) && !e->last_good) push(&changes->removed, &changes->n_removed, old);
+        } else if (served(old)) {
             push(&changes->replaced, &changes->n_replaced, e);
         } else {
             push(&changes->added, &changes->n_added, e);
@@ -248,7 +278,7 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
     }
     for (int i = 0; prev && i < prev->n; i++) {
         const reg_entry *o = prev->entries[i];
-        if (o->ok && !find_any(s, o->name)) push(&changes->removed, &changes->n_removed, o);
+        if (served(o) && !find_any(s, o->name)) push(&changes->removed, &changes->n_removed, o);
     }
     return s;
 }
@@ -320,8 +350,8 @@ int reg_set_remove_runtime(reg_set *s, const char *name) {
 const reg_entry *reg_set_next(const reg_set *s, int *pos) {
     int nf = s->folder ? s->folder->n : 0;
     while (*pos < nf) {
-        const reg_entry *e = s->folder->entries[(*pos)++];
-        if (e->ok && runtime_index(s, e->name) < 0) return e;
+        const reg_entry *e = served(s->folder->entries[(*pos)++]);
+        if (e && runtime_index(s, e->name) < 0) return e;
     }
     int i = *pos - nf;
     if (i >= s->n_runtime) return NULL;

@@ -13,7 +13,14 @@
 // completing later. Folders whose name starts with '.' are ignored (the
 // trainer's temp dirs), as are folders without adapter_config.json; a
 // folder that fails validation is kept as a "bad" entry (not offered) so it
-// is reported once, not at every rescan, and retried when it changes.
+// is reported once, not at every rescan, and retried when it changes; if
+// the folder held a good adapter before, that last good version stays
+// served (reg_entry.last_good) until the folder is fixed or removed.
+//
+// Symlinks: the watched folder may itself be a symlink, but an adapter
+// folder or its two files are read only if their real path (symlinks
+// resolved) lies inside the watched folder's real path; a subfolder that
+// resolves outside is ignored (logged once as bad).
 //
 // This module is plain C with no event loop: reg_scan reads the disk and is
 // meant for a worker thread (uv_queue_work). Threading contract: reg_scan
@@ -24,13 +31,13 @@
 // snapshot plus the adapters registered at runtime (POST
 // /v1/load_lora_adapter); it lives on the loop thread.
 //
-// A good entry holds its folder's files open (a lora_source: the config
-// text and the weights mapped, not converted), so the tensors an engine
+// A good entry holds its folder's files (a lora_source: the config text
+// and the weights read into memory, not converted), so the tensors an engine
 // builds with reg_entry_load when it gives the adapter a slot are the ones
 // that were validated, even if the folder was renamed over or removed
-// since: a request finishes on the version it was resolved to. The cost is
-// a mapping (address space and a file kept alive), not memory: pages are
-// read when a slot is filled.
+// since, or written over in place: a request finishes on the version it
+// was resolved to, and a last good version stays intact. The cost is the
+// weights file's size in memory per listed adapter.
 #ifndef TESSERA_REGISTRY_H
 #define TESSERA_REGISTRY_H
 
@@ -62,6 +69,10 @@ typedef struct reg_entry {
     int64_t n_params;
     int64_t created;     // unix time of the weights file's mtime
     lora_source *src;    // the files as validated (good entries only)
+    // A bad entry whose folder held a good adapter in the previous scan
+    // keeps that one here (a reference) and it stays served: an adapter is
+    // unlisted only when its folder goes, not when new files fail.
+    struct reg_entry *last_good;
     atomic_int refs;
 } reg_entry;
 
@@ -78,9 +89,10 @@ typedef struct reg_changes {
     int n_added;
     const reg_entry **replaced; // good adapters whose files changed
     int n_replaced;
-    const reg_entry **removed;  // from prev: gone, or now bad (good in prev)
+    const reg_entry **removed;  // from prev: gone (good in prev)
     int n_removed;
-    const reg_entry **failed;   // new or changed and bad (entry->error says why)
+    const reg_entry **failed;   // new or changed and bad (entry->error says why;
+                                // entry->last_good is what stays served, or NULL)
     int n_failed;
 } reg_changes;
 
@@ -96,11 +108,12 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
 void reg_snapshot_free(reg_snapshot *s);
 void reg_changes_free(reg_changes *c);
 
-// The good entry named name, or NULL (bad entries are not found). Borrowed
+// The served entry named name (a good one, or a bad one's last_good), or
+// NULL. Borrowed
 // from the snapshot: take a reference to keep it longer.
 const reg_entry *reg_find(const reg_snapshot *s, const char *name);
 
-// Number of good entries.
+// Number of served entries.
 int reg_count(const reg_snapshot *s);
 
 // One adapter folder at any path, under a name of its own (POST

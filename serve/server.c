@@ -426,14 +426,16 @@ static int open_rooms(srv *s, err_t *err) {
     if (!(s->adapters = reg_set_new())) return err_set(err, "out of memory");
     s->access = (access_ctx){.base_id = s->base_id, .adapters = s->adapters};
     watcher_config wc = {.dir = s->adapters_dir, .model = &s->model, .reserved = s->base_id,
-                         .rescan_ms = s->cfg.rescan_ms};
+                         .rescan_ms = s->cfg.rescan_ms, .metrics = &s->requests};
     if (s->adapters_dir && !(s->watcher = watcher_open(&s->loop, &wc, s->adapters, err))) return -1;
     completion_env ce = {.loop = &s->loop, .requests = &s->requests, .access = &s->access, .model = &s->model,
                          .tok = s->tok, .has_chat = s->has_chat, .family = s->family, .bos = s->bos,
                          .eos = s->eos, .n_eos = s->n_eos};
     if (!(s->gen = completion_open(&ce))) return err_set(err, "out of memory");
     s->admin = (admin_env){.loop = &s->loop, .requests = &s->requests, .model = &s->model, .adapters = s->adapters,
-                           .access = &s->access, .data_dir = s->data_dir};
+                           .access = &s->access, .data_dir = s->data_dir, .adapters_dir = s->adapters_dir,
+                           .lora_roots = s->cfg.lora_roots, .open_mode = !s->tenants_path,
+                           .admin_key = s->cfg.admin_key};
     return 0;
 }
 

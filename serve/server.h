@@ -146,6 +146,8 @@ typedef struct srv_config {
     int port;                       // 0 = any free port (logged)
     const char *adapters_dir;       // NULL = no adapters
     const char *tenants_path;       // NULL = open mode (no keys; every adapter visible)
+    const char *lora_roots;         // comma-separated folders load_lora_adapter may read besides adapters_dir
+    const char *admin_key;          // open mode: the Bearer key allowed to load/unload; NULL = routes off
     size_t max_body_bytes;          // 0 = 8 MiB
     uint64_t idle_timeout_ms;       // 0 = 60 s
     uint64_t request_timeout_ms;    // 0 = 30 s

@@ -37,7 +37,7 @@ struct watcher {
     scan_waiter *waiters;
 };
 
-static void log_changes(const reg_changes *c) {
+static void log_changes(const reg_changes *c, metrics_requests *m) {
     for (int i = 0; i < c->n_added; i++)
         log_line("info", "registry", "added adapter=%s rank=%d alpha=%g modules=%d path=%s", c->added[i]->name,
               c->added[i]->rank, c->added[i]->alpha, c->added[i]->n_adapted, c->added[i]->path);
@@ -45,9 +45,16 @@ static void log_changes(const reg_changes *c) {
         log_line("info", "registry", "replaced adapter=%s rank=%d alpha=%g modules=%d path=%s", c->replaced[i]->name,
               c->replaced[i]->rank, c->replaced[i]->alpha, c->replaced[i]->n_adapted, c->replaced[i]->path);
     for (int i = 0; i < c->n_removed; i++) log_line("info", "registry", "removed adapter=%s", c->removed[i]->name);
-    for (int i = 0; i < c->n_failed; i++)
-        log_line("warn", "registry", "skipped adapter=%s path=%s error=%s", c->failed[i]->name, c->failed[i]->path,
-              c->failed[i]->error ? c->failed[i]->error : "?");
+    for (int i = 0; i < c->n_failed; i++) {
+        const reg_entry *f = c->failed[i];
+        if (f->last_good)
+            log_line("warn", "registry", "kept previous version adapter=%s path=%s error=%s", f->name, f->path,
+                     f->error ? f->error : "?");
+        else
+            log_line("warn", "registry", "skipped adapter=%s path=%s error=%s", f->name, f->path,
+                     f->error ? f->error : "?");
+        if (m) metrics_count_adapter_failure(m, f->name);
+    }
 }
 
 static void scan_work(uv_work_t *req) {
@@ -75,7 +82,7 @@ static void scan_done(uv_work_t *req, int status) {
     watcher *w = req->data;
     w->scanning = 0;
     if (w->scan_result && !w->stopping) {
-        log_changes(&w->scan_changes);
+        log_changes(&w->scan_changes, w->cfg.metrics);
         reg_set_replace_folder(w->set, w->scan_result);
     } else if (w->scan_result) {
         reg_snapshot_free(w->scan_result);
@@ -148,7 +155,7 @@ watcher *watcher_open(uv_loop_t *loop, const watcher_config *cfg, reg_set *set, 
         free(w);
         return NULL;
     }
-    log_changes(&ch);
+    log_changes(&ch, cfg->metrics);
     reg_changes_free(&ch);
     reg_set_replace_folder(set, first);
     log_line("info", "registry", "watching dir=%s adapters=%d", cfg->dir, reg_count(first));

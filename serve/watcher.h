@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "metrics.h"
 #include "registry.h"
 
 typedef struct watcher watcher;
@@ -30,6 +31,7 @@ typedef struct watcher_config {
     const model_config *model; // adapters are validated against it (borrowed)
     const char *reserved;      // a name no folder may take (the base model's id)
     uint64_t rescan_ms;        // periodic rescan; 0 = 2 s
+    metrics_requests *metrics; // counts folders whose files fail validation (may be NULL; loop thread)
 } watcher_config;
 
 // Scans the folder once (into set) and starts watching it. cfg's strings

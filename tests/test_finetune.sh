@@ -42,7 +42,8 @@ EOF
 # start LOG: serve on the fixture, in the background; sets pid and port.
 start() {
     serve_start "$1" --model "$tmp/tiny" --served-model-name tiny --adapters "$tmp/adapters" \
-        --tenants "$tmp/tenants.json" --data-dir "$tmp/data" --train-bin "$build/train" --max-file-bytes 65536
+        --tenants "$tmp/tenants.json" --data-dir "$tmp/data" --train-bin "$build/train" --max-file-bytes 65536 \
+        --lora-roots "$tmp"
 }
 api() { # api METHOD PATH [JSON]: curl as tenant acme
     curl -sS -X "$1" "http://127.0.0.1:$port$2" -H 'Authorization: Bearer sk-acme' \

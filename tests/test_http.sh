@@ -50,6 +50,7 @@ wait_models() { # wait_models KEY WANT: polls up to 10 s
 
 # ---- 1. no engine: auth, tenants, validation, HTTP --------------------------------
 start api --no-engine --served-model-name tiny-qwen3 --adapters "$tmp/adapters" --tenants "$tmp/tenants.json" \
+    --lora-roots "$tmp/rt-lora" \
     --max-body 65536 --request-timeout 2 --idle-timeout 3
 expect_log "warn registry: skipped adapter=broken"
 expect_log "info registry: added adapter=acme-bot rank=8"

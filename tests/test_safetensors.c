@@ -262,6 +262,14 @@ static void test_corrupt_headers(void) {
     s = sft_open_memory(b, len, "bad.safetensors", &err);
     CHECK(!s && strstr(err.msg, "out of bounds"), "%s", err.msg);
     free(b);
+    // Any file's first 8 bytes are its header length: an error must not
+    // echo them (here /etc/passwd's "root:x:0", as issue 12 saw).
+    const char passwd[] = "root:x:0:0:root:/root:/bin/bash\n";
+    s = sft_open_memory((const uint8_t *)passwd, sizeof passwd - 1, "passwd", &err);
+    CHECK(!s && strstr(err.msg, "not a safetensors file") && !strstr(err.msg, "3475222254926655346"), "%s", err.msg);
+    const uint8_t small[16] = {0xff, 0x00, 0x01}; // 65791: in bounds, past the end
+    s = sft_open_memory(small, sizeof small, "small", &err);
+    CHECK(!s && !strstr(err.msg, "65791"), "%s", err.msg);
 
     expect_error("{\"w\":{\"dtype\":\"F32\",", 8, "not valid JSON", NULL);
     expect_error("[1,2]", 0, "not a JSON object", NULL);

@@ -1,7 +1,8 @@
 // vLLM's runtime adapter endpoints: POST /v1/load_lora_adapter and
-// /v1/unload_lora_adapter. Against the engine server in open mode (every
-// request is admin): load a folder from outside the adapters folder, use
-// it (greedy text = `serve --generate`), refuse bad input, unload it.
+// /v1/unload_lora_adapter. Against the engine server in open mode (with
+// --admin-key ADMIN_KEY): load a folder from a --lora-roots root outside
+// the adapters folder, use it (greedy text = `serve --generate`), refuse
+// bad input and paths outside the roots, unload it.
 // With USER_KEY (a non-admin key of a tenants server): both answer 403.
 //
 // Env: PORT; ADMIN_KEY (default "none"); USER_KEY (optional); LORA_PATH
@@ -28,8 +29,9 @@ if (USER) {
 
 await step('load, use, unload', async () => {
     let r = await post('/v1/load_lora_adapter', ADMIN, { lora_name: 'rt-lora', lora_path: '/nonexistent/x' });
-    eq(r.status, 400, 'bad path');
-    check(/no such folder/.test((await r.json()).error?.message ?? ''), 'bad path message names the problem');
+    eq(r.status, 403, 'path outside the roots');
+    check(/not an adapter folder inside the allowed roots/.test((await r.json()).error?.message ?? ''),
+          'bad path message names the problem');
     r = await post('/v1/load_lora_adapter', ADMIN, { lora_name: 'rt-lora' });
     eq(r.status, 400, 'missing lora_path');
     r = await post('/v1/load_lora_adapter', ADMIN, { lora_name: 'rt-lora', lora_path: PATH });
