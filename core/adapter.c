@@ -648,6 +648,7 @@ struct lora_source {
     size_t len;
     sft *weights;
     char *bytes; // the weights file's contents, which weights views
+    char *real_config, *real_weights; // where the two files read really lie
 };
 
 lora_source *lora_source_open(const char *dir, err_t *err) {
@@ -658,7 +659,7 @@ lora_source *lora_source_open(const char *dir, err_t *err) {
         err_set(err, "%s: out of memory", dir);
         goto fail;
     }
-    if (!(src->json = util_read_file(cpath, &src->len, err))) goto fail;
+    if (!(src->json = util_read_file_real(cpath, &src->len, &src->real_config, err))) goto fail;
     if (!util_is_file(wpath)) {
         char *bin = util_path_join(dir, "adapter_model.bin");
         err_set(err, "%s: missing adapter_model.safetensors%s", dir,
@@ -669,7 +670,7 @@ lora_source *lora_source_open(const char *dir, err_t *err) {
     // Read, not mapped: a file written over in place (even truncated) must
     // not change or fault the version already validated and served.
     size_t wlen;
-    if (!(src->bytes = util_read_file(wpath, &wlen, err)) ||
+    if (!(src->bytes = util_read_file_real(wpath, &wlen, &src->real_weights, err)) ||
         !(src->weights = sft_open_memory(src->bytes, wlen, wpath, err)))
         goto fail;
     free(cpath);
@@ -697,7 +698,13 @@ void lora_source_close(lora_source *src) {
     free(src->bytes);
     free(src->json);
     free(src->dir);
+    free(src->real_config);
+    free(src->real_weights);
     free(src);
+}
+
+const char *lora_source_real_path(const lora_source *src, int weights) {
+    return weights ? src->real_weights : src->real_config;
 }
 
 lora_adapter *lora_load(const char *dir, const model_config *cfg, err_t *err) {

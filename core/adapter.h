@@ -130,6 +130,11 @@ lora_source *lora_source_open(const char *dir, err_t *err);
 // What lora_load returns, from the source's files.
 lora_adapter *lora_source_build(const lora_source *src, const model_config *cfg, err_t *err);
 void lora_source_close(lora_source *src);
+// The real path (symlinks resolved) of the file the source read: its
+// adapter_config.json (weights 0) or adapter_model.safetensors (1), taken
+// from the open descriptor, so a confinement check on it has no gap between
+// check and read. Borrowed.
+const char *lora_source_real_path(const lora_source *src, int weights);
 
 // The same from parts already in memory: takes ownership of *lc (it is
 // emptied, even on failure); borrows s (the tensors are copied to f32).

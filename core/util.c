@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,18 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-char *util_read_file(const char *path, size_t *len, err_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err_set(err, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
+// Reads the rest of an open file; path names it in errors.
+static char *read_stream(FILE *f, const char *path, size_t *len, err_t *err) {
     if (fseek(f, 0, SEEK_END) != 0) goto fail;
     long n = ftell(f);
     if (n < 0 || fseek(f, 0, SEEK_SET) != 0) goto fail;
     char *buf = malloc((size_t)n + 1);
     if (!buf) {
-        fclose(f);
         err_set(err, "%s: out of memory reading %ld bytes", path, n);
         return NULL;
     }
@@ -31,13 +27,43 @@ char *util_read_file(const char *path, size_t *len, err_t *err) {
         goto fail;
     }
     buf[n] = '\0';
-    fclose(f);
     if (len) *len = (size_t)n;
     return buf;
 fail:
     err_set(err, "%s: read failed: %s", path, strerror(errno));
-    fclose(f);
     return NULL;
+}
+
+char *util_read_file(const char *path, size_t *len, err_t *err) {
+    return util_read_file_real(path, len, NULL, err);
+}
+
+char *util_read_file_real(const char *path, size_t *len, char **real, err_t *err) {
+    if (real) *real = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set(err, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (real) {
+        // The path of the file actually open, not of the name: checking
+        // this one leaves no gap for a symlink swapped in between.
+        char link[64], buf[PATH_MAX];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fileno(f));
+        ssize_t k = readlink(link, buf, sizeof buf - 1);
+        if (k <= 0 || !(*real = strndup(buf, (size_t)k))) {
+            err_set(err, "%s: cannot tell where the open file lies", path);
+            fclose(f);
+            return NULL;
+        }
+    }
+    char *data = read_stream(f, path, len, err);
+    fclose(f);
+    if (!data && real) {
+        free(*real);
+        *real = NULL;
+    }
+    return data;
 }
 
 int util_write_file_atomic(const char *path, const void *data, size_t len, err_t *err) {

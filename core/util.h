@@ -14,6 +14,10 @@
 // gets its length without the NUL. Returns NULL and fills err on failure.
 // Free with free().
 char *util_read_file(const char *path, size_t *len, err_t *err);
+// The same, and *real (when not NULL) gets the real path of the file that
+// was read (a new string to free(); /proc/self/fd of the open file, so a
+// check of it is a check of the bytes read, symlinks resolved).
+char *util_read_file_real(const char *path, size_t *len, char **real, err_t *err);
 
 // Writes data to path atomically: a temporary file in the same folder,
 // fsync, then rename over path. Readers never see a partial file.

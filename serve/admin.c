@@ -163,6 +163,20 @@ static int confined(const lora_req *l) {
     return 1;
 }
 
+// 1 if both files the entry read (their real paths, from the open
+// descriptors: no gap between this check and the read) lie inside the
+// roots and belong to no fine-tuned model or job.
+static int source_confined(const lora_req *l, const reg_entry *e) {
+    if (!e->src) return 0;
+    for (int i = 0; i < 2; i++) {
+        const char *real = lora_source_real_path(e->src, i);
+        if (!real || !in_roots(real, l->env->adapters_dir, l->env->lora_roots) || in_ft_folder(real) ||
+            inside(real, l->env->data_dir))
+            return 0;
+    }
+    return 1;
+}
+
 // ---- load and unload ------------------------------------------------------------------
 
 // On a worker: the path is checked where it resolves, then opened as the
@@ -177,8 +191,9 @@ static void lora_load_work(uv_work_t *w) {
     }
     if ((l->finetuned = finetuned_folder(l->path, l->env->data_dir, &id)) != 0) return;
     l->entry = reg_open(l->name, l->path, l->env->model, &l->err);
-    // Checked again once open: a symlink switched in meanwhile is refused.
-    if (l->entry && !confined(l)) {
+    // Checked again once read, on where the bytes really came from: a
+    // symlink switched in meanwhile is refused.
+    if (l->entry && !source_confined(l, l->entry)) {
         err_set(&l->err, "%s: the folder changed while it was loading", l->path);
         reg_entry_unref(l->entry);
         l->entry = NULL;

@@ -84,26 +84,43 @@ int reg_count(const reg_snapshot *s) {
     return n;
 }
 
-// 1 if the real path of path is root_real or inside it.
-static int real_inside(const char *path, const char *root_real) {
-    char *r = realpath(path, NULL);
+// 1 if the real path real is root_real or inside it.
+static int path_inside(const char *real, const char *root_real) {
     size_t n = strlen(root_real);
-    int in = r && strncmp(r, root_real, n) == 0 && (r[n] == '\0' || r[n] == '/' || (n == 1 && root_real[0] == '/'));
+    return real && strncmp(real, root_real, n) == 0 &&
+           (real[n] == '\0' || real[n] == '/' || (n == 1 && root_real[0] == '/'));
+}
+
+// 1 if the real path of path (resolved now) is root_real or inside it.
+static int resolves_inside(const char *path, const char *root_real) {
+    char *r = path ? realpath(path, NULL) : NULL;
+    int in = path_inside(r, root_real);
     free(r);
     return in;
 }
 
-// The watcher's symlink rule (registry.h): the folder and its files must
-// resolve inside the watched folder. NULL if so, else why not.
+// The watcher's symlink rule (registry.h): the folder and its two files
+// must resolve inside the watched folder. Checked twice: by name before
+// anything is read (so nothing outside is even opened: a FIFO would hang
+// the scan), and, once read, by where the bytes really came from
+// (lora_source_real_path: the open descriptor), so a symlink swapped in
+// and out around the read cannot slip through. NULL if inside, else why not.
 static const char *escapes(const reg_entry *e, const char *root_real) {
+    static const char folder[] = "the folder resolves outside the adapters folder (symlink)";
+    static const char file[] = "a file resolves outside the adapters folder (symlink)";
     if (!root_real) return NULL;
-    if (!real_inside(e->path, root_real)) return "the folder resolves outside the adapters folder (symlink)";
+    if (!resolves_inside(e->path, root_real)) return folder;
     const char *files[] = {"adapter_config.json", "adapter_model.safetensors"};
     for (int i = 0; i < 2; i++) {
-        char *f = util_path_join(e->path, files[i]);
-        int in = f && real_inside(f, root_real);
-        free(f);
-        if (!in) return "a file resolves outside the adapters folder (symlink)";
+        int in;
+        if (e->src) {
+            in = path_inside(lora_source_real_path(e->src, i), root_real);
+        } else {
+            char *f = util_path_join(e->path, files[i]);
+            in = resolves_inside(f, root_real);
+            free(f);
+        }
+        if (!in) return file;
     }
     return NULL;
 }
@@ -243,6 +260,12 @@ reg_snapshot *reg_scan(const char *dir, const model_config *cfg, const reg_snaps
             const char *why = e->error ? NULL : escapes(e, root_real);
             if (why) e->error = strdup(why);
             else if (!e->error) validate(e, cfg, reserved);
+            if (e->ok && (why = escapes(e, root_real)) != NULL) { // the files as read
+                lora_source_close(e->src);
+                e->src = NULL;
+                e->ok = 0;
+                e->error = strdup(why);
+            }
             if (!e->ok && served(old)) e->last_good = reg_entry_ref(served(old));
         }
         if (s->n == cap) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/json.h"
 #include "../core/util.h"
@@ -123,6 +124,28 @@ static void test_shape_str_and_clock(void) {
     CHECK(t0 > 0 && t1 >= t0, "monotonic");
 }
 
+// util_read_file_real names the file the bytes came from: through a
+// symlink, the target (what adapter confinement checks), not the link.
+static void test_read_file_real(void) {
+    char root[] = "/tmp/tessera-util-real.XXXXXX";
+    CHECK(mkdtemp(root) != NULL);
+    char *target = util_path_join(root, "target.txt"), *link = util_path_join(root, "link.txt");
+    err_t err = {{0}};
+    CHECK(util_write_file_atomic(target, "abc", 3, &err) == 0, "%s", err.msg);
+    CHECK(symlink(target, link) == 0);
+    char *real = NULL, *resolved = realpath(target, NULL);
+    size_t n = 0;
+    char *data = util_read_file_real(link, &n, &real, &err);
+    CHECK(data && n == 3 && memcmp(data, "abc", 3) == 0, "%s", err.msg);
+    CHECK(real && resolved && strcmp(real, resolved) == 0, "real path %s, want %s", real ? real : "(null)",
+          resolved ? resolved : "(null)");
+    free(data), free(real);
+    real = (char *)"unset";
+    CHECK(util_read_file_real("/nonexistent/x", &n, &real, &err) == NULL && real == NULL, "a missing file: no path");
+    unlink(link), unlink(target), rmdir(root);
+    free(target), free(link), free(resolved);
+}
+
 int main(void) {
     test_floats();
     test_py_float();
@@ -130,6 +153,7 @@ int main(void) {
     test_shape_str_and_clock();
     test_buf();
     test_dir_publish();
+    test_read_file_real();
     test_json_fields();
     return check_finish("test_util");
 }
