@@ -19,8 +19,9 @@
 //
 // Symlinks: the watched folder may itself be a symlink, but an adapter
 // folder or its two files are read only if their real path (symlinks
-// resolved) lies inside the watched folder's real path; a subfolder that
-// resolves outside is ignored (logged once as bad).
+// resolved) lies inside the watched folder's real path, checked by name
+// before reading and on the open descriptors' paths after; a subfolder
+// that resolves outside is ignored (logged once as bad).
 //
 // This module is plain C with no event loop: reg_scan reads the disk and is
 // meant for a worker thread (uv_queue_work). Threading contract: reg_scan
