@@ -6,11 +6,14 @@
 // back to it when the sequence closes.
 //
 // Storage, per layer, in backend memory:
-//   k[layer], v[layer]  (n_blocks * block_size, n_kv_heads * head_dim) floats.
+//   k[layer], v[layer]  (n_blocks * block_size, n_kv_heads * head_dim)
+// elements of kv_opts.dtype: f32, or bf16 (half the bytes; kv_store rounds
+// to nearest even, attention widens back exactly and accumulates in f32).
 // The block tables are host memory (max_seqs, max_blocks_per_seq) int32, -1
 // where no block is mapped. Ops read `table_bk`: the same array on a
 // host-memory backend, a backend copy otherwise, refreshed by model_forward
-// (kv_sync_table) when a reserve or close has changed the tables.
+// (kv_sync_table), which uploads only the entries a reserve has mapped
+// since the last sync (the whole table once, at the first sync).
 //
 // Who writes what: the scheduler (or a test) opens a sequence, reserves
 // capacity for the positions the next forward will write, and closes the
@@ -31,18 +34,27 @@ typedef struct kv_opts {
     int n_blocks;     // blocks in the pool
     int max_seqs;     // sequence ids are 0 .. max_seqs - 1
     int max_seq_len;  // positions per sequence (rounded up to whole blocks)
+    bk_dtype dtype;   // of the K and V rows: BK_DT_F32 (0, the default) or BK_DT_BF16
 } kv_opts;
+
+// Bytes one token position takes in a cache of this shape, K and V of every
+// layer: 2 * n_layers * n_kv_heads * head_dim * bk_dtype_bytes(dtype).
+static inline int64_t kv_bytes_per_token(int n_layers, int n_kv_heads, int head_dim, bk_dtype dtype) {
+    return 2LL * n_layers * n_kv_heads * head_dim * bk_dtype_bytes(dtype);
+}
 
 typedef struct kv_cache {
     kv_opts o;
     const bk_ops *bk;
     int max_blocks_per_seq;  // table row length
-    int64_t row;             // floats per token slot: n_kv_heads * head_dim
-    float **k, **v;          // [n_layers] pointers into `mem`
+    int64_t row;             // elements per token slot: n_kv_heads * head_dim
+    void **k, **v;           // [n_layers] pointers into `mem`, rows of o.dtype
     void *mem;               // one backend allocation for every layer's K and V
     int32_t *table;          // host (max_seqs, max_blocks_per_seq)
     int32_t *table_bk;       // the tables as ops read them (== table on the CPU)
-    int table_dirty;         // table changed since the last kv_sync_table
+    int table_dirty;         // some row has entries the backend copy lacks
+    int table_all;           // the backend copy was never written: upload it whole
+    int32_t *dirty_lo, *dirty_hi; // host [max_seqs] block range [lo, hi) of a row to upload
     int32_t *n_mapped;       // host [max_seqs] blocks mapped per sequence
     int64_t *len;            // host [max_seqs] positions written so far (model_forward)
     uint8_t *open;           // host [max_seqs]
@@ -51,7 +63,7 @@ typedef struct kv_cache {
 } kv_cache;
 
 // Returns a new cache (free with kv_free) or NULL + err (bad sizes, out of
-// memory). Memory: 2 * n_layers * n_blocks * block_size * row * 4 bytes.
+// memory). Memory: n_blocks * block_size * kv_bytes_per_token bytes.
 kv_cache *kv_new(const bk_ops *bk, const kv_opts *o, err_t *err);
 void kv_free(kv_cache *kv);
 
@@ -74,8 +86,11 @@ int64_t kv_seq_capacity(const kv_cache *kv, int seq);
 int kv_free_blocks(const kv_cache *kv);
 int kv_blocks_for(const kv_cache *kv, int seq, int64_t n_tokens);
 
-// Copies the block tables to the backend if they changed (a no-op on a
-// host-memory backend).
+// Copies the block table entries that reserves have mapped since the last
+// call to the backend, one upload per changed row (a no-op on a
+// host-memory backend). A close changes nothing there: the entries it
+// unmaps are read by no op (ops read positions below an open sequence's
+// capacity), and the reserve that maps them again marks them.
 void kv_sync_table(kv_cache *kv);
 
 // The cache slot of position p of seq (p < capacity).

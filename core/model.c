@@ -17,16 +17,18 @@ typedef struct model_layer {
     const float *bias[MODEL_LIN_COUNT];// q/k/v/o bias (out) or NULL
 } model_layer;
 
-// One adapted projection of an adapter slot (A, B in backend memory).
+// One adapted projection of an adapter slot (A, B in backend memory, of
+// the slot's dtype).
 typedef struct slot_module {
     int rank;
     float scale;
-    const float *A, *B; // (rank, in), (out, rank)
+    const void *A, *B; // (rank, in), (out, rank)
 } slot_module;
 
 typedef struct model_slot {
     int used;
     int max_rank;
+    bk_dtype dtype;    // of every A and B (model_opts.lora_dtype when set)
     slot_module *mods; // n_layers * MODEL_LIN_COUNT
     void *mem;         // backend memory holding every A and B
 } model_slot;
@@ -43,7 +45,12 @@ typedef struct model_acts {
     float *gate;   // (T, I) gate_proj, then silu(gate) * up
     float *up;     // (T, I)
     float *logits; // (T, V) only for backends whose memory is not host memory
-    int32_t *tok, *pos, *seq, *slot, *rows; // (T) batch metadata on the backend
+    // The step's metadata on the backend: meta holds 5 * bk_step_stride(max
+    // tokens) int32; each forward lays tok, pos, seq, slot, rows out in it
+    // at its own T's stride (backend.h "a forward step's metadata") and
+    // points these at the arrays.
+    int32_t *meta;
+    int32_t *tok, *pos, *seq, *slot, *rows;
     void *mem;
 } model_acts;
 
@@ -71,7 +78,10 @@ struct model {
 
     int max_tokens;
     model_acts a;
-    // host scratch for one forward (max_tokens each)
+    // host scratch for one forward (max_tokens each): h_meta is the staging
+    // buffer laid out as a.meta, uploaded once per forward; h_slot and
+    // h_rows point at its slot and rows arrays.
+    int32_t *h_meta;
     int32_t *h_slot, *h_rows;
     slot_run *runs;
     bk_lora_seg *segs;
@@ -333,11 +343,10 @@ fail:
 static void acts_free(model *m) {
     if (m->a.mem) m->bk->free(m->a.mem);
     memset(&m->a, 0, sizeof m->a);
-    free(m->h_slot);
-    free(m->h_rows);
+    free(m->h_meta);
     free(m->runs);
     free(m->segs);
-    m->h_slot = m->h_rows = NULL;
+    m->h_meta = m->h_slot = m->h_rows = NULL;
     m->runs = NULL;
     m->segs = NULL;
 }
@@ -377,15 +386,14 @@ int model_reserve(model *m, int max_tokens, err_t *err) {
     int64_t sizes[] = {T * C, T * C, T * QD, T * KVD, T * KVD, T * QD, T * C, T * I, T * I, T * V};
     int64_t nf = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) nf += (sizes[i] + 15) / 16 * 16;
-    int64_t ni = 5 * ((T + 15) / 16 * 16);
+    int64_t ni = 5 * (int64_t)bk_step_stride(max_tokens);
     acts_free(m);
     m->max_tokens = 0;
     void *mem = m->bk->alloc((size_t)nf * sizeof(float) + (size_t)ni * sizeof(int32_t), err);
-    m->h_slot = malloc((size_t)T * sizeof *m->h_slot);
-    m->h_rows = malloc((size_t)T * sizeof *m->h_rows);
+    m->h_meta = calloc((size_t)ni, sizeof *m->h_meta); // zeroed: the padding uploaded is never garbage
     m->runs = malloc((size_t)T * sizeof *m->runs);
     m->segs = malloc((size_t)T * sizeof *m->segs);
-    if (!mem || !m->h_slot || !m->h_rows || !m->runs || !m->segs) {
+    if (!mem || !m->h_meta || !m->runs || !m->segs) {
         if (mem) m->bk->free(mem);
         acts_free(m);
         return err_set(err, "model_reserve: out of memory for %d tokens of activations", max_tokens);
@@ -398,9 +406,7 @@ int model_reserve(model *m, int max_tokens, err_t *err) {
         *slots[i] = sizes[i] ? p : NULL;
         p += (sizes[i] + 15) / 16 * 16;
     }
-    int32_t *ip = (int32_t *)p;
-    int32_t **islots[] = {&m->a.tok, &m->a.pos, &m->a.seq, &m->a.slot, &m->a.rows};
-    for (int i = 0; i < 5; i++) *islots[i] = ip, ip += (T + 15) / 16 * 16;
+    m->a.meta = (int32_t *)p;
     if (lora_scratch(m, max_tokens, m->lora_rank_cap, err) < 0) {
         acts_free(m);
         return -1;
@@ -449,29 +455,57 @@ static int check_adapter(const model *m, const lora_adapter *a, err_t *err) {
     return 0;
 }
 
+// Uploads n f32 values to dst in backend memory as dtype: as they are, or
+// rounded to bf16 through tmp (host, n uint16_t).
+static void upload_as(model *m, void *dst, const float *src, size_t n, bk_dtype dtype, uint16_t *tmp) {
+    if (dtype == BK_DT_F32) {
+        m->bk->upload(dst, src, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) tmp[i] = num_f32_to_bf16(src[i]);
+    m->bk->upload(dst, tmp, n * sizeof(uint16_t));
+}
+
+// The largest A or B of a, in elements (the bf16 conversion's scratch).
+static size_t largest_module(const lora_adapter *a) {
+    size_t big = 1;
+    for (int i = 0; i < a->n_layers * MODEL_LIN_COUNT; i++) {
+        const lora_module *lm = &a->modules[i];
+        size_t na = (size_t)lm->rank * lm->in, nb = (size_t)lm->out * lm->rank;
+        if (na > big) big = na;
+        if (nb > big) big = nb;
+    }
+    return big;
+}
+
 int model_adapter_set(model *m, int slot, const lora_adapter *a, err_t *err) {
     if (slot < 0 || slot >= m->opts.max_slots)
         return err_set(err, "adapter slot %d out of range [0, %d)", slot, m->opts.max_slots);
     if (check_adapter(m, a, err) < 0) return -1;
     int n = a->n_layers * MODEL_LIN_COUNT;
-    model_slot s = {.used = 1, .max_rank = a->max_rank};
+    bk_dtype dt = m->opts.lora_dtype;
+    size_t esize = (size_t)bk_dtype_bytes(dt);
+    model_slot s = {.used = 1, .max_rank = a->max_rank, .dtype = dt};
     s.mods = calloc((size_t)n, sizeof *s.mods);
-    s.mem = m->bk->alloc((size_t)(a->n_params > 0 ? a->n_params : 1) * sizeof(float), err);
-    if (!s.mods || !s.mem) {
+    s.mem = m->bk->alloc((size_t)(a->n_params > 0 ? a->n_params : 1) * esize, err);
+    uint16_t *tmp = dt == BK_DT_BF16 ? malloc(largest_module(a) * sizeof *tmp) : NULL;
+    if (!s.mods || !s.mem || (dt == BK_DT_BF16 && !tmp)) {
         free(s.mods);
+        free(tmp);
         if (s.mem) m->bk->free(s.mem);
         return err_set(err, "adapter %s: out of memory for %lld weights", a->name, (long long)a->n_params);
     }
-    float *p = s.mem;
+    char *p = s.mem;
     for (int i = 0; i < n; i++) {
         const lora_module *lm = &a->modules[i];
         if (lm->rank == 0) continue;
         size_t na = (size_t)lm->rank * lm->in, nb = (size_t)lm->out * lm->rank;
-        m->bk->upload(p, lm->A, na * sizeof(float));
-        m->bk->upload(p + na, lm->B, nb * sizeof(float));
-        s.mods[i] = (slot_module){lm->rank, lm->scale, p, p + na};
-        p += na + nb;
+        upload_as(m, p, lm->A, na, dt, tmp);
+        upload_as(m, p + na * esize, lm->B, nb, dt, tmp);
+        s.mods[i] = (slot_module){lm->rank, lm->scale, p, p + na * esize};
+        p += (na + nb) * esize;
     }
+    free(tmp);
     model_adapter_clear(m, slot);
     m->slots[slot] = s;
     return 0;
@@ -480,18 +514,48 @@ int model_adapter_set(model *m, int slot, const lora_adapter *a, err_t *err) {
 kv_cache *model_kv_new(const model *m, int block_size, int n_blocks, int max_seqs, int max_seq_len,
                        err_t *err) {
     kv_opts o = {m->cfg.num_hidden_layers, m->cfg.num_key_value_heads, m->cfg.head_dim, block_size,
-                 n_blocks, max_seqs, max_seq_len};
+                 n_blocks, max_seqs, max_seq_len, m->opts.kv_dtype};
     return kv_new(m->bk, &o, err);
+}
+
+int64_t model_kv_bytes_per_token(const model *m) {
+    return kv_bytes_per_token(m->cfg.num_hidden_layers, m->cfg.num_key_value_heads, m->cfg.head_dim,
+                              m->opts.kv_dtype);
 }
 
 // ---- the forward pass --------------------------------------------------------------
 
+// Points the step's metadata arrays, on the backend (a.meta) and in the
+// host staging buffer (h_meta), at T tokens' layout (backend.h, "a forward
+// step's metadata"): tok, pos, seq, slot, rows, bk_step_stride(T) apart.
+static void step_layout(model *m, int T) {
+    int S = bk_step_stride(T);
+    int32_t *d = m->a.meta;
+    m->a.tok = d, m->a.pos = d + S, m->a.seq = d + 2 * S, m->a.slot = d + 3 * S, m->a.rows = d + 4 * S;
+    m->h_slot = m->h_meta + 3 * S;
+    m->h_rows = m->h_meta + 4 * S;
+}
+
+// Packs the batch's token ids, positions and sequence ids into the staging
+// buffer beside the slots and rows prepare_batch wrote there, and hands the
+// step's metadata to the backend in one upload of (4S + n_want) int32s.
+static void upload_step(model *m, const model_batch *b, int n_want) {
+    int T = b->n, S = bk_step_stride(T);
+    size_t ib = (size_t)T * sizeof(int32_t);
+    memcpy(m->h_meta, b->token, ib);
+    memcpy(m->h_meta + S, b->pos, ib);
+    memcpy(m->h_meta + 2 * S, b->seq, ib);
+    m->bk->upload(m->a.meta, m->h_meta, (size_t)(4 * S + n_want) * sizeof(int32_t));
+}
+
 // Checks every token of b and fills the host metadata: slot mapping, wanted
-// rows, adapter runs. Returns the number of wanted tokens, or -1 + err.
+// rows (into the staging buffer), adapter runs. Returns the number of
+// wanted tokens, or -1 + err.
 static int prepare_batch(model *m, const kv_cache *kv, const model_batch *b, int *n_runs, err_t *err) {
     const model_config *c = &m->cfg;
     if (b->n < 1 || b->n > m->max_tokens)
         return err_set(err, "batch of %d tokens: expected 1 .. %d (model_reserve)", b->n, m->max_tokens);
+    step_layout(m, b->n);
     if (kv->o.n_layers != c->num_hidden_layers || kv->o.n_kv_heads != c->num_key_value_heads ||
         kv->o.head_dim != c->head_dim)
         return err_set(err, "kv cache shape (%d layers, %d kv heads, head_dim %d) does not fit the model", kv->o.n_layers,
@@ -531,7 +595,8 @@ static void linear_forward(model *m, float *out, const float *in, int layer, mod
     for (int r = 0; r < n_runs; r++) {
         const slot_module *sm = &m->slots[m->runs[r].slot].mods[layer * MODEL_LIN_COUNT + lin];
         if (sm->rank == 0) continue;
-        m->segs[ns++] = (bk_lora_seg){m->runs[r].start, m->runs[r].count, sm->rank, sm->scale, sm->A, sm->B};
+        m->segs[ns++] = (bk_lora_seg){m->runs[r].start, m->runs[r].count, sm->rank, sm->scale, sm->A, sm->B,
+                                      m->slots[m->runs[r].slot].dtype};
     }
     if (ns) m->bk->lora(out, in, m->lora_v, (int)W->cols, (int)W->rows, m->segs, ns);
 }
@@ -555,7 +620,7 @@ static void attention_forward(model *m, kv_cache *kv, int l, int T, int n_runs) 
     }
     bk->rope(a->q, a->pos, T, H, D, m->inv_freq);
     bk->rope(a->k, a->pos, T, KVH, D, m->inv_freq);
-    bk->kv_store(kv->k[l], kv->v[l], a->k, a->v, a->slot, T, KVH * D);
+    bk->kv_store(kv->k[l], kv->v[l], a->k, a->v, a->slot, T, KVH * D, kv->o.dtype);
     bk_attn_args args = {
         .k_cache = kv->k[l], .v_cache = kv->v[l],
         .block_table = kv->table_bk, .table_stride = kv->max_blocks_per_seq, .block_size = kv->o.block_size,
@@ -563,6 +628,7 @@ static void attention_forward(model *m, kv_cache *kv, int l, int T, int n_runs) 
         .n_heads = H, .n_kv_heads = KVH, .head_dim = D,
         .window = c->sliding_window,
         .scale = 1.0f / sqrtf((float)D),
+        .kv_dtype = kv->o.dtype,
     };
     bk->attention(a->att, a->q, T, &args);                         // att (T, H, D)
     linear_forward(m, a->ao, a->att, l, MODEL_LIN_O, T, n_runs);   // ao (T, C)
@@ -604,13 +670,8 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, e
     if (n_want < 0) return -1;
     int T = b->n;
     model_acts *a = &m->a;
-    size_t ib = (size_t)T * sizeof(int32_t);
-    m->bk->upload(a->tok, b->token, ib);
-    m->bk->upload(a->pos, b->pos, ib);
-    m->bk->upload(a->seq, b->seq, ib);
-    m->bk->upload(a->slot, m->h_slot, ib);
-    m->bk->upload(a->rows, m->h_rows, (size_t)n_want * sizeof(int32_t));
-    kv_sync_table(kv);
+    upload_step(m, b, n_want); // the one upload of the step's metadata
+    kv_sync_table(kv);         // block table rows that changed, if any
 
     m->bk->embed(a->x, a->tok, T, &m->embed); // x (T, C)
     for (int l = 0; l < m->cfg.num_hidden_layers; l++) {

@@ -48,6 +48,13 @@ typedef struct model_opts {
     // floats), so setting an adapter never resizes it.
     int max_lora_rank;
     const bk_ops *bk;        // NULL: the CPU backend
+    // Element types through the backend (kernels/backend.h bk_dtype). The
+    // defaults are f32, the reference the oracle tests hold to 1e-4; serve
+    // and serve --generate choose bf16 (--kv-dtype, --lora-dtype), which
+    // halves the KV cache and the slots' LoRA weights for a logits error
+    // tests/test_model.c states.
+    bk_dtype kv_dtype;       // the caches model_kv_new makes
+    bk_dtype lora_dtype;     // A and B as model_adapter_set stores them (rounded to nearest even)
 } model_opts;
 
 #define MODEL_DEFAULT_MAX_LORA_RANK 64
@@ -86,9 +93,11 @@ int model_max_lora_rank(const model *m);
 int model_adapter_used(const model *m, int slot);
 
 // A KV cache shaped for this model (layers, KV heads, head_dim) on its
-// backend; free with kv_free.
+// backend, of model_opts.kv_dtype; free with kv_free.
 kv_cache *model_kv_new(const model *m, int block_size, int n_blocks, int max_seqs, int max_seq_len,
                        err_t *err);
+// The bytes one position takes in such a cache (kv_bytes_per_token).
+int64_t model_kv_bytes_per_token(const model *m);
 
 // One forward step's tokens. Arrays are host memory, n entries each.
 typedef struct model_batch {

@@ -4,7 +4,8 @@
 //
 // Every pointer an op takes lives in the backend's memory (bk_ops.alloc;
 // plain host memory on the CPU) unless the comment says "host". Activations
-// are f32 and row-major; every op accumulates in f32. Shapes are written as
+// are f32 and row-major; the KV cache and serving LoRA weights are f32 or
+// bf16 (bk_dtype); every op accumulates in f32. Shapes are written as
 // in llm.c: `x (T, C)` is T rows of C floats.
 //
 // Ops are synchronous from the caller's point of view on the CPU. A device
@@ -19,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "err.h"
 #include "nf4_tensor.h"
@@ -33,6 +35,28 @@ typedef enum bk_wtype {
     BK_W_BF16, // dense bf16 (uint16_t), converted to f32 a row tile at a time
     BK_W_NF4,  // bitsandbytes NF4 (nf4_tensor.h), dequantized a row tile at a time
 } bk_wtype;
+
+// The element type of a buffer that is not always f32: the KV cache and
+// the A / B of serving LoRA slots. bf16 is stored as uint16_t, rounded to
+// nearest even from f32 (num_f32_to_bf16) and read back exactly
+// (num_bf16_to_f32); the ops that read it convert a row at a time and
+// accumulate in f32, so an op over a bf16 buffer computes what it computes
+// over an f32 buffer holding the same (rounded) values, bit for bit.
+typedef enum bk_dtype {
+    BK_DT_F32 = 0, // float (the default: a zeroed struct means f32)
+    BK_DT_BF16,    // uint16_t
+} bk_dtype;
+
+// Bytes per element of dt.
+static inline int bk_dtype_bytes(bk_dtype dt) { return dt == BK_DT_BF16 ? 2 : 4; }
+// "f32" or "bf16".
+static inline const char *bk_dtype_name(bk_dtype dt) { return dt == BK_DT_BF16 ? "bf16" : "f32"; }
+// The dtype bk_dtype_name gives `name`: 0, or -1 for any other name.
+static inline int bk_dtype_parse(const char *name, bk_dtype *dt) {
+    if (strcmp(name, "f32") == 0) return *dt = BK_DT_F32, 0;
+    if (strcmp(name, "bf16") == 0) return *dt = BK_DT_BF16, 0;
+    return -1;
+}
 
 // A weight matrix W (rows = OC, cols = C), row-major, in backend memory.
 // For NF4, `nf4` is the tensor description with its pointers (packed,
@@ -49,17 +73,21 @@ typedef struct bk_weight {
 
 // One contiguous run of tokens [start, start + count) of a batch that share
 // an adapter, for one adapted projection: y[t] += scale * B (A x[t]).
-// The array of segments is host memory; A and B are backend memory.
+// The array of segments is host memory; A and B are backend memory, both
+// of element type `dtype` (f32 or bf16: serving slots; training's own
+// lora_train / lora_backward stay f32).
 typedef struct bk_lora_seg {
     int start, count;
     int rank;
     float scale;
-    const float *A; // (rank, C)
-    const float *B; // (OC, rank)
+    const void *A;  // (rank, C)
+    const void *B;  // (OC, rank)
+    bk_dtype dtype; // of A and B
 } bk_lora_seg;
 
 // Attention over a paged KV cache. The cache of one layer holds n_blocks
-// blocks of block_size token slots, each slot n_kv_heads * head_dim floats:
+// blocks of block_size token slots, each slot n_kv_heads * head_dim
+// elements of kv_dtype (f32 or bf16):
 // k_cache (n_blocks * block_size, n_kv_heads * head_dim), same for v_cache.
 // Position j of sequence s lives in slot
 //   block_table[s * table_stride + j / block_size] * block_size + j % block_size.
@@ -67,7 +95,7 @@ typedef struct bk_lora_seg {
 // positions max(0, pos[t] - window + 1) .. pos[t] of its own sequence
 // (window 0 = no window), which must all have been stored (kv_store) before.
 typedef struct bk_attn_args {
-    const float *k_cache, *v_cache;
+    const void *k_cache, *v_cache; // elements of kv_dtype
     const int32_t *block_table; // (max_seqs, table_stride)
     int table_stride;
     int block_size;
@@ -75,7 +103,30 @@ typedef struct bk_attn_args {
     int n_heads, n_kv_heads, head_dim;
     int window;
     float scale;                // 1/sqrt(head_dim) for every supported model
+    bk_dtype kv_dtype;          // of k_cache and v_cache
 } bk_attn_args;
+
+// ---- a forward step's metadata ------------------------------------------------
+//
+// model_forward hands a step's int32 metadata to the backend in ONE upload:
+// a host staging buffer laid out exactly as its backend copy, S int32s per
+// array with S = bk_step_stride(T) (T rounded up to 16: every array starts
+// on a 64-byte boundary), N the wanted rows:
+//
+//   [0, T)        tok   token ids                 (embed)
+//   [S, S+T)      pos   positions                 (rope, attention)
+//   [2S, 2S+T)    seq   kv_cache sequence ids     (attention)
+//   [3S, 3S+T)    slot  KV cache slot per token   (kv_store)
+//   [4S, 4S+N)    rows  wanted rows, batch order  (gather_rows)
+//
+// so the upload is (4S + N) * 4 bytes from the start of the buffer. The
+// block tables are not in it: they change rarely (a sequence growing into
+// a new block, or opening), and core/kv.c uploads only the rows that
+// changed (kv_sync_table). Nothing else a step needs is uploaded: adapter
+// segments are host memory (bk_lora_seg) and weights are resident. A
+// device backend that runs a whole step as one graph can capture it from
+// this one copy.
+static inline int bk_step_stride(int T) { return (T + 15) / 16 * 16; }
 
 // ---- training (train/) -------------------------------------------------------
 //
@@ -146,8 +197,9 @@ typedef struct bk_ops {
 
     // LoRA over adapter segments (SGMV), one call for the whole batch:
     // x (T, C) -> y (T, OC) += seg.scale * B_s (A_s x[t]) for t in each segment.
-    // Tokens outside every segment are untouched; ranks may differ per
-    // segment. v is scratch of (T, max rank) floats.
+    // Tokens outside every segment are untouched; ranks and A / B dtypes
+    // may differ per segment (bf16 rows converted, f32 accumulation). v is
+    // scratch of (T, max rank) floats.
     void (*lora)(float *y, const float *x, float *v, int C, int OC, const bk_lora_seg *seg, int nseg);
 
     // x (T, H, D) in place: rotate each head's pairs (i, i + D/2) by
@@ -155,9 +207,10 @@ typedef struct bk_ops {
     // inv_freq (D/2) already holds any linear / llama3 scaling.
     void (*rope)(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq);
 
-    // k, v (T, KV) -> cache slots slot[t] of k_cache, v_cache (rows of KV floats).
-    void (*kv_store)(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot,
-                     int T, int KV);
+    // k, v (T, KV) -> cache slots slot[t] of k_cache, v_cache (rows of KV
+    // elements of dtype: f32 copied, bf16 rounded to nearest even).
+    void (*kv_store)(void *k_cache, void *v_cache, const float *k, const float *v, const int32_t *slot, int T,
+                     int KV, bk_dtype dtype);
 
     // q (T, H, D) -> out (T, H, D): softmax(q k^T * scale) v per head over the
     // positions described above; query head h reads KV head h / (H / KVH).

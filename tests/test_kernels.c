@@ -185,12 +185,56 @@ static void check_matmul(void) {
 
 // ---- LoRA ------------------------------------------------------------------------
 
+// LoRA over the slots' bf16 A / B (what model_adapter_set stores when
+// lora_dtype is bf16): bit for bit the f32 op over f32 copies of the
+// rounded weights (the conversion is exact; the float operations are the
+// same), and its LoRA term within TOL_LORA_BF16 of the op's over the
+// unrounded f32 weights (y32; bf16 keeps 8 significant bits: 2^-9 relative per weight, partly
+// cancelling over the dots).
+#define TOL_LORA_BF16 1e-2
+
+static void check_lora_bf16(const float *x, const float *y0, const float *y32, const bk_lora_seg *seg32, int nseg,
+                            int T, int C, int OC) {
+    bk_lora_seg h[3], r[3];
+    void *mem[12];
+    int nm = 0;
+    for (int s = 0; s < nseg; s++) {
+        int64_t na = (int64_t)seg32[s].rank * C, nb = (int64_t)OC * seg32[s].rank;
+        uint16_t *ha = malloc((size_t)na * 2), *hb = malloc((size_t)nb * 2);
+        float *ra = malloc((size_t)na * 4), *rb = malloc((size_t)nb * 4);
+        const float *A = seg32[s].A, *B = seg32[s].B;
+        for (int64_t i = 0; i < na; i++) ra[i] = num_bf16_to_f32(ha[i] = num_f32_to_bf16(A[i]));
+        for (int64_t i = 0; i < nb; i++) rb[i] = num_bf16_to_f32(hb[i] = num_f32_to_bf16(B[i]));
+        mem[nm++] = ha, mem[nm++] = hb, mem[nm++] = ra, mem[nm++] = rb;
+        h[s] = seg32[s], h[s].A = ha, h[s].B = hb, h[s].dtype = BK_DT_BF16;
+        r[s] = seg32[s], r[s].A = ra, r[s].B = rb;
+    }
+    size_t ny = (size_t)T * OC * sizeof(float);
+    float *yh = malloc(ny), *yr = malloc(ny), *v = malloc((size_t)T * 8 * sizeof *v);
+    memcpy(yh, y0, ny);
+    memcpy(yr, y0, ny);
+    bk_cpu()->lora(yh, x, v, C, OC, h, nseg);
+    bk_cpu()->lora(yr, x, v, C, OC, r, nseg);
+    CHECK(memcmp(yh, yr, ny) == 0, "lora bf16: differs from f32 over the same rounded weights");
+    // compared on the LoRA term alone (y - y0), not drowned by y0
+    double *w = malloc((size_t)T * OC * sizeof *w);
+    for (int64_t i = 0; i < (int64_t)T * OC; i++) w[i] = (double)y32[i] - y0[i], yr[i] = yh[i] - y0[i];
+    double e = rel_err(yr, w, (int64_t)T * OC);
+    CHECK(e < TOL_LORA_BF16, "lora bf16 vs f32 weights: relative error %.3g > %.0e", e, TOL_LORA_BF16);
+    printf("lora bf16 A/B: == f32 over the rounded weights (bits); vs f32 weights rel err %.2g (limit %.0e)\n", e,
+           TOL_LORA_BF16);
+    for (int i = 0; i < nm; i++) free(mem[i]);
+    free(yh), free(yr), free(v), free(w);
+}
+
 static void check_lora(void) {
     int T = 40, C = 48, OC = 24;
     float *x = randn((int64_t)T * C, 1.0f), *y0 = randn((int64_t)T * OC, 1.0f);
     float *A1 = randn(8 * C, 0.2f), *B1 = randn(OC * 8, 0.2f), *A2 = randn(3 * C, 0.2f), *B2 = randn(OC * 3, 0.2f);
     // tokens 0-4 none, 5-14 adapter 1, 15-19 adapter 2, 20-24 none, 25-39 adapter 1 again
-    bk_lora_seg seg[] = {{5, 10, 8, 2.0f, A1, B1}, {15, 5, 3, 0.5f, A2, B2}, {25, 15, 8, 2.0f, A1, B1}};
+    bk_lora_seg seg[] = {{5, 10, 8, 2.0f, A1, B1, BK_DT_F32}, {15, 5, 3, 0.5f, A2, B2, BK_DT_F32},
+                         {25, 15, 8, 2.0f, A1, B1, BK_DT_F32}};
+    const float *Af[] = {A1, A2, A1}, *Bf[] = {B1, B2, B1};
     double *want = malloc((size_t)T * OC * sizeof *want);
     for (int64_t i = 0; i < (int64_t)T * OC; i++) want[i] = y0[i];
     for (int s = 0; s < 3; s++)
@@ -198,11 +242,11 @@ static void check_lora(void) {
             double v[8];
             for (int k = 0; k < seg[s].rank; k++) {
                 v[k] = 0;
-                for (int c = 0; c < C; c++) v[k] += (double)seg[s].A[k * C + c] * x[t * C + c];
+                for (int c = 0; c < C; c++) v[k] += (double)Af[s][k * C + c] * x[t * C + c];
             }
             for (int o = 0; o < OC; o++) {
                 double acc = 0;
-                for (int k = 0; k < seg[s].rank; k++) acc += (double)seg[s].B[o * seg[s].rank + k] * v[k];
+                for (int k = 0; k < seg[s].rank; k++) acc += (double)Bf[s][o * seg[s].rank + k] * v[k];
                 want[t * OC + o] += seg[s].scale * acc;
             }
         }
@@ -214,10 +258,50 @@ static void check_lora(void) {
     int untouched = memcmp(y, y0, 5 * OC * sizeof *y) == 0 && memcmp(y + 20 * OC, y0 + 20 * OC, 5 * OC * sizeof *y) == 0;
     CHECK(untouched, "lora: tokens outside every segment changed");
     printf("lora: 3 segments, ranks 8 and 3, gaps: rel err %.2g\n", e);
+    check_lora_bf16(x, y0, y, seg, 3, T, C, OC);
     free(x), free(y0), free(A1), free(B1), free(A2), free(B2), free(want), free(y), free(v);
 }
 
 // ---- attention over paged KV ---------------------------------------------------
+
+// Attention over a bf16 cache written by kv_store from the f32 cache of a
+// (nslot slots): kv_store rounds as num_f32_to_bf16; attention gives the
+// bits of the f32 op over an f32 cache of the rounded values (rows are
+// widened exactly, then the same math), and is within TOL_ATT_BF16 of the
+// f32 cache's result out32 (K and V each carry 2^-9 relative rounding).
+#define TOL_ATT_BF16 1e-2
+
+static void check_attention_bf16(const bk_attn_args *a, const float *q, int T, int nslot, const float *out32) {
+    const bk_ops *bk = bk_cpu();
+    int KV = a->n_kv_heads * a->head_dim;
+    int64_t n = (int64_t)nslot * KV, no = (int64_t)T * a->n_heads * a->head_dim;
+    uint16_t *kh = malloc((size_t)n * 2), *vh = malloc((size_t)n * 2);
+    float *kr = malloc((size_t)n * 4), *vr = malloc((size_t)n * 4);
+    int32_t *all = malloc((size_t)nslot * sizeof *all);
+    for (int i = 0; i < nslot; i++) all[i] = i;
+    bk->kv_store(kh, vh, a->k_cache, a->v_cache, all, nslot, KV, BK_DT_BF16);
+    const float *kc = a->k_cache, *vc = a->v_cache;
+    int stored_ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+        stored_ok &= kh[i] == num_f32_to_bf16(kc[i]) && vh[i] == num_f32_to_bf16(vc[i]);
+        kr[i] = num_bf16_to_f32(kh[i]), vr[i] = num_bf16_to_f32(vh[i]);
+    }
+    CHECK(stored_ok, "kv_store bf16: a value not rounded to nearest even");
+    bk_attn_args h = *a, r = *a;
+    h.k_cache = kh, h.v_cache = vh, h.kv_dtype = BK_DT_BF16;
+    r.k_cache = kr, r.v_cache = vr;
+    float *oh = malloc((size_t)no * 4), *orr = malloc((size_t)no * 4);
+    double *w = malloc((size_t)no * sizeof *w);
+    bk->attention(oh, q, T, &h);
+    bk->attention(orr, q, T, &r);
+    CHECK(memcmp(oh, orr, (size_t)no * 4) == 0, "attention bf16 cache: differs from f32 over the rounded cache");
+    for (int64_t i = 0; i < no; i++) w[i] = out32[i];
+    double e = rel_err(oh, w, no);
+    CHECK(e < TOL_ATT_BF16, "attention bf16 cache vs f32 cache: relative error %.3g > %.0e", e, TOL_ATT_BF16);
+    printf("attention bf16 cache (window %d): == f32 over the rounded cache (bits); vs f32 cache rel err %.2g "
+           "(limit %.0e)\n", a->window, e, TOL_ATT_BF16);
+    free(kh), free(vh), free(kr), free(vr), free(all), free(oh), free(orr), free(w);
+}
 
 static void check_attention(void) {
     const bk_ops *bk = bk_cpu();
@@ -231,7 +315,7 @@ static void check_attention(void) {
     float *q = randn((int64_t)T * H * D, 1.0f);
     float *out = malloc((size_t)T * H * D * sizeof *out);
     for (int window = 0; window <= 5; window += 5) {
-        bk_attn_args a = {kc, vc, table, STRIDE, BS, seq, pos, H, KVH, D, window, 1.0f / sqrtf((float)D)};
+        bk_attn_args a = {kc, vc, table, STRIDE, BS, seq, pos, H, KVH, D, window, 1.0f / sqrtf((float)D), BK_DT_F32};
         bk->attention(out, q, T, &a);
         double want[6 * 4 * 16];
         for (int t = 0; t < T; t++)
@@ -258,11 +342,12 @@ static void check_attention(void) {
         double e = rel_err(out, want, (int64_t)T * H * D);
         CHECK(e < 1e-5, "attention (window %d): relative error %.3g", window, e);
         printf("attention: GQA 4/2, scattered blocks of 4, window %d: rel err %.2g\n", window, e);
+        check_attention_bf16(&a, q, T, NB * BS, out);
     }
     // kv_store puts rows where the slots say
     float *k = randn(2 * KV, 1.0f), *v = randn(2 * KV, 1.0f);
     int32_t slots[] = {37, 5};
-    bk->kv_store(kc, vc, k, v, slots, 2, KV);
+    bk->kv_store(kc, vc, k, v, slots, 2, KV, BK_DT_F32);
     CHECK(memcmp(kc + 37 * KV, k, KV * sizeof *k) == 0 && memcmp(vc + 5 * KV, v + KV, KV * sizeof *v) == 0,
           "kv_store");
     free(kc), free(vc), free(q), free(out), free(k), free(v);

@@ -2,18 +2,37 @@
 // KV cache (layout in backend.h). One task per (token, query head); one
 // pass over the keys with an online softmax (running max and sum, the
 // accumulator rescaled when the max grows), so no scratch the size of the
-// context is needed.
+// context is needed. A bf16 cache is read a row at a time into f32 (exact),
+// so the math after the load is the f32 path's.
 #include <math.h>
 
 #include "cpu_ops.h"
 #include "pool.h"
 
-// k, v (T, KV) -> cache rows slot[t]
-void cpu_kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot,
-                  int T, int KV) {
+// One cache row of n values in dtype dt at element offset i, as f32: a
+// pointer into an f32 cache, or the bf16 row converted into buf.
+static const float *cache_row(const void *cache, bk_dtype dt, int64_t i, int n, float *buf) {
+    if (dt == BK_DT_F32) return (const float *)cache + i;
+    const uint16_t *h = (const uint16_t *)cache + i;
+    for (int d = 0; d < n; d++) buf[d] = num_bf16_to_f32(h[d]);
+    return buf;
+}
+
+// k, v (T, KV) -> cache rows slot[t], f32 copied or rounded to bf16
+void cpu_kv_store(void *k_cache, void *v_cache, const float *k, const float *v, const int32_t *slot, int T, int KV,
+                  bk_dtype dtype) {
     for (int t = 0; t < T; t++) {
-        memcpy(k_cache + (int64_t)slot[t] * KV, k + (int64_t)t * KV, (size_t)KV * sizeof(float));
-        memcpy(v_cache + (int64_t)slot[t] * KV, v + (int64_t)t * KV, (size_t)KV * sizeof(float));
+        int64_t dst = (int64_t)slot[t] * KV, src = (int64_t)t * KV;
+        if (dtype == BK_DT_F32) {
+            memcpy((float *)k_cache + dst, k + src, (size_t)KV * sizeof(float));
+            memcpy((float *)v_cache + dst, v + src, (size_t)KV * sizeof(float));
+            continue;
+        }
+        uint16_t *kc = (uint16_t *)k_cache + dst, *vc = (uint16_t *)v_cache + dst;
+        for (int i = 0; i < KV; i++) {
+            kc[i] = num_f32_to_bf16(k[src + i]);
+            vc[i] = num_f32_to_bf16(v[src + i]);
+        }
     }
 }
 
@@ -35,13 +54,13 @@ static void attn_task(void *ctx, int64_t task, int thread) {
     int pos = a->pos[t];
     int first = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
 
-    float acc[BK_MAX_HEAD_DIM];
+    float acc[BK_MAX_HEAD_DIM], kbuf[BK_MAX_HEAD_DIM], vbuf[BK_MAX_HEAD_DIM];
     for (int d = 0; d < D; d++) acc[d] = 0.0f;
     float m = -INFINITY, l = 0.0f;
     for (int p = first; p <= pos; p++) {
         int64_t slot = (int64_t)table[p / a->block_size] * a->block_size + p % a->block_size;
-        const float *k = a->k_cache + slot * KV + kvh * D;
-        const float *v = a->v_cache + slot * KV + kvh * D;
+        const float *k = cache_row(a->k_cache, a->kv_dtype, slot * KV + kvh * D, D, kbuf);
+        const float *v = cache_row(a->v_cache, a->kv_dtype, slot * KV + kvh * D, D, vbuf);
         cpu_softmax_step(cpu_dot(q, k, D) * a->scale, v, D, &m, &l, acc);
     }
     float *o = j->out + (t * H + h) * D;

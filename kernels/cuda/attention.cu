@@ -14,8 +14,9 @@
 // short batches), each row's key range is split across gridDim.y blocks
 // (flash-decoding) and a second kernel merges the partial (max, sum, out).
 //
-// f32 throughout (the cache is f32), accurate expf: the CPU's results up to
-// summation order. Warp w holds rows w, w + 4, w + 8, w + 12; in a K/V tile
+// f32 math throughout, accurate expf: the CPU's results up to summation
+// order. A bf16 cache is widened to f32 (exactly) as its tiles are loaded
+// into shared memory, so the rest of the kernel does not know the dtype. Warp w holds rows w, w + 4, w + 8, w + 12; in a K/V tile
 // lane j scores key j, then the lanes share the probabilities by shuffle
 // and each accumulates the output dims lane, lane + 32, ...
 #include <math.h>
@@ -42,8 +43,23 @@ __device__ __forceinline__ int64_t att_slot(const bk_attn_args &a, int seq, int 
            p % a.block_size;
 }
 
+// 4 consecutive cache elements at element offset off, as f32 (bf16 widened
+// exactly). off is a multiple of 4: 16-byte (f32) or 8-byte (bf16) aligned.
+__device__ __forceinline__ float4 att_load4(const void *cache, bk_dtype dt, int64_t off) {
+    if (dt == BK_DT_F32) return __ldg((const float4 *)((const float *)cache + off));
+    uint2 h = __ldg((const uint2 *)((const unsigned short *)cache + off));
+    return make_float4(__uint_as_float(h.x << 16), __uint_as_float(h.x & 0xffff0000u), __uint_as_float(h.y << 16),
+                       __uint_as_float(h.y & 0xffff0000u));
+}
+
+__device__ __forceinline__ float att_load1(const void *cache, bk_dtype dt, int64_t off) {
+    if (dt == BK_DT_F32) return __ldg((const float *)cache + off);
+    return cu_bf16_f32(__ldg((const unsigned short *)cache + off));
+}
+
 // K and V rows of positions kt .. kt + 31 of seq (those <= khi; zeros
-// beyond, so masked keys never bring NaN in) for KV head g -> shared memory.
+// beyond, so masked keys never bring NaN in) for KV head g -> shared memory,
+// as f32 whatever the cache's dtype.
 __device__ void att_load_tile(float *ks, float *vs, const bk_attn_args &a, int seq, int kt, int khi, int g) {
     const int D = a.head_dim;
     const int64_t KV = (int64_t)a.n_kv_heads * D;
@@ -54,8 +70,8 @@ __device__ void att_load_tile(float *ks, float *vs, const bk_attn_args &a, int s
             float4 k4 = make_float4(0.f, 0.f, 0.f, 0.f), v4 = k4;
             if (p <= khi) {
                 int64_t off = att_slot(a, seq, p) * KV + (int64_t)g * D + d;
-                k4 = __ldg((const float4 *)(a.k_cache + off));
-                v4 = __ldg((const float4 *)(a.v_cache + off));
+                k4 = att_load4(a.k_cache, a.kv_dtype, off);
+                v4 = att_load4(a.v_cache, a.kv_dtype, off);
             }
             float *kr = ks + j * (D + 1) + d;
             kr[0] = k4.x, kr[1] = k4.y, kr[2] = k4.z, kr[3] = k4.w;
@@ -67,8 +83,8 @@ __device__ void att_load_tile(float *ks, float *vs, const bk_attn_args &a, int s
             float kv = 0.0f, vv = 0.0f;
             if (p <= khi) {
                 int64_t off = att_slot(a, seq, p) * KV + (int64_t)g * D + d;
-                kv = __ldg(a.k_cache + off);
-                vv = __ldg(a.v_cache + off);
+                kv = att_load1(a.k_cache, a.kv_dtype, off);
+                vv = att_load1(a.v_cache, a.kv_dtype, off);
             }
             ks[j * (D + 1) + d] = kv;
             vs[j * D + d] = vv;

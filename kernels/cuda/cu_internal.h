@@ -52,8 +52,8 @@ void cu_rmsnorm(float *out, const float *x, const float *w, int64_t N, int C, fl
 void cu_matmul(float *out, const float *x, const bk_weight *W, const float *bias, int T);
 void cu_lora(float *y, const float *x, float *v, int C, int OC, const bk_lora_seg *seg, int nseg);
 void cu_rope(float *x, const int32_t *pos, int T, int H, int D, const float *inv_freq);
-void cu_kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot, int T,
-                 int KV);
+void cu_kv_store(void *k_cache, void *v_cache, const float *k, const float *v, const int32_t *slot, int T, int KV,
+                 bk_dtype dtype);
 void cu_attention(float *out, const float *q, int T, const bk_attn_args *a);
 void cu_swiglu(float *out, const float *gate, const float *up, int64_t N);
 void cu_residual(float *x, const float *y, int64_t N);
@@ -80,6 +80,9 @@ __device__ __forceinline__ float cu_nf4_absmax(const nf4_tensor &t, const float 
 }
 
 __device__ __forceinline__ float cu_bf16_f32(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+// f32 -> bf16 bits, rounded to nearest even (num_f32_to_bf16's result for
+// every number; NaN payloads may differ).
+__device__ __forceinline__ unsigned short cu_f32_bf16(float x) { return __bfloat16_as_ushort(__float2bfloat16_rn(x)); }
 
 // Element i (flat, row-major) of W as f32, exactly as the CPU forms it.
 // Slow (one absmax decode per element): for odd shapes and gathers only.

@@ -6,7 +6,9 @@
 // LORA_TOK tokens; the segment array and the item list are staged to the
 // device (cu_stage) and each block of a launch takes one item, reading its
 // segment's rank, scale and A / B pointers: heterogeneous ranks in one
-// launch. The expand waits for the shrink by stream order.
+// launch. A and B are f32 or bf16 per segment (bk_lora_seg.dtype), widened
+// to f32 as they are read; accumulation is f32. The expand waits for the
+// shrink by stream order.
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +22,12 @@
 typedef struct lora_item {
     int seg, t0; // tokens [seg.start + t0, seg.start + min(t0 + LORA_TOK, seg.count))
 } lora_item;
+
+// Element i of a segment's A or B as f32 (bf16 widened exactly).
+__device__ __forceinline__ float lora_w(const bk_lora_seg &s, const void *p, int64_t i) {
+    if (s.dtype == BK_DT_BF16) return cu_bf16_f32(__ldg((const unsigned short *)p + i));
+    return __ldg((const float *)p + i);
+}
 
 // Block = one item; warp w takes rank rows w*4 .. w*4+3, then + 16, ...,
 // each lane a stride of C, every row dotted with every token of the item.
@@ -40,7 +48,7 @@ __global__ void __launch_bounds__(SHRINK_WARPS * 32) lora_shrink_kernel(float *v
         for (int c = lane; c < C; c += 32) {
             float a[LORA_KROWS];
 #pragma unroll
-            for (int i = 0; i < LORA_KROWS; i++) a[i] = k0 + i < s.rank ? __ldg(s.A + (int64_t)(k0 + i) * C + c) : 0.0f;
+            for (int i = 0; i < LORA_KROWS; i++) a[i] = k0 + i < s.rank ? lora_w(s, s.A, (int64_t)(k0 + i) * C + c) : 0.0f;
 #pragma unroll
             for (int t = 0; t < LORA_TOK; t++) {
                 if (t >= nt) break;
@@ -72,9 +80,9 @@ __global__ void lora_expand_kernel(float *y, const float *v, int OC, int vstride
     float acc[LORA_TOK];
 #pragma unroll
     for (int t = 0; t < LORA_TOK; t++) acc[t] = 0.0f;
-    const float *b = s.B + (int64_t)o * s.rank;
+    const int64_t b = (int64_t)o * s.rank;
     for (int k = 0; k < s.rank; k++) {
-        float bk = __ldg(b + k);
+        float bk = lora_w(s, s.B, b + k);
 #pragma unroll
         for (int t = 0; t < LORA_TOK; t++) {
             if (t >= nt) break;

@@ -82,23 +82,34 @@ void cu_rope(float *x, const int32_t *pos, int T, int H, int D, const float *inv
     CU_LAUNCHED();
 }
 
-// ---- kv_store: k, v (T, KV) -> cache rows slot[t] -------------------------------------
+// ---- kv_store: k, v (T, KV) -> cache rows slot[t] (f32 or bf16) ---------------------
 
-__global__ void kv_store_kernel(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot,
-                                int T, int KV) {
+// E: float (copied) or unsigned short (bf16 bits, rounded to nearest even
+// as num_f32_to_bf16 rounds every number).
+__device__ __forceinline__ void kv_put(float *c, int64_t i, float x) { c[i] = x; }
+__device__ __forceinline__ void kv_put(unsigned short *c, int64_t i, float x) { c[i] = cu_f32_bf16(x); }
+
+template <typename E>
+__global__ void kv_store_kernel(E *k_cache, E *v_cache, const float *k, const float *v, const int32_t *slot, int T,
+                                int KV) {
     int64_t n = (int64_t)T * KV;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / KV, e = i % KV;
         int64_t dst = (int64_t)__ldg(slot + t) * KV + e;
-        k_cache[dst] = k[i];
-        v_cache[dst] = v[i];
+        kv_put(k_cache, dst, k[i]);
+        kv_put(v_cache, dst, v[i]);
     }
 }
 
-void cu_kv_store(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slot, int T,
-                 int KV) {
+void cu_kv_store(void *k_cache, void *v_cache, const float *k, const float *v, const int32_t *slot, int T, int KV,
+                 bk_dtype dtype) {
     if ((int64_t)T * KV <= 0) return;
-    kv_store_kernel<<<ew_blocks((int64_t)T * KV), EW_THREADS, 0, cu_stream()>>>(k_cache, v_cache, k, v, slot, T, KV);
+    unsigned blocks = ew_blocks((int64_t)T * KV);
+    if (dtype == BK_DT_BF16)
+        kv_store_kernel<<<blocks, EW_THREADS, 0, cu_stream()>>>((unsigned short *)k_cache, (unsigned short *)v_cache,
+                                                                k, v, slot, T, KV);
+    else
+        kv_store_kernel<<<blocks, EW_THREADS, 0, cu_stream()>>>((float *)k_cache, (float *)v_cache, k, v, slot, T, KV);
     CU_LAUNCHED();
 }
 

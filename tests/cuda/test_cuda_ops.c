@@ -5,12 +5,15 @@
 //
 // Error measure per output tensor: max |cuda - cpu| / max |cpu|. Bounds:
 //   - exact (0): gathers and copies (embed of f32 / bf16 / NF4 rows, which
-//     also checks the NF4 decode bit for bit, kv_store, gather_rows,
+//     also checks the NF4 decode bit for bit, kv_store into f32 and bf16
+//     caches (bf16: rounded to nearest even as the CPU does), gather_rows,
 //     residual);
 //   - TOL_F32 = 1e-4: f32 math that differs from the CPU only in summation
-//     order, FMA contraction and libm ulps (rmsnorm, rope, swiglu, lora,
-//     attention, the fused decode matmul and the plain matmul, the f32
-//     SGEMM path). Observed errors are ~1e-6; a wrong index is O(1);
+//     order, FMA contraction and libm ulps (rmsnorm, rope, swiglu, lora
+//     with f32 or bf16 A / B, attention over an f32 or a bf16 cache (both
+//     sides read the same bf16 values, widened exactly), the fused decode
+//     matmul and the plain matmul, the f32 SGEMM path). Observed errors are
+//     ~1e-6; a wrong index is O(1);
 //   - TOL_BF16 = 2e-2: the tensor-core matmul path for bf16 / NF4 weights,
 //     whose inputs are rounded to bf16 (8 significant bits: 2^-9 relative
 //     per product, partly cancelling over a dot: ~1e-2 worst case).
@@ -72,6 +75,24 @@ static float *download(const float *d, int64_t n) {
     float *h = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     gpu->download(h, d, (size_t)n * sizeof(float));
     return h;
+}
+
+// Host bf16 copy of n floats (rounded to nearest even), a new array.
+static uint16_t *to_bf16(const float *f, int64_t n) {
+    uint16_t *h = malloc((size_t)(n > 0 ? n : 1) * sizeof *h);
+    for (int64_t i = 0; i < n; i++) h[i] = num_f32_to_bf16(f[i]);
+    return h;
+}
+
+// The device's n bytes at d equal the host's ref, bit for bit (class exact).
+static void expect_bits(const char *what, const void *d, const void *ref, size_t n) {
+    void *h = malloc(n ? n : 1);
+    gpu->download(h, d, n);
+    int same = memcmp(h, ref, n) == 0;
+    free(h);
+    printf("  %-58s %-18s %s\n", what, CLS_NAME[CLS_EXACT], same ? "same bits" : "DIFFERENT");
+    if (!same) cls_worst[CLS_EXACT] = INFINITY;
+    CHECK(same, "%s: not the CPU's bits", what);
 }
 
 // Compares the device result d with the CPU's ref and records the error.
@@ -282,8 +303,8 @@ static void test_rows_and_elementwise(void) {
             gpu->free(dx), gpu->free(dpos), gpu->free(dinv);
             free(pos), free(x);
         }
-        // kv_store: T rows into a shuffled set of slots of a larger cache
-        {
+        // kv_store: T rows into a shuffled set of slots of a larger cache, f32 and bf16
+        for (int dt = BK_DT_F32; dt <= BK_DT_BF16; dt++) {
             int KV = 96, nslots = 2 * T + 7;
             int32_t *slot = malloc((size_t)nslots * sizeof *slot);
             for (int s = 0; s < nslots; s++) slot[s] = s;
@@ -292,16 +313,18 @@ static void test_rows_and_elementwise(void) {
                 int32_t tmp = slot[s];
                 slot[s] = slot[j], slot[j] = tmp;
             }
+            // caches of random bytes (a bf16 cache: pairs of them), the same on both sides
+            size_t cbytes = (size_t)nslots * KV * (size_t)bk_dtype_bytes((bk_dtype)dt);
             float *kc = rand_f32((int64_t)nslots * KV, 1.0f), *vc = rand_f32((int64_t)nslots * KV, 1.0f);
             float *k = rand_f32((int64_t)T * KV, 1.0f), *v = rand_f32((int64_t)T * KV, 1.0f);
-            float *dkc = dev_copy(kc, (size_t)nslots * KV * sizeof(float)), *dvc = dev_copy(vc, (size_t)nslots * KV * sizeof(float));
+            void *dkc = dev_copy(kc, cbytes), *dvc = dev_copy(vc, cbytes);
             float *dk = dev_copy(k, (size_t)T * KV * sizeof(float)), *dv = dev_copy(v, (size_t)T * KV * sizeof(float));
             int32_t *dslot = dev_copy(slot, (size_t)T * sizeof *slot);
-            cpu->kv_store(kc, vc, k, v, slot, T, KV);
-            gpu->kv_store(dkc, dvc, dk, dv, dslot, T, KV);
-            snprintf(what, sizeof what, "kv_store T=%d KV=%d (k and v caches)", T, KV);
-            expect(what, CLS_EXACT, dkc, kc, (int64_t)nslots * KV);
-            expect(what, CLS_EXACT, dvc, vc, (int64_t)nslots * KV);
+            cpu->kv_store(kc, vc, k, v, slot, T, KV, (bk_dtype)dt);
+            gpu->kv_store(dkc, dvc, dk, dv, dslot, T, KV, (bk_dtype)dt);
+            snprintf(what, sizeof what, "kv_store %s T=%d KV=%d (k and v caches)", bk_dtype_name((bk_dtype)dt), T, KV);
+            expect_bits(what, dkc, kc, cbytes);
+            expect_bits(what, dvc, vc, cbytes);
             gpu->free(dkc), gpu->free(dvc), gpu->free(dk), gpu->free(dv), gpu->free(dslot);
             free(slot), free(kc), free(vc), free(k), free(v);
         }
@@ -346,8 +369,9 @@ static void test_rows_and_elementwise(void) {
 // ---- LoRA (SGMV) ----------------------------------------------------------------------
 
 // T tokens cut into segments of heterogeneous ranks with gaps (tokens in
-// no segment must stay as they were), one call.
-static void test_lora_case(int T, int C, int OC) {
+// no segment must stay as they were), one call; A and B of dtype dt on
+// both sides (bf16: the same rounded weights).
+static void test_lora_case(int T, int C, int OC, bk_dtype dt) {
     const int ranks[] = {8, 16, 4, 64, 1, 32, 12};
     bk_lora_seg hs[16], ds[16];
     void *dmem[32];
@@ -363,11 +387,17 @@ static void test_lora_case(int T, int C, int OC) {
         Ahost[nseg] = rand_f32((int64_t)r * C, 0.1f);
         Bhost[nseg] = rand_f32((int64_t)OC * r, 0.1f);
         float scale = 0.5f + (float)nseg;
-        hs[nseg] = (bk_lora_seg){t + gap, count, r, scale, Ahost[nseg], Bhost[nseg]};
-        float *dA = dev_copy(Ahost[nseg], (size_t)r * C * sizeof(float));
-        float *dB = dev_copy(Bhost[nseg], (size_t)OC * r * sizeof(float));
+        if (dt == BK_DT_BF16) { // the host arrays become their bf16 roundings
+            uint16_t *a = to_bf16(Ahost[nseg], (int64_t)r * C), *b = to_bf16(Bhost[nseg], (int64_t)OC * r);
+            free(Ahost[nseg]), free(Bhost[nseg]);
+            Ahost[nseg] = (float *)a, Bhost[nseg] = (float *)b;
+        }
+        size_t es = (size_t)bk_dtype_bytes(dt);
+        hs[nseg] = (bk_lora_seg){t + gap, count, r, scale, Ahost[nseg], Bhost[nseg], dt};
+        void *dA = dev_copy(Ahost[nseg], (size_t)r * C * es);
+        void *dB = dev_copy(Bhost[nseg], (size_t)OC * r * es);
         dmem[nd++] = dA, dmem[nd++] = dB;
-        ds[nseg] = (bk_lora_seg){t + gap, count, r, scale, dA, dB};
+        ds[nseg] = (bk_lora_seg){t + gap, count, r, scale, dA, dB, dt};
         if (r > max_rank) max_rank = r;
         t += gap + count;
         nseg++;
@@ -378,7 +408,8 @@ static void test_lora_case(int T, int C, int OC) {
     cpu->lora(y, x, v, C, OC, hs, nseg);
     gpu->lora(dy, dx, dv, C, OC, ds, nseg);
     char what[128];
-    snprintf(what, sizeof what, "lora T=%d C=%d OC=%d, %d segments, ranks 8..64", T, C, OC, nseg);
+    snprintf(what, sizeof what, "lora %s T=%d C=%d OC=%d, %d segments, ranks 8..64", bk_dtype_name(dt), T, C, OC,
+             nseg);
     expect(what, CLS_F32, dy, y, (int64_t)T * OC);
     for (int i = 0; i < nseg; i++) free(Ahost[i]), free(Bhost[i]);
     for (int i = 0; i < nd; i++) gpu->free(dmem[i]);
@@ -390,8 +421,10 @@ static void test_lora(void) {
     printf("lora (SGMV, heterogeneous ranks, one launch each for shrink and expand)\n");
     const int Ts[] = {1, 3, 64, 300};
     for (int i = 0; i < 4; i++) {
-        test_lora_case(Ts[i], 256, 384);
-        test_lora_case(Ts[i], 100, 70); // odd sizes
+        for (int dt = BK_DT_F32; dt <= BK_DT_BF16; dt++) {
+            test_lora_case(Ts[i], 256, 384, (bk_dtype)dt);
+            test_lora_case(Ts[i], 100, 70, (bk_dtype)dt); // odd sizes
+        }
     }
 }
 
@@ -401,10 +434,10 @@ typedef struct att_case {
     int H, KVH, D, window, block_size;
 } att_case;
 
-// A paged cache with shuffled blocks, random K/V everywhere, and a batch of
-// T tokens: prefill runs of several sequences plus decode tokens at long
-// positions, in shuffled order.
-static void test_attention_case(const att_case *c, int T) {
+// A paged cache with shuffled blocks, random K/V everywhere (of dtype dt,
+// the same values on both sides), and a batch of T tokens: prefill runs of
+// several sequences plus decode tokens at long positions, in shuffled order.
+static void test_attention_case(const att_case *c, int T, bk_dtype dt) {
     const int max_seqs = 6, max_len = 1200;
     int stride = (max_len + c->block_size - 1) / c->block_size, n_blocks = max_seqs * stride;
     int KV = c->KVH * c->D;
@@ -416,7 +449,13 @@ static void test_attention_case(const att_case *c, int T) {
         table[b] = table[j], table[j] = tmp;
     }
     int64_t nslot = (int64_t)n_blocks * c->block_size;
-    float *kc = rand_f32(nslot * KV, 1.0f), *vc = rand_f32(nslot * KV, 1.0f);
+    void *kc = rand_f32(nslot * KV, 1.0f), *vc = rand_f32(nslot * KV, 1.0f);
+    if (dt == BK_DT_BF16) {
+        void *kh = to_bf16(kc, nslot * KV), *vh = to_bf16(vc, nslot * KV);
+        free(kc), free(vc);
+        kc = kh, vc = vh;
+    }
+    size_t cbytes = (size_t)(nslot * KV) * (size_t)bk_dtype_bytes(dt);
     int32_t *seq = malloc((size_t)T * sizeof *seq), *pos = malloc((size_t)T * sizeof *pos);
     // tokens: sequence 0 decodes at a long position; the rest are prefill
     // runs (consecutive positions from a random start) of sequences 1..5
@@ -436,11 +475,11 @@ static void test_attention_case(const att_case *c, int T) {
         }
     float *q = rand_f32((int64_t)T * c->H * c->D, 1.0f), *ref = malloc((size_t)T * c->H * c->D * sizeof(float));
     bk_attn_args a = {kc, vc, table, stride, c->block_size, seq, pos, c->H, c->KVH, c->D, c->window,
-                      1.0f / sqrtf((float)c->D)};
+                      1.0f / sqrtf((float)c->D), dt};
     cpu->attention(ref, q, T, &a);
     bk_attn_args d = a;
-    void *dk = dev_copy(kc, (size_t)(nslot * KV) * sizeof(float));
-    void *dv = dev_copy(vc, (size_t)(nslot * KV) * sizeof(float));
+    void *dk = dev_copy(kc, cbytes);
+    void *dv = dev_copy(vc, cbytes);
     void *dtable = dev_copy(table, (size_t)n_blocks * sizeof *table);
     void *dseq = dev_copy(seq, (size_t)T * sizeof *seq);
     void *dpos = dev_copy(pos, (size_t)T * sizeof *pos);
@@ -448,8 +487,8 @@ static void test_attention_case(const att_case *c, int T) {
     float *dq = dev_copy(q, (size_t)T * c->H * c->D * sizeof(float)), *dout = dev_poisoned((int64_t)T * c->H * c->D);
     gpu->attention(dout, dq, T, &d);
     char what[128];
-    snprintf(what, sizeof what, "attention T=%d H=%d KVH=%d D=%d window=%d block=%d", T, c->H, c->KVH, c->D, c->window,
-             c->block_size);
+    snprintf(what, sizeof what, "attention %s T=%d H=%d KVH=%d D=%d window=%d block=%d", bk_dtype_name(dt), T, c->H,
+             c->KVH, c->D, c->window, c->block_size);
     expect(what, CLS_F32, dout, ref, (int64_t)T * c->H * c->D);
     gpu->free(dk), gpu->free(dv), gpu->free(dtable);
     gpu->free(dseq), gpu->free(dpos), gpu->free(dq), gpu->free(dout);
@@ -468,7 +507,8 @@ static void test_attention(void) {
     };
     const int Ts[] = {1, 3, 64, 300};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
-        for (int i = 0; i < 4; i++) test_attention_case(&cases[k], Ts[i]);
+        for (int i = 0; i < 4; i++)
+            for (int dt = BK_DT_F32; dt <= BK_DT_BF16; dt++) test_attention_case(&cases[k], Ts[i], (bk_dtype)dt);
 }
 
 int main(void) {
