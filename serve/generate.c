@@ -23,13 +23,15 @@ generate_opts generate_opts_default(void) {
     o.top_p = 1.0f;
     o.quant = MODEL_LOAD_NF4;
     o.device = "cpu";
+    o.kv_dtype = o.lora_dtype = "bf16"; // as serve: its expected texts are this command's
     return o;
 }
 
 static const char *const quants[] = {"nf4", "none", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
+static const char *const dtypes[] = {"bf16", "f32", NULL};
 
-#define GEN_NOPTS 17
+#define GEN_NOPTS 19
 
 // The options as an opts table writing into o (and *quant, the --quant name).
 static void gen_table(generate_opts *o, const char **quant, opts_opt t[GEN_NOPTS]) {
@@ -60,6 +62,10 @@ static void gen_table(generate_opts *o, const char **quant, opts_opt t[GEN_NOPTS
         {.name = "--device", .type = OPTS_CHOICE, .field = &o->device, .arg = "cpu|cuda",
          .help = "run the model on the CPU or the GPU", .choices = devices},
         {.name = "--stats", .type = OPTS_FLAG, .field = &o->stats, .help = "timing line on stderr"},
+        {.name = "--kv-dtype", .type = OPTS_CHOICE, .field = &o->kv_dtype, .arg = "bf16|f32",
+         .help = "KV cache element type (as serve's)", .choices = dtypes},
+        {.name = "--lora-dtype", .type = OPTS_CHOICE, .field = &o->lora_dtype, .arg = "bf16|f32",
+         .help = "the adapter's LoRA A / B element type (as serve's)", .choices = dtypes},
         {0},
     };
     memcpy(t, table, sizeof table);
@@ -213,6 +219,8 @@ int generate_run(const generate_opts *o, err_t *err) {
     if (!(mo.bk = bk_open(o->device, &(bk_open_opts){.threads = o->threads}, err))) return -1;
     mo.quant = o->quant;
     mo.max_slots = 1;
+    if (bk_dtype_parse(o->kv_dtype, &mo.kv_dtype) < 0 || bk_dtype_parse(o->lora_dtype, &mo.lora_dtype) < 0)
+        return err_set(err, "--kv-dtype %s / --lora-dtype %s: expected bf16 or f32", o->kv_dtype, o->lora_dtype);
     model *m = model_load(o->model, &mo, err);
     if (!m) return -1;
     tok *t = tok_open(o->model, err);

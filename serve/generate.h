@@ -20,6 +20,8 @@
 //   --quant nf4|none     decoder weights NF4 (default) or dense as stored
 //   --threads N          CPU threads (default: all online CPUs)
 //   --device cpu|cuda    the backend the model runs on (default cpu)
+//   --kv-dtype bf16|f32  the KV cache's element type (default bf16, as serve)
+//   --lora-dtype bf16|f32 the adapter's A / B element type (default bf16, as serve)
 //   --stats              one line of timing to stderr at the end
 //
 // Stop ids: config.json's and generation_config.json's eos_token_id, and
@@ -48,6 +50,8 @@ typedef struct generate_opts {
     model_load_quant quant;
     int threads;               // 0 = default
     const char *device;        // "cpu" (default) or "cuda"
+    const char *kv_dtype;      // "bf16" (default) or "f32"
+    const char *lora_dtype;    // "bf16" (default) or "f32"
     int stats;
 } generate_opts;
 

@@ -10,6 +10,7 @@
 #include "adapter.h"
 #include "chat.h"
 #include "config.h"
+#include "kv.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 #include "util.h"
@@ -107,6 +108,12 @@ int inspect_run(const inspect_opts *o, err_t *err) {
     if (model_config_load(o->model, &c, err) != 0) return -1;
     print_config(&c);
     if (print_weights(o->model, &c, err) != 0) return -1;
+    // The serving KV cache's cost per position (K and V, every layer), in
+    // the dtype serve would use: what sizes the KV budget.
+    printf("kv_bytes_per_token %lld\n",
+           (long long)kv_bytes_per_token(c.num_hidden_layers, c.num_key_value_heads, c.head_dim, o->kv_dtype));
+    printf("  kv cache: %s, 2 x %d layers x %d kv heads x head_dim %d x %d bytes\n", bk_dtype_name(o->kv_dtype),
+           c.num_hidden_layers, c.num_key_value_heads, c.head_dim, bk_dtype_bytes(o->kv_dtype));
     tok *t = tok_open(o->model, err);
     if (!t) return -1;
     printf("tokenizer: %d ids, bos %d, eos %d\n", tok_vocab_size(t), tok_bos_id(t), tok_eos_id(t));

@@ -34,9 +34,11 @@ typedef struct serve_args {
     int echo_ms;           // -1: no --echo-engine
     int idle_s, request_s, header_ms; // 0: the server's defaults
     const char *device, *quant;
+    const char *kv_dtype, *lora_dtype; // bk_dtype names
 } serve_args;
 
 static const char *const quants[] = {"nf4", "none", NULL};
+static const char *const dtypes[] = {"bf16", "f32", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
 
 // --adapter (repeatable): appended to the inspect_opts' list.
@@ -119,6 +121,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
         {.name = "--kv-blocks", .type = OPTS_INT, .field = &a->so.kv_blocks, .arg = "N",
          .help = "KV cache blocks of 16 tokens", COUNT,
          .def = "max-num-seqs full-length sequences, at most 1 GiB"},
+        {.name = "--kv-dtype", .type = OPTS_CHOICE, .field = &a->kv_dtype, .arg = "bf16|f32",
+         .help = "KV cache element type: bf16 holds twice the tokens in the same\n"
+                 "bytes (--inspect prints kv_bytes_per_token for it)",
+         .choices = dtypes},
+        {.name = "--lora-dtype", .type = OPTS_CHOICE, .field = &a->lora_dtype, .arg = "bf16|f32",
+         .help = "adapter slots' LoRA A / B element type (f32 math either way)", .choices = dtypes},
         {.name = "--max-queue", .type = OPTS_INT, .field = &a->so.max_queue, .arg = "N",
          .help = "waiting choices beyond which requests get 429", LIMIT},
         {.help = "fine-tuning:"},
@@ -187,7 +195,7 @@ static int generate_main(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--generate") == 0) return generate_main(argc - 1, argv + 1);
     serve_args a = {.sc = {.port = 8000}, .mo = model_opts_default(), .so = sched_opts_default(), .echo_ms = -1,
-                    .device = "cpu", .quant = "nf4"};
+                    .device = "cpu", .quant = "nf4", .kv_dtype = "bf16", .lora_dtype = "bf16"};
     int status = parse_args(argc, argv, &a);
     if (status >= 0) return status;
     inspect_opts o = a.io;
@@ -202,6 +210,9 @@ int main(int argc, char **argv) {
     const char *device = a.device;
     model_opts mo = a.mo;
     mo.quant = strcmp(a.quant, "none") == 0 ? MODEL_LOAD_NONE : MODEL_LOAD_NF4;
+    bk_dtype_parse(a.kv_dtype, &mo.kv_dtype); // names from `dtypes`: always parse
+    bk_dtype_parse(a.lora_dtype, &mo.lora_dtype);
+    o.kv_dtype = mo.kv_dtype;
     sched_opts so = a.so;
     err_t err = {{0}};
     if (inspect) {

@@ -119,6 +119,8 @@ static void engine_text(buf *b, const metrics_engine *e) {
     gauge(b, "tessera_running_sequences", "Sequences running in the batch.", e->running);
     gauge(b, "tessera_batch_tokens", "Tokens in the last forward step.", e->batch_tokens);
     gauge(b, "tessera_adapters_resident", "Adapters holding a model slot.", e->adapters_resident);
+    gauge(b, "tessera_kv_bytes_per_token", "KV cache bytes per token position (K and V, every layer, its dtype).",
+          e->kv_bytes_per_token);
     counter(b, "tessera_adapters_loaded_total", "Adapter loads into a slot.", e->adapter_loads);
     counter(b, "tessera_cancelled_total", "Choices cancelled (client gone, stop string, shutdown).", e->cancelled);
     counter(b, "tessera_preempted_total", "Sequences preempted for KV blocks.", e->preempted);

@@ -20,6 +20,7 @@ typedef struct metrics_engine {
     int64_t adapter_loads, adapter_load_failures;
     int waiting, running, adapters_resident;
     int batch_tokens; // tokens in the last forward
+    int64_t kv_bytes_per_token; // KV cache bytes one position takes (its dtype's)
     // Step durations: step_bucket[i] counts steps with duration in
     // (bounds[i-1], bounds[i]]; the last one counts those above every bound
     // (not cumulative; metrics_text makes them so).

@@ -469,8 +469,8 @@ static int resolve_opts(sched *e, const sched_opts *in, err_t *err) {
                        o.max_num_seqs);
     int per_seq = (o.max_model_len + o.kv_block_size - 1) / o.kv_block_size;
     if (o.kv_blocks <= 0) {
-        int64_t block_bytes = 2LL * e->cfg->num_hidden_layers * e->cfg->num_key_value_heads * e->cfg->head_dim *
-                              (int64_t)sizeof(float) * o.kv_block_size;
+        // bytes per token of the model's KV dtype: a bf16 cache fits twice the blocks of an f32 one
+        int64_t block_bytes = model_kv_bytes_per_token(e->m) * o.kv_block_size;
         int64_t want = (int64_t)per_seq * o.max_num_seqs, cap = SCHED_KV_BUDGET_BYTES / block_bytes;
         o.kv_blocks = (int)(want < cap ? want : cap);
         if (o.kv_blocks < per_seq) o.kv_blocks = per_seq;
@@ -539,9 +539,9 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
     srv_set_engine(s, &eng);
     log_line("info", "sched",
           "engine=model max_num_seqs=%d max_num_batched_tokens=%d max_model_len=%d kv_blocks=%d kv_block_size=%d "
-          "max_loras=%d max_lora_rank=%d max_queue=%d",
+          "kv_bytes_per_token=%lld max_loras=%d max_lora_rank=%d max_queue=%d",
           e->o.max_num_seqs, e->o.max_batched_tokens, e->o.max_model_len, e->o.kv_blocks, e->o.kv_block_size,
-          e->n_slots, model_max_lora_rank(m), e->o.max_queue);
+          (long long)model_kv_bytes_per_token(m), e->n_slots, model_max_lora_rank(m), e->o.max_queue);
     return e;
 fail_async:
     uv_run(srv_loop(s), UV_RUN_NOWAIT); // lets the async handle close
@@ -582,4 +582,5 @@ void sched_get_stats(sched *e, sched_stats *st) {
     int used = 0;
     for (int i = 0; i < e->n_slots; i++) used += __atomic_load_n(&e->slots[i].entry, __ATOMIC_RELAXED) != NULL;
     st->adapters_resident = used;
+    st->kv_bytes_per_token = model_kv_bytes_per_token(e->m);
 }

@@ -51,7 +51,8 @@ typedef struct sched_opts {
     int max_model_len;      // positions per sequence (default: max_position_embeddings, at most 8192)
     int kv_block_size;      // tokens per KV block (default 16)
     int kv_blocks;          // blocks in the KV pool (default: enough for max_num_seqs sequences
-                            // of max_model_len, at most 1 GiB of KV)
+                            // of max_model_len, at most 1 GiB of KV at the model's
+                            // kv_bytes_per_token: bf16 fits twice the blocks of f32)
 } sched_opts;
 
 // The defaults above (0 fields mean the default in sched_new too).

@@ -680,17 +680,44 @@ static void check_bnb(void) {
     rmdir(dir);
 }
 
+// Uploads a "device" backend made of the CPU ops has been asked for, and
+// their bytes (the test's own counters; one thread runs the forwards).
+static struct {
+    int n;
+    size_t bytes;
+} uploads;
+
+static void counting_upload(void *dst, const void *src, size_t bytes) {
+    uploads.n++;
+    uploads.bytes += bytes;
+    memcpy(dst, src, bytes);
+}
+
+// One decode forward of seq at pos: how many uploads it made.
+static int uploads_of_step(model *m, kv_cache *kv, int seq, int pos, float *logits) {
+    int32_t tok = 7;
+    uploads.n = 0, uploads.bytes = 0;
+    run(m, kv, seq, -1, &tok, 1, pos, logits);
+    return uploads.n;
+}
+
 // model.c's paths for device backends (uploads, the block-table mirror,
 // logits downloaded from backend memory) run on the CPU ops with
 // host_memory off; every logit equals the plain CPU run's, over a mixed
-// prefill + decode sequence with a sequence closed and its blocks reused.
-static void check_device_paths(void) {
+// prefill + decode sequence with a sequence closed and its blocks reused,
+// with an f32 and with a bf16 KV cache. And a step uploads its metadata
+// once: a decode step that maps no new block makes one upload (the
+// metadata, (4 * 16 + 1) int32 for one token), one that maps a block makes
+// two (the metadata, then that one table entry).
+static void check_device_paths(bk_dtype kv_dtype) {
     bk_ops dev = *bk_cpu();
     dev.name = "cpu as a device";
     dev.host_memory = 0;
+    dev.upload = counting_upload;
     err_t err = {{0}};
     model_opts o = model_opts_default();
     o.max_tokens = 32;
+    o.kv_dtype = kv_dtype;
     model *m[2] = {model_load(ORACLE "/qwen2/model", &o, &err), NULL};
     o.bk = &dev;
     m[1] = model_load(ORACLE "/qwen2/model", &o, &err);
@@ -704,6 +731,8 @@ static void check_device_paths(void) {
     int32_t ids[] = {1, 17, 250, 3, 99, 7, 7, 300};
     float *out[2];
     double d = 0;
+    int n_plain = 0, n_grow = 0;
+    size_t bytes_plain = 0, bytes_grow = 0;
     for (int k = 0; k < 2; k++) {
         out[k] = malloc((size_t)3 * 8 * V * sizeof(float));
         kv_cache *kv = model_kv_new(m[k], BLOCK, 16, 4, 32, &err);
@@ -716,11 +745,24 @@ static void check_device_paths(void) {
         kv_seq_reserve(kv, c, 8, &err);
         run(m[k], kv, c, -1, ids + 2, 6, 0, out[k] + 6 * V);
         run(m[k], kv, b, -1, ids, 8, 0, out[k] + 12 * V);
+        if (k == 1) {
+            float *step = malloc((size_t)V * sizeof(float));
+            n_plain = uploads_of_step(m[k], kv, c, 6, step), bytes_plain = uploads.bytes;
+            kv_seq_reserve(kv, c, 9, &err); // position 8 starts a new block
+            n_grow = uploads_of_step(m[k], kv, c, 8, step), bytes_grow = uploads.bytes;
+            free(step);
+        }
         kv_free(kv);
     }
     d = max_diff(out[0], out[1], 20 * (int64_t)V);
-    printf("device code paths (cpu ops, host_memory 0): max |diff| vs cpu %.3g\n", d);
+    printf("device code paths (cpu ops, host_memory 0, %s kv): max |diff| vs cpu %.3g; uploads per decode step %d "
+           "(%zu bytes), %d (%zu bytes) when it maps a block\n",
+           bk_dtype_name(kv_dtype), d, n_plain, bytes_plain, n_grow, bytes_grow);
     CHECK(d == 0, "device paths differ by %.3g", d);
+    CHECK(n_plain == 1 && bytes_plain == (4 * 16 + 1) * sizeof(int32_t), "a decode step made %d uploads, %zu bytes",
+          n_plain, bytes_plain);
+    CHECK(n_grow == 2 && bytes_grow == bytes_plain + sizeof(int32_t),
+          "a decode step mapping one block made %d uploads, %zu bytes", n_grow, bytes_grow);
     free(out[0]);
     free(out[1]);
     model_free(m[0]);
@@ -737,7 +779,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++) check_arch(ARCHS[i]);
     check_load_errors();
     check_bnb();
-    check_device_paths();
+    check_device_paths(BK_DT_F32);
+    check_device_paths(BK_DT_BF16);
     // The reference kernels on one thread.
     bk_cpu_set_threads(1);
     bk_cpu_set_simd(0);

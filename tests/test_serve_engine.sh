@@ -51,7 +51,8 @@ serve_start "$tmp/serve.log" --model "$tmp/tiny" --served-model-name tiny --adap
     --lora-roots "$tmp/rt-lora" --admin-key sk-open-admin --max-loras 2 --max-num-seqs 4 --max-num-batched-tokens 32 --max-model-len 160 --kv-blocks 12
 
 PORT=$port EXP="$tmp/exp" LOG="$log" ADAPTERS="$tmp/adapters" node tests/http/engine.mjs || bad "tests/http/engine.mjs"
-PORT=$port node tests/http/metrics.mjs || bad "tests/http/metrics.mjs"
+kvb() { "$build/serve" --inspect --model "$tmp/tiny" "$@" | sed -n 's/^kv_bytes_per_token //p'; }
+PORT=$port KV_BYTES=$(kvb) KV_BYTES_F32=$(kvb --kv-dtype f32) node tests/http/metrics.mjs || bad "tests/http/metrics.mjs"
 PORT=$port EXP="$tmp/exp" LORA_PATH="$tmp/rt-lora" ADMIN_KEY=sk-open-admin node tests/http/lora_admin.mjs || bad "tests/http/lora_admin.mjs"
 PORT=$port EXP="$tmp/exp" node tests/http/langchain.mjs || bad "tests/http/langchain.mjs"
 grep -q "info sched: preempted" "$log" && echo "test_serve_engine: preemption happened (KV pool of 12 blocks)"

@@ -2,7 +2,10 @@
 // Prometheus text (format 0.0.4) that parses line by line, needs no key,
 // and whose counters moved with the traffic.
 //
-// Env: PORT.
+// Env: PORT; KV_BYTES and KV_BYTES_F32: `serve --inspect`'s kv_bytes_per_token
+// for the served model with the default bf16 cache and with --kv-dtype f32.
+// The server runs the default, so its gauge must equal the first and be
+// half the second.
 import { BASE, check, eq, finish, step } from './lib.mjs';
 
 // name{labels} value, or name value; labels as k="v" pairs.
@@ -32,6 +35,10 @@ await step('format and counters', async () => {
                      'tessera_adapters_resident', 'tessera_adapter_load_failures_total', 'tessera_cancelled_total'])
         check(value(ss, n) >= 0, `${n} present`);
     check(value(ss, 'tessera_cancelled_total') >= 1, 'the disconnect was counted as a cancel');
+    const kvb = value(ss, 'tessera_kv_bytes_per_token');
+    check(kvb > 0, `tessera_kv_bytes_per_token > 0 (got ${kvb})`);
+    eq(kvb, Number(process.env.KV_BYTES), 'tessera_kv_bytes_per_token = serve --inspect kv_bytes_per_token (bf16)');
+    eq(2 * kvb, Number(process.env.KV_BYTES_F32), 'tessera_kv_bytes_per_token is half the --kv-dtype f32 figure');
     const chat200 = value(ss, 'tessera_requests_total', 'endpoint="/v1/chat/completions",status="200"');
     check(chat200 >= 10, `chat completions answered 200 counted (got ${chat200})`);
     const buckets = ss.filter((s) => s.name === 'tessera_step_seconds_bucket');
