@@ -28,7 +28,7 @@ typedef struct slot_module {
 typedef struct model_slot {
     int used;
     int max_rank;
-    bk_dtype dtype;    // of every A and B (model_opts.lora_dtype when set)
+    bk_dtype dtype;    // of every A and B: model_opts.lora_dtype at model_adapter_set
     slot_module *mods; // n_layers * MODEL_LIN_COUNT
     void *mem;         // backend memory holding every A and B
 } model_slot;
