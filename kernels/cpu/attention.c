@@ -13,8 +13,7 @@
 // pointer into an f32 cache, or the bf16 row converted into buf.
 static const float *cache_row(const void *cache, bk_dtype dt, int64_t i, int n, float *buf) {
     if (dt == BK_DT_F32) return (const float *)cache + i;
-    const uint16_t *h = (const uint16_t *)cache + i;
-    for (int d = 0; d < n; d++) buf[d] = num_bf16_to_f32(h[d]);
+    cpu_bf16_row(buf, (const uint16_t *)cache + i, n);
     return buf;
 }
 
@@ -54,14 +53,15 @@ static void attn_task(void *ctx, int64_t task, int thread) {
     int pos = a->pos[t];
     int first = a->window > 0 && pos - a->window + 1 > 0 ? pos - a->window + 1 : 0;
 
-    float acc[BK_MAX_HEAD_DIM], kbuf[BK_MAX_HEAD_DIM], vbuf[BK_MAX_HEAD_DIM];
+    float acc[BK_MAX_HEAD_DIM], vbuf[BK_MAX_HEAD_DIM];
     for (int d = 0; d < D; d++) acc[d] = 0.0f;
     float m = -INFINITY, l = 0.0f;
     for (int p = first; p <= pos; p++) {
         int64_t slot = (int64_t)table[p / a->block_size] * a->block_size + p % a->block_size;
-        const float *k = cache_row(a->k_cache, a->kv_dtype, slot * KV + kvh * D, D, kbuf);
-        const float *v = cache_row(a->v_cache, a->kv_dtype, slot * KV + kvh * D, D, vbuf);
-        cpu_softmax_step(cpu_dot(q, k, D) * a->scale, v, D, &m, &l, acc);
+        int64_t off = slot * KV + kvh * D;
+        float s = a->kv_dtype == BK_DT_BF16 ? cpu_dot_bf16(q, (const uint16_t *)a->k_cache + off, D)
+                                            : cpu_dot(q, (const float *)a->k_cache + off, D);
+        cpu_softmax_step(s * a->scale, cache_row(a->v_cache, a->kv_dtype, off, D, vbuf), D, &m, &l, acc);
     }
     float *o = j->out + (t * H + h) * D;
     float inv = 1.0f / l;

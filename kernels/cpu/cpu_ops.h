@@ -85,14 +85,29 @@ static inline void cpu_dot4(const float *x, const float *w, int64_t n, float out
     out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
 }
 
-// 4 bf16 values -> f32 lanes (exact: bf16 is the high half of an f32).
+// 4 bf16 values -> f32 lanes (exact: bf16 is the high half of an f32),
+// widened and shifted as one vector.
+typedef uint16_t cpu_h4 __attribute__((vector_size(8)));
+typedef uint32_t cpu_u4 __attribute__((vector_size(16)));
+
 static inline cpu_v4 cpu_v4_load_bf16(const uint16_t *p) {
-    cpu_v4 v = {num_bf16_to_f32(p[0]), num_bf16_to_f32(p[1]), num_bf16_to_f32(p[2]), num_bf16_to_f32(p[3])};
+    cpu_h4 h;
+    memcpy(&h, p, sizeof h);
+    cpu_u4 u = __builtin_convertvector(h, cpu_u4) << 16;
+    cpu_v4 v;
+    memcpy(&v, &u, sizeof v);
     return v;
 }
 
+// n bf16 values -> out (n) f32, exactly.
+static inline void cpu_bf16_row(float *out, const uint16_t *h, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) cpu_v4_store(out + i, cpu_v4_load_bf16(h + i));
+    for (; i < n; i++) out[i] = num_bf16_to_f32(h[i]);
+}
+
 // cpu_dot with b in bf16: the same float operations in the same order as
-// cpu_dot(a, f32 copy of b), so the same bits, without the copy.
+// cpu_dot(a, widened b), so the same bits, without a copy of b.
 static inline float cpu_dot_bf16(const float *a, const uint16_t *b, int64_t n) {
     cpu_v4 lo = {0}, hi = {0};
     int64_t i = 0;
@@ -103,28 +118,6 @@ static inline float cpu_dot_bf16(const float *a, const uint16_t *b, int64_t n) {
     float s = cpu_v8_sum(lo, hi);
     for (; i < n; i++) s += a[i] * num_bf16_to_f32(b[i]);
     return s;
-}
-
-// cpu_dot4 with w in bf16: each result the bits of cpu_dot_bf16.
-static inline void cpu_dot4_bf16(const float *x, const uint16_t *w, int64_t n, float out[4]) {
-    cpu_v4 l0 = {0}, h0 = {0}, l1 = {0}, h1 = {0}, l2 = {0}, h2 = {0}, l3 = {0}, h3 = {0};
-    const uint16_t *w0 = w, *w1 = w + n, *w2 = w + 2 * n, *w3 = w + 3 * n;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        cpu_v4 xl = cpu_v4_load(x + i), xh = cpu_v4_load(x + i + 4);
-        l0 += xl * cpu_v4_load_bf16(w0 + i), h0 += xh * cpu_v4_load_bf16(w0 + i + 4);
-        l1 += xl * cpu_v4_load_bf16(w1 + i), h1 += xh * cpu_v4_load_bf16(w1 + i + 4);
-        l2 += xl * cpu_v4_load_bf16(w2 + i), h2 += xh * cpu_v4_load_bf16(w2 + i + 4);
-        l3 += xl * cpu_v4_load_bf16(w3 + i), h3 += xh * cpu_v4_load_bf16(w3 + i + 4);
-    }
-    float s0 = cpu_v8_sum(l0, h0), s1 = cpu_v8_sum(l1, h1), s2 = cpu_v8_sum(l2, h2), s3 = cpu_v8_sum(l3, h3);
-    for (; i < n; i++) {
-        s0 += x[i] * num_bf16_to_f32(w0[i]);
-        s1 += x[i] * num_bf16_to_f32(w1[i]);
-        s2 += x[i] * num_bf16_to_f32(w2[i]);
-        s3 += x[i] * num_bf16_to_f32(w3[i]);
-    }
-    out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
 }
 
 // ---- kernel sets -------------------------------------------------------------
