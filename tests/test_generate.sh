@@ -32,6 +32,10 @@ done
 m=$tmp/qwen3
 "$build/tools/mkadapter" --model "$m" --out "$tmp/lora" --rank 8 --alpha 16 --targets all-linear --seed 6 >/dev/null
 gen --model "$m" --adapter "$tmp/lora" --prompt "Hi" --max-tokens 6 >"$tmp/lora.out" 2>&1 || { echo "FAIL adapter"; cat "$tmp/lora.out"; fail=1; }
+# the f32 KV cache and f32 adapter weights (the default is bf16 for both)
+gen --model "$m" --adapter "$tmp/lora" --prompt "Hi" --max-tokens 6 --kv-dtype f32 --lora-dtype f32 --stats \
+    >"$tmp/f32.out" 2>&1 || { echo "FAIL --kv-dtype f32 --lora-dtype f32"; cat "$tmp/f32.out"; fail=1; }
+expect f32 "generated=" "$tmp/f32.out"
 gen --model "$m" --raw --prompt "Once upon a time" --max-tokens 6 --quant none --stats >"$tmp/raw.out" 2>&1 ||
     { echo "FAIL raw"; cat "$tmp/raw.out"; fail=1; }
 expect raw "prompt_tokens=4 " "$tmp/raw.out"
@@ -49,5 +53,6 @@ refuse() { # refuse NAME PATTERN ARGS...
 refuse no-prompt "--prompt TEXT is required" --model "$m"
 refuse quant "--quant: expected one of nf4, none, got \"int8\"" --model "$m" --prompt x --quant int8
 refuse temperature "temperature" --model "$m" --prompt x --temperature 7
+refuse kv-dtype "--kv-dtype: expected one of bf16, f32, got \"fp8\"" --model "$m" --prompt x --kv-dtype fp8
 refuse no-model "config.json" --model "$tmp/nope" --prompt x
 exit $fail
