@@ -747,6 +747,14 @@ int main(void) {
     test_big_vocab();
     test_logprob_not_wanted();
     test_batch();
+    // The portable kernels too, where the CPU had AVX2 above.
+    const char *simd = bk_cpu_simd();
+    if (strcmp(bk_cpu_set_simd(0), simd) != 0) {
+        printf("again with the portable kernels (was %s):\n", simd);
+        test_greedy_matches_reference();
+        test_top_p_same_u();
+        test_other_filters_same_distribution();
+    }
     bk_cpu_shutdown();
     return check_finish("test_sampler");
 }
