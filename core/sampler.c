@@ -173,6 +173,7 @@ static void sample_chunk(const bk_ops *bk, float *logits, int n, int vocab, cons
     bk_sample_row rows[SAMPLER_BATCH_ROWS];
     bk_sample_out res[SAMPLER_BATCH_ROWS];
     util_rng saved[SAMPLER_BATCH_ROWS];
+    if (n <= 0) return;
     for (int i = 0; i < n; i++) {
         sampler_state *st = jobs[i].st;
         saved[i] = st->rng;
