@@ -122,7 +122,7 @@ typedef struct bk_sample_row {
 typedef struct bk_sample_out {
     int32_t token;                  // -1: no finite logit left (the row is skipped)
     float logprob;                  // when want_logprob or top_logprobs > 0; else NAN
-    int n_top;                      // min(top_logprobs, V)
+    int n_top;                      // min(top_logprobs, V); 0 when token is -1
     bk_logprob top[BK_SAMPLE_MAX_TOP]; // most likely first, ties: lower id
 } bk_sample_out;
 

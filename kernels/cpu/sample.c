@@ -585,8 +585,9 @@ static void sample_row(float *l, int V, const bk_sample_row *r, bk_sample_out *o
     row_max mx = clean_and_find_max(l, V);
     out->token = -1;
     out->logprob = NAN;
-    out->n_top = r->top_logprobs < V ? r->top_logprobs : V;
+    out->n_top = 0;
     if (mx.argmax < 0) return;
+    out->n_top = r->top_logprobs < V ? r->top_logprobs : V;
     double lse = NAN;
     if (r->want_logprob || out->n_top > 0) lse = mx.m + log(sum_exp(l, V, mx.m, 1.0f));
     if (out->n_top > 0) top_logprobs(l, V, out->n_top, lse, out->top);

@@ -145,7 +145,7 @@ __global__ void greedy_rows(float *logits, int V, const greedy_job *jobs, bk_sam
     if (threadIdx.x == 0) {
         o->token = bi;
         o->logprob = __int_as_float(0x7fc00000); // NaN: not asked
-        o->n_top = k;
+        o->n_top = bi < 0 ? 0 : k;
     }
     if (bi < 0 || (!g.want_logprob && k == 0)) return;
     float s = 0;
