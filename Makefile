@@ -6,6 +6,7 @@
 #   make deps         install missing Debian packages and the npm test oracle
 #   make demo         build a tiny model and inspect it (the README's first command)
 #   make bench-gpu    the GPU benchmarks (bench/gpu.sh; needs a GPU machine)
+#   make bench-sampler  the host sampler, old and new (bench/sampler.c, -O2)
 #   make fuzz         the libFuzzer targets (tests/fuzz/fuzz_*.c, clang) into
 #                     build/fuzz, each run FUZZ_SECONDS (default 30) on its corpus
 #
@@ -89,7 +90,7 @@ GPUBENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(GPUBENCH_SRC))
 CUTEST_BIN := $(if $(filter 1,$(CUDA)),$(patsubst tests/cuda/%.c,$(BUILD)/tests/cuda/%,$(CUTEST_SRC)))
 
 .SECONDARY:
-.PHONY: all test test-build test-cuda deps demo clean bench-gpu fuzz fuzz-build
+.PHONY: all test test-build test-cuda deps demo clean bench-gpu bench-sampler fuzz fuzz-build
 all: $(SERVE_BIN) $(TRAIN_BIN) $(TEST_BIN) $(TOOL_BIN) $(BENCH_BIN) $(GPUBENCH_BIN) $(CUTEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -129,6 +130,15 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(CORE_OBJ)
 
 # bench/train measures the LoRA backward pass, which lives with train.
 $(BUILD)/bench/train: $(call obj,train/lora_train.c)
+
+# The previous host sampler (tests/sampler_ref.c): the reference that
+# test_sampler and bench/sampler measure the backend op against; not in serve.
+$(BUILD)/tests/test_sampler $(BUILD)/bench/sampler: $(BUILD)/obj/tests/sampler_ref.o
+
+# The sampler figures of issue 13: old and new sampler on a 151,669-token
+# vocabulary; the last line is {"vocab", "greedy_us", "top_p_us"}.
+bench-sampler: $(BUILD)/bench/sampler
+	$(BUILD)/bench/sampler
 
 # GPU benches (bench/gpu_*.c) call the CUDA runtime too and link like the
 # CUDA tests, with serve's and train's modules (train/optim.c).

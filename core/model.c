@@ -85,6 +85,11 @@ struct model {
     int32_t *h_slot, *h_rows;
     slot_run *runs;
     bk_lora_seg *segs;
+    // Logits kept in backend memory (model_forward with logits NULL): on a
+    // device backend the activations' a.logits; on the CPU this buffer of
+    // logits_rows rows (model_reserve_logits).
+    float *host_logits;
+    int logits_rows;
 };
 
 model_opts model_opts_default(void) {
@@ -356,6 +361,7 @@ void model_free(model *m) {
     for (int i = 0; i < m->opts.max_slots && m->slots; i++) model_adapter_clear(m, i);
     acts_free(m);
     if (m->lora_v) m->bk->free(m->lora_v);
+    if (m->host_logits) m->bk->free(m->host_logits);
     for (int i = 0; i < m->n_allocs; i++) m->bk->free(m->allocs[i]);
     free(m->allocs);
     free(m->layers);
@@ -650,17 +656,34 @@ static void mlp_forward(model *m, int l, int T, int n_runs) {
     m->bk->residual(a->x, a->ao, (int64_t)T * C);
 }
 
-// logits (N, V) = lm_head(rmsnorm(x[rows]))
+int model_reserve_logits(model *m, int rows, err_t *err) {
+    if (rows < 1) return err_set(err, "model_reserve_logits: rows %d must be >= 1", rows);
+    if (!m->bk->host_memory) { // a.logits holds max_tokens rows already
+        m->logits_rows = rows;
+        return 0;
+    }
+    float *p = m->bk->alloc((size_t)rows * (size_t)m->cfg.vocab_size * sizeof(float), err);
+    if (!p) return -1;
+    if (m->host_logits) m->bk->free(m->host_logits);
+    m->host_logits = p;
+    m->logits_rows = rows;
+    return 0;
+}
+
+float *model_logits(model *m) { return m->bk->host_memory ? m->host_logits : m->a.logits; }
+
+// logits (N, V) = lm_head(rmsnorm(x[rows])), into `logits` (host) or, when
+// NULL, left in backend memory (model_logits).
 static void logits_forward(model *m, int N, float *logits) {
     const model_config *c = &m->cfg;
     model_acts *a = &m->a;
     m->bk->gather_rows(a->xn, a->x, a->rows, N, c->hidden_size);
     m->bk->rmsnorm(a->xn, a->xn, m->norm, N, c->hidden_size, (float)c->rms_norm_eps);
     if (m->bk->host_memory) {
-        m->bk->matmul(logits, a->xn, &m->lm_head, NULL, N);
+        m->bk->matmul(logits ? logits : m->host_logits, a->xn, &m->lm_head, NULL, N);
     } else {
         m->bk->matmul(a->logits, a->xn, &m->lm_head, NULL, N);
-        m->bk->download(logits, a->logits, (size_t)N * (size_t)c->vocab_size * sizeof(float));
+        if (logits) m->bk->download(logits, a->logits, (size_t)N * (size_t)c->vocab_size * sizeof(float));
     }
 }
 
@@ -668,6 +691,9 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, e
     int n_runs = 0;
     int n_want = prepare_batch(m, kv, b, &n_runs, err);
     if (n_want < 0) return -1;
+    if (!logits && n_want > (m->bk->host_memory ? m->logits_rows : m->max_tokens))
+        return err_set(err, "model_forward: %d rows of logits wanted, model_reserve_logits reserved %d", n_want,
+                       m->logits_rows);
     int T = b->n;
     model_acts *a = &m->a;
     upload_step(m, b, n_want); // the one upload of the step's metadata

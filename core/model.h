@@ -111,12 +111,26 @@ typedef struct model_batch {
 
 // Runs the batch: stores each token's K/V in kv at (seq, pos) and writes
 // the logits of the wanted tokens, in batch order, to logits (n_wanted x
-// vocab_size floats, host memory). Validates the batch first (ids, slots,
-// sequences, capacities) and returns -1 + err naming the token index and
-// field; 0 on success. Allocates nothing. A (seq, pos) pair may appear
-// once per batch. Not reentrant: one thread runs a model's forwards (the
-// activations are the model's).
+// vocab_size floats, host memory). With logits NULL they stay in backend
+// memory instead, at model_logits (for bk->sample: nothing is downloaded),
+// which needs model_reserve_logits(m, >= n_wanted) first. Validates the
+// batch first (ids, slots, sequences, capacities, logits rows) and returns
+// -1 + err naming the token index and field; 0 on success. Allocates
+// nothing. A (seq, pos) pair may appear once per batch. Not reentrant: one
+// thread runs a model's forwards (the activations are the model's).
 int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, err_t *err);
+
+// Room in backend memory for `rows` rows of logits of forwards called with
+// logits NULL (on the CPU a buffer of rows x vocab_size floats; a device
+// backend keeps them in its activations, max_tokens rows). Call between
+// forwards (it allocates); -1 + err on out of memory.
+int model_reserve_logits(model *m, int rows, err_t *err);
+
+// The logits the last model_forward with logits NULL left: (n_wanted,
+// vocab_size) in backend memory, borrowed; valid until the next forward or
+// model_reserve / model_reserve_logits. NULL on the CPU before
+// model_reserve_logits.
+float *model_logits(model *m);
 
 // Read-only views of the weights, for the training forward and backward
 // (train/lora_train.c), which runs the same layers over its own

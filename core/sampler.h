@@ -1,6 +1,13 @@
-// sampler: picks the next token of one sequence from its row of logits.
+// sampler: picks the next token of each sequence from its row of logits.
+// The state of a sequence (RNG, tokens seen) and the request's parameters
+// live here, on the host; the arithmetic over the vocabulary is the
+// backend's `sample` op (kernels/backend.h; on the CPU kernels/cpu/sample.c),
+// which sampler_sample runs on a host row and sampler_sample_batch on a
+// step's rows in backend memory, one call for the batch.
 //
 // Order of operations (as Hugging Face's generate and vLLM apply them):
+//   0. the allowed-token bitset (batch calls only; the grammar's): tokens
+//      outside it become -inf before anything else;
 //   1. repetition_penalty (HF): for every distinct token of prompt +
 //      generated text, a positive logit is divided by the penalty and a
 //      negative one multiplied by it;
@@ -19,7 +26,9 @@
 //      there; else logits / temperature;
 //   5. top_k, then top_p over the (renormalised) top-k set, then min_p
 //      (keep p >= min_p * p_max), as HF's warpers chain them;
-//   6. one draw from the per-request RNG picks from what is left.
+//   6. one draw u from the per-request RNG picks from what is left: the
+//      kept tokens are walked most likely first (ties: lower id) until their
+//      mass passes u times the kept mass.
 //
 // Reproducibility: each sequence owns a sampler_state whose RNG is seeded
 // from the request's seed and advanced exactly once per sampled token
@@ -30,16 +39,16 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "err.h"
 #include "util.h"
 
 #define SAMPLER_MAX_TOP_LOGPROBS 20
 #define SAMPLER_GREEDY_BELOW 1e-5f
 
-typedef struct sampler_bias {
-    int32_t token;
-    float bias;  // [-100, 100]
-} sampler_bias;
+// {token, bias in [-100, 100]}: the backend op's type, so a request's
+// array is handed to it as it is.
+typedef bk_logit_bias sampler_bias;
 
 // Per-request parameters, validated once at the edge by sampler_params_check.
 // Arrays are borrowed: they must outlive every call that uses the params.
@@ -56,11 +65,12 @@ typedef struct sampler_params {
     int n_logit_bias;          // [0, 1024]
     const int32_t *stop_ids;   // tokens that finish the sequence (EOS included by the caller)
     int n_stop_ids;            // [0, 1024]
-    int top_logprobs;          // [0, 20] alternatives to report (the chosen token's logprob
-                               // is always computed: it costs nothing beyond the softmax)
+    int top_logprobs;          // [0, 20] alternatives to report
+    int want_logprob;          // 1 (the default): compute the chosen token's logprob; 0 skips
+                               // the log-sum-exp pass when top_logprobs is 0 too (logprob NAN)
 } sampler_params;
 
-// The defaults: temperature 1, top_p 1, everything else off.
+// The defaults: temperature 1, top_p 1, want_logprob 1, everything else off.
 sampler_params sampler_params_default(void);
 
 // 0 if every field is in range for a vocabulary of `vocab` tokens (bias and
@@ -68,24 +78,22 @@ sampler_params sampler_params_default(void);
 // e.g. "temperature must be in [0, 2], got 3".
 int sampler_params_check(const sampler_params *p, int vocab, err_t *err);
 
-typedef struct sampler_logprob {
-    int32_t token;
-    float logprob;
-} sampler_logprob;
+typedef bk_logprob sampler_logprob; // {token, logprob}
 
 enum { SAMPLER_FINISH_NONE = 0, SAMPLER_FINISH_STOP = 1 };
 
 typedef struct sampler_result {
     int32_t token;
-    float logprob;                                  // the chosen token's
+    float logprob;                                  // the chosen token's (NAN when not wanted)
     int n_top;                                      // = params top_logprobs
     sampler_logprob top[SAMPLER_MAX_TOP_LOGPROBS];  // most likely first (ties: lower id)
     int finish;                                     // SAMPLER_FINISH_STOP if token is a stop id
 } sampler_result;
 
-// One sequence's sampling state: its RNG, the counts of generated tokens,
-// which tokens appeared in prompt or output, and scratch for the filters
-// (about 17 bytes per vocabulary entry), so sampling never allocates.
+// One sequence's sampling state: its RNG and the distinct tokens that
+// appeared in prompt or output with their generated counts, kept as the
+// sparse list the backend op reads (about 16 bytes per vocabulary entry,
+// allocated once), so sampling never allocates.
 typedef struct sampler_state sampler_state;
 
 // Returns a new state for a vocabulary of `vocab` tokens, RNG seeded from
@@ -105,11 +113,35 @@ void sampler_state_append(sampler_state *st, int32_t token);
 // Number of tokens generated so far (sampled or appended).
 int64_t sampler_state_generated(const sampler_state *st);
 
-// Samples the next token from logits (vocab floats; p already checked).
-// logits is modified in place: on return it holds the logits after steps
-// 1-3 (penalties and bias), NaN replaced by -inf and +inf by FLT_MAX. Fills *out, records
-// the token in st, and returns it; returns -1 (and records nothing) if
+// Samples the next token from logits (vocab floats, host memory; p
+// already checked) with the CPU op. logits is modified in place: on return
+// it holds the logits after steps 1-3 (penalties and bias), NaN replaced
+// by -inf and +inf by FLT_MAX. Fills *out, records the token in st, and
+// returns it; returns -1 (and records nothing, the RNG not advanced) if
 // `vocab` differs from the state's or no logit is finite.
 int sampler_sample(sampler_state *st, const sampler_params *p, float *logits, int vocab, sampler_result *out);
+
+// One row of a batch: the sequence's state (borrowed), its request's
+// parameters (checked) and, when a grammar constrains this step, its
+// allowed-token bitset (ceil(vocab / 32) words, bit t % 32 of word t / 32
+// for token t; NULL: every token).
+typedef struct sampler_job {
+    sampler_state *st;
+    const sampler_params *p;
+    const uint32_t *allowed;
+} sampler_job;
+
+// The most rows one bk->sample call takes; larger batches take one call
+// per this many rows.
+#define SAMPLER_BATCH_ROWS 256
+
+// Samples row i of logits (n rows of vocab floats in bk's memory, e.g.
+// model_logits after a model_forward with logits NULL) for jobs[i], with
+// bk->sample: only the tokens and logprobs come back to the host. The
+// rows may be overwritten. Fills out[i] and records each token in its
+// state as sampler_sample does; out[i].token is -1 (nothing recorded) for
+// a row with no finite logit or a state of another vocabulary.
+void sampler_sample_batch(const bk_ops *bk, float *logits, int n, int vocab, const sampler_job *jobs,
+                          sampler_result *out);
 
 #endif

@@ -128,6 +128,55 @@ typedef struct bk_attn_args {
 // this one copy.
 static inline int bk_step_stride(int T) { return (T + 15) / 16 * 16; }
 
+// ---- sampling (bk_ops.sample) ---------------------------------------------------
+//
+// The sampler's per-row arguments, all host memory (core/sampler.h fills
+// them from a sequence's state and its request; it documents the order of
+// operations the op follows). Sparse throughout: the op reads O(tokens
+// seen + biased) entries besides the row itself, never an O(V) host array,
+// except the optional grammar bitset.
+#define BK_SAMPLE_MAX_TOP 20
+
+// A token that appeared in the prompt or the output so far.
+typedef struct bk_sample_seen {
+    int32_t token;
+    uint32_t count;     // times generated (0: seen in the prompt only)
+    uint32_t in_prompt; // 1 if it appears in the prompt
+} bk_sample_seen;
+
+typedef struct bk_logit_bias {
+    int32_t token;
+    float bias; // [-100, 100]
+} bk_logit_bias;
+
+typedef struct bk_logprob {
+    int32_t token;
+    float logprob;
+} bk_logprob;
+
+typedef struct bk_sample_row {
+    float temperature;              // below 1e-5: greedy
+    int top_k;                      // <= 0: off
+    float top_p, min_p;             // 1, 0: off
+    float repetition_penalty;       // 1: off (applies to every seen token)
+    float presence_penalty, frequency_penalty; // over tokens with count > 0
+    const bk_sample_seen *seen;     // (n_seen), distinct tokens
+    int n_seen;
+    const bk_logit_bias *bias;      // (n_bias)
+    int n_bias;
+    const uint32_t *allowed;        // (ceil(V / 32)) bit t%32 of word t/32 set = token t allowed; NULL: all
+    double u;                       // the draw in [0, 1), taken by the caller (greedy ignores it)
+    int top_logprobs;               // [0, BK_SAMPLE_MAX_TOP] alternatives wanted
+    int want_logprob;               // 1: the chosen token's logprob wanted
+} bk_sample_row;
+
+typedef struct bk_sample_out {
+    int32_t token;                  // -1: no finite logit left (the row is skipped)
+    float logprob;                  // when want_logprob or top_logprobs > 0; else NAN
+    int n_top;                      // min(top_logprobs, V); 0 when token is -1
+    bk_logprob top[BK_SAMPLE_MAX_TOP]; // most likely first, ties: lower id
+} bk_sample_out;
+
 // ---- training (train/) -------------------------------------------------------
 //
 // LoRA dropout as PEFT applies it (nn.Dropout on the input of lora_A):
@@ -224,6 +273,12 @@ typedef struct bk_ops {
 
     // x (T, C), rows (N) -> out (N, C) = x[rows[i]]; out must not alias x.
     void (*gather_rows)(float *out, const float *x, const int32_t *rows, int N, int C);
+
+    // logits (N, V) -> out (N, host): one token per row, as core/sampler.h
+    // specifies (allowed mask, penalties, bias, logprobs, temperature,
+    // top_k / top_p / min_p, the draw u), rows[i] (host) for row i. The op
+    // may overwrite the logits. Returns when out is filled.
+    void (*sample)(float *logits, int N, int V, const bk_sample_row *rows, bk_sample_out *out);
 
     // ---- training: forward variants that keep what backward needs, and the
     // backward ops. Base weights are frozen: gradients flow to activations

@@ -627,5 +627,6 @@ sampler_params api_sampler_params(const api_request *r) {
     p.logit_bias = r->logit_bias;
     p.n_logit_bias = r->n_logit_bias;
     p.top_logprobs = r->logprobs ? r->top_logprobs : 0;
+    p.want_logprob = r->logprobs; // only then is the chosen token's logprob shown
     return p;
 }

@@ -256,20 +256,33 @@ static void emit_token(sched *e, seq *s, const sampler_result *res) {
     pthread_mutex_unlock(&e->mu);
 }
 
-// Samples the next token of s from its logits and decides whether s goes on.
-static void sample(sched *e, seq *s, float *logits) {
+// Takes the token sampled for s and decides whether s goes on.
+static void took_token(sched *e, seq *s, const sampler_result *res) {
     const srv_request *r = s->q->r;
-    sampler_result res;
-    int id = sampler_sample(s->ss, &r->sampling, logits, e->V, &res);
+    int id = res->token;
     if (id < 0) {
         log_line("error", "sched", "sampling failed request=%llu choice=%d: no finite logit", (unsigned long long)r->id, s->index);
         seq_finish(e, s, SRV_FINISH_ERROR);
         return;
     }
     s->gen[s->n_gen++] = id;
-    emit_token(e, s, &res);
-    if (res.finish == SAMPLER_FINISH_STOP) seq_finish(e, s, SRV_FINISH_STOP);
+    emit_token(e, s, res);
+    if (res->finish == SAMPLER_FINISH_STOP) seq_finish(e, s, SRV_FINISH_STOP);
     else if (s->n_gen >= r->max_tokens || seq_total(s) > e->o.max_model_len) seq_finish(e, s, SRV_FINISH_LENGTH);
+}
+
+// Samples every wanted sequence's next token in one backend call on the
+// logits the forward left in backend memory: only the tokens (and any
+// logprobs asked for) come back.
+static void sample_wanted(sched *e, int W) {
+    for (int w = 0; w < W; w++) {
+        seq *s = e->wanted[w];
+        e->jobs[w] = (sampler_job){s->ss, &s->q->r->sampling, NULL};
+    }
+    model_view v;
+    model_get_view(e->m, &v);
+    sampler_sample_batch(v.bk, model_logits(e->m), W, e->V, e->jobs, e->results);
+    for (int w = 0; w < W; w++) took_token(e, e->wanted[w], &e->results[w]);
 }
 
 static void step(sched *e) {
@@ -295,13 +308,13 @@ static void step(sched *e) {
     }
     model_batch b = {T, e->b_tok, e->b_pos, e->b_seq, e->b_ad, e->b_want};
     err_t err = {{0}};
-    if (model_forward(e->m, e->kv, &b, e->logits, &err) < 0) {
+    if (model_forward(e->m, e->kv, &b, NULL, &err) < 0) {
         log_line("error", "sched", "forward failed tokens=%d sequences=%d: %s", T, n, err.msg);
         for (int i = 0; i < n; i++) seq_finish(e, e->order[i], SRV_FINISH_ERROR);
         return;
     }
     for (int i = 0; i < n; i++) e->order[i]->n_past += e->order[i]->planned;
-    for (int w = 0; w < W; w++) sample(e, e->wanted[w], e->logits + (size_t)w * (size_t)e->V);
+    sample_wanted(e, W);
     double dt = util_now_s() - t0;
     pthread_mutex_lock(&e->mu);
     e->st.steps++;
@@ -499,7 +512,7 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
     if (model_max_tokens(m) < e->o.max_batched_tokens && model_reserve(m, e->o.max_batched_tokens, err) < 0)
         goto fail;
     e->kv = model_kv_new(m, e->o.kv_block_size, e->o.kv_blocks, e->o.max_num_seqs, e->o.max_model_len, err);
-    if (!e->kv) goto fail;
+    if (!e->kv || model_reserve_logits(m, e->o.max_num_seqs, err) < 0) goto fail;
     size_t T = (size_t)e->o.max_batched_tokens, S = (size_t)e->o.max_num_seqs;
     e->n_slots = model_max_slots(m);
     e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
@@ -511,9 +524,10 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
     e->b_seq = malloc(T * sizeof *e->b_seq);
     e->b_ad = malloc(T * sizeof *e->b_ad);
     e->b_want = malloc(T);
-    e->logits = malloc(S * (size_t)e->V * sizeof *e->logits);
+    e->jobs = malloc(S * sizeof *e->jobs);
+    e->results = malloc(S * sizeof *e->results);
     if (!e->slots || !e->run || !e->order || !e->wanted || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_ad ||
-        !e->b_want || !e->logits) {
+        !e->b_want || !e->jobs || !e->results) {
         err_set(err, "out of memory");
         goto fail;
     }
@@ -563,7 +577,8 @@ void sched_free(sched *e) {
     free(e->b_seq);
     free(e->b_ad);
     free(e->b_want);
-    free(e->logits);
+    free(e->jobs);
+    free(e->results);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->lcv);

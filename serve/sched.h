@@ -18,8 +18,10 @@
 //      adapter slot into contiguous segments; grows each sequence's KV as
 //      it goes, preempting the most recently admitted sequence (its KV is
 //      dropped and recomputed later, results unchanged) when blocks run out;
-//   5. runs model_forward, samples every sequence whose last token was in
-//      the batch with its own sampler_state (seed + choice index), and posts
+//   5. runs model_forward, leaving the logits in backend memory, samples
+//      every sequence whose last token was in the batch with its own
+//      sampler_state (seed + choice index) in one sampler_sample_batch call
+//      (only token ids and requested logprobs come back), and posts
 //      tokens and finishes to an outbox that the loop thread drains on a
 //      uv_async_t (the sink is only ever called on the loop thread).
 //

@@ -110,7 +110,8 @@ struct sched {
     int32_t *b_tok, *b_pos, *b_seq, *b_ad;
     uint8_t *b_want;
     seq **order, **wanted;
-    float *logits;
+    sampler_job *jobs;         // (max_num_seqs) one step's rows for sampler_sample_batch
+    sampler_result *results;   // (max_num_seqs) what it sampled
 };
 
 // ---- adapters (sched_adapters.c) ---------------------------------------------

@@ -515,6 +515,36 @@ static void check_bf16(const char *arch, const char *dir, const char *mdir, floa
     model_free(m);
 }
 
+// model_forward with logits NULL leaves the wanted rows in backend memory
+// (model_logits): the same bits as the host copy, and too many rows for
+// model_reserve_logits are refused.
+static void check_device_logits(model *m, kv_cache *kv, const ref *r, const float *alone_base0, const char *arch) {
+    int V = model_get_config(m)->vocab_size, n = r->len[0];
+    err_t err = {{0}};
+    CHECK(model_reserve_logits(m, 2, &err) == 0, "%s", err.msg);
+    int s = kv_seq_open(kv, &err);
+    CHECK(kv_seq_reserve(kv, s, n, &err) == 0, "%s", err.msg);
+    int32_t tok[MAXLEN], pos[MAXLEN], seq[MAXLEN];
+    uint8_t want[MAXLEN] = {0};
+    for (int i = 0; i < n; i++) tok[i] = r->prompt[0][i], pos[i] = i, seq[i] = s;
+    want[0] = want[n - 1] = 1;
+    model_batch b = {n, tok, pos, seq, NULL, want};
+    CHECK(model_forward(m, kv, &b, NULL, &err) == 0, "%s", err.msg);
+    float *host = malloc(2 * (size_t)V * sizeof(float));
+    model_view v;
+    model_get_view(m, &v);
+    v.bk->download(host, model_logits(m), 2 * (size_t)V * sizeof(float));
+    double d = fmax(max_diff(host, alone_base0, V), max_diff(host + V, alone_base0 + (int64_t)(n - 1) * V, V));
+    CHECK(d == 0, "%s: logits left in backend memory differ by %.3g", arch, d);
+    kv_seq_close(kv, s);
+    s = kv_seq_open(kv, &err);
+    CHECK(kv_seq_reserve(kv, s, n, &err) == 0, "%s", err.msg);
+    want[1] = 1; // three rows, two reserved
+    CHECK(model_forward(m, kv, &b, NULL, &err) < 0 && strstr(err.msg, "model_reserve_logits"), "%s", err.msg);
+    kv_seq_close(kv, s);
+    free(host);
+}
+
 // ---- per model ----------------------------------------------------------------------
 
 static void check_arch(const char *arch) {
@@ -561,6 +591,7 @@ static void check_arch(const char *arch) {
         check_mixed_batch(m, kv, &r, diag, alone_base[0], arch);
         check_chunked(m, kv, &r, arch);
         check_paging(m, kv, &r, alone_base[0], arch);
+        check_device_logits(m, kv, &r, alone_base[0], arch);
         free_ref(&r);
     }
     model_adapter_clear(m, 1);

@@ -2,7 +2,9 @@
 // seeded reproducibility independent of other sequences, the filters against
 // brute force, the sampled distribution against softmax (chi-square), the
 // penalty and bias arithmetic on hand-made logits, logprobs, stop ids, and
-// parameter validation naming the field.
+// parameter validation naming the field; then the backend op against the
+// previous sampler (tests/sampler_ref.c): greedy, the same draw u, the
+// distribution of u over tokens, logprobs, the allowed bitset, the batch.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 #include "../core/sampler.h"
 #include "../core/util.h"
 #include "check.h"
+#include "sampler_ref.h"
 
 // Samples once from a copy of logits (sampler_sample modifies its input).
 static int sample_copy(sampler_state *st, const sampler_params *p, const float *logits, int V, sampler_result *r) {
@@ -435,6 +438,298 @@ static void test_stop_ids(void) {
     sampler_state_free(st);
 }
 
+
+// ---- against the reference (the previous sampler) ---------------------------------------
+
+// Logprob tolerance: the op sums exp in f32 chunks with a polynomial exp,
+// the reference in double; the log-sum-exp differs by ~1e-6.
+#define LP_TOL(x) (2e-5 + 2e-6 * fabs(x))
+
+static int lp_close(float a, float b) { return (isinf(a) && a == b) || fabs((double)a - b) <= LP_TOL(b); }
+
+// A row of realistic-looking logits: N(0, scale) plus `peaks` tokens raised
+// well above, sometimes ties, -inf, NaN, +inf.
+static void messy_logits(util_rng *rng, float *l, int V, double scale, int peaks, int dirt) {
+    random_logits(rng, l, V, scale);
+    for (int i = 0; i < peaks; i++) l[util_rng_next(rng) % (uint64_t)V] += (float)(4 + 6 * util_rng_uniform(rng));
+    if (dirt & 1) l[util_rng_next(rng) % (uint64_t)V] = -INFINITY;
+    if (dirt & 2) l[util_rng_next(rng) % (uint64_t)V] = NAN;
+    if (dirt & 4) l[util_rng_next(rng) % (uint64_t)V] = INFINITY;
+    if (dirt & 8) {  // a tie at the max
+        int a = argmax(l, V), b = (int)(util_rng_next(rng) % (uint64_t)V);
+        l[b] = l[a];
+    }
+}
+
+typedef struct pair {
+    sampler_state *st;
+    sref_state *ref;
+} pair;
+
+// New and reference states with the same seed and the same history
+// (a prompt and some generated tokens).
+static pair pair_new(util_rng *rng, int V, uint64_t seed) {
+    err_t err = {0};
+    pair q = {sampler_state_new(V, seed, &err), sref_state_new(V, seed, &err)};
+    int32_t prompt[12];
+    for (int i = 0; i < 12; i++) prompt[i] = (int32_t)(util_rng_next(rng) % (uint64_t)V);
+    sampler_state_prompt(q.st, prompt, 12, &err);
+    sref_state_prompt(q.ref, prompt, 12, &err);
+    for (int i = 0; i < 6; i++) {
+        int32_t t = prompt[i % 3] + (i > 2);
+        sampler_state_append(q.st, t % V);
+        sref_state_append(q.ref, t % V);
+    }
+    return q;
+}
+
+static void pair_free(pair q) {
+    sampler_state_free(q.st);
+    sref_state_free(q.ref);
+}
+
+typedef struct diff_count {
+    int rows, token, logprob, top;
+} diff_count;
+
+// One sample from each of the pair (same seed, so the same u) on copies of l.
+static void compare_once(pair q, const sampler_params *p, const float *l, int V, diff_count *d) {
+    float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
+    memcpy(a, l, sizeof(float) * (size_t)V);
+    memcpy(b, l, sizeof(float) * (size_t)V);
+    sampler_result rn, rr;
+    int tn = sampler_sample(q.st, p, a, V, &rn), tr = sref_sample(q.ref, p, b, V, &rr);
+    d->rows++;
+    d->token += tn != tr;
+    if (tn >= 0 && tn == tr) d->logprob += !lp_close(rn.logprob, rr.logprob);
+    if (tn >= 0 && tr >= 0) {
+        int bad = rn.n_top != rr.n_top;
+        for (int i = 0; !bad && i < rn.n_top; i++)
+            bad = rn.top[i].token != rr.top[i].token || !lp_close(rn.top[i].logprob, rr.top[i].logprob);
+        d->top += bad;
+    }
+    free(a);
+    free(b);
+}
+
+// Greedy: the same token on every row (ties, -inf, NaN, +inf, penalties,
+// bias), and the same alternatives with logprobs within LP_TOL.
+static void test_greedy_matches_reference(void) {
+    util_rng rng;
+    util_rng_seed(&rng, 131);
+    static const int vocabs[] = {1, 3, 37, 1000, 4099};
+    diff_count d = {0};
+    for (int trial = 0; trial < 600; trial++) {
+        int V = vocabs[trial % 5];
+        float *l = malloc(sizeof(float) * (size_t)V);
+        messy_logits(&rng, l, V, 2.0, 3, trial % 16);
+        if (trial % 50 == 7)
+            for (int i = 0; i < V; i++) l[i] = -INFINITY;  // nothing finite: both refuse
+        pair q = pair_new(&rng, V, (uint64_t)trial);
+        sampler_bias bias[2] = {{(int32_t)(util_rng_next(&rng) % (uint64_t)V), 5},
+                                {(int32_t)(util_rng_next(&rng) % (uint64_t)V), -100}};
+        sampler_params p = sampler_params_default();
+        p.temperature = trial % 3 ? 0 : 1e-6f;
+        p.repetition_penalty = trial % 4 ? 1.3f : 1;
+        p.presence_penalty = trial % 5 ? 0.4f : 0;
+        p.frequency_penalty = trial % 7 ? -0.3f : 0;
+        p.logit_bias = bias;
+        p.n_logit_bias = trial % 2 ? 2 : 0;
+        p.top_logprobs = trial % 21;
+        compare_once(q, &p, l, V, &d);
+        pair_free(q);
+        free(l);
+    }
+    printf("greedy vs reference: %d rows, %d tokens differ, %d logprobs and %d alternative lists beyond tolerance\n",
+           d.rows, d.token, d.logprob, d.top);
+    CHECK(d.token == 0 && d.logprob == 0 && d.top == 0, "greedy: %d tokens, %d logprobs, %d top lists differ",
+          d.token, d.logprob, d.top);
+}
+
+// With top_p < 1 both walk the kept tokens most likely first, so the same u
+// picks the same token except where u * mass falls within ~1e-6 of a step
+// between two tokens (the normalisers differ by that much): at most one row
+// in a thousand is allowed to differ, and the count is printed.
+static void test_top_p_same_u(void) {
+    util_rng rng;
+    util_rng_seed(&rng, 77);
+    static const int vocabs[] = {50, 1000, 4099, 20000};
+    diff_count d = {0};
+    int trials = 1200;
+    for (int trial = 0; trial < trials; trial++) {
+        int V = vocabs[trial % 4];
+        float *l = malloc(sizeof(float) * (size_t)V);
+        messy_logits(&rng, l, V, trial % 3 ? 2.0 : 0.4, trial % 7, trial % 4 == 1 ? 1 : 0);
+        pair q = pair_new(&rng, V, 1000 + (uint64_t)trial);
+        sampler_params p = sampler_params_default();
+        p.temperature = 0.3f + 1.5f * (float)util_rng_uniform(&rng);
+        p.top_p = (float)(0.05 + 0.94 * util_rng_uniform(&rng));
+        p.top_k = trial % 3 == 0 ? 1 + (int)(util_rng_next(&rng) % 200) : 0;
+        p.min_p = trial % 5 == 0 ? 0.05f : 0;
+        p.repetition_penalty = 1.2f;
+        p.frequency_penalty = 0.5f;
+        p.top_logprobs = trial % 3;
+        compare_once(q, &p, l, V, &d);
+        pair_free(q);
+        free(l);
+    }
+    printf("top_p vs reference, same u: %d rows, %d tokens differ (boundary cases), %d logprobs, %d top lists\n",
+           d.rows, d.token, d.logprob, d.top);
+    CHECK(d.token <= trials / 1000 && d.logprob == 0 && d.top == 0, "top_p same u: %d tokens, %d logprobs, %d tops",
+          d.token, d.logprob, d.top);
+}
+
+// Without top_p the reference walks the kept tokens in id order (or
+// quickselect's), the op most likely first: the same distribution, another
+// map from u to token. Over a grid of M draws each token's count may differ
+// by one per boundary it straddles, so by at most 2.
+static void sweep_u(const float *l, int V, const sampler_params *p, int *worst, int *kept_differ) {
+    enum { M = 1500 };
+    int *cn = calloc((size_t)V, sizeof(int)), *cr = calloc((size_t)V, sizeof(int));
+    float *a = malloc(sizeof(float) * (size_t)V);
+    err_t err = {0};
+    sref_state *ref = sref_state_new(V, 1, &err);
+    bk_sample_row row = {.temperature = p->temperature, .top_k = p->top_k, .top_p = p->top_p, .min_p = p->min_p,
+                         .repetition_penalty = 1};
+    for (int j = 0; j < M; j++) {
+        double u = (j + 0.5) / M;
+        sampler_result rr;
+        bk_sample_out o;
+        memcpy(a, l, sizeof(float) * (size_t)V);
+        cr[sref_sample_u(ref, p, a, V, u, &rr)]++;
+        memcpy(a, l, sizeof(float) * (size_t)V);
+        row.u = u;
+        bk_cpu()->sample(a, 1, V, &row, &o);
+        cn[o.token]++;
+    }
+    for (int i = 0; i < V; i++) {
+        int dd = abs(cn[i] - cr[i]);
+        if (dd > *worst) *worst = dd;
+        *kept_differ += (cn[i] > 0) != (cr[i] > 0) && dd > 2;
+    }
+    sref_state_free(ref);
+    free(a);
+    free(cn);
+    free(cr);
+}
+
+static void test_other_filters_same_distribution(void) {
+    util_rng rng;
+    util_rng_seed(&rng, 5);
+    int worst = 0, kept_differ = 0;
+    for (int trial = 0; trial < 24; trial++) {
+        int V = trial % 2 ? 300 : 1001;
+        float *l = malloc(sizeof(float) * (size_t)V);
+        messy_logits(&rng, l, V, trial % 3 ? 1.5 : 0.3, trial % 4, 0);
+        sampler_params p = sampler_params_default();
+        p.temperature = 0.5f + (float)util_rng_uniform(&rng);
+        p.top_k = trial % 3 == 1 ? 1 + trial * 7 : 0;
+        p.min_p = trial % 4 >= 2 ? 0.02f * (float)(trial % 5) : 0;
+        sweep_u(l, V, &p, &worst, &kept_differ);
+        free(l);
+    }
+    printf("temperature / top_k / min_p vs reference over a grid of u: largest count difference %d\n", worst);
+    CHECK(worst <= 2 && kept_differ == 0, "largest count difference %d (<= 2), %d kept sets differ", worst,
+          kept_differ);
+}
+
+// The Qwen vocabulary: a few rows of realistic logits, greedy and
+// temperature 0.8 + top_p 0.95, with logprobs.
+static void test_big_vocab(void) {
+    enum { V = 151669 };
+    util_rng rng;
+    util_rng_seed(&rng, 151);
+    float *l = malloc(sizeof(float) * V);
+    diff_count d = {0};
+    for (int trial = 0; trial < 12; trial++) {
+        messy_logits(&rng, l, V, 3.0, 20, 0);
+        pair q = pair_new(&rng, V, (uint64_t)trial);
+        sampler_params p = sampler_params_default();
+        p.temperature = trial % 2 ? 0.8f : 0;
+        p.top_p = 0.95f;
+        p.top_logprobs = 5;
+        compare_once(q, &p, l, V, &d);
+        pair_free(q);
+    }
+    CHECK(d.token == 0 && d.logprob == 0 && d.top == 0, "151669 tokens: %d tokens, %d logprobs, %d tops differ",
+          d.token, d.logprob, d.top);
+    free(l);
+}
+
+// want_logprob 0 with no alternatives: the same token, no logprob.
+static void test_logprob_not_wanted(void) {
+    err_t err = {0};
+    util_rng rng;
+    util_rng_seed(&rng, 6);
+    float l[300];
+    random_logits(&rng, l, 300, 2.0);
+    sampler_state *a = sampler_state_new(300, 3, &err), *b = sampler_state_new(300, 3, &err);
+    sampler_params p = sampler_params_default();
+    p.top_p = 0.9f;
+    sampler_result ra, rb;
+    int ta = sample_copy(a, &p, l, 300, &ra);
+    p.want_logprob = 0;
+    int tb = sample_copy(b, &p, l, 300, &rb);
+    CHECK(ta == tb && isnan(rb.logprob) && !isnan(ra.logprob), "token %d/%d, logprob %g", ta, tb, rb.logprob);
+    sampler_state_free(a);
+    sampler_state_free(b);
+}
+
+// The batch: rows in backend memory (the CPU's here), one op call; the same
+// tokens as sampler_sample one row at a time; the allowed bitset as -inf
+// outside it; a state of another vocabulary refused without touching it.
+static void test_batch(void) {
+    enum { V = 1000, N = 6 };
+    err_t err = {0};
+    util_rng rng;
+    util_rng_seed(&rng, 44);
+    float *rows = malloc(sizeof(float) * V * N), *copy = malloc(sizeof(float) * V * N);
+    for (int i = 0; i < N; i++) random_logits(&rng, rows + i * V, V, 2.0);
+    memcpy(copy, rows, sizeof(float) * V * N);
+    uint32_t allowed[(V + 31) / 32] = {0};
+    for (int t = 100; t < 140; t += 3) allowed[t / 32] |= 1u << (t % 32);
+    sampler_params ps[N];
+    sampler_state *one[N], *many[N + 1];
+    sampler_job jobs[N + 1];
+    for (int i = 0; i < N; i++) {
+        ps[i] = sampler_params_default();
+        ps[i].temperature = i % 2 ? 0 : 0.9f;
+        ps[i].top_p = i % 3 ? 1 : 0.8f;
+        ps[i].top_logprobs = i;
+        one[i] = sampler_state_new(V, 9 + (uint64_t)i, &err);
+        many[i] = sampler_state_new(V, 9 + (uint64_t)i, &err);
+        jobs[i] = (sampler_job){many[i], &ps[i], i == 4 ? allowed : NULL};
+    }
+    many[N] = sampler_state_new(V + 1, 1, &err);
+    jobs[N] = (sampler_job){many[N], &ps[0], NULL};
+    sampler_result rb[N + 1], r1;
+    float *batch = malloc(sizeof(float) * V * (N + 1));
+    memcpy(batch, rows, sizeof(float) * V * N);
+    memcpy(batch + V * N, rows, sizeof(float) * V);
+    sampler_sample_batch(bk_cpu(), batch, N + 1, V, jobs, rb);
+    int same = 1;
+    for (int i = 0; i < N; i++) {
+        float *l = copy + i * V;
+        if (i == 4)
+            for (int t = 0; t < V; t++)
+                if (!(allowed[t / 32] >> (t % 32) & 1)) l[t] = -INFINITY;
+        int t = sampler_sample(one[i], &ps[i], l, V, &r1);
+        same &= t == rb[i].token && r1.n_top == rb[i].n_top && (isnan(r1.logprob) || r1.logprob == rb[i].logprob);
+    }
+    CHECK(same, "batch rows sample as single rows do");
+    CHECK(rb[4].token >= 100 && rb[4].token < 140 && (rb[4].token - 100) % 3 == 0, "allowed bitset: token %d",
+          rb[4].token);
+    CHECK(rb[N].token == -1 && sampler_state_generated(many[N]) == 0, "another vocabulary refused");
+    for (int i = 0; i < N; i++) {
+        sampler_state_free(one[i]);
+        sampler_state_free(many[i]);
+    }
+    sampler_state_free(many[N]);
+    free(rows);
+    free(copy);
+    free(batch);
+}
+
 int main(void) {
     test_params_check();
     test_greedy();
@@ -446,5 +741,20 @@ int main(void) {
     test_logit_bias_forces();
     test_logprobs();
     test_stop_ids();
+    test_greedy_matches_reference();
+    test_top_p_same_u();
+    test_other_filters_same_distribution();
+    test_big_vocab();
+    test_logprob_not_wanted();
+    test_batch();
+    // The portable kernels too, where the CPU had AVX2 above.
+    const char *simd = bk_cpu_simd();
+    if (strcmp(bk_cpu_set_simd(0), simd) != 0) {
+        printf("again with the portable kernels (was %s):\n", simd);
+        test_greedy_matches_reference();
+        test_top_p_same_u();
+        test_other_filters_same_distribution();
+    }
+    bk_cpu_shutdown();
     return check_finish("test_sampler");
 }

@@ -47,6 +47,7 @@ static const bk_ops cpu_ops = {
     .cross_entropy = cpu_cross_entropy,
     .adamw = cpu_adamw,
     .sumsq = cpu_sumsq,
+    .sample = cpu_sample,
 };
 
 const bk_ops *bk_cpu(void) { return &cpu_ops; }

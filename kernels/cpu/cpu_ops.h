@@ -174,5 +174,7 @@ void cpu_attention(float *out, const float *q, int T, const bk_attn_args *a);
 void cpu_swiglu(float *out, const float *gate, const float *up, int64_t N);
 void cpu_residual(float *x, const float *y, int64_t N);
 void cpu_gather_rows(float *out, const float *x, const int32_t *rows, int N, int C);
+// bk_ops.sample (kernels/cpu/sample.c): one pool task per row.
+void cpu_sample(float *logits, int N, int V, const bk_sample_row *rows, bk_sample_out *out);
 
 #endif

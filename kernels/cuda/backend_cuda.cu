@@ -192,6 +192,7 @@ static void fill_ops(bk_ops *o) {
     o->swiglu = cu_swiglu;
     o->residual = cu_residual;
     o->gather_rows = cu_gather_rows;
+    o->sample = cu_sample;
     cu_train_fill(o);
 }
 

@@ -58,6 +58,8 @@ void cu_attention(float *out, const float *q, int T, const bk_attn_args *a);
 void cu_swiglu(float *out, const float *gate, const float *up, int64_t N);
 void cu_residual(float *x, const float *y, int64_t N);
 void cu_gather_rows(float *out, const float *x, const int32_t *rows, int N, int C);
+// bk_ops.sample (sample.cu): greedy rows on the device, sampled rows on the host.
+void cu_sample(float *logits, int N, int V, const bk_sample_row *rows, bk_sample_out *out);
 
 // The token count from which matmul takes the tensor-core path (matmul.cu;
 // see bk_cuda_set_tc_min_tokens).

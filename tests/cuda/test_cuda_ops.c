@@ -19,6 +19,9 @@
 //     per product, partly cancelling over a dot: ~1e-2 worst case).
 // The largest error seen per class is printed and checked at the end.
 //
+// bk_ops.sample is checked by its own measure (test_sample: the same tokens,
+// logprobs within 2e-5).
+//
 // Needs a CUDA device: without one it fails (exit 1) saying why; `make
 // test-cuda` runs it on the GPU machine.
 #include <limits.h>
@@ -511,6 +514,70 @@ static void test_attention(void) {
             for (int dt = BK_DT_F32; dt <= BK_DT_BF16; dt++) test_attention_case(&cases[k], Ts[i], (bk_dtype)dt);
 }
 
+
+// ---- sample ----------------------------------------------------------------------------
+
+// bk_ops.sample: the same rows (random logits with NaN, +inf, -inf, ties;
+// penalties, bias, an allowed bitset) through both backends. Greedy rows
+// run on the device: the same tokens and alternatives, logprobs within
+// 2e-5 (expf and a double block sum against the CPU's polynomial exp and
+// f32 chunks). Sampled rows take the CPU path after the device's edits:
+// the same tokens.
+static void test_sample_case(int V, int N) {
+    float *l = rand_f32((int64_t)N * V, 6);
+    bk_sample_row rows[8];
+    bk_sample_seen seen[8][5];
+    bk_logit_bias bias[8][2];
+    int words = (V + 31) / 32;
+    uint32_t *allowed = malloc((size_t)words * sizeof *allowed);
+    for (int w = 0; w < words; w++) allowed[w] = (uint32_t)util_rng_next(&rng) | 0x1u;
+    for (int i = 0; i < N; i++) {
+        float *r = l + (size_t)i * V;
+        r[util_rng_next(&rng) % (uint64_t)V] = NAN;
+        r[util_rng_next(&rng) % (uint64_t)V] = -INFINITY;
+        if (i % 3 == 2) r[util_rng_next(&rng) % (uint64_t)V] = INFINITY;
+        if (i % 4 == 1) r[1] = r[0] = 7; // a tie
+        for (int k = 0; k < 5; k++)
+            seen[i][k] = (bk_sample_seen){(int32_t)((uint64_t)k * 7919 % (uint64_t)V), (uint32_t)(k % 3), k < 2};
+        bias[i][0] = (bk_logit_bias){(int32_t)(util_rng_next(&rng) % (uint64_t)V), 3};
+        bias[i][1] = (bk_logit_bias){(int32_t)(util_rng_next(&rng) % (uint64_t)V), -100};
+        rows[i] = (bk_sample_row){.temperature = i % 2 ? 0.8f : 0, .top_k = i % 4 == 3 ? 40 : 0,
+                                  .top_p = i % 4 == 1 ? 0.9f : 1, .min_p = 0, .repetition_penalty = 1.3f,
+                                  .presence_penalty = 0.5f, .frequency_penalty = 0.25f, .seen = seen[i], .n_seen = 5,
+                                  .bias = bias[i], .n_bias = 2, .allowed = i % 3 == 0 ? allowed : NULL,
+                                  .u = util_rng_uniform(&rng), .top_logprobs = (i * 7) % 21,
+                                  .want_logprob = i % 5 != 4};
+    }
+    float *d = dev_copy(l, (size_t)N * V * sizeof(float));
+    bk_sample_out oc[8], og[8];
+    cpu->sample(l, N, V, rows, oc);
+    gpu->sample(d, N, V, rows, og);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(og[i].token == oc[i].token, "V %d row %d: token %d, cpu %d", V, i, og[i].token, oc[i].token);
+        CHECK(og[i].n_top == oc[i].n_top, "row %d: n_top %d, cpu %d", i, og[i].n_top, oc[i].n_top);
+        CHECK(isnan(og[i].logprob) == isnan(oc[i].logprob), "row %d: logprob %g, cpu %g", i, og[i].logprob,
+              oc[i].logprob);
+        if (!isnan(oc[i].logprob)) worst = fmax(worst, fabs(og[i].logprob - oc[i].logprob));
+        for (int k = 0; k < oc[i].n_top && k < og[i].n_top; k++) {
+            CHECK(og[i].top[k].token == oc[i].top[k].token, "row %d alternative %d: token %d, cpu %d", i, k,
+                  og[i].top[k].token, oc[i].top[k].token);
+            if (isfinite(oc[i].top[k].logprob)) worst = fmax(worst, fabs(og[i].top[k].logprob - oc[i].top[k].logprob));
+        }
+    }
+    printf("sample V %d, %d rows: largest logprob difference %.3g (bound 2e-5)\n", V, N, worst);
+    CHECK(worst <= 2e-5, "V %d: logprob difference %g", V, worst);
+    gpu->free(d);
+    free(allowed);
+    free(l);
+}
+
+static void test_sample(void) {
+    test_sample_case(37, 4);
+    test_sample_case(1000, 8);
+    test_sample_case(151669, 8);
+}
+
 int main(void) {
     err_t err = {{0}};
     gpu = bk_cuda(&err);
@@ -525,6 +592,7 @@ int main(void) {
     test_matmul();
     test_lora();
     test_attention();
+    test_sample();
     CHECK(bk_cuda_sync(&err) == 0, "%s", err.msg);
     printf("largest relative error per class (bound):\n");
     for (int c = 0; c < CLS_N; c++) printf("  %-18s %.3g (%.0e)\n", CLS_NAME[c], cls_worst[c], CLS_TOL[c]);
