@@ -48,6 +48,11 @@ typedef struct model_opts {
     // floats), so setting an adapter never resizes it.
     int max_lora_rank;
     const bk_ops *bk;        // NULL: the CPU backend
+    // 1: logits through a Q8 copy of lm_head (bk_weight_q8: int8, one
+    // scale per 64 values; its matmul is q8 mode's int8 dot); the embedding
+    // keeps its rows. CPU backend only (model_load refuses it on cuda).
+    // Default 0: lm_head as stored.
+    int lm_head_q8;
 } model_opts;
 
 #define MODEL_DEFAULT_MAX_LORA_RANK 64

@@ -296,11 +296,12 @@ enum { BK_MATMUL_EXACT = 0, BK_MATMUL_Q8 = 1 };
 const char *bk_cpu_set_matmul(int mode);
 const char *bk_cpu_matmul(void);
 // A Q8 copy of W (F32 or BF16, cols % 64 == 0), for a quantized lm_head:
-// *out gets its own allocation from bk (free out->mem with bk->free).
-// Host-memory backends only; returns 0, or -1 + err naming the weight
-// `name` (not F32/BF16, cols not a multiple of 64, a device backend, out
-// of memory).
-int bk_weight_q8(const bk_ops *bk, const bk_weight *W, const char *name, bk_weight *out, err_t *err);
+// written into mem (bk_weight_q8_bytes of backend memory, 64-byte aligned
+// as bk->alloc gives it; the caller owns it), *out describes it (out->mem
+// NULL). Host-memory backends only; returns 0, or -1 + err naming the
+// weight `name` (not F32/BF16, cols not a multiple of 64, a device backend).
+size_t bk_weight_q8_bytes(int64_t rows, int64_t cols);
+int bk_weight_q8(const bk_ops *bk, const bk_weight *W, const char *name, void *mem, bk_weight *out, err_t *err);
 // Joins the pool's threads and frees their scratch (a later op restarts
 // them): for a clean exit under LeakSanitizer.
 void bk_cpu_shutdown(void);

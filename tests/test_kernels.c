@@ -308,7 +308,8 @@ static void check_q8(void) {
             ws[b] = amax / 127;
         }
         bk_weight B = {.type = BK_W_BF16, .rows = rows, .cols = C, .data = h}, Q;
-        CHECK(bk_weight_q8(bk_cpu(), &B, "test.q8", &Q, &err) == 0, "%s", err.msg);
+        void *qmem = bk_cpu()->alloc(bk_weight_q8_bytes(rows, C), &err);
+        CHECK(qmem && bk_weight_q8(bk_cpu(), &B, "test.q8", qmem, &Q, &err) == 0, "%s", err.msg);
         check_q8_kind("q8", &Q, wr, ws, T);
         // the exact kernels' view of a Q8 weight (matmul_backward): (w - 128) * scale
         float *dy = calloc((size_t)rows, sizeof *dy), *row = malloc((size_t)C * sizeof *row);
@@ -318,11 +319,11 @@ static void check_q8(void) {
         for (int c = 0; c < C; c++)
             d = fmax(d, fabs(row[c] - wr[(rows - 1) * C + c]) / (ws[((rows - 1) * C + c) / 64] / 2));
         CHECK(d <= 1.001, "q8 weight dequantized: off by %.3g half-scales", d);
-        bk_cpu()->free(Q.mem);
+        bk_cpu()->free(qmem);
         free(w), free(wr), free(ws), free(h), free(dy), free(row);
     }
-    CHECK(bk_weight_q8(bk_cpu(), &(bk_weight){.type = BK_W_BF16, .rows = 2, .cols = 96}, "lm_head", &(bk_weight){0},
-                       &err) == -1 && strstr(err.msg, "lm_head"),
+    CHECK(bk_weight_q8(bk_cpu(), &(bk_weight){.type = BK_W_BF16, .rows = 2, .cols = 96}, "lm_head", NULL,
+                       &(bk_weight){0}, &err) == -1 && strstr(err.msg, "lm_head"),
           "bk_weight_q8 accepted 96 columns");
     // a width q8 mode does not apply to: the exact kernels' bits
     nf4_tensor q;

@@ -27,7 +27,8 @@
 // with nf4_bnb_add, double quantization) loads without re-quantizing and
 // gives exactly the logits of the same model quantized at load. The oracle
 // checks run with the CPU's best matmul kernels, then again with the
-// portable reference kernels on one thread.
+// portable reference kernels on one thread; then in q8 mode (int8 matmul)
+// with the bf16 lm_head and with a Q8 one, within TOL_Q8.
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -54,6 +55,16 @@
 // weights; the difference is summation order (torch's blocked GEMM vs our
 // 8-lane dots, fma or not) and libm, a few ulp of the largest logit.
 #define TOL_REL 1e-4
+// q8 mode (bk_cpu_set_matmul(BK_MATMUL_Q8): activations and NF4 / Q8
+// weights as int8) is held to this instead, on the same measure, with the
+// greedy continuations equal to the oracle's except at a near tie (see
+// near_tie: these random tiny models have top-2 gaps down to 1e-4 of their
+// largest logit; such a case is printed and counted, not failed). Their
+// rows are 64 wide, one quantization block, and their logits near uniform:
+// the largest relative errors seen are 4.3e-2 (NF4 decoder and lm_head
+// both int8), about 1e-2 for a Q8 lm_head alone.
+#define TOL_Q8 5e-2
+static double tol_rel = TOL_REL; // the tolerance of the runs under way
 
 static const char *ARCHS[] = {"llama3", "qwen2", "qwen3", "mistral"};
 static const char *ADAPTERS[] = {"a_qv_r8", "b_all_r16", "c_rslora_r4"};
@@ -142,6 +153,15 @@ static int run(model *m, kv_cache *kv, int seq, int slot, const int32_t *ids, in
     return rc;
 }
 
+// In a q8 run, whether our top token `ours` beat the oracle's `want` by no
+// more than the stated error allows: each logit may be off by tol_rel x
+// max|logit|, so the two may swap when their gap is within twice that.
+static int near_tie(const float *logits, int V, int ours, int want) {
+    float top = 0;
+    for (int v = 0; v < V; v++) top = fmaxf(top, fabsf(logits[v]));
+    return logits[ours] - logits[want] <= 2 * tol_rel * top;
+}
+
 // Per case (a model or adapter vs one reference file): each prompt's
 // relative error fed whole and fed as a chunk + decode steps, and how many
 // greedy continuations match.
@@ -149,6 +169,7 @@ typedef struct case_result {
     double whole[NPROMPT], chunked[NPROMPT];
     int chunk[NPROMPT];
     int greedy_ok;
+    int near_ties; // q8 runs: continuations that left the oracle's at a near tie
 } case_result;
 
 // The chunked feeding's first forward: 1, len/2 and len-4 tokens for the
@@ -184,8 +205,8 @@ static void check_prompt(model *m, kv_cache *kv, const ref *r, int i, int slot, 
     float *chunked = malloc((size_t)n * sizeof *chunked);
     res->chunk[i] = chunk_len(i, r->len[i]);
     res->chunked[i] = run_chunked(m, kv, r, i, slot, chunked) == 0 ? rel_err(chunked, r->logits[i], n) : INFINITY;
-    CHECK(res->chunked[i] <= TOL_REL, "%s prompt%d fed as %d + 1 x %d: relative error %.3g > %.0e", label, i,
-          res->chunk[i], r->len[i] - res->chunk[i], res->chunked[i], TOL_REL);
+    CHECK(res->chunked[i] <= tol_rel, "%s prompt%d fed as %d + 1 x %d: relative error %.3g > %.0e", label, i,
+          res->chunk[i], r->len[i] - res->chunk[i], res->chunked[i], tol_rel);
     free(chunked);
 
     int seq = kv_seq_open(kv, &err);
@@ -193,26 +214,35 @@ static void check_prompt(model *m, kv_cache *kv, const ref *r, int i, int slot, 
     res->whole[i] = INFINITY;
     if (run(m, kv, seq, slot, r->prompt[i], r->len[i], 0, out) < 0) return;
     res->whole[i] = rel_err(out, r->logits[i], n);
-    CHECK(res->whole[i] <= TOL_REL, "%s prompt%d fed whole: relative error %.3g > %.0e", label, i, res->whole[i],
-          TOL_REL);
+    CHECK(res->whole[i] <= tol_rel, "%s prompt%d fed whole: relative error %.3g > %.0e", label, i, res->whole[i],
+          tol_rel);
 
     float step[512];
-    int32_t tok = argmax(out + (int64_t)(r->len[i] - 1) * V, V);
-    float gap = top2_gap(out + (int64_t)(r->len[i] - 1) * V, V);
+    const float *cur = out + (int64_t)(r->len[i] - 1) * V;
+    int32_t tok = argmax(cur, V);
+    float gap = top2_gap(cur, V);
     int match = 1;
     for (int k = 0; k < NGREEDY; k++) {
         if (tok != r->greedy[i][k]) {
             printf("  %s prompt%d: greedy token %d is %d, oracle %d (our top-2 gap %.3g)\n", label, i, k, tok,
                    r->greedy[i][k], gap);
             match = 0;
+            if (tol_rel > TOL_REL && near_tie(cur, V, tok, r->greedy[i][k])) {
+                printf("  %s prompt%d: a near tie: the oracle's token is within 2 x %.0e x max|logit| of ours\n",
+                       label, i, tol_rel);
+                match = -1;
+            }
             break;
         }
         if (k + 1 == NGREEDY) break;
         if (run(m, kv, seq, slot, &tok, 1, r->len[i] + k, step) < 0) return;
+        cur = step;
         tok = argmax(step, V);
         gap = top2_gap(step, V);
     }
     CHECK(match, "%s prompt%d: greedy continuation differs from the oracle", label, i);
+    res->near_ties += match < 0;
+    match = match > 0;
     res->greedy_ok += match;
     kv_seq_close(kv, seq);
 }
@@ -225,7 +255,7 @@ static void print_case_header(const ref *r) {
              r->len[1] - k[1], k[2], r->len[2] - k[2]);
     printf("  relative error max|ours - oracle| / max|oracle| per logits tensor (prompts of %d, %d, %d tokens), "
            "limit %.0e\n",
-           r->len[0], r->len[1], r->len[2], TOL_REL);
+           r->len[0], r->len[1], r->len[2], tol_rel);
     printf("  %-24s %-30s %-30s %s\n", "case", "fed whole", feed, "greedy");
 }
 
@@ -241,8 +271,9 @@ static void check_ref(model *m, kv_cache *kv, const char *dir, const char *file,
     memset(&res, 0, sizeof res);
     for (int i = 0; i < NPROMPT; i++) check_prompt(m, kv, &r, i, slot, label, alone[i], &res);
     if (header) print_case_header(&r);
-    printf("  %-24s %.2e %.2e %.2e     %.2e %.2e %.2e     %d/%d\n", label, res.whole[0], res.whole[1], res.whole[2],
+    printf("  %-24s %.2e %.2e %.2e     %.2e %.2e %.2e     %d/%d", label, res.whole[0], res.whole[1], res.whole[2],
            res.chunked[0], res.chunked[1], res.chunked[2], res.greedy_ok, NPROMPT);
+    printf(res.near_ties ? " (%d near ties)\n" : "\n", res.near_ties);
     free_ref(&r);
 }
 
@@ -412,13 +443,15 @@ static void check_paging(model *m, kv_cache *kv, const ref *r, const float *alon
 
 // ---- per model ----------------------------------------------------------------------
 
-static void check_arch(const char *arch) {
+static void check_arch(const char *arch, int lm_head_q8) {
     char dir[128], mdir[512], adir[512];
     snprintf(dir, sizeof dir, ORACLE "/%s", arch);
     snprintf(mdir, sizeof mdir, "%s/model", dir);
-    printf("%s (%s kernels, %d threads)\n", arch, bk_cpu_simd(), bk_cpu_threads());
+    printf("%s (%s kernels, %s matmul, %s lm_head, %d threads)\n", arch, bk_cpu_simd(), bk_cpu_matmul(),
+           lm_head_q8 ? "q8" : "as stored", bk_cpu_threads());
     err_t err = {{0}};
     model_opts o = model_opts_default();
+    o.lm_head_q8 = lm_head_q8;
     o.quant = MODEL_LOAD_NONE;
     o.max_tokens = 4 * MAXLEN;
     o.max_slots = 4;
@@ -627,15 +660,26 @@ static void check_load_errors(void) {
 }
 
 int main(void) {
-    for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++) check_arch(ARCHS[i]);
+    for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++) check_arch(ARCHS[i], 0);
     check_load_errors();
     check_bnb();
     check_device_paths();
     // The reference kernels on one thread.
     bk_cpu_set_threads(1);
     bk_cpu_set_simd(0);
-    for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++) check_arch(ARCHS[i]);
+    for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++) check_arch(ARCHS[i], 0);
     bk_cpu_set_threads(0);
+    bk_cpu_set_simd(2);
+    // q8 mode: the NF4 runs take the int8 path (the dense ones do not: q8
+    // mode leaves bf16 weights exact), then again with a Q8 lm_head, which
+    // the dense runs take too; batch invariance (mixed batch, chunked
+    // prefill) must still hold bit for bit.
+    bk_cpu_set_matmul(BK_MATMUL_Q8);
+    tol_rel = TOL_Q8;
+    for (int q8_head = 0; q8_head <= 1; q8_head++)
+        for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++) check_arch(ARCHS[i], q8_head);
+    bk_cpu_set_matmul(BK_MATMUL_EXACT);
+    tol_rel = TOL_REL;
     bk_cpu_shutdown();
     return check_finish("test_model");
 }

@@ -286,7 +286,12 @@ static void q8w_task(void *ctx, int64_t task, int thread) {
     }
 }
 
-int bk_weight_q8(const bk_ops *bk, const bk_weight *W, const char *name, bk_weight *out, err_t *err) {
+size_t bk_weight_q8_bytes(int64_t rows, int64_t cols) {
+    size_t n = (size_t)(rows * cols);
+    return n + n / Q8_BLOCK * sizeof(float);
+}
+
+int bk_weight_q8(const bk_ops *bk, const bk_weight *W, const char *name, void *mem, bk_weight *out, err_t *err) {
     if (!bk->host_memory)
         return err_set(err, "%s: a q8 weight needs the cpu backend, not %s", name, bk->name), -1;
     if (W->type != BK_W_F32 && W->type != BK_W_BF16)
@@ -294,12 +299,9 @@ int bk_weight_q8(const bk_ops *bk, const bk_weight *W, const char *name, bk_weig
     if (W->cols % Q8_BLOCK)
         return err_set(err, "%s: %lld columns, a q8 weight needs a multiple of %d", name, (long long)W->cols,
                        Q8_BLOCK), -1;
-    size_t n = (size_t)(W->rows * W->cols), nb = n / Q8_BLOCK;
-    void *mem = bk->alloc(n + nb * sizeof(float), err);
-    if (!mem) return -1;
-    q8w_job j = {W, mem, (float *)((uint8_t *)mem + n)};
+    q8w_job j = {W, mem, (float *)((uint8_t *)mem + W->rows * W->cols)};
     cpu_pool_run((W->rows + Q8W_ROWS - 1) / Q8W_ROWS, q8w_task, &j);
-    *out = (bk_weight){.type = BK_W_Q8, .rows = W->rows, .cols = W->cols, .data = j.w, .q8_scale = j.s, .mem = mem};
+    *out = (bk_weight){.type = BK_W_Q8, .rows = W->rows, .cols = W->cols, .data = j.w, .q8_scale = j.s};
     return 0;
 }
 
