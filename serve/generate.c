@@ -23,13 +23,22 @@ generate_opts generate_opts_default(void) {
     o.top_p = 1.0f;
     o.quant = MODEL_LOAD_NF4;
     o.device = "cpu";
+    o.matmul = "q8";
     return o;
+}
+
+void generate_apply_matmul(const char *device, const char *matmul, const char *lm_head, model_opts *mo) {
+    int cpu = !device || strcmp(device, "cpu") == 0;
+    if (cpu) bk_cpu_set_matmul(matmul && strcmp(matmul, "exact") == 0 ? BK_MATMUL_EXACT : BK_MATMUL_Q8);
+    mo->lm_head_q8 = lm_head ? strcmp(lm_head, "q8") == 0 : cpu && LM_HEAD_DEFAULT_Q8;
 }
 
 static const char *const quants[] = {"nf4", "none", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
+static const char *const matmuls[] = {"q8", "exact", NULL};
+static const char *const lm_heads[] = {"bf16", "q8", NULL};
 
-#define GEN_NOPTS 17
+#define GEN_NOPTS 19
 
 // The options as an opts table writing into o (and *quant, the --quant name).
 static void gen_table(generate_opts *o, const char **quant, opts_opt t[GEN_NOPTS]) {
@@ -59,6 +68,11 @@ static void gen_table(generate_opts *o, const char **quant, opts_opt t[GEN_NOPTS
          .def = "every online CPU"},
         {.name = "--device", .type = OPTS_CHOICE, .field = &o->device, .arg = "cpu|cuda",
          .help = "run the model on the CPU or the GPU", .choices = devices},
+        {.name = "--matmul", .type = OPTS_CHOICE, .field = &o->matmul, .arg = "q8|exact",
+         .help = "CPU matmul: int8 dot products (q8) or f32 (exact);\nignored with --device cuda", .choices = matmuls},
+        {.name = "--lm-head", .type = OPTS_CHOICE, .field = &o->lm_head, .arg = "bf16|q8",
+         .help = "logits through the lm_head as stored or an int8 copy\n(q8: --device cpu only)", .choices = lm_heads,
+         .def = LM_HEAD_DEFAULT},
         {.name = "--stats", .type = OPTS_FLAG, .field = &o->stats, .help = "timing line on stderr"},
         {0},
     };
@@ -213,6 +227,7 @@ int generate_run(const generate_opts *o, err_t *err) {
     if (!(mo.bk = bk_open(o->device, &(bk_open_opts){.threads = o->threads}, err))) return -1;
     mo.quant = o->quant;
     mo.max_slots = 1;
+    generate_apply_matmul(o->device, o->matmul, o->lm_head, &mo);
     model *m = model_load(o->model, &mo, err);
     if (!m) return -1;
     tok *t = tok_open(o->model, err);
