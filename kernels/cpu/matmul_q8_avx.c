@@ -226,32 +226,88 @@ void VNNI cpu_q8_vnni_nf4_rows(const nf4_tensor *q, const q8_act *x, int64_t t, 
     for (; r < r1; r++) out[r] = nf4_row1_vnni(q, x, t, r, tab);
 }
 
-// Rows w .. w + 3 (u8 + 128, stride C) . token t -> out[0 .. n), n <= 4 rows.
-static inline VNNI void rows4_vnni(const q8_rows *W, int64_t r, int n, const q8_act *x, int64_t t, float *out) {
+// One block of one (row, token): acc += float(dot) * (x scale * w scale).
+static inline VNNI __m512 block_vnni(__m512 acc, __m512i w, __m512i xv, __m512i corr, float sc) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, w, xv)), _mm512_set1_ps(sc), acc);
+}
+
+// Rows r .. r+3 of W (u8 + 128) . tokens t and t+1 -> o0[0..4), o1[0..4).
+// Each row block is loaded once for both tokens, each token block once for
+// the four rows.
+static inline VNNI void rows4x2_vnni(const q8_rows *W, int64_t r, const q8_act *x, int64_t t, float *o0, float *o1) {
+    int64_t nb = x->nb, C = x->C;
+    const int8_t *x0 = x->q + t * C, *x1 = x0 + C;
+    const int32_t *c0 = x->corr + t * nb * Q8_LANES, *c1 = c0 + nb * Q8_LANES;
+    const float *s0 = x->s + t * nb, *s1 = s0 + nb, *ws = W->s + r * nb;
+    const uint8_t *w = W->w + r * C;
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t o = b * Q8_BLOCK;
+        __m512i w0 = _mm512_loadu_si512(w + o), w1 = _mm512_loadu_si512(w + C + o);
+        __m512i w2 = _mm512_loadu_si512(w + 2 * C + o), w3 = _mm512_loadu_si512(w + 3 * C + o);
+        __m512i xv = _mm512_loadu_si512(x0 + o), c = _mm512_loadu_si512(c0 + b * Q8_LANES);
+        a00 = block_vnni(a00, w0, xv, c, s0[b] * ws[b]);
+        a01 = block_vnni(a01, w1, xv, c, s0[b] * ws[nb + b]);
+        a02 = block_vnni(a02, w2, xv, c, s0[b] * ws[2 * nb + b]);
+        a03 = block_vnni(a03, w3, xv, c, s0[b] * ws[3 * nb + b]);
+        xv = _mm512_loadu_si512(x1 + o), c = _mm512_loadu_si512(c1 + b * Q8_LANES);
+        a10 = block_vnni(a10, w0, xv, c, s1[b] * ws[b]);
+        a11 = block_vnni(a11, w1, xv, c, s1[b] * ws[nb + b]);
+        a12 = block_vnni(a12, w2, xv, c, s1[b] * ws[2 * nb + b]);
+        a13 = block_vnni(a13, w3, xv, c, s1[b] * ws[3 * nb + b]);
+    }
+    o0[0] = hsum16_vnni(a00), o0[1] = hsum16_vnni(a01), o0[2] = hsum16_vnni(a02), o0[3] = hsum16_vnni(a03);
+    o1[0] = hsum16_vnni(a10), o1[1] = hsum16_vnni(a11), o1[2] = hsum16_vnni(a12), o1[3] = hsum16_vnni(a13);
+}
+
+// Rows r .. r+3 of W . token t -> o[0..4). Streams W once (decode through a
+// Q8 lm_head), so it prefetches ahead like the NF4 kernels.
+static inline VNNI void rows4x1_vnni(const q8_rows *W, int64_t r, const q8_act *x, int64_t t, float *o) {
     int64_t nb = x->nb, C = x->C;
     const int8_t *xq = x->q + t * C;
     const int32_t *xc = x->corr + t * nb * Q8_LANES;
-    const float *xs = x->s + t * nb;
-    __m512 a[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    const float *xs = x->s + t * nb, *ws = W->s + r * nb;
+    const uint8_t *w = W->w + r * C;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t b = 0; b < nb; b++) {
-        __m512i xv = _mm512_loadu_si512(xq + b * Q8_BLOCK), c = _mm512_loadu_si512(xc + b * Q8_LANES);
-        for (int i = 0; i < n; i++) {
-            const uint8_t *w = W->w + (r + i) * C + b * Q8_BLOCK;
-            __m512i d = _mm512_dpbusd_epi32(c, _mm512_loadu_si512(w), xv);
-            a[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(xs[b] * W->s[(r + i) * nb + b]), a[i]);
-        }
+        int64_t o4 = b * Q8_BLOCK;
+        __builtin_prefetch(w + o4 + PREFETCH), __builtin_prefetch(w + C + o4 + PREFETCH);
+        __builtin_prefetch(w + 2 * C + o4 + PREFETCH), __builtin_prefetch(w + 3 * C + o4 + PREFETCH);
+        __m512i xv = _mm512_loadu_si512(xq + o4), c = _mm512_loadu_si512(xc + b * Q8_LANES);
+        a0 = block_vnni(a0, _mm512_loadu_si512(w + o4), xv, c, xs[b] * ws[b]);
+        a1 = block_vnni(a1, _mm512_loadu_si512(w + C + o4), xv, c, xs[b] * ws[nb + b]);
+        a2 = block_vnni(a2, _mm512_loadu_si512(w + 2 * C + o4), xv, c, xs[b] * ws[2 * nb + b]);
+        a3 = block_vnni(a3, _mm512_loadu_si512(w + 3 * C + o4), xv, c, xs[b] * ws[3 * nb + b]);
     }
-    for (int i = 0; i < n; i++) out[i] = hsum16_vnni(a[i]);
+    o[0] = hsum16_vnni(a0), o[1] = hsum16_vnni(a1), o[2] = hsum16_vnni(a2), o[3] = hsum16_vnni(a3);
 }
 
+static inline VNNI float row1_vnni(const q8_rows *W, int64_t r, const q8_act *x, int64_t t) {
+    int64_t nb = x->nb, C = x->C;
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xv = _mm512_loadu_si512(x->q + t * C + b * Q8_BLOCK);
+        __m512i c = _mm512_loadu_si512(x->corr + (t * nb + b) * Q8_LANES);
+        a = block_vnni(a, _mm512_loadu_si512(W->w + r * C + b * Q8_BLOCK), xv, c, x->s[t * nb + b] * W->s[r * nb + b]);
+    }
+    return hsum16_vnni(a);
+}
+
+// Rows outer, tokens inner: four rows (a few KiB to tens of KiB) stay in
+// L1 while the chunk's tokens go past them two at a time.
 void VNNI cpu_q8_vnni_tile(const q8_rows *W, int64_t R, const q8_act *x, int64_t t0, int64_t t1, float *out,
                            int64_t ldo) {
-    for (int64_t t = t0; t < t1; t++) {
-        float *o = out + (t - t0) * ldo;
-        int64_t r = 0;
-        for (; r + 4 <= R; r += 4) rows4_vnni(W, r, 4, x, t, o + r);
-        if (r < R) rows4_vnni(W, r, (int)(R - r), x, t, o + r);
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) {
+        int64_t t = t0;
+        for (; t + 2 <= t1; t += 2) {
+            float *o = out + (t - t0) * ldo + r;
+            rows4x2_vnni(W, r, x, t, o, o + ldo);
+        }
+        if (t < t1) rows4x1_vnni(W, r, x, t, out + (t - t0) * ldo + r);
     }
+    for (; r < R; r++)
+        for (int64_t t = t0; t < t1; t++) out[(t - t0) * ldo + r] = row1_vnni(W, r, x, t);
 }
 
 #endif
