@@ -42,7 +42,7 @@
 //            512-token prefill of one sequence (prompt tokens/s, the last
 //            token's logits); medians of the reps and of the per-rep
 //            ratios to exact. Last, q8 + Q8 lm_head again with the pool's
-//            workers not pinned to CPUs ($TESSERA_PIN=0), to see what the
+//            workers pinned to CPUs ($TESSERA_PIN=1), to see what the
 //            pinning does.
 #include <errno.h>
 #include <math.h>
@@ -559,18 +559,18 @@ static double prefill_rate(model *m, kv_cache *kv, float *logits, err_t *err) {
 
 enum { MODE_CASES = 4, MODE_KINDS = 3 };
 
-// The pool restarted with its workers pinned (the default) or not
-// ($TESSERA_PIN=0, read when the pool starts).
+// The pool restarted with its workers pinned ($TESSERA_PIN=1, read when
+// the pool starts) or not (the default).
 static void pool_pinned(int on, int threads) {
     if (on)
-        unsetenv("TESSERA_PIN");
+        setenv("TESSERA_PIN", "1", 1);
     else
-        setenv("TESSERA_PIN", "0", 1);
+        unsetenv("TESSERA_PIN");
     bk_cpu_set_threads(threads);
 }
 
 static int bench_modes(const opts *o) {
-    static const char *const names[MODE_CASES] = {"exact", "q8", "q8+q8head", "q8+q8head unpinned"};
+    static const char *const names[MODE_CASES] = {"exact", "q8", "q8+q8head", "q8+q8head pinned"};
     static const char *const kinds[MODE_KINDS] = {"decode batch=1", "decode batch=16", "prefill 512"};
     err_t err = {{0}};
     if (write_model(o->dir, &err) < 0) return fprintf(stderr, "error bench/nf4: %s\n", err.msg), -1;
@@ -593,11 +593,11 @@ static int bench_modes(const opts *o) {
         for (int c = 0; rc == 0 && c < MODE_CASES; c++) {
             bk_cpu_set_matmul(c ? BK_MATMUL_Q8 : BK_MATMUL_EXACT);
             int h = c >= 2; // the model with the Q8 lm_head
-            if (c == 3) pool_pinned(0, bk_cpu_threads());
+            if (c == 3) pool_pinned(1, bk_cpu_threads());
             v[0][c][r] = decode_rate(m[h], &d[h], 1, 0, o->steps, logits, &err);
             v[1][c][r] = decode_rate(m[h], &d[h], BATCH, 0, o->steps, logits, &err);
             v[2][c][r] = prefill_rate(m[h], pkv[h], logits, &err);
-            if (c == 3) pool_pinned(1, bk_cpu_threads());
+            if (c == 3) pool_pinned(0, bk_cpu_threads());
             for (int k = 0; k < MODE_KINDS; k++) {
                 if (v[k][c][r] < 0) rc = -1;
                 ratio[k][c][r] = v[k][c][r] / v[k][0][r];
@@ -613,7 +613,7 @@ static int bench_modes(const opts *o) {
                 stats t = stats_of(v[k][c], reps), q = stats_of(ratio[k][c], reps);
                 printf("  %-16s %-18s %8.2f %8.2f %15.2fx\n", kinds[k], names[c], t.best, t.median, q.median);
                 printf("RESULT modes kind=%s mode=%s tok_s_best=%.2f tok_s_median=%.2f ratio_median=%.2f\n",
-                       k == 0 ? "decode1" : k == 1 ? "decode16" : "prefill512", c == 3 ? "q8+q8head,unpinned" : names[c], t.best, t.median, q.median);
+                       k == 0 ? "decode1" : k == 1 ? "decode16" : "prefill512", c == 3 ? "q8+q8head,pinned" : names[c], t.best, t.median, q.median);
             }
     } else {
         fprintf(stderr, "error bench/nf4: %s\n", err.msg);

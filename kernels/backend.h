@@ -288,9 +288,14 @@ const char *bk_cpu_simd(void);
 //     the same bits), f32 per-block scaling (kernels/cpu/q8.h). Other
 //     weights (f32, bf16, NF4 with other widths) stay exact. Still
 //     batch-invariant: a token's outputs are the same bits whatever T, the
-//     thread count or the kernel set. Error: |y - y_exact| <= 0.02 *
-//     sum_c |x_c w_c| per output (tests/test_kernels.c measures it: about
-//     0.3% typical, see there).
+//     thread count or the kernel set. Error per output: at most the sum
+//     over its terms of |x| s_w / 2 + |w| s_x / 2 + s_x s_w / 4 (s = a
+//     block's absmax / 127: each operand's rounding) plus f32 rounding;
+//     measured on random weights 0.05% (4864 columns) to 2% (128 columns,
+//     an outlier in x) of sum_c |x_c w_c| (tests/test_kernels.c), and up
+//     to 4.3e-2 of the largest logit on the tiny oracle models
+//     (tests/test_model.c, TOL_Q8 5e-2).
+//   A BK_W_Q8 weight (bk_weight_q8) always takes the int8 dot.
 // Returns the mode now in use, "exact" or "q8".
 enum { BK_MATMUL_EXACT = 0, BK_MATMUL_Q8 = 1 };
 const char *bk_cpu_set_matmul(int mode);

@@ -165,11 +165,13 @@ static int default_threads(void) {
 // started with), so a worker keeps its core's caches between the ops of a
 // step instead of being moved by the scheduler; the caller (thread 0) is
 // left alone, since it is the application's own thread. Best effort: a
-// failure leaves the thread unpinned. $TESSERA_PIN=0 turns it off.
+// failure leaves the thread unpinned. Only with $TESSERA_PIN=1: on this
+// project's shared 2-vCPU machine pinned workers were slower (a pinned
+// worker cannot leave a core another process holds; bench/RESULTS.md).
 static void pin(pthread_t th, int i) {
 #ifdef __linux__
     const char *env = getenv("TESSERA_PIN");
-    if (env && strcmp(env, "0") == 0) return;
+    if (!env || strcmp(env, "1") != 0) return;
     cpu_set_t allowed, one;
     if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
     int n = CPU_COUNT(&allowed), k = i % (n > 0 ? n : 1);
