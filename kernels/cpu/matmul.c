@@ -5,7 +5,9 @@
 // it, so the conversion is paid once per TOK_CHUNK tokens. A chunk of one
 // token (decode) converts in registers instead (the fused kernels below),
 // with bit-identical results. On x86-64 CPUs with AVX2 and FMA the same
-// structure runs matmul_avx2.c's kernels instead (see cpu_ops.h).
+// structure runs matmul_avx2.c's kernels instead (see cpu_ops.h). In q8
+// mode (bk_cpu_set_matmul) NF4 weights with cols % 64 == 0, and BK_W_Q8
+// weights in any mode, go to matmul_q8.c's int8 kernels instead.
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
