@@ -2,7 +2,9 @@
 # CPU engine throughput: the NF4 decode matmul's GB/s of weights read next
 # to this machine's memcpy GB/s measured in the same process (same thread
 # count), and decode tokens/s of a Qwen2.5-0.5B-shaped NF4 model with 0, 1,
-# 4 and 16 LoRA adapters in one batch of 16 sequences (see bench/nf4.c).
+# 4 and 16 LoRA adapters in one batch of 16 sequences (see bench/nf4.c);
+# then (bench/nf4 --modes) the matmul modes side by side: exact vs q8 vs q8
+# with a Q8 lm_head, decode of 1 and 16 sequences and a 512-token prefill.
 # Run by hand after `make build/bench/nf4`:
 #
 #   bench/cpu.sh [RUNS] [THREADS]     (defaults: 3 runs, every CPU)
@@ -28,6 +30,8 @@ for i in $(seq "$RUNS"); do
     echo "== run $i of $RUNS"
     "$BUILD/bench/nf4" "${args[@]}" | tee "$out/cpu_run$i.txt"
     grep '^RESULT' "$out/cpu_run$i.txt" >>"$results"
+    "$BUILD/bench/nf4" "${args[@]}" --modes | tee "$out/cpu_modes$i.txt"
+    grep '^RESULT' "$out/cpu_modes$i.txt" >>"$results"
 done
 
 echo "== $RUNS runs: min / median / max of each number"
@@ -38,10 +42,10 @@ function sort(a, n,    i, j, t) {
 }
 {
     key = $2
-    for (f = 3; f <= NF; f++) if ($f ~ /^(kernels|adapters|batch|threads)=/) key = key " " $f
+    for (f = 3; f <= NF; f++) if ($f ~ /^(kernels|adapters|batch|threads|kind|mode)=/) key = key " " $f
     if (!(key in seen)) { seen[key] = 1; keys[++nk] = key }
     for (f = 3; f <= NF; f++) {
-        if ($f ~ /^(kernels|adapters|batch|threads)=/) continue
+        if ($f ~ /^(kernels|adapters|batch|threads|kind|mode)=/) continue
         split($f, kv, "=")
         id = key SUBSEP kv[1]
         if (!(id in cnt)) names[key] = names[key] " " kv[1]

@@ -98,6 +98,8 @@ static inline int64_t gpu_weight_bytes(const bk_weight *w) {
         return n * 2;
     case BK_W_F32:
         return n * 4;
+    case BK_W_Q8:
+        return n + n / 64 * 4;
     }
     return 0;
 }

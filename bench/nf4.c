@@ -2,7 +2,7 @@
 // machine's memory bandwidth, and what LoRA adapters cost a batch of
 // decoding sequences, on a model of Qwen2.5-0.5B's shape.
 //
-//   build/bench/nf4 [--threads N] [--reps 7] [--steps 6] [--dir DIR] [--no-decode]
+//   build/bench/nf4 [--threads N] [--reps 7] [--steps 6] [--dir DIR] [--no-decode] [--modes]
 //
 // On a shared machine the load changes from one second to the next, so
 // each comparison is measured interleaved, rep by rep, and reported as best,
@@ -34,6 +34,16 @@
 //            kernels without adapters, for comparison. The adapters are one
 //            random adapter file loaded into n slots: n separate copies in
 //            memory, as n different adapters would be.
+// 4. modes   (--modes: this section alone) the same model in the CPU
+//            matmul modes (bk_cpu_set_matmul): exact, q8, and q8 with a
+//            Q8 lm_head (a second model loaded with lm_head_q8), every
+//            case once per rep in turn: decode tokens/s of one sequence and
+//            of 16 (one token each per forward, no adapter), and a
+//            512-token prefill of one sequence (prompt tokens/s, the last
+//            token's logits); medians of the reps and of the per-rep
+//            ratios to exact. Last, q8 + Q8 lm_head again with the pool's
+//            workers pinned to CPUs ($TESSERA_PIN=1), to see what the
+//            pinning does.
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -60,7 +70,7 @@ enum { HIDDEN = 896, LAYERS = 24, HEADS = 14, KV_HEADS = 2, INTER = 4864, VOCAB 
 enum { BATCH = 16, PROMPT = 8, RANK = 16 };
 
 typedef struct opts {
-    int threads, reps, steps, decode;
+    int threads, reps, steps, decode, modes;
     const char *dir;
 } opts;
 
@@ -528,6 +538,95 @@ static int bench_decode(const opts *o) {
     return rc;
 }
 
+// ---- 4. matmul modes ------------------------------------------------------------------------
+
+#define PREFILL 512
+
+// Prompt tokens/s of one PREFILL-token forward of a fresh sequence.
+static double prefill_rate(model *m, kv_cache *kv, float *logits, err_t *err) {
+    static int32_t tok[PREFILL], pos[PREFILL], seq[PREFILL];
+    static uint8_t want[PREFILL];
+    int s = kv_seq_open(kv, err);
+    if (s < 0 || kv_seq_reserve(kv, s, PREFILL, err) < 0) return -1;
+    for (int i = 0; i < PREFILL; i++) tok[i] = (31 * i) % 5000 + 100, pos[i] = i, seq[i] = s, want[i] = i == PREFILL - 1;
+    model_batch b = {PREFILL, tok, pos, seq, NULL, want};
+    double t0 = now_s();
+    int rc = model_forward(m, kv, &b, logits, err);
+    double t = now_s() - t0;
+    kv_seq_close(kv, s);
+    return rc < 0 ? -1 : PREFILL / t;
+}
+
+enum { MODE_CASES = 4, MODE_KINDS = 3 };
+
+// The pool restarted with its workers pinned ($TESSERA_PIN=1, read when
+// the pool starts) or not (the default).
+static void pool_pinned(int on, int threads) {
+    if (on)
+        setenv("TESSERA_PIN", "1", 1);
+    else
+        unsetenv("TESSERA_PIN");
+    bk_cpu_set_threads(threads);
+}
+
+static int bench_modes(const opts *o) {
+    static const char *const names[MODE_CASES] = {"exact", "q8", "q8+q8head", "q8+q8head pinned"};
+    static const char *const kinds[MODE_KINDS] = {"decode batch=1", "decode batch=16", "prefill 512"};
+    err_t err = {{0}};
+    if (write_model(o->dir, &err) < 0) return fprintf(stderr, "error bench/nf4: %s\n", err.msg), -1;
+    model_opts mo = model_opts_default();
+    mo.max_tokens = PREFILL;
+    mo.max_slots = 1;
+    model *m[2] = {model_load(o->dir, &mo, &err), NULL};
+    mo.lm_head_q8 = 1;
+    if (m[0]) m[1] = model_load(o->dir, &mo, &err);
+    decode_setup d[2] = {{0}};
+    kv_cache *pkv[2] = {NULL, NULL};
+    float *logits = malloc((size_t)BATCH * PROMPT * VOCAB * sizeof *logits);
+    int rc = m[0] && m[1] ? 0 : -1, reps = o->reps < 5 ? o->reps : 5;
+    for (int k = 0; rc == 0 && k < 2; k++) {
+        rc = decode_setup_init(m[k], &d[k], o->steps, logits, &err);
+        if (rc == 0 && !(pkv[k] = model_kv_new(m[k], 16, PREFILL / 16, 1, PREFILL, &err))) rc = -1;
+    }
+    double v[MODE_KINDS][MODE_CASES][MAX_REPS], ratio[MODE_KINDS][MODE_CASES][MAX_REPS];
+    for (int r = 0; rc == 0 && r < reps; r++)
+        for (int c = 0; rc == 0 && c < MODE_CASES; c++) {
+            bk_cpu_set_matmul(c ? BK_MATMUL_Q8 : BK_MATMUL_EXACT);
+            int h = c >= 2; // the model with the Q8 lm_head
+            if (c == 3) pool_pinned(1, bk_cpu_threads());
+            v[0][c][r] = decode_rate(m[h], &d[h], 1, 0, o->steps, logits, &err);
+            v[1][c][r] = decode_rate(m[h], &d[h], BATCH, 0, o->steps, logits, &err);
+            v[2][c][r] = prefill_rate(m[h], pkv[h], logits, &err);
+            if (c == 3) pool_pinned(0, bk_cpu_threads());
+            for (int k = 0; k < MODE_KINDS; k++) {
+                if (v[k][c][r] < 0) rc = -1;
+                ratio[k][c][r] = v[k][c][r] / v[k][0][r];
+            }
+        }
+    bk_cpu_set_matmul(BK_MATMUL_EXACT);
+    if (rc == 0) {
+        printf("modes: Qwen2.5-0.5B shape, NF4 decoder; %d reps of every case in turn (%d decode steps each)\n", reps,
+               o->steps);
+        printf("  %-16s %-18s %18s %16s\n", "case", "mode", "tokens/s best/med", "vs exact (med)");
+        for (int k = 0; k < MODE_KINDS; k++)
+            for (int c = 0; c < MODE_CASES; c++) {
+                stats t = stats_of(v[k][c], reps), q = stats_of(ratio[k][c], reps);
+                printf("  %-16s %-18s %8.2f %8.2f %15.2fx\n", kinds[k], names[c], t.best, t.median, q.median);
+                printf("RESULT modes kind=%s mode=%s tok_s_best=%.2f tok_s_median=%.2f ratio_median=%.2f\n",
+                       k == 0 ? "decode1" : k == 1 ? "decode16" : "prefill512", c == 3 ? "q8+q8head,pinned" : names[c], t.best, t.median, q.median);
+            }
+    } else {
+        fprintf(stderr, "error bench/nf4: %s\n", err.msg);
+    }
+    for (int k = 0; k < 2; k++) {
+        kv_free(d[k].kv);
+        kv_free(pkv[k]);
+        model_free(m[k]);
+    }
+    free(logits);
+    return rc;
+}
+
 static int arg_int(int argc, char **argv, int *i, int lo, int hi, int *out) {
     if (*i + 1 >= argc) return -1;
     char *end;
@@ -538,7 +637,7 @@ static int arg_int(int argc, char **argv, int *i, int lo, int hi, int *out) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {0, 7, 6, 1, "/tmp/tessera_bench_qwen05b"};
+    opts o = {0, 7, 6, 1, 0, "/tmp/tessera_bench_qwen05b"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int bad = 0;
@@ -547,6 +646,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--steps") == 0) bad = arg_int(argc, argv, &i, 1, 1000, &o.steps);
         else if (strcmp(a, "--dir") == 0 && i + 1 < argc) o.dir = argv[++i];
         else if (strcmp(a, "--no-decode") == 0) o.decode = 0;
+        else if (strcmp(a, "--modes") == 0) o.modes = 1;
         else bad = 1;
         if (bad) {
             fprintf(stderr, "bench/nf4: bad option %s (see the comment atop bench/nf4.c)\n", a);
@@ -556,6 +656,11 @@ int main(int argc, char **argv) {
     bk_cpu_set_threads(o.threads);
     int threads = bk_cpu_threads();
     printf("threads %d; kernels available: %s\n", threads, bk_cpu_simd());
+    if (o.modes) {
+        int mrc = bench_modes(&o);
+        bk_cpu_shutdown();
+        return mrc < 0 ? 1 : 0;
+    }
     int rc = bench_bandwidth(&o, threads);
     if (rc == 0 && o.decode) rc = bench_decode(&o);
     bk_cpu_shutdown();

@@ -287,6 +287,10 @@ static int load_weights(model *m, const sft *s, err_t *err) {
     } else if (!(t = find(s, MODEL_W_LM_HEAD, 0, err)) || load_dense(m, t, &m->lm_head, err) < 0) {
         return -1;
     }
+    if (m->opts.lm_head_q8) {
+        void *mem = walloc(m, bk_weight_q8_bytes(m->lm_head.rows, m->lm_head.cols), err);
+        if (!mem || bk_weight_q8(m->bk, &m->lm_head, "lm_head (--lm-head q8)", mem, &m->lm_head, err) < 0) return -1;
+    }
     if (!(m->norm = load_vec(m, s, MODEL_W_NORM, 0, err))) return -1;
     for (int l = 0; l < c->num_hidden_layers; l++)
         if (load_layer(m, s, l, err) < 0) return -1;

@@ -55,6 +55,11 @@ typedef struct model_opts {
     // tests/test_model.c states.
     bk_dtype kv_dtype;       // the caches model_kv_new makes
     bk_dtype lora_dtype;     // A and B as model_adapter_set stores them (rounded to nearest even)
+    // 1: logits through a Q8 copy of lm_head (bk_weight_q8: int8, one
+    // scale per 64 values; its matmul is q8 mode's int8 dot); the embedding
+    // keeps its rows. CPU backend only (model_load refuses it on cuda).
+    // Default 0: lm_head as stored.
+    int lm_head_q8;
 } model_opts;
 
 #define MODEL_DEFAULT_MAX_LORA_RANK 64

@@ -34,6 +34,7 @@ typedef enum bk_wtype {
     BK_W_F32,  // dense float
     BK_W_BF16, // dense bf16 (uint16_t), converted to f32 a row tile at a time
     BK_W_NF4,  // bitsandbytes NF4 (nf4_tensor.h), dequantized a row tile at a time
+    BK_W_Q8,   // int8 rows, one f32 scale per 64 values (bk_weight_q8); CPU backend only
 } bk_wtype;
 
 // The element type of a buffer that is not always f32: the KV cache and
@@ -63,11 +64,20 @@ static inline int bk_dtype_parse(const char *name, bk_dtype *dt) {
 // absmax or absmax_q + nested_absmax) in backend memory; nf4.owned is NULL.
 // `mem` is the one allocation holding the data (the owner of the weight
 // frees it with bk_ops.free; NULL when the data is borrowed).
+//
+// Q8 (cols % 64 == 0): `data` is uint8_t[rows*cols], each value
+// round(w / scale) + 128 with scale = the block's absmax / 127, and each
+// 64-value block stored de-interleaved (its 32 even elements, then its 32
+// odd ones: the order q8 mode's int8 dot reads, kernels/cpu/q8.h);
+// q8_scale is float[rows*cols/64]. Its matmul is always q8 mode's int8
+// dot, whatever bk_cpu_set_matmul says. The CUDA backend has no Q8
+// kernels: model_load refuses a Q8 lm_head on it.
 typedef struct bk_weight {
     bk_wtype type;
     int64_t rows, cols;
-    const void *data; // F32: float[rows*cols]; BF16: uint16_t[rows*cols]
+    const void *data; // F32: float[rows*cols]; BF16: uint16_t[rows*cols]; Q8: see above
     nf4_tensor nf4;   // NF4 only
+    const float *q8_scale; // Q8 only
     void *mem;
 } bk_weight;
 
@@ -375,6 +385,36 @@ int bk_cpu_threads(void);
 // "avx2+fma" or "avx512vl". Between forward passes, like bk_cpu_set_threads.
 const char *bk_cpu_set_simd(int level);
 const char *bk_cpu_simd(void);
+// The CPU matmul mode, process-wide (between forward passes, like
+// bk_cpu_set_simd):
+//   BK_MATMUL_EXACT (the default): the f32 kernels above, within 1e-5 of a
+//     double reference; training and the oracle tests use it.
+//   BK_MATMUL_Q8: NF4 weights with cols % 64 == 0 as int8 codes
+//     (round(code * 127)), each token's activations quantized per 64-value
+//     block to int8 (absmax / 127, round to nearest), integer dot products
+//     (AVX-512 VNNI vpdpbusd, AVX2 vpmaddubsw, or the portable reference:
+//     the same bits), f32 per-block scaling (kernels/cpu/q8.h). Other
+//     weights (f32, bf16, NF4 with other widths) stay exact. Still
+//     batch-invariant: a token's outputs are the same bits whatever T, the
+//     thread count or the kernel set. Error per output: at most the sum
+//     over its terms of |x| s_w / 2 + |w| s_x / 2 + s_x s_w / 4 (s = a
+//     block's absmax / 127: each operand's rounding) plus f32 rounding;
+//     measured on random weights 0.05% (4864 columns) to 2% (128 columns,
+//     an outlier in x) of sum_c |x_c w_c| (tests/test_kernels.c), and up
+//     to 4.3e-2 of the largest logit on the tiny oracle models
+//     (tests/test_model.c, TOL_Q8 5e-2).
+//   A BK_W_Q8 weight (bk_weight_q8) always takes the int8 dot.
+// Returns the mode now in use, "exact" or "q8".
+enum { BK_MATMUL_EXACT = 0, BK_MATMUL_Q8 = 1 };
+const char *bk_cpu_set_matmul(int mode);
+const char *bk_cpu_matmul(void);
+// A Q8 copy of W (F32 or BF16, cols % 64 == 0), for a quantized lm_head:
+// written into mem (bk_weight_q8_bytes of backend memory, 64-byte aligned
+// as bk->alloc gives it; the caller owns it), *out describes it (out->mem
+// NULL). Host-memory backends only; returns 0, or -1 + err naming the
+// weight `name` (not F32/BF16, cols not a multiple of 64, a device backend).
+size_t bk_weight_q8_bytes(int64_t rows, int64_t cols);
+int bk_weight_q8(const bk_ops *bk, const bk_weight *W, const char *name, void *mem, bk_weight *out, err_t *err);
 // Joins the pool's threads and frees their scratch (a later op restarts
 // them): for a clean exit under LeakSanitizer.
 void bk_cpu_shutdown(void);

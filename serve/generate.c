@@ -24,14 +24,23 @@ generate_opts generate_opts_default(void) {
     o.quant = MODEL_LOAD_NF4;
     o.device = "cpu";
     o.kv_dtype = o.lora_dtype = "bf16"; // as serve: its expected texts are this command's
+    o.matmul = "q8";
     return o;
+}
+
+void generate_apply_matmul(const char *device, const char *matmul, const char *lm_head, model_opts *mo) {
+    int cpu = !device || strcmp(device, "cpu") == 0;
+    if (cpu) bk_cpu_set_matmul(matmul && strcmp(matmul, "exact") == 0 ? BK_MATMUL_EXACT : BK_MATMUL_Q8);
+    mo->lm_head_q8 = lm_head ? strcmp(lm_head, "q8") == 0 : cpu && LM_HEAD_DEFAULT_Q8;
 }
 
 static const char *const quants[] = {"nf4", "none", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
 static const char *const dtypes[] = {"bf16", "f32", NULL};
+static const char *const matmuls[] = {"q8", "exact", NULL};
+static const char *const lm_heads[] = {"bf16", "q8", NULL};
 
-#define GEN_NOPTS 19
+#define GEN_NOPTS 21
 
 // The options as an opts table writing into o (and *quant, the --quant name).
 static void gen_table(generate_opts *o, const char **quant, opts_opt t[GEN_NOPTS]) {
@@ -61,6 +70,11 @@ static void gen_table(generate_opts *o, const char **quant, opts_opt t[GEN_NOPTS
          .def = "every online CPU"},
         {.name = "--device", .type = OPTS_CHOICE, .field = &o->device, .arg = "cpu|cuda",
          .help = "run the model on the CPU or the GPU", .choices = devices},
+        {.name = "--matmul", .type = OPTS_CHOICE, .field = &o->matmul, .arg = "q8|exact",
+         .help = "CPU matmul: int8 dot products (q8) or f32 (exact);\nignored with --device cuda", .choices = matmuls},
+        {.name = "--lm-head", .type = OPTS_CHOICE, .field = &o->lm_head, .arg = "bf16|q8",
+         .help = "logits through the lm_head as stored or an int8 copy\n(q8: --device cpu only)", .choices = lm_heads,
+         .def = LM_HEAD_DEFAULT},
         {.name = "--stats", .type = OPTS_FLAG, .field = &o->stats, .help = "timing line on stderr"},
         {.name = "--kv-dtype", .type = OPTS_CHOICE, .field = &o->kv_dtype, .arg = "bf16|f32",
          .help = "KV cache element type (as serve's)", .choices = dtypes},
@@ -221,6 +235,7 @@ int generate_run(const generate_opts *o, err_t *err) {
     mo.max_slots = 1;
     if (bk_dtype_parse(o->kv_dtype, &mo.kv_dtype) < 0 || bk_dtype_parse(o->lora_dtype, &mo.lora_dtype) < 0)
         return err_set(err, "--kv-dtype %s / --lora-dtype %s: expected bf16 or f32", o->kv_dtype, o->lora_dtype);
+    generate_apply_matmul(o->device, o->matmul, o->lm_head, &mo);
     model *m = model_load(o->model, &mo, err);
     if (!m) return -1;
     tok *t = tok_open(o->model, err);

@@ -22,6 +22,11 @@
 //   --device cpu|cuda    the backend the model runs on (default cpu)
 //   --kv-dtype bf16|f32  the KV cache's element type (default bf16, as serve)
 //   --lora-dtype bf16|f32 the adapter's A / B element type (default bf16, as serve)
+//   --matmul q8|exact    CPU matmul mode (bk_cpu_set_matmul; default q8:
+//                        int8 dot products; ignored with --device cuda)
+//   --lm-head bf16|q8    logits through the lm_head as stored or a Q8 copy
+//                        (model_opts.lm_head_q8; default LM_HEAD_DEFAULT;
+//                        q8 needs --device cpu)
 //   --stats              one line of timing to stderr at the end
 //
 // Stop ids: config.json's and generation_config.json's eos_token_id, and
@@ -35,6 +40,12 @@
 
 #include "err.h"
 #include "model.h"
+
+// --lm-head's default: the Q8 copy on the cpu (its logits stay within q8
+// mode's stated error, tests/test_model.c, and it halves the bytes a decode
+// step reads; bench/RESULTS.md), the lm_head as stored on cuda.
+#define LM_HEAD_DEFAULT_Q8 1
+#define LM_HEAD_DEFAULT "q8 on the cpu, bf16 on cuda"
 
 typedef struct generate_opts {
     const char *model;
@@ -52,10 +63,18 @@ typedef struct generate_opts {
     const char *device;        // "cpu" (default) or "cuda"
     const char *kv_dtype;      // "bf16" (default) or "f32"
     const char *lora_dtype;    // "bf16" (default) or "f32"
+    const char *matmul;        // "q8" (default) or "exact"; the CPU backend only
+    const char *lm_head;       // "bf16" or "q8"; NULL: the device's default
     int stats;
 } generate_opts;
 
 generate_opts generate_opts_default(void);
+
+// The matmul mode and lm_head serve's --matmul and --lm-head choose
+// (--generate and the server alike): sets the CPU matmul mode when device
+// is "cpu" (a cuda device has one mode), and mo->lm_head_q8. lm_head NULL
+// means the default: q8 on the cpu when LM_HEAD_DEFAULT_Q8, else as stored.
+void generate_apply_matmul(const char *device, const char *matmul, const char *lm_head, model_opts *mo);
 
 // Parses the options above from argv[1..argc) into o (which holds the
 // defaults); argv[0] is skipped, so serve's main passes argv + 1, whose

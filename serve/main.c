@@ -35,11 +35,14 @@ typedef struct serve_args {
     int idle_s, request_s, header_ms; // 0: the server's defaults
     const char *device, *quant;
     const char *kv_dtype, *lora_dtype; // bk_dtype names
+    const char *matmul, *lm_head; // generate_apply_matmul's
 } serve_args;
 
 static const char *const quants[] = {"nf4", "none", NULL};
 static const char *const dtypes[] = {"bf16", "f32", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
+static const char *const matmuls[] = {"q8", "exact", NULL};
+static const char *const lm_heads[] = {"bf16", "q8", NULL};
 
 // --adapter (repeatable): appended to the inspect_opts' list.
 static int parse_adapter(const opts_opt *opt, const char *v, void *field, err_t *err) {
@@ -108,6 +111,12 @@ static int parse_args(int argc, char **argv, serve_args *a) {
          .def = "every online CPU"},
         {.name = "--device", .type = OPTS_CHOICE, .field = &a->device, .arg = "cpu|cuda",
          .help = "run the model on the CPU or the GPU (a CUDA build)", .choices = devices},
+        {.name = "--matmul", .type = OPTS_CHOICE, .field = &a->matmul, .arg = "q8|exact",
+         .help = "CPU matmul: int8 dot products (q8) or f32 (exact, the\ntransformers-exact kernels); ignored with "
+                 "--device cuda", .choices = matmuls},
+        {.name = "--lm-head", .type = OPTS_CHOICE, .field = &a->lm_head, .arg = "bf16|q8",
+         .help = "logits through the lm_head as stored or an int8 copy\n(q8: --device cpu only)", .choices = lm_heads,
+         .def = LM_HEAD_DEFAULT},
         {.name = "--max-loras", .type = OPTS_INT, .field = &a->mo.max_slots, .arg = "N",
          .help = "adapters resident in slots at once (LRU swapped)", LIMIT},
         {.name = "--max-lora-rank", .type = OPTS_INT, .field = &a->mo.max_lora_rank, .arg = "N",
@@ -195,7 +204,8 @@ static int generate_main(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--generate") == 0) return generate_main(argc - 1, argv + 1);
     serve_args a = {.sc = {.port = 8000}, .mo = model_opts_default(), .so = sched_opts_default(), .echo_ms = -1,
-                    .device = "cpu", .quant = "nf4", .kv_dtype = "bf16", .lora_dtype = "bf16"};
+                    .device = "cpu", .quant = "nf4", .kv_dtype = "bf16", .lora_dtype = "bf16",
+                    .matmul = "q8"};
     int status = parse_args(argc, argv, &a);
     if (status >= 0) return status;
     inspect_opts o = a.io;
@@ -228,6 +238,7 @@ int main(int argc, char **argv) {
     if (!echo_ms && !no_engine) {
         if (mo.max_tokens < so.max_batched_tokens) mo.max_tokens = so.max_batched_tokens;
         bk_open_opts bo = {.threads = threads};
+        generate_apply_matmul(device, a.matmul, a.lm_head, &mo);
         if (!(mo.bk = bk_open(device, &bo, &err)) || !(m = model_load(sc.model_dir, &mo, &err))) {
             fprintf(stderr, "error serve: %s\n", err.msg);
             return 1;

@@ -5,7 +5,9 @@
 // invariance (a row's result does not depend on the batch around it) and
 // thread invariance (1 thread vs several: bit-identical), for each matmul
 // kernel set the CPU has (portable, AVX2 + FMA, AVX-512VL lookups), and the
-// sets against each other within a stated bound.
+// sets against each other within a stated bound; then q8 mode (int8 dot
+// products) against the same reference within its own stated bound,
+// batch-invariant too, its kernel sets the same bits as its portable one.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,6 +183,160 @@ static void check_matmul(void) {
     check_nf4(64, 176, 70);
     check_nf4(21, 128, 5);
     check_nf4(70, 896, 3);
+}
+
+// ---- q8 mode -----------------------------------------------------------------------
+
+// q8 mode's worst case for one output, from the rounding of its operands:
+// x_c is within s_x / 2 of its int8 value times s_x (s_x = its 64-block's
+// absmax / 127), w_c within s_w / 2 likewise (NF4: code * 127 rounded,
+// s_w = absmax / 127), so |x w - x~ w~| <= |x| s_w / 2 + |w| s_x / 2 +
+// s_x s_w / 4 per term; plus 1e-5 of sum |x_c w_c| for the f32 arithmetic.
+// wscale holds each weight block's s_w.
+static void q8_bound(double *bound, double *absdot, const float *x, const float *wf, const float *wscale, int T,
+                     int C, int OC) {
+    for (int t = 0; t < T; t++)
+        for (int o = 0; o < OC; o++) {
+            double e = 0, a = 0;
+            for (int c = 0; c < C; c++) {
+                const float *xb = x + (int64_t)t * C + c / 64 * 64;
+                double amax = 0;
+                for (int i = 0; i < 64; i++) amax = fmax(amax, fabs(xb[i]));
+                double sx = amax / 127, sw = wscale[((int64_t)o * C + c) / 64];
+                double xv = x[(int64_t)t * C + c], wv = wf[(int64_t)o * C + c];
+                e += fabs(xv) * sw / 2 + fabs(wv) * sx / 2 + sx * sw / 4;
+                a += fabs(xv * wv);
+            }
+            bound[(int64_t)t * OC + o] = 1.001 * e + 1e-5 * a;
+            absdot[(int64_t)t * OC + o] = a;
+        }
+}
+
+// Under the current kernel set in q8 mode: out = x W^T + bias within the
+// bound, each token alone (the fused one-token kernels, or one-token tiles)
+// the same bits as in the batch, 1 vs 3 threads the same bits.
+static void check_q8_set(const char *kind, const bk_weight *W, const float *x, const float *bias, const double *want,
+                         const double *bound, const double *absdot, int T, float *out) {
+    const bk_ops *bk = bk_cpu();
+    int C = (int)W->cols, OC = (int)W->rows;
+    float *one = malloc((size_t)OC * sizeof *one), *serial = malloc((size_t)T * OC * sizeof *serial);
+    bk->matmul(out, x, W, bias, T);
+    double worst = 0, rel = 0;
+    for (int64_t i = 0; i < (int64_t)T * OC; i++) {
+        double d = fabs(out[i] - want[i]);
+        if (!(d / bound[i] <= worst)) worst = d / bound[i];
+        rel = fmax(rel, d / absdot[i]);
+    }
+    CHECK(worst <= 1, "q8 matmul %s (%s): error at %.3g of the bound", kind, bk_cpu_simd(), worst);
+    int same = 1;
+    for (int t = 0; t < T; t++) {
+        bk->matmul(one, x + (int64_t)t * C, W, bias, 1);
+        same &= memcmp(one, out + (int64_t)t * OC, (size_t)OC * sizeof *one) == 0;
+    }
+    CHECK(same, "q8 matmul %s (%s): a token computed alone differs from the batch", kind, bk_cpu_simd());
+    int threads = bk_cpu_threads();
+    bk_cpu_set_threads(1);
+    bk->matmul(serial, x, W, bias, T);
+    bk_cpu_set_threads(3);
+    bk->matmul(out, x, W, bias, T);
+    CHECK(memcmp(serial, out, (size_t)T * OC * sizeof *out) == 0, "q8 matmul %s (%s): 1 vs 3 threads differ", kind,
+          bk_cpu_simd());
+    bk_cpu_set_threads(threads);
+    printf("q8 matmul %-7s %-9s T %d, %d x %d: max |err| %.2g of sum|x w|, %.2g of the bound; batch- and "
+           "thread-invariant\n", kind, bk_cpu_simd(), T, OC, C, rel, worst);
+    free(one), free(serial);
+}
+
+// Every kernel set in q8 mode against the exact reference, then the sets
+// against the portable one: integer dots are exact and the float part
+// follows one order, so they must be the same bits.
+static void check_q8_kind(const char *kind, const bk_weight *W, const float *wf, const float *wscale, int T) {
+    int C = (int)W->cols, OC = (int)W->rows;
+    float *x = randn((int64_t)T * C, 1.0f), *bias = randn(OC, 0.1f);
+    x[5] = 40.0f; // one outlier: its block's other values lose precision, still within the bound
+    size_t n = (size_t)T * OC;
+    double *want = malloc(n * sizeof *want), *bound = malloc(n * sizeof *bound), *absdot = malloc(n * sizeof *absdot);
+    ref_matmul(want, x, wf, bias, T, C, OC);
+    q8_bound(bound, absdot, x, wf, wscale, T, C, OC);
+    const char *orig = bk_cpu_simd();
+    bk_cpu_set_matmul(BK_MATMUL_Q8);
+    float *out[3] = {NULL, NULL, NULL};
+    for (int level = 0; level < 3; level++) {
+        if (!use_simd(level)) continue;
+        out[level] = malloc(n * sizeof(float));
+        check_q8_set(kind, W, x, bias, want, bound, absdot, T, out[level]);
+    }
+    for (int level = 1; level < 3; level++)
+        if (out[level])
+            CHECK(memcmp(out[level], out[0], n * sizeof(float)) == 0, "q8 matmul %s: %s differs from portable", kind,
+                  SIMD_NAMES[level]);
+    bk_cpu_set_matmul(BK_MATMUL_EXACT);
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(orig, SIMD_NAMES[i]) == 0) use_simd(i);
+        free(out[i]);
+    }
+    free(x), free(bias), free(want), free(bound), free(absdot);
+}
+
+// NF4 (single and double quantized) and a Q8 copy of a bf16 weight. 176
+// columns (not a multiple of 64): q8 mode leaves it to the exact kernels.
+static void check_q8(void) {
+    err_t err = {{0}};
+    int shapes[3][3] = {{37, 128, 37}, {70, 896, 70}, {21, 4864, 3}};
+    for (int k = 0; k < 3; k++) {
+        int64_t rows = shapes[k][0];
+        int C = shapes[k][1], T = shapes[k][2];
+        for (int dq = 0; dq <= 1; dq++) {
+            nf4_tensor q;
+            float *w = randn(rows * C, 0.05f);
+            CHECK(nf4_quantize(w, rows, C, dq, &q, &err) == 0, "%s", err.msg);
+            float *deq = malloc((size_t)rows * C * sizeof *deq), *ws = malloc((size_t)q.nblocks * sizeof *ws);
+            nf4_dequantize(&q, deq);
+            for (int64_t b = 0; b < q.nblocks; b++) ws[b] = nf4_absmax(&q, b) / 127;
+            bk_weight W = {.type = BK_W_NF4, .rows = rows, .cols = C, .nf4 = q};
+            check_q8_kind(dq ? "nf4 dq" : "nf4", &W, deq, ws, T);
+            nf4_free(&q);
+            free(w), free(deq), free(ws);
+        }
+        float *w = randn(rows * C, 0.05f), *wr = malloc((size_t)rows * C * sizeof *wr);
+        float *ws = malloc((size_t)rows * C / 64 * sizeof *ws);
+        uint16_t *h = malloc((size_t)rows * C * sizeof *h);
+        for (int64_t i = 0; i < rows * C; i++) h[i] = util_f32_to_bf16(w[i]), wr[i] = util_bf16_to_f32(h[i]);
+        for (int64_t b = 0; b < rows * C / 64; b++) {
+            float amax = 0;
+            for (int i = 0; i < 64; i++) amax = fmaxf(amax, fabsf(wr[b * 64 + i]));
+            ws[b] = amax / 127;
+        }
+        bk_weight B = {.type = BK_W_BF16, .rows = rows, .cols = C, .data = h}, Q;
+        void *qmem = bk_cpu()->alloc(bk_weight_q8_bytes(rows, C), &err);
+        CHECK(qmem && bk_weight_q8(bk_cpu(), &B, "test.q8", qmem, &Q, &err) == 0, "%s", err.msg);
+        check_q8_kind("q8", &Q, wr, ws, T);
+        // the exact kernels' view of a Q8 weight (matmul_backward): (w - 128) * scale
+        float *dy = calloc((size_t)rows, sizeof *dy), *row = malloc((size_t)C * sizeof *row);
+        dy[rows - 1] = 1;
+        bk_cpu()->matmul_backward(row, dy, &Q, 1, 0);
+        double d = 0; // in units of half the block's scale
+        for (int c = 0; c < C; c++)
+            d = fmax(d, fabs(row[c] - wr[(rows - 1) * C + c]) / (ws[((rows - 1) * C + c) / 64] / 2));
+        CHECK(d <= 1.001, "q8 weight dequantized: off by %.3g half-scales", d);
+        bk_cpu()->free(qmem);
+        free(w), free(wr), free(ws), free(h), free(dy), free(row);
+    }
+    CHECK(bk_weight_q8(bk_cpu(), &(bk_weight){.type = BK_W_BF16, .rows = 2, .cols = 96}, "lm_head", NULL,
+                       &(bk_weight){0}, &err) == -1 && strstr(err.msg, "lm_head"),
+          "bk_weight_q8 accepted 96 columns");
+    // a width q8 mode does not apply to: the exact kernels' bits
+    nf4_tensor q;
+    float *w = randn(8 * 176, 0.05f), *x = randn(3 * 176, 1.0f), *a = malloc(3 * 8 * sizeof *a), *b = malloc(3 * 8 * sizeof *b);
+    CHECK(nf4_quantize(w, 8, 176, 0, &q, &err) == 0, "%s", err.msg);
+    bk_weight W = {.type = BK_W_NF4, .rows = 8, .cols = 176, .nf4 = q};
+    bk_cpu()->matmul(a, x, &W, NULL, 3);
+    bk_cpu_set_matmul(BK_MATMUL_Q8);
+    bk_cpu()->matmul(b, x, &W, NULL, 3);
+    bk_cpu_set_matmul(BK_MATMUL_EXACT);
+    CHECK(memcmp(a, b, 3 * 8 * sizeof *a) == 0, "q8 mode changed an NF4 matmul of 176 columns");
+    nf4_free(&q);
+    free(w), free(x), free(a), free(b);
 }
 
 // ---- LoRA ------------------------------------------------------------------------
@@ -408,6 +564,7 @@ static void check_small_ops(void) {
 int main(void) {
     util_rng_seed(&rng, 7);
     check_matmul();
+    check_q8();
     check_lora();
     check_attention();
     check_small_ops();

@@ -56,7 +56,10 @@ void bk_cpu_set_threads(int n) { cpu_pool_set_threads(n); }
 
 int bk_cpu_threads(void) { return cpu_pool_threads(); }
 
-void bk_cpu_shutdown(void) { cpu_pool_shutdown(); }
+void bk_cpu_shutdown(void) {
+    cpu_pool_shutdown();
+    cpu_q8_shutdown();
+}
 
 static const char *simd_name(int level) {
     return level == CPU_SIMD_AVX512VL ? "avx512vl" : level == CPU_SIMD_AVX2 ? "avx2+fma" : "portable";
@@ -65,3 +68,7 @@ static const char *simd_name(int level) {
 const char *bk_cpu_set_simd(int level) { return simd_name(cpu_simd_set(level)); }
 
 const char *bk_cpu_simd(void) { return simd_name(cpu_simd()); }
+
+const char *bk_cpu_set_matmul(int mode) { return cpu_matmul_mode_set(mode) == CPU_MATMUL_Q8 ? "q8" : "exact"; }
+
+const char *bk_cpu_matmul(void) { return cpu_matmul_mode() == CPU_MATMUL_Q8 ? "q8" : "exact"; }

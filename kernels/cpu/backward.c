@@ -252,6 +252,10 @@ static const float *w_segment(const bk_weight *W, int64_t r, int64_t c0, int64_t
                               const float (*pair)[2]) {
     int64_t i = r * W->cols + c0;
     if (W->type == BK_W_F32) return (const float *)W->data + i;
+    if (W->type == BK_W_Q8) {
+        cpu_q8w_values(W, i, i + n, out);
+        return out;
+    }
     if (W->type == BK_W_BF16) { // a 16-bit shift, four at a time
         typedef uint16_t u16x4 __attribute__((vector_size(8)));
         typedef uint32_t u32x4 __attribute__((vector_size(16)));

@@ -160,6 +160,31 @@ void cpu_avx2_fused_rows(const bk_weight *W, const float *x, float *out, int64_t
 // Rows [r0, r0 + n) of an NF4 or BF16 weight -> out (n, cols) f32; each
 // value exactly as nf4_dequantize / num_bf16_to_f32 forms it.
 void cpu_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out);
+// Flat elements [i, end) of a BK_W_Q8 weight -> out: (w - 128) * scale, in
+// the natural element order.
+void cpu_q8w_values(const bk_weight *W, int64_t i, int64_t end, float *out);
+
+// ---- matmul modes ------------------------------------------------------------
+//
+// BK_MATMUL_EXACT (the kernels above) or BK_MATMUL_Q8 (q8.h: activations
+// and NF4 / BK_W_Q8 weights as int8, integer dot products), process-wide
+// like the kernel set; read once per matmul call.
+enum { CPU_MATMUL_EXACT = 0, CPU_MATMUL_Q8 = 1 };
+enum { CPU_Q8_PORTABLE = 0, CPU_Q8_AVX2 = 1, CPU_Q8_VNNI = 2 };
+int cpu_matmul_mode(void);
+int cpu_matmul_mode_set(int mode);
+// 1 when q8 mode computes W: NF4 with cols % 64 == 0, or BK_W_Q8.
+int cpu_q8_applies(const bk_weight *W);
+// The q8 kernel set (CPU_Q8_*) that matmul kernel set `simd` uses: VNNI
+// needs CPU_SIMD_AVX512VL and a CPU with AVX-512 VNNI and BW.
+int cpu_q8_level(int simd);
+// x (T, C), W (OC, C) with cpu_q8_applies(W), bias or NULL -> out (T, OC).
+void cpu_q8_matmul(float *out, const float *x, const bk_weight *W, const float *bias, int T, int simd);
+// n values (n % 64 == 0) -> int8 q (each 64-block de-interleaved: even
+// elements, then odd) and n / 64 scales, as q8 mode quantizes activations.
+void cpu_q8_quantize(const float *v, int64_t n, int8_t *q, float *s);
+// Frees the q8 activation buffer (bk_cpu_shutdown).
+void cpu_q8_shutdown(void);
 
 void cpu_embed(float *x, const int32_t *tok, int T, const bk_weight *embed);
 void cpu_rmsnorm(float *out, const float *x, const float *w, int64_t N, int C, float eps);

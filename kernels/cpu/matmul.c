@@ -5,7 +5,9 @@
 // it, so the conversion is paid once per TOK_CHUNK tokens. A chunk of one
 // token (decode) converts in registers instead (the fused kernels below),
 // with bit-identical results. On x86-64 CPUs with AVX2 and FMA the same
-// structure runs matmul_avx2.c's kernels instead (see cpu_ops.h).
+// structure runs matmul_avx2.c's kernels instead (see cpu_ops.h). In q8
+// mode (bk_cpu_set_matmul) NF4 weights with cols % 64 == 0, and BK_W_Q8
+// weights in any mode, go to matmul_q8.c's int8 kernels instead.
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -57,9 +59,19 @@ static void bf16_range(const uint16_t *h, int64_t n, float *out) {
     for (; i < n; i++) out[i] = num_bf16_to_f32(h[i]);
 }
 
+void cpu_q8w_values(const bk_weight *W, int64_t i, int64_t end, float *out) {
+    const uint8_t *w = W->data;
+    for (; i < end; i++) {
+        int64_t b = i / 64, j = i % 64;
+        *out++ = (float)(w[b * 64 + (j & 1) * 32 + j / 2] - 128) * W->q8_scale[b];
+    }
+}
+
 void cpu_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out) {
     int64_t begin = r0 * W->cols, end = (r0 + n) * W->cols;
-    if (W->type == BK_W_NF4)
+    if (W->type == BK_W_Q8)
+        cpu_q8w_values(W, begin, end, out);
+    else if (W->type == BK_W_NF4)
         nf4_range(&W->nf4, begin, end, out);
     else if (W->type == BK_W_BF16)
         bf16_range((const uint16_t *)W->data + begin, end - begin, out);
@@ -228,6 +240,10 @@ static void mm_task(void *ctx, int64_t task, int thread) {
 
 // x (T, C), W (OC, C), bias (OC) or NULL -> out (T, OC)
 void cpu_matmul(float *out, const float *x, const bk_weight *W, const float *bias, int T) {
+    if (cpu_q8_applies(W) && (cpu_matmul_mode() == CPU_MATMUL_Q8 || W->type == BK_W_Q8)) {
+        cpu_q8_matmul(out, x, W, bias, T, cpu_simd());
+        return;
+    }
     mm_job j = {out, x, W, bias, T, (T + TOK_CHUNK - 1) / TOK_CHUNK, cpu_simd(), ROW_TILE};
     if (T == 1 && (fusable(W, 1) || W->type == BK_W_F32)) {
         // Decode streams the weight once: longer runs of rows per task read

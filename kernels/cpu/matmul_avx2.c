@@ -117,7 +117,9 @@ static AVX2 void bf16_range(const uint16_t *h, int64_t n, float *out) {
 
 void cpu_avx2_weight_rows(const bk_weight *W, int64_t r0, int64_t n, float *out) {
     int64_t begin = r0 * W->cols, end = (r0 + n) * W->cols;
-    if (W->type == BK_W_NF4)
+    if (W->type == BK_W_Q8)
+        cpu_weight_rows(W, r0, n, out);
+    else if (W->type == BK_W_NF4)
         nf4_range(&W->nf4, begin, end, out);
     else if (W->type == BK_W_BF16)
         bf16_range((const uint16_t *)W->data + begin, end - begin, out);

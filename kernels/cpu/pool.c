@@ -161,12 +161,39 @@ static int default_threads(void) {
     return n > POOL_MAX_THREADS ? POOL_MAX_THREADS : (int)n;
 }
 
+// Pins worker i to the i-th CPU this process may run on (of the set it
+// started with), so a worker keeps its core's caches between the ops of a
+// step instead of being moved by the scheduler; the caller (thread 0) is
+// left alone, since it is the application's own thread. Best effort: a
+// failure leaves the thread unpinned. Only with $TESSERA_PIN=1: on this
+// project's shared 2-vCPU machine pinned workers were slower (a pinned
+// worker cannot leave a core another process holds; bench/RESULTS.md).
+static void pin(pthread_t th, int i) {
+#ifdef __linux__
+    const char *env = getenv("TESSERA_PIN");
+    if (!env || strcmp(env, "1") != 0) return;
+    cpu_set_t allowed, one;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+    int n = CPU_COUNT(&allowed), k = i % (n > 0 ? n : 1);
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &allowed) || k-- > 0) continue;
+        CPU_ZERO(&one);
+        CPU_SET(c, &one);
+        pthread_setaffinity_np(th, sizeof one, &one);
+        return;
+    }
+#else
+    (void)th, (void)i;
+#endif
+}
+
 // Starts n - 1 workers (the caller is the n-th). With run_mu held.
 static void start(int n) {
     atomic_store(&pool.stop, 0);
     pool.nthreads = 1;
     for (int i = 1; i < n; i++) {
         if (pthread_create(&pool.th[i], NULL, worker_main, (void *)(intptr_t)i) != 0) break;
+        pin(pool.th[i], i);
         pool.nthreads++;
     }
     pool.started = 1;

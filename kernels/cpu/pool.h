@@ -13,7 +13,12 @@
 // from several threads are serialised.
 //
 // The pool starts on first use with $TESSERA_THREADS threads, or one per
-// online CPU. cpu_pool_shutdown joins the workers and frees the per-thread
+// online CPU. With $TESSERA_PIN=1, worker i is pinned to the i-th CPU the
+// process may use (best effort; read when the pool starts); the calling
+// thread never is.
+// Tasks write whole 64-byte lines of their output where they can (row
+// tiles of 16 floats, 64-byte aligned buffers), so two threads rarely
+// share a line. cpu_pool_shutdown joins the workers and frees the per-thread
 // scratch (tests call it so LeakSanitizer sees a clean exit); a later run
 // starts the pool again.
 #ifndef TESSERA_CPU_POOL_H

@@ -1,0 +1,313 @@
+// matmul_q8_avx: matmul_q8.c's kernels for x86-64, chosen at run time
+// (cpu_q8_level), each function with its own target attribute so the build
+// stays portable. The math is q8.h's; only how the int32 lanes are formed
+// differs, and integer sums are exact, so every set gives the same bits.
+//
+// AVX2 (vpmaddubsw): u8 x s8 pairs summed to int16, which saturates past
+// 32767. With w + 128 as the unsigned side a pair reaches 2 * 255 * 127,
+// so the sign trick is used instead: |x| (u8, <= 127) times w with x's
+// sign (vpsignb): a pair is at most 2 * 127 * 127 = 32258, never
+// saturated. vpmaddwd by ones then sums the pairs to int32 lanes of 4 bytes.
+//
+// AVX-512 VNNI (vpdpbusd): u8 (w + 128) x s8 (x) summed 4 to a lane into an
+// int32 accumulator that starts at the activation's correction lane
+// (-128 * the lane's x sum), which takes the +128 back out exactly. One
+// 512-bit instruction does a whole 64-value block.
+//
+// NF4 decoding: the 32 packed bytes of a block; their high nibbles are the
+// even elements, the low ones the odd, i.e. the de-interleaved order, so
+// one vpshufb per half looks the int8 codes up in the 16-byte table.
+#include "cpu_ops.h"
+#include "q8.h"
+
+#if CPU_HAVE_AVX2
+
+#include <immintrin.h>
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+// Four rows' packed bytes this far ahead are prefetched, as the exact
+// fused kernels do.
+#define PREFETCH 2048
+
+// 16 lanes (lo = 0..7, hi = 8..15) summed in q8_hsum16's order.
+static inline AVX2 float hsum16_avx2(__m256 lo, __m256 hi) {
+    __m256 t = _mm256_add_ps(lo, hi);
+    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    u = _mm_add_ps(u, _mm_movehl_ps(u, u));
+    u = _mm_add_ss(u, _mm_movehdup_ps(u));
+    return _mm_cvtss_f32(u);
+}
+
+// The code table (int8 + 128 when `offset`, else int8) in both 128-bit lanes.
+static inline AVX2 __m256i table_avx2(const nf4_tensor *q, int offset) {
+    uint8_t tab[16];
+    for (int c = 0; c < 16; c++) tab[c] = (uint8_t)(q8_code(q->code[c]) + (offset ? 128 : 0));
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)tab));
+}
+
+// ---- AVX2 -------------------------------------------------------------------------
+
+void AVX2 cpu_q8_avx2_nf4_decode(const nf4_tensor *q, int64_t r0, int64_t n, uint8_t *w, float *s) {
+    __m256i tab = table_avx2(q, 1), m = _mm256_set1_epi8(0x0f);
+    int64_t nb = q->cols / Q8_BLOCK;
+    for (int64_t b = r0 * nb; b < (r0 + n) * nb; b++) {
+        __m256i p = _mm256_loadu_si256((const __m256i *)(q->packed + b * (Q8_BLOCK / 2)));
+        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), m), lo = _mm256_and_si256(p, m);
+        _mm256_storeu_si256((__m256i *)w, _mm256_shuffle_epi8(tab, hi));
+        _mm256_storeu_si256((__m256i *)(w + 32), _mm256_shuffle_epi8(tab, lo));
+        *s++ = q8_nf4_scale(q, b);
+        w += Q8_BLOCK;
+    }
+}
+
+// The int32 lanes 0..7 of s8 weights w times s8 activations x (32 bytes),
+// x's absolute value given: sum of 4 byte products per lane.
+static inline AVX2 __m256i dot32_avx2(__m256i w, __m256i x, __m256i ax) {
+    __m256i p = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, x));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+// One block of a row: lanes (lo, hi) += int dot * sc.
+static inline AVX2 void block_avx2(__m256i we, __m256i wo, __m256i xe, __m256i xo, __m256i ae, __m256i ao, float sc,
+                                   __m256 *lo, __m256 *hi) {
+    __m256 v = _mm256_set1_ps(sc);
+    *lo = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_avx2(we, xe, ae)), v, *lo);
+    *hi = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_avx2(wo, xo, ao)), v, *hi);
+}
+
+// Rows r .. r+3 of an NF4 weight (cols % 64 == 0) . token t -> out[r .. r+3].
+static inline AVX2 void nf4_rows4_avx2(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r, __m256i tab,
+                                       float *out) {
+    int64_t nb = x->nb, half = Q8_BLOCK / 2;
+    const int8_t *xq = x->q + t * x->C;
+    const float *xs = x->s + t * nb;
+    const uint8_t *p[4];
+    __m256 lo[4], hi[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = q->packed + (r + i) * x->C / 2;
+        lo[i] = hi[i] = _mm256_setzero_ps();
+    }
+    __m256i m = _mm256_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i xe = _mm256_loadu_si256((const __m256i *)(xq + b * Q8_BLOCK));
+        __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + b * Q8_BLOCK + half));
+        __m256i ae = _mm256_abs_epi8(xe), ao = _mm256_abs_epi8(xo);
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *pb = p[i] + b * half;
+            if (!(b & 1)) __builtin_prefetch(pb + PREFETCH);
+            __m256i pk = _mm256_loadu_si256((const __m256i *)pb);
+            __m256i we = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(pk, 4), m));
+            __m256i wo = _mm256_shuffle_epi8(tab, _mm256_and_si256(pk, m));
+            block_avx2(we, wo, xe, xo, ae, ao, xs[b] * q8_nf4_scale(q, (r + i) * nb + b), &lo[i], &hi[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) out[r + i] = hsum16_avx2(lo[i], hi[i]);
+}
+
+// One row of an NF4 weight . token t.
+static inline AVX2 float nf4_row1_avx2(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r, __m256i tab) {
+    int64_t nb = x->nb, half = Q8_BLOCK / 2;
+    const int8_t *xq = x->q + t * x->C;
+    const uint8_t *p = q->packed + r * x->C / 2;
+    __m256 lo = _mm256_setzero_ps(), hi = lo;
+    __m256i m = _mm256_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i xe = _mm256_loadu_si256((const __m256i *)(xq + b * Q8_BLOCK));
+        __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + b * Q8_BLOCK + half));
+        __m256i pk = _mm256_loadu_si256((const __m256i *)(p + b * half));
+        __m256i we = _mm256_shuffle_epi8(tab, _mm256_and_si256(_mm256_srli_epi16(pk, 4), m));
+        __m256i wo = _mm256_shuffle_epi8(tab, _mm256_and_si256(pk, m));
+        float sc = x->s[t * nb + b] * q8_nf4_scale(q, r * nb + b);
+        block_avx2(we, wo, xe, xo, _mm256_abs_epi8(xe), _mm256_abs_epi8(xo), sc, &lo, &hi);
+    }
+    return hsum16_avx2(lo, hi);
+}
+
+void AVX2 cpu_q8_avx2_nf4_rows(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r0, int64_t r1, float *out) {
+    __m256i tab = table_avx2(q, 0);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) nf4_rows4_avx2(q, x, t, r, tab, out);
+    for (; r < r1; r++) out[r] = nf4_row1_avx2(q, x, t, r, tab);
+}
+
+// Row w (u8, +128) . token t.
+static inline AVX2 float row_avx2(const uint8_t *w, const float *ws, const q8_act *x, int64_t t) {
+    int64_t nb = x->nb, half = Q8_BLOCK / 2;
+    const int8_t *xq = x->q + t * x->C;
+    const float *xs = x->s + t * nb;
+    __m256 lo = _mm256_setzero_ps(), hi = lo;
+    __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i xe = _mm256_loadu_si256((const __m256i *)(xq + b * Q8_BLOCK));
+        __m256i xo = _mm256_loadu_si256((const __m256i *)(xq + b * Q8_BLOCK + half));
+        __m256i we = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + b * Q8_BLOCK)), flip);
+        __m256i wo = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(w + b * Q8_BLOCK + half)), flip);
+        block_avx2(we, wo, xe, xo, _mm256_abs_epi8(xe), _mm256_abs_epi8(xo), xs[b] * ws[b], &lo, &hi);
+    }
+    return hsum16_avx2(lo, hi);
+}
+
+void AVX2 cpu_q8_avx2_tile(const q8_rows *W, int64_t R, const q8_act *x, int64_t t0, int64_t t1, float *out,
+                           int64_t ldo) {
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t r = 0; r < R; r++) out[(t - t0) * ldo + r] = row_avx2(W->w + r * x->C, W->s + r * x->nb, x, t);
+}
+
+// ---- AVX-512 VNNI -------------------------------------------------------------------
+
+// 16 lanes summed in q8_hsum16's order.
+static inline VNNI float hsum16_vnni(__m512 a) {
+    return hsum16_avx2(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+
+// The block at packed bytes p -> 64 weights + 128, de-interleaved.
+static inline VNNI __m512i nf4_block_vnni(const uint8_t *p, __m512i tab) {
+    __m256i pk = _mm256_loadu_si256((const __m256i *)p);
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_srli_epi16(pk, 4)), pk, 1);
+    return _mm512_shuffle_epi8(tab, _mm512_and_si512(v, _mm512_set1_epi8(0x0f)));
+}
+
+static inline VNNI __m512i table_vnni(const nf4_tensor *q) {
+    return _mm512_broadcast_i32x4(_mm256_castsi256_si128(table_avx2(q, 1)));
+}
+
+// Rows r .. r+3 of an NF4 weight . token t -> out[r .. r+3].
+static inline VNNI void nf4_rows4_vnni(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r, __m512i tab,
+                                       float *out) {
+    int64_t nb = x->nb, half = Q8_BLOCK / 2;
+    const int8_t *xq = x->q + t * x->C;
+    const int32_t *xc = x->corr + t * nb * Q8_LANES;
+    const float *xs = x->s + t * nb;
+    const uint8_t *p0 = q->packed + r * x->C / 2, *p1 = p0 + x->C / 2, *p2 = p1 + x->C / 2, *p3 = p2 + x->C / 2;
+    int64_t b0 = r * nb;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xv = _mm512_loadu_si512(xq + b * Q8_BLOCK), c = _mm512_loadu_si512(xc + b * Q8_LANES);
+        int64_t pb = b * half;
+        if (!(b & 1)) {
+            __builtin_prefetch(p0 + pb + PREFETCH), __builtin_prefetch(p1 + pb + PREFETCH);
+            __builtin_prefetch(p2 + pb + PREFETCH), __builtin_prefetch(p3 + pb + PREFETCH);
+        }
+        __m512i d0 = _mm512_dpbusd_epi32(c, nf4_block_vnni(p0 + pb, tab), xv);
+        __m512i d1 = _mm512_dpbusd_epi32(c, nf4_block_vnni(p1 + pb, tab), xv);
+        __m512i d2 = _mm512_dpbusd_epi32(c, nf4_block_vnni(p2 + pb, tab), xv);
+        __m512i d3 = _mm512_dpbusd_epi32(c, nf4_block_vnni(p3 + pb, tab), xv);
+        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), _mm512_set1_ps(xs[b] * q8_nf4_scale(q, b0 + b)), a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), _mm512_set1_ps(xs[b] * q8_nf4_scale(q, b0 + nb + b)), a1);
+        a2 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d2), _mm512_set1_ps(xs[b] * q8_nf4_scale(q, b0 + 2 * nb + b)), a2);
+        a3 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d3), _mm512_set1_ps(xs[b] * q8_nf4_scale(q, b0 + 3 * nb + b)), a3);
+    }
+    out[r] = hsum16_vnni(a0), out[r + 1] = hsum16_vnni(a1), out[r + 2] = hsum16_vnni(a2), out[r + 3] = hsum16_vnni(a3);
+}
+
+static inline VNNI float nf4_row1_vnni(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r, __m512i tab) {
+    int64_t nb = x->nb;
+    const uint8_t *p = q->packed + r * x->C / 2;
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xv = _mm512_loadu_si512(x->q + t * x->C + b * Q8_BLOCK);
+        __m512i c = _mm512_loadu_si512(x->corr + (t * nb + b) * Q8_LANES);
+        __m512i d = _mm512_dpbusd_epi32(c, nf4_block_vnni(p + b * (Q8_BLOCK / 2), tab), xv);
+        a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_set1_ps(x->s[t * nb + b] * q8_nf4_scale(q, r * nb + b)), a);
+    }
+    return hsum16_vnni(a);
+}
+
+void VNNI cpu_q8_vnni_nf4_rows(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r0, int64_t r1, float *out) {
+    __m512i tab = table_vnni(q);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) nf4_rows4_vnni(q, x, t, r, tab, out);
+    for (; r < r1; r++) out[r] = nf4_row1_vnni(q, x, t, r, tab);
+}
+
+// One block of one (row, token): acc += float(dot) * (x scale * w scale).
+static inline VNNI __m512 block_vnni(__m512 acc, __m512i w, __m512i xv, __m512i corr, float sc) {
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, w, xv)), _mm512_set1_ps(sc), acc);
+}
+
+// Rows r .. r+3 of W (u8 + 128) . tokens t and t+1 -> o0[0..4), o1[0..4).
+// Each row block is loaded once for both tokens, each token block once for
+// the four rows.
+static inline VNNI void rows4x2_vnni(const q8_rows *W, int64_t r, const q8_act *x, int64_t t, float *o0, float *o1) {
+    int64_t nb = x->nb, C = x->C;
+    const int8_t *x0 = x->q + t * C, *x1 = x0 + C;
+    const int32_t *c0 = x->corr + t * nb * Q8_LANES, *c1 = c0 + nb * Q8_LANES;
+    const float *s0 = x->s + t * nb, *s1 = s0 + nb, *ws = W->s + r * nb;
+    const uint8_t *w = W->w + r * C;
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t o = b * Q8_BLOCK;
+        __m512i w0 = _mm512_loadu_si512(w + o), w1 = _mm512_loadu_si512(w + C + o);
+        __m512i w2 = _mm512_loadu_si512(w + 2 * C + o), w3 = _mm512_loadu_si512(w + 3 * C + o);
+        __m512i xv = _mm512_loadu_si512(x0 + o), c = _mm512_loadu_si512(c0 + b * Q8_LANES);
+        a00 = block_vnni(a00, w0, xv, c, s0[b] * ws[b]);
+        a01 = block_vnni(a01, w1, xv, c, s0[b] * ws[nb + b]);
+        a02 = block_vnni(a02, w2, xv, c, s0[b] * ws[2 * nb + b]);
+        a03 = block_vnni(a03, w3, xv, c, s0[b] * ws[3 * nb + b]);
+        xv = _mm512_loadu_si512(x1 + o), c = _mm512_loadu_si512(c1 + b * Q8_LANES);
+        a10 = block_vnni(a10, w0, xv, c, s1[b] * ws[b]);
+        a11 = block_vnni(a11, w1, xv, c, s1[b] * ws[nb + b]);
+        a12 = block_vnni(a12, w2, xv, c, s1[b] * ws[2 * nb + b]);
+        a13 = block_vnni(a13, w3, xv, c, s1[b] * ws[3 * nb + b]);
+    }
+    o0[0] = hsum16_vnni(a00), o0[1] = hsum16_vnni(a01), o0[2] = hsum16_vnni(a02), o0[3] = hsum16_vnni(a03);
+    o1[0] = hsum16_vnni(a10), o1[1] = hsum16_vnni(a11), o1[2] = hsum16_vnni(a12), o1[3] = hsum16_vnni(a13);
+}
+
+// Rows r .. r+3 of W . token t -> o[0..4). Streams W once (decode through a
+// Q8 lm_head), so it prefetches ahead like the NF4 kernels.
+static inline VNNI void rows4x1_vnni(const q8_rows *W, int64_t r, const q8_act *x, int64_t t, float *o) {
+    int64_t nb = x->nb, C = x->C;
+    const int8_t *xq = x->q + t * C;
+    const int32_t *xc = x->corr + t * nb * Q8_LANES;
+    const float *xs = x->s + t * nb, *ws = W->s + r * nb;
+    const uint8_t *w = W->w + r * C;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t o4 = b * Q8_BLOCK;
+        __builtin_prefetch(w + o4 + PREFETCH), __builtin_prefetch(w + C + o4 + PREFETCH);
+        __builtin_prefetch(w + 2 * C + o4 + PREFETCH), __builtin_prefetch(w + 3 * C + o4 + PREFETCH);
+        __m512i xv = _mm512_loadu_si512(xq + o4), c = _mm512_loadu_si512(xc + b * Q8_LANES);
+        a0 = block_vnni(a0, _mm512_loadu_si512(w + o4), xv, c, xs[b] * ws[b]);
+        a1 = block_vnni(a1, _mm512_loadu_si512(w + C + o4), xv, c, xs[b] * ws[nb + b]);
+        a2 = block_vnni(a2, _mm512_loadu_si512(w + 2 * C + o4), xv, c, xs[b] * ws[2 * nb + b]);
+        a3 = block_vnni(a3, _mm512_loadu_si512(w + 3 * C + o4), xv, c, xs[b] * ws[3 * nb + b]);
+    }
+    o[0] = hsum16_vnni(a0), o[1] = hsum16_vnni(a1), o[2] = hsum16_vnni(a2), o[3] = hsum16_vnni(a3);
+}
+
+static inline VNNI float row1_vnni(const q8_rows *W, int64_t r, const q8_act *x, int64_t t) {
+    int64_t nb = x->nb, C = x->C;
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xv = _mm512_loadu_si512(x->q + t * C + b * Q8_BLOCK);
+        __m512i c = _mm512_loadu_si512(x->corr + (t * nb + b) * Q8_LANES);
+        a = block_vnni(a, _mm512_loadu_si512(W->w + r * C + b * Q8_BLOCK), xv, c, x->s[t * nb + b] * W->s[r * nb + b]);
+    }
+    return hsum16_vnni(a);
+}
+
+// Rows outer, tokens inner: four rows (a few KiB to tens of KiB) stay in
+// L1 while the chunk's tokens go past them two at a time.
+void VNNI cpu_q8_vnni_tile(const q8_rows *W, int64_t R, const q8_act *x, int64_t t0, int64_t t1, float *out,
+                           int64_t ldo) {
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) {
+        int64_t t = t0;
+        for (; t + 2 <= t1; t += 2) {
+            float *o = out + (t - t0) * ldo + r;
+            rows4x2_vnni(W, r, x, t, o, o + ldo);
+        }
+        if (t < t1) rows4x1_vnni(W, r, x, t, out + (t - t0) * ldo + r);
+    }
+    for (; r < R; r++)
+        for (int64_t t = t0; t < t1; t++) out[(t - t0) * ldo + r] = row1_vnni(W, r, x, t);
+}
+
+#endif
