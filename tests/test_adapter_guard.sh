@@ -85,8 +85,9 @@ chat() { curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/chat/
              --data-binary "{\"model\": \"$1\", \"max_tokens\": 2, \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}"; }
 [ "$(chat alpha)" = 200 ] || bad "alpha does not answer before the overwrite"
 size=$(stat -c %s "$tmp/adapters/alpha/adapter_model.safetensors")
-head -c $((size / 2)) "$tmp/adapters/alpha/adapter_model.safetensors" >"$tmp/half"
-cat "$tmp/half" >"$tmp/adapters/alpha/adapter_model.safetensors"   # in place: same inode
+# One change, in place (same inode): `cat half > file` would first empty the
+# file and then fill it, two versions a rescan under load can see apart.
+truncate -s $((size / 2)) "$tmp/adapters/alpha/adapter_model.safetensors"
 for _ in $(seq 1 100); do grep -q "kept previous version adapter=alpha " "$log" && break; sleep 0.1; done
 grep -q "warn registry: kept previous version adapter=alpha " "$log" || bad "no 'kept previous version adapter=alpha' warning"
 grep -q "removed adapter=alpha" "$log" && bad "alpha was unlisted by a bad overwrite"
