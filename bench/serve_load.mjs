@@ -3,7 +3,8 @@
 //
 //   node bench/serve_load.mjs --url http://127.0.0.1:PORT --adapters a00,a01,...
 //        [--conc 1,16,64] [--nadapters 1,16] [--requests 1:32,16:160,64:512]
-//        [--max-tokens 32] [--warmup 2]
+//        [--max-tokens 32] [--warmup 2] [--base-model NAME] [--lora-field 1]
+//        [--tag TEXT] [--json FILE]
 //
 // For each concurrency C and adapter count A it keeps C streaming
 // /v1/chat/completions requests in flight (closed loop: a stream that ends
@@ -18,6 +19,14 @@
 // time of the cell (first send -> last stream end). Percentiles: nearest rank.
 // Prompts differ per request (a request number up front) and are ~64 tokens
 // after the chat template (the table prints the measured mean).
+//
+// For bench/peer.sh, which drives llama-server with the same load:
+//   an adapter count of 0 sends every request to the base model
+//   (--base-model, default "base"); --lora-field 1 also names the adapter
+//   the way llama-server takes it, "lora": [{"id": i, "scale": 1}] with i
+//   its index in --adapters (base requests carry no lora field); --tag puts
+//   TEXT before every prompt, so repeated runs send prompts no server has
+//   cached; --json FILE writes the table's rows as JSON.
 
 const args = Object.fromEntries(
     process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -30,6 +39,9 @@ const concs = (args.conc ?? '1,16,64').split(',').map(Number);
 const nads = (args.nadapters ?? '1,16').split(',').map(Number);
 const maxTokens = Number(args['max-tokens'] ?? 32);
 const warmup = Number(args.warmup ?? 2);
+const baseModel = args['base-model'] ?? 'base';
+const loraField = args['lora-field'] === '1';
+const tag = args.tag ?? '';
 const reqFor = Object.fromEntries((args.requests ?? '1:32,16:160,64:512')
     .split(',').map(s => s.split(':').map(Number)));
 
@@ -44,11 +56,13 @@ const FILLER = 'Please summarize the following customer note in one short senten
     'answered quickly when I asked about the tracking number. Thanks.';
 
 async function one(model, n) {
-    const body = JSON.stringify({
+    const req = {
         model, stream: true, stream_options: { include_usage: true },
         max_tokens: maxTokens, temperature: 0,
-        messages: [{ role: 'user', content: `Request ${n}. ${FILLER}` }],
-    });
+        messages: [{ role: 'user', content: `${tag}Request ${n}. ${FILLER}` }],
+    };
+    if (loraField && model !== baseModel) req.lora = [{ id: adapters.indexOf(model), scale: 1 }];
+    const body = JSON.stringify(req);
     const t0 = performance.now();
     const r = { ttft: null, itl: [], tokens: 0, prompt: 0, err: null, end: 0 };
     try {
@@ -90,7 +104,7 @@ async function one(model, n) {
 }
 
 async function cell(conc, nad, total) {
-    const models = adapters.slice(0, nad);
+    const models = nad === 0 ? [baseModel] : adapters.slice(0, nad);
     let next = 0;
     const results = [];
     const t0 = performance.now();
@@ -116,6 +130,7 @@ const f = (x, d = 1) => Number.isFinite(x) ? x.toFixed(d) : '-';
 // Warm-up: touch every adapter once (slot loads, page faults), not measured.
 if (warmup > 0) {
     const models = adapters.slice(0, Math.max(...nads));
+    if (nads.includes(0)) models.push(baseModel);
     await Promise.all(models.map((m, i) => one(m, -1 - i)));
 }
 
@@ -160,4 +175,5 @@ if (nads.length >= 2) {
         console.log(`  ${conc} streams: ${f(rb.tps)} / ${f(ra.tps)} = ${f(rb.tps / ra.tps, 2)}x`);
     }
 }
+if (args.json) (await import('node:fs')).writeFileSync(args.json, JSON.stringify(rows) + '\n');
 if (rows.some(r => r.errors)) process.exitCode = 1;
