@@ -32,7 +32,14 @@
 #           16 GGUF LoRAs loaded at scale 0 (--lora-scaled F:0: a request
 #           without a lora field runs the base model; --lora alone would apply
 #           all 16 to it), each adapter request choosing its own with
-#           "lora": [{"id": i, "scale": 1}] (the others then count 0). Output tok/s = completion tokens of
+#           "lora": [{"id": i, "scale": 1}] (the others then count 0).
+#           llama-server runs with --no-jinja: its built-in chatml renders
+#           the very prompt Qwen's template does for one user message (the
+#           same prompt token counts, printed), and its output stays plain
+#           content; with the jinja template it parses the output for
+#           Qwen3's tool-call / thinking format, and a random model's tokens
+#           break that parse (HTTP 500 mid-stream, in 15 of 32 streams of a
+#           trial run). Output tok/s = completion tokens of
 #           the streams that ended well / wall time. A stream llama-server
 #           breaks off (a random model's invalid UTF-8 gives mid-stream 500s in
 #           some versions) is counted in the errors column, its tokens not.
@@ -212,7 +219,7 @@ serve_load() {
     local engine=$1 run=$2 rc=0
     shift 2
     node bench/serve_load.mjs --url "http://127.0.0.1:$port" --adapters "$(IFS=,; echo "${names[*]}")" \
-        --conc 16 --nadapters 0,16 --requests "16:$REQUESTS" --max-tokens 128 --warmup 1 \
+        --conc 16 --nadapters 0,16 --requests "16:$REQUESTS" --max-tokens 128 --warmup 1 --warmup-tokens 8 \
         --base-model model --tag "r$run " --json "$W/$engine.json" "$@" >"$W/$engine.load.txt" 2>&1 || rc=$?
     sed 's/^/  /' "$W/$engine.load.txt" | grep -E '^\s+\| 16|error' || true
     [ -f "$W/$engine.json" ] || die "serve_load against $engine failed (rc $rc): $(tail -3 "$W/$engine.load.txt")"
@@ -245,13 +252,13 @@ llama_serve() {
     port=$(free_port)
     start_server "$W/llama-server.log" "$L/llama-server" -m "$W/model-q4_0.gguf" \
         --lora-scaled "$(IFS=,; echo "${loras[*]}")" -np 16 -c 16384 -t "$THREADS" -tb "$THREADS" \
-        --host 127.0.0.1 --port "$port" --reasoning-format none --no-webui
+        --host 127.0.0.1 --port "$port" --no-jinja --no-webui
     serve_load l "$1" --lora-field 1
     stop_server
 }
 
 # ---- the summary ----------------------------------------------------------------------
-median() { [ -s "$R/$1" ] && sort -g "$R/$1" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}' || echo 0; }
+median() { [ -s "$R/$1" ] && sort -g "$R/$1" | awk '{a[NR] = $1} END {printf "%.1f\n", a[int((NR + 1) / 2)]}' || echo 0; }
 total() { awk '{s += $1} END {print s + 0}' "$R/$1" 2>/dev/null || echo 0; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf (b > 0 ? "%.2f" : "-"), a / b}'; }
 
@@ -283,7 +290,7 @@ summary() {
 }
 
 echo "bench/peer.sh: $(date -u +%FT%TZ) runs=$RUNS requests=$REQUESTS threads=$THREADS work=$W; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "tessera: $(git rev-parse --short HEAD) $BUILD/serve, flags [${TESSERA_FLAGS:-none}]; llama.cpp: $("$L/llama-bench" --version 2>&1 | head -n1 || true)"
+echo "tessera: $(git rev-parse --short HEAD) $BUILD/serve, flags [${TESSERA_FLAGS:-none}]; llama.cpp: $("$L/llama-server" --version 2>&1 | head -n1 || true)"
 prepare
 agree
 PROMPT512="the$(printf ' the%.0s' $(seq 511))"

@@ -4,7 +4,7 @@
 //   node bench/serve_load.mjs --url http://127.0.0.1:PORT --adapters a00,a01,...
 //        [--conc 1,16,64] [--nadapters 1,16] [--requests 1:32,16:160,64:512]
 //        [--max-tokens 32] [--warmup 2] [--base-model NAME] [--lora-field 1]
-//        [--tag TEXT] [--json FILE]
+//        [--tag TEXT] [--json FILE] [--warmup-tokens N]
 //
 // For each concurrency C and adapter count A it keeps C streaming
 // /v1/chat/completions requests in flight (closed loop: a stream that ends
@@ -26,7 +26,8 @@
 //   the way llama-server takes it, "lora": [{"id": i, "scale": 1}] with i
 //   its index in --adapters (base requests carry no lora field); --tag puts
 //   TEXT before every prompt, so repeated runs send prompts no server has
-//   cached; --json FILE writes the table's rows as JSON.
+//   cached; --json FILE writes the table's rows as JSON; --warmup-tokens
+//   caps the warm-up requests' max_tokens (default --max-tokens).
 
 const args = Object.fromEntries(
     process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -39,6 +40,7 @@ const concs = (args.conc ?? '1,16,64').split(',').map(Number);
 const nads = (args.nadapters ?? '1,16').split(',').map(Number);
 const maxTokens = Number(args['max-tokens'] ?? 32);
 const warmup = Number(args.warmup ?? 2);
+const warmupTokens = Number(args['warmup-tokens'] ?? maxTokens);
 const baseModel = args['base-model'] ?? 'base';
 const loraField = args['lora-field'] === '1';
 const tag = args.tag ?? '';
@@ -55,10 +57,10 @@ const FILLER = 'Please summarize the following customer note in one short senten
     'slightly damaged, but every item inside worked fine and the support team ' +
     'answered quickly when I asked about the tracking number. Thanks.';
 
-async function one(model, n) {
+async function one(model, n, tokens = maxTokens) {
     const req = {
         model, stream: true, stream_options: { include_usage: true },
-        max_tokens: maxTokens, temperature: 0,
+        max_tokens: tokens, temperature: 0,
         messages: [{ role: 'user', content: `${tag}Request ${n}. ${FILLER}` }],
     };
     if (loraField && model !== baseModel) req.lora = [{ id: adapters.indexOf(model), scale: 1 }];
@@ -131,7 +133,7 @@ const f = (x, d = 1) => Number.isFinite(x) ? x.toFixed(d) : '-';
 if (warmup > 0) {
     const models = adapters.slice(0, Math.max(...nads));
     if (nads.includes(0)) models.push(baseModel);
-    await Promise.all(models.map((m, i) => one(m, -1 - i)));
+    await Promise.all(models.map((m, i) => one(m, -1 - i, warmupTokens)));
 }
 
 const rows = [];
