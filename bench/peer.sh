@@ -33,16 +33,19 @@
 #           without a lora field runs the base model; --lora alone would apply
 #           all 16 to it), each adapter request choosing its own with
 #           "lora": [{"id": i, "scale": 1}] (the others then count 0).
-#           llama-server runs with --no-jinja: its built-in chatml renders
-#           the very prompt Qwen's template does for one user message (the
-#           same prompt token counts, printed), and its output stays plain
-#           content; with the jinja template it parses the output for
-#           Qwen3's tool-call / thinking format, and a random model's tokens
-#           break that parse (HTTP 500 mid-stream, in 15 of 32 streams of a
-#           trial run). Output tok/s = completion tokens of
-#           the streams that ended well / wall time. A stream llama-server
-#           breaks off (a random model's invalid UTF-8 gives mid-stream 500s in
-#           some versions) is counted in the errors column, its tokens not.
+#           Output tok/s = completion tokens of the streams that ended well,
+#           plus the content chunks (~tokens) that failed streams delivered
+#           before failing (serve_load's --count-partial), over the cell's
+#           wall time. llama-server breaks off some streams of a random model
+#           with HTTP 500 mid-stream (its output parser refuses the text):
+#           they count in the errors column, their tokens so far in tok/s.
+#           It runs with --no-jinja: its built-in chatml renders the very
+#           prompt Qwen's template does for one user message (the same prompt
+#           token counts, printed), and it then parses the output as plain
+#           content; with the jinja template it parses it for Qwen3's
+#           tool-call / thinking format, which a random model's tokens break
+#           far more often (15 of 32 streams of a trial run; 4 of 32 with
+#           --no-jinja, "does not match the expected Content-only format").
 # Before that, a check that both engines run the same model: a tiny random
 # qwen2 converted to f32 GGUF, greedy 16 tokens from a raw prompt, base and
 # one adapter, tessera `--quant none` vs llama-server; prints agree/DIFFER.
@@ -62,7 +65,8 @@
 # (serve requests per cell; default 32, QUICK 16), PEER_DIR (work folder,
 # kept and reused when given; default a temp folder removed at the end),
 # TESSERA_FLAGS (extra `serve` flags, e.g. "--matmul q8"), TESSERA_GEN_FLAGS
-# (extra `serve --generate` flags; default TESSERA_FLAGS). The last line is
+# (extra `serve --generate` flags; default TESSERA_FLAGS), LLAMA_FLAGS
+# (extra llama-bench and llama-server flags, e.g. "--poll 0"). The last line is
 # one JSON object with every median and ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +77,7 @@ REQUESTS=${REQUESTS:-$([ "$QUICK" = 1 ] && echo 16 || echo 32)}
 THREADS=${THREADS:-$(nproc)}
 TESSERA_FLAGS=${TESSERA_FLAGS:-}
 TESSERA_GEN_FLAGS=${TESSERA_GEN_FLAGS:-$TESSERA_FLAGS}
+LLAMA_FLAGS=${LLAMA_FLAGS:-}
 L=${LLAMA_CPP_BIN:-}
 
 die() { echo "bench/peer.sh: $*" >&2; exit 1; }
@@ -202,8 +207,9 @@ tessera_bench() {
 }
 
 llama_bench() {
+    # shellcheck disable=SC2086
     "$L/llama-bench" -m "$W/model-q4_0.gguf" -m "$W/model-q4_0-e16.gguf" -p 512 -n 128 -t "$THREADS" -r 1 \
-        -o jsonl 2>"$W/llama-bench.log" >"$W/llama-bench.jsonl" || { tail "$W/llama-bench.log" >&2; die "llama-bench failed"; }
+        $LLAMA_FLAGS -o jsonl 2>"$W/llama-bench.log" >"$W/llama-bench.jsonl" || { tail "$W/llama-bench.log" >&2; die "llama-bench failed"; }
     node -e '
         for (const l of require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean)) {
             const j = JSON.parse(l), e16 = j.model_filename.includes("e16") ? "_e16" : "";
@@ -219,7 +225,7 @@ serve_load() {
     local engine=$1 run=$2 rc=0
     shift 2
     node bench/serve_load.mjs --url "http://127.0.0.1:$port" --adapters "$(IFS=,; echo "${names[*]}")" \
-        --conc 16 --nadapters 0,16 --requests "16:$REQUESTS" --max-tokens 128 --warmup 1 --warmup-tokens 8 \
+        --conc 16 --nadapters 0,16 --requests "16:$REQUESTS" --max-tokens 128 --warmup 1 --warmup-tokens 8 --count-partial 1 \
         --base-model model --tag "r$run " --json "$W/$engine.json" "$@" >"$W/$engine.load.txt" 2>&1 || rc=$?
     sed 's/^/  /' "$W/$engine.load.txt" | grep -E '^\s+\| 16|error' || true
     [ -f "$W/$engine.json" ] || die "serve_load against $engine failed (rc $rc): $(tail -3 "$W/$engine.load.txt")"
@@ -227,12 +233,13 @@ serve_load() {
         const rows = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
         for (const r of rows) {
             const k = r.nad === 0 ? "base" : "lora";
-            console.log(k, r.tps, r.errors, r.prompt, r.itl[0]);
-        }' "$W/$engine.json" | while read -r k tps errs prompt itl; do
+            console.log(k, r.tps, r.errors, r.prompt, r.itl[0], r.partial);
+        }' "$W/$engine.json" | while read -r k tps errs prompt itl partial; do
         record "${engine}_serve_$k" "$tps"
         record "${engine}_errors_$k" "$errs"
         record "${engine}_prompt_$k" "$prompt"
         record "${engine}_itl_$k" "$itl"
+        record "${engine}_partial_$k" "$partial"
     done
     rm -f "$W/$engine.json"
 }
@@ -250,7 +257,8 @@ llama_serve() {
     local loras=()
     for n in "${names[@]}"; do loras+=("$W/lora/$n.gguf:0"); done
     port=$(free_port)
-    start_server "$W/llama-server.log" "$L/llama-server" -m "$W/model-q4_0.gguf" \
+    # shellcheck disable=SC2086
+    start_server "$W/llama-server.log" "$L/llama-server" -m "$W/model-q4_0.gguf" $LLAMA_FLAGS \
         --lora-scaled "$(IFS=,; echo "${loras[*]}")" -np 16 -c 16384 -t "$THREADS" -tb "$THREADS" \
         --host 127.0.0.1 --port "$port" --no-jinja --no-webui
     serve_load l "$1" --lora-field 1
@@ -269,7 +277,7 @@ summary() {
     lb=$(median l_serve_base) ll=$(median l_serve_lora)
     echo
     echo "== tessera vs llama.cpp, medians of $RUNS run(s), $THREADS threads, tok/s"
-    echo "tessera flags: serve [${TESSERA_FLAGS:-none}] generate [${TESSERA_GEN_FLAGS:-none}]"
+    echo "tessera flags: serve [${TESSERA_FLAGS:-none}] generate [${TESSERA_GEN_FLAGS:-none}]; llama.cpp flags [${LLAMA_FLAGS:-none}]"
     echo
     echo "| figure | tessera (NF4, bf16 embd) | llama.cpp Q4_0 | ratio | llama.cpp Q4_0, bf16 embd | ratio |"
     echo "|---|---|---|---|---|---|"
@@ -279,7 +287,8 @@ summary() {
     echo "| serve, 16 streams on 16 LoRA adapters | $tl | $ll | $(ratio "$tl" "$ll")x | | |"
     echo
     echo "serve errors (all runs) tessera base/lora $(total t_errors_base)/$(total t_errors_lora)," \
-        "llama.cpp $(total l_errors_base)/$(total l_errors_lora);" \
+        "llama.cpp $(total l_errors_base)/$(total l_errors_lora) (their tokens so far counted:" \
+        "$(total l_partial_base)/$(total l_partial_lora));" \
         "prompt tokens (mean) tessera $(median t_prompt_base), llama.cpp $(median l_prompt_base);" \
         "ITL p50 ms base tessera $(median t_itl_base), llama.cpp $(median l_itl_base);" \
         "tessera prefill prompt tokens $(median t_prefill_tokens), decode generated $(median t_generated)"

@@ -4,7 +4,7 @@
 //   node bench/serve_load.mjs --url http://127.0.0.1:PORT --adapters a00,a01,...
 //        [--conc 1,16,64] [--nadapters 1,16] [--requests 1:32,16:160,64:512]
 //        [--max-tokens 32] [--warmup 2] [--base-model NAME] [--lora-field 1]
-//        [--tag TEXT] [--json FILE] [--warmup-tokens N]
+//        [--tag TEXT] [--json FILE] [--warmup-tokens N] [--count-partial 1]
 //
 // For each concurrency C and adapter count A it keeps C streaming
 // /v1/chat/completions requests in flight (closed loop: a stream that ends
@@ -27,7 +27,10 @@
 //   its index in --adapters (base requests carry no lora field); --tag puts
 //   TEXT before every prompt, so repeated runs send prompts no server has
 //   cached; --json FILE writes the table's rows as JSON; --warmup-tokens
-//   caps the warm-up requests' max_tokens (default --max-tokens).
+//   caps the warm-up requests' max_tokens (default --max-tokens);
+//   --count-partial 1 adds to the output tokens of a cell the content chunks
+//   a stream that then failed had delivered (about one per token; such a
+//   stream still counts as an error, and its TTFT/ITL are left out).
 
 const args = Object.fromEntries(
     process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -44,6 +47,7 @@ const warmupTokens = Number(args['warmup-tokens'] ?? maxTokens);
 const baseModel = args['base-model'] ?? 'base';
 const loraField = args['lora-field'] === '1';
 const tag = args.tag ?? '';
+const countPartial = args['count-partial'] === '1';
 const reqFor = Object.fromEntries((args.requests ?? '1:32,16:160,64:512')
     .split(',').map(s => s.split(':').map(Number)));
 
@@ -66,7 +70,7 @@ async function one(model, n, tokens = maxTokens) {
     if (loraField && model !== baseModel) req.lora = [{ id: adapters.indexOf(model), scale: 1 }];
     const body = JSON.stringify(req);
     const t0 = performance.now();
-    const r = { ttft: null, itl: [], tokens: 0, prompt: 0, err: null, end: 0 };
+    const r = { ttft: null, itl: [], tokens: 0, chunks: 0, prompt: 0, err: null, end: 0 };
     try {
         const res = await fetch(`${url}/v1/chat/completions`, {
             method: 'POST', headers: { 'Content-Type': 'application/json' }, body,
@@ -90,6 +94,7 @@ async function one(model, n, tokens = maxTokens) {
                     if (j.usage) { r.tokens = j.usage.completion_tokens; r.prompt = j.usage.prompt_tokens; }
                     const c = j.choices?.[0]?.delta?.content;
                     if (c) {
+                        r.chunks++;
                         if (last === null) r.ttft = now - t0; else r.itl.push(now - last);
                         last = now;
                     }
@@ -148,14 +153,15 @@ for (const conc of concs) {
         const { results, wall } = await cell(conc, nad, total);
         const ok = results.filter(r => !r.err);
         const errs = results.filter(r => r.err);
-        const toks = ok.reduce((s, r) => s + r.tokens, 0);
+        const partial = countPartial ? errs.reduce((s, r) => s + r.chunks, 0) : 0;
+        const toks = ok.reduce((s, r) => s + r.tokens, 0) + partial;
         const ttft = ok.map(r => r.ttft);
         const itl = ok.flatMap(r => r.itl);
         const row = {
             conc, nad, total, errors: errs.length, wall,
             rps: ok.length / wall, tps: toks / wall,
             prompt: ok.reduce((s, r) => s + r.prompt, 0) / (ok.length || 1),
-            out: toks / (ok.length || 1),
+            out: (toks - partial) / (ok.length || 1), partial,
             ttft: [50, 90, 99].map(p => pct(ttft, p)),
             itl: [50, 90, 99].map(p => pct(itl, p)),
         };
@@ -164,6 +170,7 @@ for (const conc of concs) {
             `${f(row.prompt)} | ${f(row.out)} | ${row.ttft.map(x => f(x, 0)).join(' / ')} | ` +
             `${row.itl.map(x => f(x, 1)).join(' / ')} |`);
         for (const e of errs.slice(0, 3)) console.log(`    error: ${e.err}`);
+        if (partial) console.log(`    out tok/s includes ${partial} content chunks of the ${errs.length} failed streams`);
     }
 }
 
