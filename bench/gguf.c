@@ -442,7 +442,10 @@ static int dump(const char *path, int all, err_t *err) {
     for (int64_t i = 0; i < f->n_kv; i++) dump_kv(&f->kv[i], all);
     for (int64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];
-        printf("tensor %s %s [%lld", t->name, gguf_dtype_name(t->type), (long long)t->ne[0]);
+        // 256 elements are whole blocks of every known type: 0 bytes = unknown.
+        if (gguf_dtype_bytes(t->type, 256)) printf("tensor %s %s", t->name, gguf_dtype_name(t->type));
+        else printf("tensor %s type%u", t->name, t->type);
+        printf(" [%lld", (long long)t->ne[0]);
         for (int d = 1; d < t->ndim; d++) printf(", %lld", (long long)t->ne[d]);
         printf("] offset %llu bytes %llu\n", (unsigned long long)t->offset, (unsigned long long)t->nbytes);
     }

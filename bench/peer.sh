@@ -56,9 +56,9 @@
 # 128 output tokens, greedy. Not matched: the 4-bit formats: tessera NF4
 # with double quant ~4.13 bits per weight (64-weight blocks, 8-bit absmax)
 # vs Q4_0 4.5 (32-weight blocks, f16 scale); the embedding: tessera keeps it
-# bf16, llama-quantize's Q4_0 quantizes token_embd (and so the tied lm_head)
-# too, hence the second llama.cpp column with both kept bf16 (decode and
-# prefill); KV cache precision (each engine's default); llama-bench measures
+# bf16, llama-quantize's Q4_0 stores token_embd (and so the tied lm_head)
+# as Q8_0 (8.5 bits), hence the second llama.cpp column with both kept bf16
+# (decode and prefill); KV cache precision (each engine's default); llama-bench measures
 # tg128 from an empty context, tessera's decode follows a 1-token prompt.
 #
 # Environment: BUILD (default build), RUNS, QUICK=1, THREADS, REQUESTS

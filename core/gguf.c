@@ -31,11 +31,8 @@ static int dtype_index(uint32_t t) {
 }
 
 const char *gguf_dtype_name(uint32_t t) {
-    static char buf[32];
     int i = dtype_index(t);
-    if (i >= 0) return dtypes[i].name;
-    snprintf(buf, sizeof buf, "type %u", t);
-    return buf;
+    return i >= 0 ? dtypes[i].name : "an unknown type";
 }
 
 uint64_t gguf_dtype_bytes(uint32_t t, int64_t n) {

@@ -55,8 +55,7 @@ typedef enum gguf_dtype {
     GGUF_BF16 = 30,
 } gguf_dtype;
 
-// "F32", "Q4_0", ... or "type N" for a type the table lacks (a static
-// buffer for those: for messages only).
+// "F32", "Q4_0", ... or "an unknown type" for a type the table lacks.
 const char *gguf_dtype_name(uint32_t t);
 // Bytes of n elements of type t (n a multiple of its block size), or 0 if
 // the type is unknown or n is not a whole number of blocks.
