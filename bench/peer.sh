@@ -44,8 +44,9 @@
 #           token counts, printed), and it then parses the output as plain
 #           content; with the jinja template it parses it for Qwen3's
 #           tool-call / thinking format, which a random model's tokens break
-#           far more often (15 of 32 streams of a trial run; 4 of 32 with
-#           --no-jinja, "does not match the expected Content-only format").
+#           far more often (15 of 32 streams of a trial run; with --no-jinja
+#           32 of 96 in bench/RESULTS.md's full run, "does not match the
+#           expected Content-only format").
 # Before that, a check that both engines run the same model: a tiny random
 # qwen2 converted to f32 GGUF, greedy 16 tokens from a raw prompt, base and
 # one adapter, tessera `--quant none` vs llama-server; prints agree/DIFFER.
@@ -58,8 +59,9 @@
 # vs Q4_0 4.5 (32-weight blocks, f16 scale); the embedding: tessera keeps it
 # bf16, llama-quantize's Q4_0 stores token_embd (and so the tied lm_head)
 # as Q8_0 (8.5 bits), hence the second llama.cpp column with both kept bf16
-# (decode and prefill); KV cache precision (each engine's default); llama-bench measures
-# tg128 from an empty context, tessera's decode follows a 1-token prompt.
+# (decode and prefill); KV cache precision (each engine's default);
+# llama-bench measures tg128 from an empty context, tessera's decode follows
+# a 1-token prompt.
 #
 # Environment: BUILD (default build), RUNS, QUICK=1, THREADS, REQUESTS
 # (serve requests per cell; default 32, QUICK 16), PEER_DIR (work folder,
