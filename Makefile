@@ -160,7 +160,8 @@ test:
 	$(MAKE) --no-print-directory -j$(NPROC) SAN=1 BUILD=build/san test-build
 	tests/run.sh build/san
 
-test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN)
+# bench/gguf too: tests/test_gguf.sh runs the converter.
+test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN) $(BUILD)/bench/gguf
 
 # Coverage-guided fuzzing (libFuzzer, clang): one program per
 # tests/fuzz/fuzz_NAME.c, built with clang into build/fuzz, each run for
