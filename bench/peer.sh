@@ -281,7 +281,7 @@ summary() {
     echo "== tessera vs llama.cpp, medians of $RUNS run(s), $THREADS threads, tok/s"
     echo "tessera flags: serve [${TESSERA_FLAGS:-none}] generate [${TESSERA_GEN_FLAGS:-none}]; llama.cpp flags [${LLAMA_FLAGS:-none}]"
     echo
-    echo "| figure | tessera (NF4, bf16 embd) | llama.cpp Q4_0 | ratio | llama.cpp Q4_0, bf16 embd | ratio |"
+    echo "| figure | tessera (NF4, its defaults + flags above) | llama.cpp Q4_0 | ratio | llama.cpp Q4_0, bf16 embd | ratio |"
     echo "|---|---|---|---|---|---|"
     echo "| decode, batch 1, 128 tokens | $td | $ld | $(ratio "$td" "$ld")x | $lde | $(ratio "$td" "$lde")x |"
     echo "| prefill, 512-token prompt | $tp | $lp | $(ratio "$tp" "$lp")x | $lpe | $(ratio "$tp" "$lpe")x |"
