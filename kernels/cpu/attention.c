@@ -25,7 +25,7 @@
 #include "pool.h"
 #include "vexp.h"
 
-#define KB 32     // keys per block
+#define KB 32     // keys per block (row_block_avx2 holds 4 x 8 lanes)
 #define MAX_QT 16 // query tokens per tile
 
 // k, v (T, KV) -> cache rows slot[t], f32 copied or rounded to bf16
@@ -128,18 +128,22 @@ static void row_block_v4(const float *q, const float *kt, const float *v, int D,
 #if CPU_HAVE_AVX2
 #define AVX2 __attribute__((target("avx2,fma")))
 
-// acc (n8 * 8) += p[j] * v row j for j in [jlo, jhi], 8 registers at a time.
+// acc (D) += p[j] * v row j for j in [jlo, jhi], 32 columns at a time.
 static inline AVX2 void pv_avx2(const float *p, const float *v, int D, int jlo, int jhi, float *acc) {
     int d0 = 0;
-    for (; d0 + 64 <= D; d0 += 64) {
-        __m256 r[8];
-        for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(acc + d0 + 8 * k);
+    for (; d0 + 32 <= D; d0 += 32) { // four named accumulators: an array would live in memory
+        __m256 r0 = _mm256_loadu_ps(acc + d0), r1 = _mm256_loadu_ps(acc + d0 + 8);
+        __m256 r2 = _mm256_loadu_ps(acc + d0 + 16), r3 = _mm256_loadu_ps(acc + d0 + 24);
         for (int j = jlo; j <= jhi; j++) {
             __m256 pj = _mm256_set1_ps(p[j]);
             const float *vr = v + (int64_t)j * D + d0;
-            for (int k = 0; k < 8; k++) r[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * k), r[k]);
+            r0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr), r0);
+            r1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8), r1);
+            r2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 16), r2);
+            r3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 24), r3);
         }
-        for (int k = 0; k < 8; k++) _mm256_storeu_ps(acc + d0 + 8 * k, r[k]);
+        _mm256_storeu_ps(acc + d0, r0), _mm256_storeu_ps(acc + d0 + 8, r1);
+        _mm256_storeu_ps(acc + d0 + 16, r2), _mm256_storeu_ps(acc + d0 + 24, r3);
     }
     for (; d0 < D; d0 += 8) {
         __m256 r = _mm256_loadu_ps(acc + d0);
@@ -152,12 +156,16 @@ static inline AVX2 void pv_avx2(const float *p, const float *v, int D, int jlo, 
 // row_block_v4 with AVX2 + FMA (D % 8 == 0).
 static AVX2 void row_block_avx2(const float *q, const float *kt, const float *v, int D, float scale, int jlo,
                                 int jhi, float *m, float *l, float *acc) {
-    __m256 s[KB / 8];
-    for (int c = 0; c < KB / 8; c++) s[c] = _mm256_setzero_ps();
+    __m256 s[KB / 8], s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0; // KB == 32
     for (int d = 0; d < D; d++) {
         __m256 qd = _mm256_set1_ps(q[d]);
-        for (int c = 0; c < KB / 8; c++) s[c] = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kt + d * KB + 8 * c), s[c]);
+        const float *k = kt + d * KB;
+        s0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k), s0);
+        s1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), s1);
+        s2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), s2);
+        s3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), s3);
     }
+    s[0] = s0, s[1] = s1, s[2] = s2, s[3] = s3;
     __m256i lo = _mm256_set1_epi32(jlo - 1), hi = _mm256_set1_epi32(jhi + 1);
     __m256 ninf = _mm256_set1_ps(-INFINITY), mx = ninf;
     for (int c = 0; c < KB / 8; c++) {
