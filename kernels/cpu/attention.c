@@ -53,37 +53,42 @@ typedef struct attn_job {
     int T, qt, avx2;
 } attn_job;
 
-// The thread's scratch for one run: a key block kt (D, KB) and v (KB, D),
-// and per row its running max m, normaliser l and accumulator acc (D).
+// The thread's scratch for one run: a key block k (KB, D), transposed
+// into kt (D, KB), and v (KB, D); per row its running max m, normaliser l
+// and accumulator acc (D).
 typedef struct attn_scratch {
-    float *kt, *v, *m, *l, *acc;
+    float *k, *kt, *v, *m, *l, *acc;
 } attn_scratch;
 
 // The block's key positions b0 + [0, KB) of head kvh: those in [lo, hi]
-// widened from the cache into kt (transposed) and v, the rest zero.
-static void load_block(const bk_attn_args *a, const int32_t *table, int kvh, int b0, int lo, int hi, float *kt,
+// widened from the cache into k and v (KB, D), the rest zero.
+static void load_block(const bk_attn_args *a, const int32_t *table, int kvh, int b0, int lo, int hi, float *k,
                        float *v) {
     int D = a->head_dim;
     int64_t KV = (int64_t)a->n_kv_heads * D;
     for (int j = 0; j < KB; j++) {
         int p = b0 + j;
-        float *vr = v + (int64_t)j * D;
+        float *kr = k + (int64_t)j * D, *vr = v + (int64_t)j * D;
         if (p < lo || p > hi) {
+            memset(kr, 0, (size_t)D * sizeof *kr);
             memset(vr, 0, (size_t)D * sizeof *vr);
-            for (int d = 0; d < D; d++) kt[d * KB + j] = 0.0f;
             continue;
         }
         int64_t off = ((int64_t)table[p / a->block_size] * a->block_size + p % a->block_size) * KV + kvh * D;
         if (a->kv_dtype == BK_DT_F32) {
-            const float *kc = (const float *)a->k_cache + off;
+            memcpy(kr, (const float *)a->k_cache + off, (size_t)D * sizeof *kr);
             memcpy(vr, (const float *)a->v_cache + off, (size_t)D * sizeof *vr);
-            for (int d = 0; d < D; d++) kt[d * KB + j] = kc[d];
         } else {
-            const uint16_t *kc = (const uint16_t *)a->k_cache + off;
+            cpu_bf16_row(kr, (const uint16_t *)a->k_cache + off, D);
             cpu_bf16_row(vr, (const uint16_t *)a->v_cache + off, D);
-            for (int d = 0; d < D; d++) kt[d * KB + j] = num_bf16_to_f32(kc[d]);
         }
     }
+}
+
+// k (KB, D) -> kt (D, KB).
+static void transpose_v4(const float *k, int D, float *kt) {
+    for (int j = 0; j < KB; j++)
+        for (int d = 0; d < D; d++) kt[d * KB + j] = k[(int64_t)j * D + d];
 }
 
 // One row's step over a loaded block, portable: keys [jlo, jhi] of the
@@ -153,6 +158,35 @@ static inline AVX2 void pv_avx2(const float *p, const float *v, int D, int jlo, 
     }
 }
 
+// transpose_v4 8 x 8 at a time (D % 8 == 0): the same values, moved.
+static AVX2 void transpose_avx2(const float *k, int D, float *kt) {
+    for (int j = 0; j < KB; j += 8)
+        for (int d = 0; d < D; d += 8) {
+            const float *r = k + (int64_t)j * D + d;
+            __m256 t0 = _mm256_unpacklo_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(r + D));
+            __m256 t1 = _mm256_unpackhi_ps(_mm256_loadu_ps(r), _mm256_loadu_ps(r + D));
+            __m256 t2 = _mm256_unpacklo_ps(_mm256_loadu_ps(r + 2 * D), _mm256_loadu_ps(r + 3 * D));
+            __m256 t3 = _mm256_unpackhi_ps(_mm256_loadu_ps(r + 2 * D), _mm256_loadu_ps(r + 3 * D));
+            __m256 t4 = _mm256_unpacklo_ps(_mm256_loadu_ps(r + 4 * D), _mm256_loadu_ps(r + 5 * D));
+            __m256 t5 = _mm256_unpackhi_ps(_mm256_loadu_ps(r + 4 * D), _mm256_loadu_ps(r + 5 * D));
+            __m256 t6 = _mm256_unpacklo_ps(_mm256_loadu_ps(r + 6 * D), _mm256_loadu_ps(r + 7 * D));
+            __m256 t7 = _mm256_unpackhi_ps(_mm256_loadu_ps(r + 6 * D), _mm256_loadu_ps(r + 7 * D));
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *o = kt + d * KB + j;
+            _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(o + KB, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(o + 2 * KB, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(o + 3 * KB, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(o + 4 * KB, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(o + 5 * KB, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(o + 6 * KB, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(o + 7 * KB, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+}
+
 // row_block_v4 with AVX2 + FMA (D % 8 == 0).
 static AVX2 void row_block_avx2(const float *q, const float *kt, const float *v, int D, float scale, int jlo,
                                 int jhi, float *m, float *l, float *acc) {
@@ -217,7 +251,13 @@ static void attn_run(const attn_job *j, int t0, int t1, int kvh, const attn_scra
     memset(sc->acc, 0, (size_t)rows * D * sizeof *sc->acc);
     const int32_t *table = a->block_table + (int64_t)a->seq[t0] * a->table_stride;
     for (int b0 = lo / KB * KB; b0 <= hi; b0 += KB) {
-        load_block(a, table, kvh, b0, lo, hi, sc->kt, sc->v);
+        load_block(a, table, kvh, b0, lo, hi, sc->k, sc->v);
+#if CPU_HAVE_AVX2
+        if (j->avx2)
+            transpose_avx2(sc->k, D, sc->kt);
+        else
+#endif
+            transpose_v4(sc->k, D, sc->kt);
         for (int t = t0; t < t1; t++) {
             int f = first_key(a, a->pos[t]), jlo = (f > b0 ? f : b0) - b0;
             int jhi = (a->pos[t] < b0 + KB - 1 ? a->pos[t] : b0 + KB - 1) - b0;
@@ -251,8 +291,9 @@ static void attn_task(void *ctx, int64_t task, int thread) {
     int D = a->head_dim, G = a->n_heads / a->n_kv_heads, kvh = (int)(task % a->n_kv_heads);
     int t0 = (int)(task / a->n_kv_heads) * j->qt, t1 = t0 + j->qt < j->T ? t0 + j->qt : j->T;
     int64_t rows = (int64_t)j->qt * G;
-    float *s = cpu_pool_scratch(thread, (size_t)(2 * KB * D + rows * (D + 2)) * sizeof(float));
-    attn_scratch sc = {s, s + KB * D, s + 2 * KB * D, s + 2 * KB * D + rows, s + 2 * KB * D + 2 * rows};
+    float *s = cpu_pool_scratch(thread, (size_t)(3 * KB * D + rows * (D + 2)) * sizeof(float));
+    float *m = s + 3 * KB * D;
+    attn_scratch sc = {s, s + KB * D, s + 2 * KB * D, m, m + rows, m + 2 * rows};
     for (int t = t0; t < t1;) {
         int e = t + 1;
         while (e < t1 && a->seq[e] == a->seq[t]) e++;
