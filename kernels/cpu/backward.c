@@ -56,7 +56,7 @@ static int first_key(const bk_train_attn *a, int64_t t) {
     return first;
 }
 
-// One (token, head): the online softmax of kernels/cpu/attention.c over the
+// One (token, head): a per-key online softmax (cpu_softmax_step) over the
 // packed batch, plus the row's log-sum-exp.
 static void attn_fwd_task(void *ctx, int64_t task, int thread) {
     const attn_job *j = ctx;

@@ -31,9 +31,8 @@
 #include <stdlib.h>
 
 #include "cpu_ops.h"
+#include "vexp.h"
 #include "pool.h"
-
-typedef int32_t cpu_i4 __attribute__((vector_size(16)));
 
 // A candidate token: its unnormalised probability exp((l - max) / T).
 typedef struct cand {
@@ -41,45 +40,7 @@ typedef struct cand {
     int32_t id;
 } cand;
 
-static inline cpu_i4 as_i4(cpu_v4 v) {
-    cpu_i4 r;
-    memcpy(&r, &v, sizeof r);
-    return r;
-}
-
-static inline cpu_v4 as_v4(cpu_i4 v) {
-    cpu_v4 r;
-    memcpy(&r, &v, sizeof r);
-    return r;
-}
-
-// mask lanes (all ones / zero) ? a : b
-static inline cpu_v4 select_v4(cpu_i4 mask, cpu_v4 a, cpu_v4 b) { return as_v4((mask & as_i4(a)) | (~mask & as_i4(b))); }
-
 static inline int any_lane(cpu_i4 m) { return (m[0] | m[1] | m[2] | m[3]) != 0; }
-
-static inline cpu_v4 splat(float x) { return (cpu_v4){x, x, x, x}; }
-
-// exp(x) for x <= 0 (-inf gives 0): 2^n * e^r with n = round(x / ln 2),
-// |r| <= ln2 / 2, e^r by its degree-6 Taylor polynomial (truncation below
-// 1.3e-7 relative); x < -87.3 (where expf is denormal or 0) gives 0.
-static inline cpu_v4 exp_v4(cpu_v4 x) {
-    cpu_i4 under = x < splat(-87.3f);
-    x = select_v4(under, splat(-87.3f), x);
-    cpu_v4 shift = splat(0x1.8p23f); // adding it rounds to an integer
-    cpu_v4 n = (x * splat(1.44269504f) + shift) - shift;
-    cpu_v4 r = x - n * splat(0.693359375f); // ln 2 in two parts: n * 355/512 is exact
-    r = r + n * splat(2.12194440e-4f);
-    cpu_v4 p = splat(1.0f / 720);
-    p = p * r + splat(1.0f / 120);
-    p = p * r + splat(1.0f / 24);
-    p = p * r + splat(1.0f / 6);
-    p = p * r + splat(0.5f);
-    p = p * r + splat(1.0f);
-    p = p * r + splat(1.0f);
-    cpu_i4 e = (__builtin_convertvector(n, cpu_i4) + 127) << 23;
-    return select_v4(under, (cpu_v4){0}, p * as_v4(e));
-}
 
 // ---- sparse edits --------------------------------------------------------------
 
@@ -133,7 +94,7 @@ static row_max find_max_v4(const float *l, int V) {
     for (; i + 4 <= V; i += 4, iv += 4) {
         cpu_v4 v = cpu_v4_load(l + i);
         cpu_i4 gt = v > best;
-        best = select_v4(gt, v, best);
+        best = cpu_select_v4(gt, v, best);
         idx = (gt & iv) | (~gt & idx);
         cnt -= v > ninf;
         bad |= ~(v < pinf) & ~(v == ninf);
@@ -157,31 +118,13 @@ static row_max find_max_v4(const float *l, int V) {
 
 // ---- AVX2 + FMA: the same passes 8 lanes at a time ---------------------------------
 //
-// Used when cpu_simd() >= CPU_SIMD_AVX2. The exp is the same polynomial
-// with fused multiply-adds, so its values differ from exp_v4's by an ulp
-// at most; the sums are within the same bound of the reference.
+// Used when cpu_simd() >= CPU_SIMD_AVX2. The exp is cpu_exp8 (vexp.h),
+// within an ulp of cpu_exp_v4; the sums are within the same bound of the
+// reference.
 #if CPU_HAVE_AVX2
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
-
-static inline AVX2 __m256 exp8(__m256 x) {
-    __m256 lo = _mm256_set1_ps(-87.3f);
-    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, lo);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
-}
 
 static AVX2 row_max find_max_avx2(const float *l, int V) {
     __m256 ninf = _mm256_set1_ps(-INFINITY), pinf = _mm256_set1_ps(INFINITY), best = ninf;
@@ -237,10 +180,10 @@ static AVX2 double sum_exp_avx2(const float *l, int V, float m, float s, int n_l
         int end = i + 512 < V ? i + 512 : V;
         if (n_levels == 1) {
             for (; i + 8 <= end; i += 8)
-                acc[0] = _mm256_add_ps(acc[0], exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(l + i), mv), sv)));
+                acc[0] = _mm256_add_ps(acc[0], cpu_exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(l + i), mv), sv)));
         } else {
             for (; i + 8 <= end; i += 8) {
-                __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(l + i), mv), sv), e = exp8(x);
+                __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(l + i), mv), sv), e = cpu_exp8(x);
                 for (int lv = 0; lv < n_levels - 1; lv++)
                     acc[lv] = _mm256_add_ps(acc[lv], _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(level_lo[lv]), _CMP_GE_OQ), e));
                 acc[n_levels - 1] = _mm256_add_ps(acc[n_levels - 1], e);
@@ -250,7 +193,7 @@ static AVX2 double sum_exp_avx2(const float *l, int V, float m, float s, int n_l
     }
     for (; i < V; i++) { // the tail of the row
         float x = (l[i] - m) * s;
-        double e = exp_v4(splat(x))[0];
+        double e = cpu_exp_v4(cpu_splat_v4(x))[0];
         for (int lv = 0; lv < n_levels; lv++) mass[lv] += lv == n_levels - 1 || x >= level_lo[lv] ? e : 0;
     }
     return mass[n_levels - 1];
@@ -288,15 +231,15 @@ static double sum_exp_v4(const float *l, int V, float m, float s) {
         cpu_v4 a = {0}, b = {0};
         int end = i + 512 < V ? i + 512 : V;
         for (; i + 8 <= end; i += 8) {
-            a += exp_v4((cpu_v4_load(l + i) - mv) * sv);
-            b += exp_v4((cpu_v4_load(l + i + 4) - mv) * sv);
+            a += cpu_exp_v4((cpu_v4_load(l + i) - mv) * sv);
+            b += cpu_exp_v4((cpu_v4_load(l + i + 4) - mv) * sv);
         }
-        for (; i + 4 <= end; i += 4) a += exp_v4((cpu_v4_load(l + i) - mv) * sv);
+        for (; i + 4 <= end; i += 4) a += cpu_exp_v4((cpu_v4_load(l + i) - mv) * sv);
         total += (double)cpu_v8_sum(a, b);
     }
     for (; i < V; i++) {
         cpu_v4 x = {(l[i] - m) * s, -INFINITY, -INFINITY, -INFINITY};
-        total += (double)exp_v4(x)[0];
+        total += (double)cpu_exp_v4(x)[0];
     }
     return total;
 }
@@ -437,19 +380,19 @@ static int crossing(cand *c, int n, double need, int strict, double *mass) {
 // is at least lo (-inf: every finite token), with p = exp(x) (the
 // polynomial exp). Returns how many.
 static int collect(const float *l, int V, float m, float inv_t, float lo, cand *c) {
-    cpu_v4 mv = splat(m), sv = splat(inv_t), lov = splat(lo);
+    cpu_v4 mv = cpu_splat_v4(m), sv = cpu_splat_v4(inv_t), lov = cpu_splat_v4(lo);
     int n = 0, i = 0;
     for (; i + 4 <= V; i += 4) {
         cpu_v4 v = cpu_v4_load(l + i), x = (v - mv) * sv;
-        cpu_i4 in = (x >= lov) & (v > splat(-INFINITY));
+        cpu_i4 in = (x >= lov) & (v > cpu_splat_v4(-INFINITY));
         if (!any_lane(in)) continue;
-        cpu_v4 p = exp_v4(x);
+        cpu_v4 p = cpu_exp_v4(x);
         for (int k = 0; k < 4; k++)
             if (in[k]) c[n++] = (cand){p[k], i + k};
     }
     for (; i < V; i++) {
         float x = (l[i] - m) * inv_t;
-        if (l[i] > -INFINITY && x >= lo) c[n++] = (cand){exp_v4(splat(x))[0], i};
+        if (l[i] > -INFINITY && x >= lo) c[n++] = (cand){cpu_exp_v4(cpu_splat_v4(x))[0], i};
     }
     return n;
 }
@@ -462,19 +405,19 @@ static const float level_lo[N_LEVELS] = {-3, -8, -16, -INFINITY};
 
 // Z = sum of exp(x) over l (V), and in mass[lv] the part with x >= level_lo[lv].
 static double sum_exp_levels_v4(const float *l, int V, float m, float inv_t, double mass[N_LEVELS]) {
-    cpu_v4 mv = splat(m), sv = splat(inv_t);
+    cpu_v4 mv = cpu_splat_v4(m), sv = cpu_splat_v4(inv_t);
     for (int lv = 0; lv < N_LEVELS; lv++) mass[lv] = 0;
     int i = 0;
     while (i < V) {
         cpu_v4 acc[N_LEVELS] = {{0}};
         int end = i + 512 < V ? i + 512 : V;
         for (; i + 4 <= end; i += 4) {
-            cpu_v4 x = (cpu_v4_load(l + i) - mv) * sv, e = exp_v4(x);
-            for (int lv = 0; lv < N_LEVELS - 1; lv++) acc[lv] += as_v4((x >= splat(level_lo[lv])) & as_i4(e));
+            cpu_v4 x = (cpu_v4_load(l + i) - mv) * sv, e = cpu_exp_v4(x);
+            for (int lv = 0; lv < N_LEVELS - 1; lv++) acc[lv] += cpu_as_v4((x >= cpu_splat_v4(level_lo[lv])) & cpu_as_i4(e));
             acc[N_LEVELS - 1] += e;
         }
         for (; i < end; i++) { // the tail of the row
-            float x = (l[i] - m) * inv_t, e = exp_v4(splat(x))[0];
+            float x = (l[i] - m) * inv_t, e = cpu_exp_v4(cpu_splat_v4(x))[0];
             for (int lv = 0; lv < N_LEVELS; lv++) acc[lv][0] += x >= level_lo[lv] ? e : 0;
         }
         for (int lv = 0; lv < N_LEVELS; lv++) mass[lv] += (double)((acc[lv][0] + acc[lv][1]) + (acc[lv][2] + acc[lv][3]));
