@@ -295,8 +295,10 @@ typedef struct bk_ops {
     // and LoRA weights only. Gradient outputs named "accumulate" add (1) or
     // overwrite (0); dA, dB always add.
 
-    // q (T, H, D), k, v (T, KVH, D) -> out (T, H, D) as `attention` computes
-    // it, over the packed sequences of bk_train_attn; lse (T, H) gets each
+    // q (T, H, D), k, v (T, KVH, D) -> out (T, H, D): the softmax attention
+    // `attention` computes (the same math; the two round differently: the
+    // serving op works in key blocks), over the packed sequences of
+    // bk_train_attn; lse (T, H) gets each
     // row's log-sum-exp of the scaled scores (what backward needs).
     void (*attention_train)(float *out, float *lse, const float *q, const float *k, const float *v, int T,
                             const bk_train_attn *a);
