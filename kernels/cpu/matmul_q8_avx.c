@@ -371,6 +371,25 @@ static inline VNNI void tok_rows4_vnni(__m512 *a0, __m512 *a1, __m512 *a2, __m51
     *a3 = block_vnni(*a3, w3, xv, c, s[3 * SC_CHUNK]);
 }
 
+// q8_hsum16 of 16 accumulators at once, transposed: each step adds the
+// same pairs of lanes as q8_hsum16 (l and l + 8, then l and l + 4, then
+// (0 + 2) + (1 + 3)) for several accumulators per instruction, so each sum
+// has q8_hsum16's bits. Lane 4 * q + s of the result is the sum of a[4 * s + q].
+static inline VNNI __m512 hsum4x4_vnni(const __m512 a[16]) {
+    __m512 t[8], u[4], v[2];
+    for (int m = 0; m < 8; m++) // [a(2m) l + a(2m) l+8, a(2m+1) likewise], l < 8
+        t[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int n = 0; n < 4; n++) // quarter k: accumulator 4n + k's t l + t l+4, l < 4
+        u[n] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * n], t[2 * n + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(t[2 * n], t[2 * n + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int n = 0; n < 2; n++) // per quarter: u0 + u2, u1 + u3 of two accumulators
+        v[n] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * n], u[2 * n + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(u[2 * n], u[2 * n + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
 // Rows r .. r+3 of W (u8 + 128) . tokens t .. t+3 -> o[j * ldo + i]. 16
 // accumulators in registers: each row block is loaded once for the four
 // tokens, each token block (and its correction) once for the four rows.
@@ -402,11 +421,13 @@ static inline VNNI void rows4x4_vnni(const q8_rows *W, int64_t r, const q8_act *
                            _mm512_loadu_si512(c3 + ob), s + 12 * SC_CHUNK);
         }
     }
-    float *o1 = o + ldo, *o2 = o1 + ldo, *o3 = o2 + ldo;
-    o[0] = hsum16_vnni(a00), o[1] = hsum16_vnni(a01), o[2] = hsum16_vnni(a02), o[3] = hsum16_vnni(a03);
-    o1[0] = hsum16_vnni(a10), o1[1] = hsum16_vnni(a11), o1[2] = hsum16_vnni(a12), o1[3] = hsum16_vnni(a13);
-    o2[0] = hsum16_vnni(a20), o2[1] = hsum16_vnni(a21), o2[2] = hsum16_vnni(a22), o2[3] = hsum16_vnni(a23);
-    o3[0] = hsum16_vnni(a30), o3[1] = hsum16_vnni(a31), o3[2] = hsum16_vnni(a32), o3[3] = hsum16_vnni(a33);
+    // a{token}{row}, by row then token: hsum4x4_vnni's quarter j is token j
+    __m512 acc[16] = {a00, a10, a20, a30, a01, a11, a21, a31, a02, a12, a22, a32, a03, a13, a23, a33};
+    __m512 sums = hsum4x4_vnni(acc);
+    _mm_storeu_ps(o, _mm512_castps512_ps128(sums));
+    _mm_storeu_ps(o + ldo, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(o + 2 * ldo, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(o + 3 * ldo, _mm512_extractf32x4_ps(sums, 3));
 }
 
 // Rows outer, tokens inner: four rows (a few KiB to tens of KiB) stay in
