@@ -14,6 +14,12 @@
 // (-128 * the lane's x sum), which takes the +128 back out exactly. One
 // 512-bit instruction does a whole 64-value block.
 //
+// The tile (prefill, batches): 4 rows x 4 tokens per step, 16 zmm
+// accumulators; the per-block scale products are formed 16 at a time into
+// a small table and broadcast from it by the FMAs, and the 16 sums are
+// reduced together. Activations are quantized with AVX-512 too (same bits
+// as cpu_q8_quantize).
+//
 // NF4 decoding: the 32 packed bytes of a block; their high nibbles are the
 // even elements, the low ones the odd, i.e. the de-interleaved order, so
 // one vpshufb per half looks the int8 codes up in the 16-byte table.
