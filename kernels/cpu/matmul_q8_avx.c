@@ -364,7 +364,7 @@ static inline VNNI void scales4x4_vnni(const float *xs, const float *ws, int64_t
                 __mmask16 m = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
                 __m512 x = _mm512_maskz_loadu_ps(m, xs + j * nb + b + k);
                 __m512 w = _mm512_maskz_loadu_ps(m, ws + i * nb + b + k);
-                _mm512_mask_storeu_ps(sc + (4 * j + i) * SC_CHUNK + k, m, _mm512_mul_ps(x, w));
+                _mm512_storeu_ps(sc + (4 * j + i) * SC_CHUNK + k, _mm512_mul_ps(x, w)); // whole: forwards to the loads
             }
 }
 
