@@ -278,6 +278,42 @@ static void check_q8_kind(const char *kind, const bk_weight *W, const float *wf,
     free(x), free(bias), free(want), free(bound), free(absdot);
 }
 
+// Activation blocks at the edges of q8 quantizing (exact .5 ties, a zero
+// block, a denormal absmax whose reciprocal overflows, an infinity, a NaN)
+// give every kernel set the portable bits: the SIMD quantizers round,
+// clamp and take maxima as the scalar compares do. NaN outputs compare as
+// NaN, whatever their payload.
+static void check_q8_quantize_edges(void) {
+    enum { T = 6, C = 128, OC = 8 };
+    err_t err = {{0}};
+    nf4_tensor q;
+    float *w = randn(OC * C, 0.05f), *x = randn(T * C, 1.0f), out[3][T * OC];
+    CHECK(nf4_quantize(w, OC, C, 0, &q, &err) == 0, "%s", err.msg);
+    bk_weight W = {.type = BK_W_NF4, .rows = OC, .cols = C, .nf4 = q};
+    for (int i = 0; i < 64; i++) x[i] = (float)(i % 8) - 3.5f + (i == 7 ? 123.5f : 0); // amax 127: id 1, ties
+    for (int i = 64; i < 128; i++) x[i] = 0;
+    for (int i = 0; i < C; i++) x[C + i] = i < 64 && i % 3 ? 1e-37f * (float)(i % 5) / 4 : 0; // id = 127 / 1e-37 = inf
+    x[2 * C + 9] = INFINITY, x[3 * C + 70] = -INFINITY, x[4 * C + 3] = NAN, x[4 * C + 64] = -NAN;
+    const char *orig = bk_cpu_simd();
+    bk_cpu_set_matmul(BK_MATMUL_Q8);
+    int ran[3] = {0, 0, 0};
+    for (int level = 0; level < 3; level++)
+        if ((ran[level] = use_simd(level))) bk_cpu()->matmul(out[level], x, &W, NULL, T);
+    bk_cpu_set_matmul(BK_MATMUL_EXACT);
+    for (int level = 1; level < 3; level++) {
+        int same = 1;
+        for (int i = 0; ran[level] && i < T * OC; i++)
+            same &= isnan(out[0][i]) ? isnan(out[level][i]) : memcmp(&out[0][i], &out[level][i], sizeof(float)) == 0;
+        CHECK(same, "q8 quantizing edge blocks: %s differs from portable", SIMD_NAMES[level]);
+    }
+    CHECK(!isnan(out[0][0]) && out[0][OC] != 0 && fabsf(out[0][OC]) < 1e-30f && isnan(out[0][2 * OC]) && isnan(out[0][4 * OC]),
+          "q8 quantizing edge blocks: finite / NaN outputs where expected");
+    for (int i = 0; i < 3; i++)
+        if (strcmp(orig, SIMD_NAMES[i]) == 0) use_simd(i);
+    nf4_free(&q);
+    free(w), free(x);
+}
+
 // NF4 (single and double quantized) and a Q8 copy of a bf16 weight. 176
 // columns (not a multiple of 64): q8 mode leaves it to the exact kernels.
 static void check_q8(void) {
@@ -679,6 +715,7 @@ int main(void) {
     util_rng_seed(&rng, 7);
     check_matmul();
     check_q8();
+    check_q8_quantize_edges();
     check_lora();
     check_attention();
     check_attention_batches();

@@ -88,9 +88,15 @@ void cpu_q8_quantize(const float *v, int64_t n, int8_t *q, float *s) {
     }
 }
 
-// Token rows [t0, t1) of x -> the q8 buffer.
-static void quantize_rows(const float *x, const q8_act *a, int64_t t0, int64_t t1) {
+// Token rows [t0, t1) of x -> the q8 buffer (kernel set `level`).
+static void quantize_rows(const float *x, const q8_act *a, int64_t t0, int64_t t1, int level) {
     for (int64_t t = t0; t < t1; t++) {
+#if CPU_HAVE_AVX2
+        if (level == CPU_Q8_VNNI) {
+            cpu_q8_vnni_quantize(x + t * a->C, a->C, a->q + t * a->C, a->s + t * a->nb, a->corr + t * a->nb * Q8_LANES);
+            continue;
+        }
+#endif
         int8_t *q = a->q + t * a->C;
         int32_t *corr = a->corr + t * a->nb * Q8_LANES;
         cpu_q8_quantize(x + t * a->C, a->C, q, a->s + t * a->nb);
@@ -161,7 +167,7 @@ typedef struct q8_job {
 static void quantize_task(void *ctx, int64_t task, int thread) {
     const q8_job *j = ctx;
     int64_t t1 = (task + 1) * 8 < j->T ? (task + 1) * 8 : j->T;
-    quantize_rows(j->x, &j->a, task * 8, t1);
+    quantize_rows(j->x, &j->a, task * 8, t1, j->level);
 }
 
 static void tile_decode(const q8_job *j, int64_t r0, int64_t n, uint8_t *w, float *s) {
@@ -248,7 +254,7 @@ void cpu_q8_matmul(float *out, const float *x, const bk_weight *W, const float *
     q8_job j = {out, x, W, bias, {(int8_t *)buf, (int32_t *)(buf + qb), (float *)(buf + qb + cb), C, nb},
                 T, cpu_q8_level(simd), (T + TOK_CHUNK - 1) / TOK_CHUNK, ROW_TILE};
     if (T == 1) {
-        quantize_rows(x, &j.a, 0, 1);
+        quantize_rows(x, &j.a, 0, 1, j.level);
         // As the exact decode: long runs of rows per task, 8 tasks per thread.
         int64_t per = (W->rows + 8 * cpu_pool_threads() - 1) / (8 * cpu_pool_threads());
         per = (per + ROW_TILE - 1) / ROW_TILE * ROW_TILE;

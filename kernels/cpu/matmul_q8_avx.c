@@ -14,6 +14,12 @@
 // (-128 * the lane's x sum), which takes the +128 back out exactly. One
 // 512-bit instruction does a whole 64-value block.
 //
+// The tile (prefill, batches): 4 rows x 4 tokens per step, 16 zmm
+// accumulators; the per-block scale products are formed 16 at a time into
+// a small table and broadcast from it by the FMAs, and the 16 sums are
+// reduced together. Activations are quantized with AVX-512 too (same bits
+// as cpu_q8_quantize).
+//
 // NF4 decoding: the 32 packed bytes of a block; their high nibbles are the
 // even elements, the low ones the odd, i.e. the de-interleaved order, so
 // one vpshufb per half looks the int8 codes up in the 16-byte table.
@@ -159,6 +165,57 @@ void AVX2 cpu_q8_avx2_tile(const q8_rows *W, int64_t R, const q8_act *x, int64_t
         for (int64_t r = 0; r < R; r++) out[(t - t0) * ldo + r] = row_avx2(W->w + r * x->C, W->s + r * x->nb, x, t);
 }
 
+
+// ---- quantizing activations (AVX-512) ------------------------------------------------
+
+// q8_round(v * id) of 16 values: round to nearest even, then clamp as its
+// compares do (min(127, NaN) keeps the NaN, max(NaN, -127) is -127).
+static inline VNNI __m128i round_int8_vnni(__m512 v, __m512 id) {
+    __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(v, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_max_ps(_mm512_min_ps(_mm512_set1_ps(127.0f), r), _mm512_set1_ps(-127.0f));
+    return _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(r));
+}
+
+// One block: cpu_q8_quantize's math 16 values at a time, bit for bit: the same absmax
+// (NaN lanes never win a max, as in the scalar compare), the same scale
+// and reciprocal (scalar), the same product, rounding to nearest even and
+// clamp order (min then max, so a NaN or an overflowed product lands on
+// -127 / +127 as q8_round's compares put it), then the correction lanes
+// -128 * (sum of 4 bytes) with one vpdpbusd.
+static inline VNNI void quantize_block_vnni(const float *v, int8_t *q, float *s, int32_t *corr) {
+    __m512 x0 = _mm512_loadu_ps(v), x1 = _mm512_loadu_ps(v + 16);
+    __m512 x2 = _mm512_loadu_ps(v + 32), x3 = _mm512_loadu_ps(v + 48);
+    // max(a, m) gives m when a is NaN (vmaxps returns its second operand)
+    __m512 m = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_setzero_ps());
+    m = _mm512_max_ps(_mm512_abs_ps(x1), m);
+    m = _mm512_max_ps(_mm512_abs_ps(x2), m);
+    m = _mm512_max_ps(_mm512_abs_ps(x3), m);
+    __mmask16 nan = _mm512_cmp_ps_mask(x0, x0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x1, x1, _CMP_UNORD_Q) |
+                    _mm512_cmp_ps_mask(x2, x2, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x3, x3, _CMP_UNORD_Q);
+    float amax = _mm512_reduce_max_ps(m); // of values >= 0 and not NaN: any order gives the same
+    float id = amax > 0 ? 127.0f / amax : 0.0f;
+    if (amax == INFINITY) id = 0;
+    *s = nan ? NAN : amax * Q8_INV127;
+    // de-interleave: evens of (x0, x1) and (x2, x3), then odds
+    __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    __m512 vid = _mm512_set1_ps(id);
+    __m128i e0 = round_int8_vnni(_mm512_permutex2var_ps(x0, ev, x1), vid);
+    __m128i e1 = round_int8_vnni(_mm512_permutex2var_ps(x2, ev, x3), vid);
+    __m128i o0 = round_int8_vnni(_mm512_permutex2var_ps(x0, od, x1), vid);
+    __m128i o1 = round_int8_vnni(_mm512_permutex2var_ps(x2, od, x3), vid);
+    __m512i all = _mm512_inserti32x4(_mm512_castsi128_si512(e0), e1, 1);
+    all = _mm512_inserti32x4(_mm512_inserti32x4(all, o0, 2), o1, 3);
+    _mm512_storeu_si512(q, all);
+    __m512i sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), all);
+    _mm512_storeu_si512(corr, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+}
+
+void VNNI cpu_q8_vnni_quantize(const float *v, int64_t n, int8_t *q, float *s, int32_t *corr) {
+    for (int64_t b = 0; b < n / Q8_BLOCK; b++)
+        quantize_block_vnni(v + b * Q8_BLOCK, q + b * Q8_BLOCK, s + b, corr + b * Q8_LANES);
+}
+
 // ---- AVX-512 VNNI -------------------------------------------------------------------
 
 // 16 lanes summed in q8_hsum16's order.
@@ -293,13 +350,101 @@ static inline VNNI float row1_vnni(const q8_rows *W, int64_t r, const q8_act *x,
     return hsum16_vnni(a);
 }
 
+// Blocks per scale table of rows4x4_vnni: 16 * 32 floats, 2 KiB of stack.
+#define SC_CHUNK 32
+
+// The scale products of token j (xs + j * nb) and row i (ws + i * nb) for
+// blocks [b, b + n), n <= SC_CHUNK: sc[(4 * j + i) * SC_CHUNK + k] =
+// xs_j[b + k] * ws_i[b + k], the very product block_vnni is given, formed
+// 16 at a time so the block loop only broadcasts it from L1.
+static inline VNNI void scales4x4_vnni(const float *xs, const float *ws, int64_t nb, int64_t b, int64_t n, float *sc) {
+    for (int j = 0; j < 4; j++)
+        for (int i = 0; i < 4; i++)
+            for (int64_t k = 0; k < n; k += 16) {
+                __mmask16 m = n - k >= 16 ? 0xffff : (__mmask16)((1u << (n - k)) - 1);
+                __m512 x = _mm512_maskz_loadu_ps(m, xs + j * nb + b + k);
+                __m512 w = _mm512_maskz_loadu_ps(m, ws + i * nb + b + k);
+                _mm512_storeu_ps(sc + (4 * j + i) * SC_CHUNK + k, _mm512_mul_ps(x, w)); // whole: forwards to the loads
+            }
+}
+
+// One token's block against four rows: a_i += dot(w_i, xv) * s[i * SC_CHUNK].
+static inline VNNI void tok_rows4_vnni(__m512 *a0, __m512 *a1, __m512 *a2, __m512 *a3, __m512i w0, __m512i w1,
+                                       __m512i w2, __m512i w3, __m512i xv, __m512i c, const float *s) {
+    *a0 = block_vnni(*a0, w0, xv, c, s[0]);
+    *a1 = block_vnni(*a1, w1, xv, c, s[SC_CHUNK]);
+    *a2 = block_vnni(*a2, w2, xv, c, s[2 * SC_CHUNK]);
+    *a3 = block_vnni(*a3, w3, xv, c, s[3 * SC_CHUNK]);
+}
+
+// q8_hsum16 of 16 accumulators at once, transposed: each step adds the
+// same pairs of lanes as q8_hsum16 (l and l + 8, then l and l + 4, then
+// (0 + 2) + (1 + 3)) for several accumulators per instruction, so each sum
+// has q8_hsum16's bits. Lane 4 * q + s of the result is the sum of a[4 * s + q].
+static inline VNNI __m512 hsum4x4_vnni(const __m512 a[16]) {
+    __m512 t[8], u[4], v[2];
+    for (int m = 0; m < 8; m++) // [a(2m) l + a(2m) l+8, a(2m+1) likewise], l < 8
+        t[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int n = 0; n < 4; n++) // quarter k: accumulator 4n + k's t l + t l+4, l < 4
+        u[n] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * n], t[2 * n + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(t[2 * n], t[2 * n + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int n = 0; n < 2; n++) // per quarter: u0 + u2, u1 + u3 of two accumulators
+        v[n] = _mm512_add_ps(_mm512_shuffle_ps(u[2 * n], u[2 * n + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(u[2 * n], u[2 * n + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_ps(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// Rows r .. r+3 of W (u8 + 128) . tokens t .. t+3 -> o[j * ldo + i]. 16
+// accumulators in registers: each row block is loaded once for the four
+// tokens, each token block (and its correction) once for the four rows.
+static inline VNNI void rows4x4_vnni(const q8_rows *W, int64_t r, const q8_act *x, int64_t t, float *o, int64_t ldo) {
+    int64_t nb = x->nb, C = x->C;
+    const int8_t *x0 = x->q + t * C, *x1 = x0 + C, *x2 = x1 + C, *x3 = x2 + C;
+    const int32_t *c0 = x->corr + t * nb * Q8_LANES, *c1 = c0 + nb * Q8_LANES, *c2 = c1 + nb * Q8_LANES,
+                  *c3 = c2 + nb * Q8_LANES;
+    const uint8_t *w = W->w + r * C;
+    float sc[16 * SC_CHUNK];
+    __m512 z = _mm512_setzero_ps();
+    __m512 a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+    __m512 a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+    for (int64_t b0 = 0; b0 < nb; b0 += SC_CHUNK) {
+        int64_t b1 = b0 + SC_CHUNK < nb ? b0 + SC_CHUNK : nb;
+        scales4x4_vnni(x->s + t * nb, W->s + r * nb, nb, b0, b1 - b0, sc);
+        for (int64_t b = b0; b < b1; b++) {
+            int64_t o4 = b * Q8_BLOCK, ob = b * Q8_LANES;
+            const float *s = sc + (b - b0);
+            __m512i w0 = _mm512_loadu_si512(w + o4), w1 = _mm512_loadu_si512(w + C + o4);
+            __m512i w2 = _mm512_loadu_si512(w + 2 * C + o4), w3 = _mm512_loadu_si512(w + 3 * C + o4);
+            tok_rows4_vnni(&a00, &a01, &a02, &a03, w0, w1, w2, w3, _mm512_loadu_si512(x0 + o4),
+                           _mm512_loadu_si512(c0 + ob), s);
+            tok_rows4_vnni(&a10, &a11, &a12, &a13, w0, w1, w2, w3, _mm512_loadu_si512(x1 + o4),
+                           _mm512_loadu_si512(c1 + ob), s + 4 * SC_CHUNK);
+            tok_rows4_vnni(&a20, &a21, &a22, &a23, w0, w1, w2, w3, _mm512_loadu_si512(x2 + o4),
+                           _mm512_loadu_si512(c2 + ob), s + 8 * SC_CHUNK);
+            tok_rows4_vnni(&a30, &a31, &a32, &a33, w0, w1, w2, w3, _mm512_loadu_si512(x3 + o4),
+                           _mm512_loadu_si512(c3 + ob), s + 12 * SC_CHUNK);
+        }
+    }
+    // a{token}{row}, by row then token: hsum4x4_vnni's quarter j is token j
+    __m512 acc[16] = {a00, a10, a20, a30, a01, a11, a21, a31, a02, a12, a22, a32, a03, a13, a23, a33};
+    __m512 sums = hsum4x4_vnni(acc);
+    _mm_storeu_ps(o, _mm512_castps512_ps128(sums));
+    _mm_storeu_ps(o + ldo, _mm512_extractf32x4_ps(sums, 1));
+    _mm_storeu_ps(o + 2 * ldo, _mm512_extractf32x4_ps(sums, 2));
+    _mm_storeu_ps(o + 3 * ldo, _mm512_extractf32x4_ps(sums, 3));
+}
+
 // Rows outer, tokens inner: four rows (a few KiB to tens of KiB) stay in
-// L1 while the chunk's tokens go past them two at a time.
+// L1 while the chunk's tokens go past them four at a time (the 4 x 4
+// register tile: 16 vpdpbusd per 12 vector loads), then two, then one.
 void VNNI cpu_q8_vnni_tile(const q8_rows *W, int64_t R, const q8_act *x, int64_t t0, int64_t t1, float *out,
                            int64_t ldo) {
     int64_t r = 0;
     for (; r + 4 <= R; r += 4) {
         int64_t t = t0;
+        for (; t + 4 <= t1; t += 4) rows4x4_vnni(W, r, x, t, out + (t - t0) * ldo + r, ldo);
         for (; t + 2 <= t1; t += 2) {
             float *o = out + (t - t0) * ldo + r;
             rows4x2_vnni(W, r, x, t, o, o + ldo);

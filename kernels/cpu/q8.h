@@ -77,6 +77,9 @@ void cpu_q8_avx2_nf4_decode(const nf4_tensor *q, int64_t r0, int64_t n, uint8_t 
 void cpu_q8_avx2_nf4_rows(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r0, int64_t r1, float *out);
 void cpu_q8_avx2_tile(const q8_rows *W, int64_t R, const q8_act *x, int64_t t0, int64_t t1, float *out,
                       int64_t ldo);
+// n values of v (n % 64 == 0) -> q, s as cpu_q8_quantize gives them, and
+// corr (n / 4 lanes) as q8_act holds it.
+void cpu_q8_vnni_quantize(const float *v, int64_t n, int8_t *q, float *s, int32_t *corr);
 void cpu_q8_vnni_nf4_rows(const nf4_tensor *q, const q8_act *x, int64_t t, int64_t r0, int64_t r1, float *out);
 void cpu_q8_vnni_tile(const q8_rows *W, int64_t R, const q8_act *x, int64_t t0, int64_t t1, float *out,
                       int64_t ldo);
