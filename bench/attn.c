@@ -38,6 +38,20 @@ typedef struct old_job {
     const bk_attn_args *a;
 } old_job;
 
+// The old kernel's bf16 key dot (the library's before the key-block
+// attention): cpu_dot(a, widened b), the same bits, without a copy of b.
+static float old_dot_bf16(const float *a, const uint16_t *b, int64_t n) {
+    cpu_v4 lo = {0}, hi = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        lo += cpu_v4_load(a + i) * cpu_v4_load_bf16(b + i);
+        hi += cpu_v4_load(a + i + 4) * cpu_v4_load_bf16(b + i + 4);
+    }
+    float s = cpu_v8_sum(lo, hi);
+    for (; i < n; i++) s += a[i] * num_bf16_to_f32(b[i]);
+    return s;
+}
+
 static void old_task(void *ctx, int64_t task, int thread) {
     const old_job *j = ctx;
     const bk_attn_args *a = j->a;
@@ -52,7 +66,7 @@ static void old_task(void *ctx, int64_t task, int thread) {
     for (int p = first; p <= pos; p++) {
         int64_t slot = (int64_t)table[p / a->block_size] * a->block_size + p % a->block_size;
         int64_t off = slot * kv + kvh * hd;
-        float s = a->kv_dtype == BK_DT_BF16 ? cpu_dot_bf16(q, (const uint16_t *)a->k_cache + off, hd)
+        float s = a->kv_dtype == BK_DT_BF16 ? old_dot_bf16(q, (const uint16_t *)a->k_cache + off, hd)
                                             : cpu_dot(q, (const float *)a->k_cache + off, hd);
         cpu_softmax_step(s * a->scale, old_cache_row(a->v_cache, a->kv_dtype, off, hd, vbuf), hd, &m, &l, acc);
     }

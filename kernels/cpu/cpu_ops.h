@@ -106,20 +106,6 @@ static inline void cpu_bf16_row(float *out, const uint16_t *h, int64_t n) {
     for (; i < n; i++) out[i] = num_bf16_to_f32(h[i]);
 }
 
-// cpu_dot with b in bf16: the same float operations in the same order as
-// cpu_dot(a, widened b), so the same bits, without a copy of b.
-static inline float cpu_dot_bf16(const float *a, const uint16_t *b, int64_t n) {
-    cpu_v4 lo = {0}, hi = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        lo += cpu_v4_load(a + i) * cpu_v4_load_bf16(b + i);
-        hi += cpu_v4_load(a + i + 4) * cpu_v4_load_bf16(b + i + 4);
-    }
-    float s = cpu_v8_sum(lo, hi);
-    for (; i < n; i++) s += a[i] * num_bf16_to_f32(b[i]);
-    return s;
-}
-
 // ---- kernel sets -------------------------------------------------------------
 //
 // matmul has two sets of kernels: the portable ones above (the reference)
