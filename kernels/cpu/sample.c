@@ -83,6 +83,28 @@ typedef struct row_max {
     int dirty;    // a NaN or +inf was seen
 } row_max;
 
+// Folds one lane's max (value v first seen at id) into r: a greater value,
+// or the same finite value at a lower index, wins.
+static void max_lane(row_max *r, float v, int32_t id) {
+    if (v > r->m || (v == r->m && v > -INFINITY && id < r->argmax)) {
+        r->m = v;
+        r->argmax = id;
+    }
+}
+
+// The logits [i, V) after the vector passes, one at a time, into r.
+static row_max max_tail(row_max r, const float *l, int i, int V) {
+    for (; i < V; i++) {
+        r.n_finite += l[i] > -INFINITY;
+        r.dirty |= !(l[i] < INFINITY) && l[i] != -INFINITY;
+        if (l[i] > r.m) {
+            r.m = l[i];
+            r.argmax = i;
+        }
+    }
+    return r;
+}
+
 // Per-lane running max with its first index, reduced to the lowest index
 // of the overall max; NaN never compares greater, so it is skipped here and
 // flagged for cleaning.
@@ -100,20 +122,8 @@ static row_max find_max_v4(const float *l, int V) {
         bad |= ~(v < pinf) & ~(v == ninf);
     }
     row_max r = {-INFINITY, -1, cnt[0] + cnt[1] + cnt[2] + cnt[3], any_lane(bad)};
-    for (int k = 0; k < 4; k++)
-        if (best[k] > r.m || (best[k] == r.m && best[k] > -INFINITY && idx[k] < r.argmax)) {
-            r.m = best[k];
-            r.argmax = idx[k];
-        }
-    for (; i < V; i++) {
-        r.n_finite += l[i] > -INFINITY;
-        r.dirty |= !(l[i] < INFINITY) && l[i] != -INFINITY;
-        if (l[i] > r.m) {
-            r.m = l[i];
-            r.argmax = i;
-        }
-    }
-    return r;
+    for (int k = 0; k < 4; k++) max_lane(&r, best[k], idx[k]);
+    return max_tail(r, l, i, V);
 }
 
 // ---- AVX2 + FMA: the same passes 8 lanes at a time ---------------------------------
@@ -146,20 +156,9 @@ static AVX2 row_max find_max_avx2(const float *l, int V) {
     row_max r = {-INFINITY, -1, 0, _mm256_movemask_ps(bad) != 0};
     for (int k = 0; k < 8; k++) {
         r.n_finite += bc[k];
-        if (bv[k] > r.m || (bv[k] == r.m && bv[k] > -INFINITY && bi[k] < r.argmax)) {
-            r.m = bv[k];
-            r.argmax = bi[k];
-        }
+        max_lane(&r, bv[k], bi[k]);
     }
-    for (; i < V; i++) {
-        r.n_finite += l[i] > -INFINITY;
-        r.dirty |= !(l[i] < INFINITY) && l[i] != -INFINITY;
-        if (l[i] > r.m) {
-            r.m = l[i];
-            r.argmax = i;
-        }
-    }
-    return r;
+    return max_tail(r, l, i, V);
 }
 
 static inline AVX2 double hsum8d(__m256 v) {
