@@ -391,6 +391,12 @@ static int put_id(const tok *t, sbuf *b, int32_t id) {
     return sb_put(b, t->raws + t->raw_off[id], t->raw_len[id]);
 }
 
+const char *tok_token_bytes(const tok *t, int32_t id, size_t *len) {
+    if (!id_shown(t, id, 0)) return NULL;
+    *len = t->raw_len[id];
+    return t->raws + t->raw_off[id];
+}
+
 char *tok_decode(const tok *t, const int32_t *ids, size_t n, int skip_special, size_t *len) {
     sbuf raw = {0}, out = {0};
     int rc = sb_put(&raw, "", 0);

@@ -78,6 +78,11 @@ int32_t tok_token_id(const tok *t, const char *token);
 // t), or NULL for an id that is out of range or unused.
 const char *tok_token_str(const tok *t, int32_t id);
 
+// The raw bytes id decodes to (borrowed; lives as long as t; not
+// NUL-terminated, may be part of a UTF-8 character), *len their count; NULL
+// for an id out of range or unused. For the grammar engine's token trie.
+const char *tok_token_bytes(const tok *t, int32_t id, size_t *len);
+
 // 1 if id is a special token (an added token with "special": true, or listed
 // in tokenizer_config.json additional_special_tokens), else 0.
 int tok_is_special(const tok *t, int32_t id);
