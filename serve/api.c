@@ -277,6 +277,63 @@ static int read_common(const cJSON *o, api_request *r, api_error *e) {
     return 0;
 }
 
+// ---- response_format ------------------------------------------------------------
+
+// OpenAI's rule for json_schema.name: a-z, A-Z, 0-9, '_' and '-', at most 64.
+static int schema_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
+}
+
+// The json_schema object: name, description, schema, strict.
+static int read_json_schema(const cJSON *js, api_request *r, api_error *e) {
+    const char *p = "response_format.json_schema";
+    if (!js) return api_err_invalid(e, p, "Missing required parameter: '%s'.", p);
+    if (!cJSON_IsObject(js)) return wrong_type(e, p, "an object", js);
+    const cJSON *name = field(js, "name");
+    p = "response_format.json_schema.name";
+    if (!name) return api_err_invalid(e, p, "Missing required parameter: '%s'.", p);
+    if (!cJSON_IsString(name)) return wrong_type(e, p, "a string", name);
+    if (!schema_name_ok(name->valuestring))
+        return api_err_invalid(e, p, "Invalid '%s': string does not match pattern. Expected a string of 1 to 64 "
+                                     "characters that matches the pattern '^[a-zA-Z0-9_-]+$'.", p);
+    if (!(r->schema_name = strdup(name->valuestring))) return oom(e);
+    const cJSON *desc = field(js, "description");
+    if (desc && !cJSON_IsString(desc)) return wrong_type(e, "response_format.json_schema.description", "a string", desc);
+    const cJSON *strict = field(js, "strict");
+    if (strict && !cJSON_IsBool(strict)) return wrong_type(e, "response_format.json_schema.strict", "a boolean", strict);
+    r->strict = strict ? cJSON_IsTrue(strict) : -1;
+    const cJSON *schema = field(js, "schema");
+    if (schema && !cJSON_IsObject(schema))
+        return wrong_type(e, "response_format.json_schema.schema", "an object", schema);
+    // No schema: OpenAI's type makes it optional and says nothing more, so
+    // it means what an absent schema means in JSON Schema: any value.
+    r->schema = schema ? cJSON_PrintUnformatted(schema) : strdup("true");
+    return r->schema ? 0 : oom(e);
+}
+
+static int read_response_format(const cJSON *o, api_request *r, api_error *e) {
+    const cJSON *rf = field(o, "response_format");
+    if (!rf) return 0;
+    if (!cJSON_IsObject(rf)) return wrong_type(e, "response_format", "an object", rf);
+    const cJSON *t = field(rf, "type");
+    if (!t) return api_err_invalid(e, "response_format.type", "Missing required parameter: 'response_format.type'.");
+    if (!cJSON_IsString(t)) return wrong_type(e, "response_format.type", "a string", t);
+    if (strcmp(t->valuestring, "text") == 0) return 0;
+    if (strcmp(t->valuestring, "json_object") == 0) {
+        r->format = API_FORMAT_JSON_OBJECT;
+        return (r->schema = strdup("{\"type\":\"object\"}")) ? 0 : oom(e);
+    }
+    if (strcmp(t->valuestring, "json_schema") == 0) {
+        r->format = API_FORMAT_JSON_SCHEMA;
+        return read_json_schema(field(rf, "json_schema"), r, e);
+    }
+    return api_err_invalid(e, "response_format.type",
+                           "Invalid value: '%s'. Supported values are: 'text', 'json_object', and 'json_schema'.",
+                           t->valuestring);
+}
+
 static void request_init(api_request *r, api_kind kind) {
     memset(r, 0, sizeof *r);
     r->kind = kind;
@@ -287,6 +344,7 @@ static void request_init(api_request *r, api_kind kind) {
     r->top_k = -1;
     r->repetition_penalty = 1;
     r->enable_thinking = -1;
+    r->strict = -1;
 }
 
 // Parses the body as one JSON object; a 400 when it is not one.
@@ -432,14 +490,6 @@ static int refuse_unsupported_chat(const cJSON *o, api_error *e) {
     const cJSON *fns = field(o, "functions");
     if (fns && !(cJSON_IsArray(fns) && cJSON_GetArraySize(fns) == 0))
         return api_err_invalid(e, "functions", "Functions (function calling) are not supported by this server.");
-    const cJSON *rf = field(o, "response_format");
-    if (rf) {
-        if (!cJSON_IsObject(rf)) return wrong_type(e, "response_format", "an object", rf);
-        const cJSON *t = field(rf, "type");
-        if (!t || !cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-            return api_err_invalid(e, "response_format.type",
-                                   "Invalid 'response_format.type': only 'text' is supported by this server.");
-    }
     const cJSON *mod = field(o, "modalities");
     if (mod && cJSON_IsArray(mod)) {
         for (const cJSON *x = mod->child; x; x = x->next)
@@ -468,7 +518,8 @@ int api_parse_chat(const char *body, size_t len, api_request *r, api_error *e) {
         api_err_invalid(e, "messages", "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.");
         goto done;
     }
-    if (read_common(o, r, e) != 0 || refuse_unsupported_chat(o, e) != 0) goto done;
+    if (read_common(o, r, e) != 0 || refuse_unsupported_chat(o, e) != 0 || read_response_format(o, r, e) != 0)
+        goto done;
     if (!(r->messages = calloc((size_t)n, sizeof *r->messages))) {
         oom(e);
         goto done;
@@ -564,7 +615,7 @@ int api_parse_completion(const char *body, size_t len, api_request *r, api_error
     cJSON *o = parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
-    if (read_prompt(o, r, e) != 0 || read_common(o, r, e) != 0) goto done;
+    if (read_prompt(o, r, e) != 0 || read_common(o, r, e) != 0 || read_response_format(o, r, e) != 0) goto done;
     if (r->max_tokens < 0) r->max_tokens = 16;
     int echo = 0;
     if (read_bool(o, "echo", &echo, e)) goto done;
@@ -611,6 +662,8 @@ void api_request_free(api_request *r) {
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->logit_bias);
     free(r->user);
+    free(r->schema);
+    free(r->schema_name);
     memset(r, 0, sizeof *r);
 }
 

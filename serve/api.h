@@ -13,8 +13,16 @@
 // joined with "\n" (as vLLM does); an assistant message may have null
 // content. Refused with a 400 naming the field, because silently ignoring
 // them would give wrong answers: other content part types (images, audio),
-// assistant tool_calls, a non-empty `tools`, response_format other than
-// {"type":"text"}, and `function` messages.
+// assistant tool_calls, a non-empty `tools` and `function` messages.
+//
+// response_format (both endpoints; vLLM takes it on completions too):
+// {"type":"text"}; {"type":"json_object"} (any JSON object: the schema
+// {"type":"object"}); {"type":"json_schema","json_schema":{"name" (required,
+// [a-zA-Z0-9_-]{1,64}), "description"?, "schema"? (an object; absent means
+// any JSON value, the empty schema), "strict"? (boolean or null)}}. Only the
+// shape is checked here; whether the engine can enforce the schema is
+// decided when it is compiled (completion.c, 400 with param
+// "response_format.json_schema.schema").
 //
 // Completions specifics: prompt is a string, a list of strings, a list of
 // token ids, or a list of lists of token ids; logprobs is an integer 0..5
@@ -89,6 +97,8 @@ typedef struct api_prompt {
 
 typedef enum api_kind { API_CHAT, API_COMPLETION } api_kind;
 
+typedef enum api_format { API_FORMAT_TEXT, API_FORMAT_JSON_OBJECT, API_FORMAT_JSON_SCHEMA } api_format;
+
 typedef struct api_request {
     api_kind kind;
     char *model;
@@ -121,6 +131,13 @@ typedef struct api_request {
     float min_p;              // [0, 1]
     float repetition_penalty; // (0, 2]; 1 = off
     int enable_thinking;      // chat_template_kwargs.enable_thinking (vLLM's): -1 not given, 0, 1
+    // response_format
+    api_format format;
+    char *schema;             // JSON text of the schema to enforce (cJSON's unformatted print of
+                              // the body's, so equal schemas give equal texts); NULL for text
+    char *schema_name;        // json_schema.name; NULL for text and json_object
+    int strict;               // json_schema.strict: -1 not given or null, 0, 1 (read, not used:
+                              // every schema is enforced exactly or refused)
 } api_request;
 
 // Parse a body into out (owned by the caller: free with api_request_free,

@@ -209,7 +209,6 @@ static void test_chat_invalid(void) {
     // Features we refuse rather than ignore.
     bad_chat(CHAT(",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]"), "tools", "not supported");
     bad_chat(CHAT(",\"functions\":[{\"name\":\"f\"}]"), "functions", "not supported");
-    bad_chat(CHAT(",\"response_format\":{\"type\":\"json_object\"}"), "response_format.type", "only 'text'");
     bad_chat(CHAT(",\"modalities\":[\"text\",\"audio\"]"), "modalities", NULL);
 }
 
@@ -229,6 +228,55 @@ static void test_chat_bad_utf8(void) {
 }
 
 // ---- completions ---------------------------------------------------------------------------
+
+// ---- response_format ---------------------------------------------------------------
+
+#define RF(x) ",\"response_format\":" x
+#define JS(x) RF("{\"type\":\"json_schema\",\"json_schema\":" x "}")
+
+static void test_response_format_valid(void) {
+    api_request r;
+    api_error e;
+    CHECK(parse(API_CHAT, CHAT(RF("{\"type\":\"text\"}")), &r, &e) == 0, "%s", e.message);
+    CHECK(r.format == API_FORMAT_TEXT && r.schema == NULL && r.schema_name == NULL && r.strict == -1);
+    api_request_free(&r);
+    CHECK(parse(API_CHAT, CHAT(RF("{\"type\":\"json_object\"}")), &r, &e) == 0, "%s", e.message);
+    CHECK(r.format == API_FORMAT_JSON_OBJECT && r.schema && strcmp(r.schema, "{\"type\":\"object\"}") == 0);
+    api_request_free(&r);
+    // The schema comes back as one compact text: equal schemas, equal texts.
+    CHECK(parse(API_CHAT, CHAT(JS("{\"name\":\"My_schema-1\",\"description\":\"d\",\"strict\":true,"
+                                  "\"schema\":{ \"type\" : \"object\", \"properties\": {\"a\": {\"type\":\"integer\"}}}}")),
+                &r, &e) == 0, "%s", e.message);
+    CHECK(r.format == API_FORMAT_JSON_SCHEMA && strcmp(r.schema_name, "My_schema-1") == 0 && r.strict == 1);
+    CHECK(strcmp(r.schema, "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"}}}") == 0, "%s", r.schema);
+    api_request_free(&r);
+    // No schema: any JSON value. strict null = not given.
+    CHECK(parse(API_CHAT, CHAT(JS("{\"name\":\"x\",\"strict\":null}")), &r, &e) == 0, "%s", e.message);
+    CHECK(r.format == API_FORMAT_JSON_SCHEMA && strcmp(r.schema, "true") == 0 && r.strict == -1);
+    api_request_free(&r);
+    // Completions take it too (as vLLM does).
+    CHECK(parse(API_COMPLETION, CMPL(JS("{\"name\":\"x\",\"schema\":{\"enum\":[1,2]}}")), &r, &e) == 0, "%s", e.message);
+    CHECK(r.format == API_FORMAT_JSON_SCHEMA && strcmp(r.schema, "{\"enum\":[1,2]}") == 0);
+    api_request_free(&r);
+}
+
+static void test_response_format_invalid(void) {
+    bad_chat(CHAT(RF("\"json\"")), "response_format", "expected an object");
+    bad_chat(CHAT(RF("{}")), "response_format.type", "Missing required parameter");
+    bad_chat(CHAT(RF("{\"type\":1}")), "response_format.type", "expected a string");
+    bad_chat(CHAT(RF("{\"type\":\"xml\"}")), "response_format.type", "'text', 'json_object', and 'json_schema'");
+    bad_chat(CHAT(RF("{\"type\":\"json_schema\"}")), "response_format.json_schema", "Missing required parameter");
+    bad_chat(CHAT(JS("[]")), "response_format.json_schema", "expected an object");
+    bad_chat(CHAT(JS("{\"schema\":{}}")), "response_format.json_schema.name", "Missing required parameter");
+    bad_chat(CHAT(JS("{\"name\":\"a b\"}")), "response_format.json_schema.name", "does not match pattern");
+    bad_chat(CHAT(JS("{\"name\":\"\"}")), "response_format.json_schema.name", "does not match pattern");
+    bad_chat(CHAT(JS("{\"name\":\"a123456789a123456789a123456789a123456789a123456789a123456789abcde\"}")),
+             "response_format.json_schema.name", "1 to 64");
+    bad_chat(CHAT(JS("{\"name\":\"a\",\"description\":5}")), "response_format.json_schema.description", NULL);
+    bad_chat(CHAT(JS("{\"name\":\"a\",\"strict\":\"yes\"}")), "response_format.json_schema.strict", "a boolean");
+    bad_chat(CHAT(JS("{\"name\":\"a\",\"schema\":[1]}")), "response_format.json_schema.schema", "expected an object");
+    bad_cmpl(CMPL(RF("{\"type\":\"xml\"}")), "response_format.type", NULL);
+}
 
 static void test_completion_valid(void) {
     api_request r;
@@ -459,6 +507,8 @@ int main(void) {
     test_chat_nulls_are_defaults();
     test_chat_invalid();
     test_chat_bad_utf8();
+    test_response_format_valid();
+    test_response_format_invalid();
     test_completion_valid();
     test_completion_invalid();
     test_error_json();
