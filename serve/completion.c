@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gcache.h"
 #include "log.h"
 #include "registry.h"
 #include "reply.h"
@@ -22,7 +23,14 @@ struct completion {
     uint64_t next_req_id;
     job *jobs;                 // in flight
     int stopping;
+    gc_cache *gc;              // response_format's grammars
 };
+
+// Most whitespace bytes between two JSON tokens of a constrained answer:
+// room for a newline and indentation three levels deep (a model that
+// pretty-prints stays natural), small enough that a sampling model cannot
+// spend max_tokens on blanks.
+#define COMPLETION_WS_MAX 8
 
 // ---- jobs: state ------------------------------------------------------------------
 
@@ -68,6 +76,7 @@ struct job {
     choice *choices;
     int n_choices, n_done;
     int64_t prompt_tokens;
+    gm_grammar *grammar;       // response_format's (a held reference), NULL = free text
     api_error err;
     int failed;                // err holds the answer
     int closed;                // the client is gone
@@ -105,6 +114,7 @@ static void job_free(job *j) {
     }
     free(j->choices);
     if (j->adapter) reg_entry_unref(j->adapter);
+    if (j->grammar) gm_grammar_unref(j->grammar); // every choice has finished: the engine is done with it
     api_request_free(&j->req);
     free(j);
 }
@@ -403,13 +413,32 @@ static void job_on_close(http_res *res, void *ud) {
 
 // ---- jobs: tokenizing (thread pool) ------------------------------------------------
 
-// Renders and tokenizes every prompt. Runs on a worker: reads only
-// immutable server state (tokenizer, template) and the job.
+// The response_format grammar (compiled or cached; gcache.h). A schema
+// the engine refuses is the client's error: 400 naming the schema.
+static int job_compile(job *j) {
+    const api_request *q = &j->req;
+    err_t err = {{0}};
+    if (!q->schema) return 0;
+    j->grammar = gc_get(j->s->gc, q->schema, &err);
+    if (j->grammar) return 0;
+    if (q->format == API_FORMAT_JSON_SCHEMA)
+        api_err_invalid(&j->err, "response_format.json_schema.schema", "Invalid schema for response_format '%s': %s",
+                        q->schema_name, err.msg);
+    else
+        api_err_set(&j->err, 500, "server_error", "response_format", NULL, "cannot build the JSON grammar: %s", err.msg);
+    j->failed = 1;
+    return -1;
+}
+
+// Compiles the response_format's grammar, renders and tokenizes every
+// prompt. Runs on a worker: reads only immutable server state (tokenizer,
+// template), the grammar cache (thread-safe) and the job.
 static void job_tokenize(uv_work_t *w) {
     job *j = w->data;
     const completion_env *s = &j->s->env;
     const api_request *q = &j->req;
     err_t err = {{0}};
+    if (job_compile(j) != 0) return;
     for (int i = 0; i < j->n_gens; i++) {
         job_gen *g = &j->gens[i];
         size_t n = 0;
@@ -530,6 +559,16 @@ static void job_generate(job *j) {
     j->holds--;
 }
 
+// The token whose sampling opens the constraint: Qwen3's </think> when
+// the chat template lets the model reason first (enable_thinking not
+// false); -1 for every other template and for /v1/completions, whose
+// constraint holds from the first token.
+static int32_t think_end(const job *j) {
+    const completion_env *s = &j->s->env;
+    if (j->req.kind != API_CHAT || s->family != CHAT_QWEN3 || j->req.enable_thinking == 0) return -1;
+    return tok_token_id(s->tok, "</think>");
+}
+
 static void job_tokenized(uv_work_t *w, int status) {
     job *j = w->data;
     completion *s = j->s;
@@ -538,6 +577,8 @@ static void job_tokenized(uv_work_t *w, int status) {
         job_free(j);
         return;
     }
+    if (j->req.schema && j->grammar) s->env.requests->structured_requests++;
+    else if (j->req.schema && j->err.status == 400) s->env.requests->structured_schema_errors++;
     if (!j->failed) {
         for (int i = 0; i < j->n_gens && !j->failed; i++) {
             job_gen *g = &j->gens[i];
@@ -551,6 +592,7 @@ static void job_tokenized(uv_work_t *w, int status) {
                                  .adapter = j->adapter ? j->adapter->name : NULL,
                                  .adapter_entry = j->adapter,
                                  .max_tokens = (int)mt, .n = j->req.n,
+                                 .grammar = j->grammar, .think_end = think_end(j),
                                  .sink = {.ctx = g, .on_token = sink_token, .on_finish = sink_finish}};
         }
         if (!j->failed) job_generate(j); // fills each request's sampling and submits
@@ -658,6 +700,11 @@ completion *completion_open(const completion_env *env) {
     completion *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->env = *env;
+    gm_opts go = {.ws_max = COMPLETION_WS_MAX};
+    if (!(c->gc = gc_new(env->tok, &go, 0))) {
+        free(c);
+        return NULL;
+    }
     util_rng_seed(&c->rng, uv_hrtime() ^ ((uint64_t)getpid() << 32));
     return c;
 }
@@ -668,4 +715,8 @@ void completion_stop(completion *c) {
     if (c) c->stopping = 1;
 }
 
-void completion_free(completion *c) { free(c); }
+void completion_free(completion *c) {
+    if (!c) return;
+    gc_free(c->gc);
+    free(c);
+}

@@ -134,6 +134,15 @@ static void engine_text(buf *b, const metrics_engine *e) {
     put(b, "tessera_step_seconds_bucket{le=\"+Inf\"} %lld\n", (long long)cum);
     put(b, "tessera_step_seconds_sum %.9g\n", e->step_seconds_sum);
     put(b, "tessera_step_seconds_count %lld\n", (long long)cum);
+    counter(b, "tessera_grammar_sequences_total", "Sequences constrained by a response_format grammar.",
+            e->grammar_sequences);
+    counter(b, "tessera_grammar_masks_total", "Allowed-token masks computed for constrained sequences.",
+            e->grammar_masks);
+    metric(b, "tessera_grammar_mask_seconds_total", "counter", "Seconds spent computing grammar masks (all threads).");
+    put(b, "tessera_grammar_mask_seconds_total %.9g\n", e->grammar_mask_seconds_sum);
+    metric(b, "tessera_grammar_mask_wait_seconds_total", "counter",
+           "Seconds steps waited for grammar masks after the forward pass (mask time the forward did not hide).");
+    put(b, "tessera_grammar_mask_wait_seconds_total %.9g\n", e->grammar_mask_wait_seconds_sum);
 }
 
 char *metrics_text(const metrics_requests *r, const metrics_engine *e) {
@@ -142,6 +151,10 @@ char *metrics_text(const metrics_requests *r, const metrics_engine *e) {
     for (int i = 0; i < r->n; i++)
         put(&b, "tessera_requests_total{endpoint=\"%s\",status=\"%d\"} %lld\n", r->rows[i].endpoint,
             r->rows[i].status, (long long)r->rows[i].n);
+    counter(&b, "tessera_structured_requests_total", "Requests with a response_format grammar (json_object, json_schema).",
+            r->structured_requests);
+    counter(&b, "tessera_structured_schema_errors_total", "Requests refused because the engine cannot enforce their schema.",
+            r->structured_schema_errors);
     if (e) engine_text(&b, e);
     failures_text(&b, r, e);
     return b.p;

@@ -26,6 +26,12 @@ typedef struct metrics_engine {
     // (not cumulative; metrics_text makes them so).
     int64_t step_bucket[METRICS_STEP_BUCKETS + 1];
     double step_seconds_sum;
+    // Structured output: constrained sequences started, masks computed, the
+    // seconds spent computing them (on the mask threads and the engine
+    // thread together) and the seconds steps waited for them after the
+    // forward (the part the forward did not hide).
+    int64_t grammar_sequences, grammar_masks;
+    double grammar_mask_seconds_sum, grammar_mask_wait_seconds_sum;
 } metrics_engine;
 
 // Adds one step of `seconds` (and `tokens` batched) to m.
@@ -47,6 +53,9 @@ typedef struct metrics_requests {
         int64_t n;
     } adapter_failures[METRICS_MAX_ROWS];
     int n_adapter_failures;
+    // Requests with response_format json_object / json_schema whose
+    // grammar was ready (compiled or cached), and those refused because their schema was.
+    int64_t structured_requests, structured_schema_errors;
 } metrics_requests;
 
 // Counts one answered request. endpoint is the route's pattern

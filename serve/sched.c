@@ -102,6 +102,7 @@ static void seq_finish(sched *e, seq *s, srv_finish reason) {
     s->ss = NULL;
     free(s->gen);
     s->gen = NULL;
+    sched_grammar_seq_close(s);
     event *ev = calloc(1, sizeof *ev);
     pthread_mutex_lock(&e->mu);
     if (was_waiting) e->n_queued--;
@@ -261,7 +262,12 @@ static void took_token(sched *e, seq *s, const sampler_result *res) {
     const srv_request *r = s->q->r;
     int id = res->token;
     if (id < 0) {
-        log_line("error", "sched", "sampling failed request=%llu choice=%d: no finite logit", (unsigned long long)r->id, s->index);
+        log_line("error", "sched", "sampling failed request=%llu choice=%d: no finite logit%s", (unsigned long long)r->id,
+                 s->index, sched_grammar_allowed(s) ? " among the tokens the grammar allows" : "");
+        seq_finish(e, s, SRV_FINISH_ERROR);
+        return;
+    }
+    if (sched_grammar_took(e, s, res) < 0) {
         seq_finish(e, s, SRV_FINISH_ERROR);
         return;
     }
@@ -277,7 +283,7 @@ static void took_token(sched *e, seq *s, const sampler_result *res) {
 static void sample_wanted(sched *e, int W) {
     for (int w = 0; w < W; w++) {
         seq *s = e->wanted[w];
-        e->jobs[w] = (sampler_job){s->ss, &s->q->r->sampling, NULL};
+        e->jobs[w] = (sampler_job){s->ss, &s->q->r->sampling, sched_grammar_allowed(s)};
     }
     model_view v;
     model_get_view(e->m, &v);
@@ -308,7 +314,10 @@ static void step(sched *e) {
     }
     model_batch b = {T, e->b_tok, e->b_pos, e->b_seq, e->b_ad, e->b_want};
     err_t err = {{0}};
-    if (model_forward(e->m, e->kv, &b, NULL, &err) < 0) {
+    sched_masks_begin(e, e->wanted, W); // computed on the mask threads while the forward runs
+    int rc = model_forward(e->m, e->kv, &b, NULL, &err);
+    sched_masks_end(e);
+    if (rc < 0) {
         log_line("error", "sched", "forward failed tokens=%d sequences=%d: %s", T, n, err.msg);
         for (int i = 0; i < n; i++) seq_finish(e, e->order[i], SRV_FINISH_ERROR);
         return;
@@ -381,6 +390,7 @@ static void sreq_free(sreq *q) {
     for (int i = 0; i < q->n; i++) {
         sampler_state_free(q->seqs[i].ss);
         free(q->seqs[i].gen);
+        sched_grammar_seq_close(&q->seqs[i]);
     }
     free(q);
 }
@@ -405,7 +415,8 @@ static int sched_submit(void *ctx, srv_request *r, err_t *err) {
         *s = (seq){.q = q, .index = i, .state = SEQ_WAIT, .kvs = -1, .slot = -1};
         s->ss = sampler_state_new(e->V, r->sampling.seed + (uint64_t)i, err);
         s->gen = malloc((size_t)cap * sizeof *s->gen + 1);
-        if (!s->ss || !s->gen || sampler_state_prompt(s->ss, r->prompt, r->n_prompt, err) < 0) {
+        if (!s->ss || !s->gen || sampler_state_prompt(s->ss, r->prompt, r->n_prompt, err) < 0 ||
+            sched_grammar_seq_open(e, s, err) < 0) {
             if (!s->gen) err_set(err, "out of memory");
             sreq_free(q);
             return -1;
@@ -531,6 +542,7 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
         err_set(err, "out of memory");
         goto fail;
     }
+    if (sched_grammar_init(e, err) < 0) goto fail;
     if (uv_async_init(srv_loop(s), &e->async, on_async) != 0) {
         err_set(err, "cannot create the engine's async handle");
         goto fail;
@@ -566,6 +578,7 @@ fail:
 
 void sched_free(sched *e) {
     if (!e) return;
+    sched_grammar_free(e);
     for (int i = 0; e->slots && i < e->n_slots; i++) reg_entry_unref(e->slots[i].entry);
     free(e->slots);
     kv_free(e->kv);

@@ -5,12 +5,19 @@
 //                     one step (plan, forward, sample), create/free
 //   sched_adapters.c  adapters: the load list, the loader thread, the slot
 //                     table
+//   sched_grammar.c   structured output: each constrained sequence's
+//                     matcher and allowed-token bitset, and the mask
+//                     workers that fill the bitsets while the forward runs
 //
 // Threads and who touches what:
 //   loop thread:   submit, cancel, stop, the async callback (sink calls);
 //   engine thread: the waiting list, the running array, the KV cache, the
 //                  model, the adapter slots, the batch buffers;
-//   loader thread: reg_entry_load of queued adapter loads.
+//   loader thread: reg_entry_load of queued adapter loads;
+//   mask threads:  gm_mask of the sequences the engine thread posted for
+//                  this step (each sequence on one thread at a time; the
+//                  engine thread does not touch them until the step's
+//                  masks are all done).
 // `mu` guards what they share: the inbox, the cancel flags, the outbox, the
 // load list's states, the stats, kick/quit.
 #ifndef TESSERA_SCHED_INT_H
@@ -23,6 +30,10 @@
 #include "sched.h"
 
 enum { SEQ_WAIT, SEQ_RUN, SEQ_DONE };
+
+// A constrained sequence's phase: in a reasoning block (free), just after
+// it (whitespace or the value's first token), inside the value.
+enum { SEQ_G_THINK = 1, SEQ_G_WS, SEQ_G_ON };
 
 typedef struct sreq sreq;
 
@@ -39,6 +50,11 @@ typedef struct seq {
     int slot;           // adapter slot while running; -1 = base
     uint64_t admitted;  // admission order: preemption takes the latest
     int planned;        // tokens in this step's batch
+    gm_matcher *gm;     // structured output: NULL = free text
+    int gphase;         // SEQ_G_*: where the sequence is in its constraint
+    int ws_left;        // SEQ_G_WS: whitespace tokens still allowed before the value
+    uint32_t *allowed;  // (mask_words) this step's allowed tokens
+    size_t n_allowed;   // bits set in allowed
     struct seq *next;   // inbox / waiting list
 } seq;
 
@@ -112,6 +128,17 @@ struct sched {
     seq **order, **wanted;
     sampler_job *jobs;         // (max_num_seqs) one step's rows for sampler_sample_batch
     sampler_result *results;   // (max_num_seqs) what it sampled
+
+    // structured output (sched_grammar.c)
+    size_t mask_words;         // words of an allowed bitset: covers the model's and the tokenizer's ids
+    uint32_t *ws_bits;         // tokens made of whitespace only (after a reasoning block)
+    pthread_t *mthreads;
+    int n_mthreads;
+    pthread_mutex_t mmu;       // the step's mask jobs
+    pthread_cond_t mcv, mdone;
+    seq **mjobs;               // (max_num_seqs) posted for this step
+    int n_mjobs, mnext, mfinished, mquit;
+    double mbusy;              // seconds spent in gm_mask this step
 };
 
 // ---- adapters (sched_adapters.c) ---------------------------------------------
@@ -143,5 +170,32 @@ void sched_loads_prune(sched *e);
 // The loader thread's body (arg: the sched): builds queued loads' weights
 // with reg_entry_load until quit.
 void *sched_loader_main(void *arg);
+
+// ---- structured output (sched_grammar.c) -----------------------------------------
+
+// The whitespace tokens and the mask threads. 0, or -1 + err.
+int sched_grammar_init(sched *e, err_t *err);
+// Joins the mask threads and frees what init made.
+void sched_grammar_free(sched *e);
+
+// A sequence of a request with a grammar: its matcher and bitset (submit,
+// loop thread). 0, or -1 + err. A request without one: nothing, 0.
+int sched_grammar_seq_open(sched *e, seq *s, err_t *err);
+// Frees the sequence's matcher and bitset (any thread that owns s).
+void sched_grammar_seq_close(seq *s);
+
+// Before the forward: posts the masks of the wanted sequences that are
+// constrained to the mask threads. After it: sched_masks_end computes what
+// is left on the engine thread, waits for the rest and counts the time.
+void sched_masks_begin(sched *e, seq **wanted, int n);
+void sched_masks_end(sched *e);
+
+// The bitset to sample s with this step (NULL: every token).
+const uint32_t *sched_grammar_allowed(const seq *s);
+
+// Advances s's matcher by the token just sampled. 0, or -1 when the
+// matcher refuses a token its own mask allowed (an engine bug: logged;
+// the caller finishes the sequence with an error).
+int sched_grammar_took(sched *e, seq *s, const sampler_result *res);
 
 #endif

@@ -67,6 +67,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "grammar.h"
 #include "metrics.h"
 #include "sampler.h"
 #include "tokenizer.h"
@@ -108,11 +109,25 @@ typedef struct srv_request {
                                 // choice i should seed its sampler_state with seed + i
     int max_tokens;             // >= 1, and n_prompt + max_tokens <= max_position_embeddings
     int n;                      // choices, 1..API_MAX_N
+    // Structured output: each choice runs its own matcher over grammar
+    // (borrowed: the caller holds a reference until every choice has
+    // finished); NULL = free text. Before each token the engine masks the
+    // logits to what the grammar allows; the stop ids are allowed only
+    // where the value is complete, and are all that is left once the
+    // grammar allows nothing more.
+    gm_grammar *grammar;
+    // With a grammar: -1, the constraint holds from the first token; else
+    // the id of the token that closes a reasoning block (Qwen3's </think>):
+    // tokens up to it are free, then up to SRV_THINK_WS whitespace-only
+    // tokens (the template's "\n\n"), then the grammar.
+    int32_t think_end;
     srv_sink sink;
     void *engine_data;          // the engine's own
 } srv_request;
 
 enum { SRV_SUBMIT_OK = 0, SRV_SUBMIT_BUSY = 1 };
+
+#define SRV_THINK_WS 2
 
 typedef struct srv_engine {
     void *ctx;
