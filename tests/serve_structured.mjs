@@ -172,7 +172,11 @@ await step('think block first, then the value', async () => {
     check(Number.isInteger(think), 'the tokenizer has </think>');
     const r = await api.chat.completions.create({ model: 'tiny', messages: MSG, max_tokens: MAX, temperature: 1, seed: 21,
                                                   logit_bias: { [think]: 100 }, response_format: rf('tag', tagSchema) });
-    validChoice(r.choices[0], r.choices[0].message.content, tagSchema, 'after </think>');
+    // The content keeps the reasoning block (no reasoning parser, as vLLM
+    // without one): the value is what follows </think>.
+    const content = r.choices[0].message.content;
+    check(content.startsWith('</think>'), `the block closed first: ${JSON.stringify(content)}`);
+    validChoice(r.choices[0], content.slice('</think>'.length), tagSchema, 'after </think>');
 });
 
 // ---- errors ------------------------------------------------------------------------------------
