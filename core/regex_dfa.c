@@ -1,0 +1,584 @@
+// regex_dfa: from a byte NFA to the DFA the engine walks. Subset
+// construction over byte classes (intervals cut at every range end in the
+// NFA), with a hash table of NFA state sets; then trimming (drop what cannot
+// reach accept), Moore minimization (states kept apart by their labels:
+// accept, char_end, key_name, key_pats), a BFS renumbering from the start
+// and merging of byte classes whose columns are equal. Also rx_keys,
+// rx_intersect and the small accessors.
+#include <stdlib.h>
+#include <string.h>
+
+#include "regex_int.h"
+
+#define RX_MAX_RAW (4 * RX_MAX_STATES) // subset states before minimization
+
+// ---- growable int vectors ----
+
+typedef struct ivec {
+    int32_t *v;
+    size_t n, cap;
+} ivec;
+
+static int ivec_push(ivec *a, int32_t x) {
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        int32_t *v = realloc(a->v, cap * sizeof *v);
+        if (!v) return -1;
+        a->v = v, a->cap = cap;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+static int ivec_grow(ivec *a, size_t n) {
+    if (n <= a->cap) return 0;
+    size_t cap = a->cap ? a->cap : 64;
+    while (cap < n) cap *= 2;
+    int32_t *v = realloc(a->v, cap * sizeof *v);
+    if (!v) return -1;
+    a->v = v, a->cap = cap;
+    return 0;
+}
+
+static uint64_t hash_ints(const int32_t *v, size_t n) {
+    uint64_t h = 1469598103934665603ull ^ n;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint32_t)v[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+// ---- the subset construction ----
+
+typedef struct subset {
+    const rx_nfa *nfa;
+    rx_labels lab;
+    int32_t n_classes;
+    uint8_t cls[256];
+    ivec pool;          // the NFA state sets, back to back
+    ivec off, len;      // per DFA state: its set in pool
+    ivec next;          // [n_states * n_classes]
+    int32_t *tab;       // open addressing: DFA state + 1, 0 empty
+    size_t tab_cap;
+    int32_t *mark;      // per NFA state: generation of the last closure
+    int32_t gen;
+    ivec stack, set;    // closure scratch
+    ivec *bucket;       // per class: NFA targets
+} subset;
+
+// Byte classes: intervals between every lo and hi + 1 of the NFA's ranges.
+static void subset_classes(subset *S) {
+    uint8_t cut[257] = {0};
+    cut[0] = 1;
+    for (int32_t i = 0; i < S->nfa->n; i++) {
+        const rx_nstate *q = &S->nfa->s[i];
+        if (q->out < 0) continue;
+        cut[q->lo] = 1;
+        cut[q->hi + 1] = 1;
+    }
+    int32_t c = -1;
+    for (int b = 0; b < 256; b++) {
+        c += cut[b];
+        S->cls[b] = (uint8_t)c;
+    }
+    S->n_classes = c + 1;
+}
+
+// Whether the closure keeps state q: only states that consume a byte,
+// accept or mark a boundary tell sets apart.
+static int important(const rx_nstate *q) {
+    return q->out >= 0 || q->tag >= 0 || q->bnd;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+// The epsilon closure of S->stack's states into S->set (sorted).
+static int closure(subset *S) {
+    S->gen++;
+    S->set.n = 0;
+    for (size_t i = 0; i < S->stack.n; i++) S->mark[S->stack.v[i]] = S->gen;
+    while (S->stack.n) {
+        int32_t q = S->stack.v[--S->stack.n];
+        const rx_nstate *st = &S->nfa->s[q];
+        if (important(st) && ivec_push(&S->set, q)) return -1;
+        for (int32_t e = st->eps; e >= 0; e = S->nfa->e[e].next) {
+            int32_t t = S->nfa->e[e].to;
+            if (S->mark[t] == S->gen) continue;
+            S->mark[t] = S->gen;
+            if (ivec_push(&S->stack, t)) return -1;
+        }
+    }
+    qsort(S->set.v, S->set.n, sizeof *S->set.v, cmp_i32);
+    return 0;
+}
+
+static int tab_rehash(subset *S) {
+    size_t cap = S->tab_cap ? S->tab_cap * 2 : 1024;
+    int32_t *t = calloc(cap, sizeof *t);
+    if (!t) return -1;
+    for (size_t d = 0; d < S->off.n; d++) {
+        size_t h = hash_ints(S->pool.v + S->off.v[d], (size_t)S->len.v[d]) & (cap - 1);
+        while (t[h]) h = (h + 1) & (cap - 1);
+        t[h] = (int32_t)d + 1;
+    }
+    free(S->tab);
+    S->tab = t, S->tab_cap = cap;
+    return 0;
+}
+
+// The DFA state of S->set, added if new; -1 on out of memory, -2 too many.
+static int32_t intern(subset *S) {
+    if (S->off.n * 2 >= S->tab_cap && tab_rehash(S)) return -1;
+    size_t h = hash_ints(S->set.v, S->set.n) & (S->tab_cap - 1);
+    for (; S->tab[h]; h = (h + 1) & (S->tab_cap - 1)) {
+        int32_t d = S->tab[h] - 1;
+        if ((size_t)S->len.v[d] == S->set.n &&
+            !memcmp(S->pool.v + S->off.v[d], S->set.v, S->set.n * sizeof *S->set.v))
+            return d;
+    }
+    if (S->off.n >= RX_MAX_RAW) return -2;
+    int32_t d = (int32_t)S->off.n;
+    if (ivec_push(&S->off, (int32_t)S->pool.n) || ivec_push(&S->len, (int32_t)S->set.n)) return -1;
+    for (size_t i = 0; i < S->set.n; i++)
+        if (ivec_push(&S->pool, S->set.v[i])) return -1;
+    S->tab[h] = d + 1;
+    return d;
+}
+
+// Fills row d of the transition table.
+static int expand(subset *S, int32_t d) {
+    for (int32_t c = 0; c < S->n_classes; c++) S->bucket[c].n = 0;
+    for (int32_t i = 0; i < S->len.v[d]; i++) {
+        const rx_nstate *q = &S->nfa->s[S->pool.v[S->off.v[d] + i]];
+        if (q->out < 0) continue;
+        for (int32_t c = S->cls[q->lo]; c <= S->cls[q->hi]; c++)
+            if (ivec_push(&S->bucket[c], q->out)) return -1;
+    }
+    if (ivec_grow(&S->next, (size_t)(d + 1) * (size_t)S->n_classes)) return -1;
+    for (int32_t c = 0; c < S->n_classes; c++) {
+        int32_t t = -1;
+        if (S->bucket[c].n) {
+            S->stack.n = 0;
+            for (size_t i = 0; i < S->bucket[c].n; i++) {
+                int32_t q = S->bucket[c].v[i];
+                if (S->mark[q] == S->gen + 1) continue;
+                S->mark[q] = S->gen + 1;
+                if (ivec_push(&S->stack, q)) return -1;
+            }
+            if (closure(S)) return -1;
+            if ((t = intern(S)) < 0) return t;
+        }
+        S->next.v[(size_t)d * (size_t)S->n_classes + (size_t)c] = t;
+    }
+    S->next.n = (size_t)(d + 1) * (size_t)S->n_classes;
+    return 0;
+}
+
+static rx_dfa *dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json) {
+    rx_dfa *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->n_states = n_states, d->n_classes = n_classes;
+    d->next = malloc((size_t)n_states * (size_t)n_classes * sizeof *d->next + 1);
+    d->accept = calloc((size_t)n_states + 1, 1);
+    int bad = !d->next || !d->accept;
+    if (keys) {
+        d->key_name = malloc((size_t)n_states * sizeof *d->key_name + 1);
+        d->key_pats = calloc((size_t)n_states + 1, sizeof *d->key_pats);
+        bad |= !d->key_name || !d->key_pats;
+    }
+    if (json) bad |= !(d->char_end = calloc((size_t)n_states + 1, 1));
+    if (bad) rx_free(d), d = NULL;
+    return d;
+}
+
+// The labels of DFA state d from its NFA set.
+static void subset_label(const subset *S, rx_dfa *out, int32_t d) {
+    if (out->key_name) out->key_name[d] = -1;
+    for (int32_t i = 0; i < S->len.v[d]; i++) {
+        const rx_nstate *q = &S->nfa->s[S->pool.v[S->off.v[d] + i]];
+        if (q->bnd && out->char_end) out->char_end[d] = 1;
+        if (q->tag < 0) continue;
+        out->accept[d] = 1;
+        if (!S->lab.keys) continue;
+        if (q->tag < S->lab.n_names) out->key_name[d] = q->tag;
+        else if (q->tag < S->lab.n_names + 64) out->key_pats[d] |= 1ull << (q->tag - S->lab.n_names);
+    }
+}
+
+static void subset_free(subset *S) {
+    free(S->pool.v), free(S->off.v), free(S->len.v), free(S->next.v);
+    free(S->tab), free(S->mark), free(S->stack.v), free(S->set.v);
+    if (S->bucket)
+        for (int32_t c = 0; c < S->n_classes; c++) free(S->bucket[c].v);
+    free(S->bucket);
+}
+
+static rx_dfa *subset_result(subset *S, err_t *err) {
+    int32_t n = (int32_t)S->off.n;
+    rx_dfa *d = dfa_alloc(n, S->n_classes, S->lab.keys, S->lab.json);
+    if (!d) return err_set(err, "regex: out of memory"), NULL;
+    memcpy(d->cls, S->cls, sizeof d->cls);
+    memcpy(d->next, S->next.v, (size_t)n * (size_t)S->n_classes * sizeof *d->next);
+    for (int32_t i = 0; i < n; i++) subset_label(S, d, i);
+    return d;
+}
+
+rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err) {
+    subset S = {.nfa = n, .lab = lab};
+    subset_classes(&S);
+    rx_dfa *d = NULL;
+    int r = -1;
+    S.mark = calloc((size_t)n->n, sizeof *S.mark);
+    S.bucket = calloc((size_t)S.n_classes, sizeof *S.bucket);
+    if (S.mark && S.bucket && !ivec_push(&S.stack, n->start)) {
+        S.mark[n->start] = 1;
+        r = closure(&S);
+        if (!r) r = intern(&S) < 0 ? -1 : 0;
+        for (size_t i = 0; !r && i < S.off.n; i++) r = expand(&S, (int32_t)i);
+    }
+    if (r == -2)
+        err_set(err, "regex: pattern too complex (more than %d states)", RX_MAX_STATES);
+    else if (r)
+        err_set(err, "regex: out of memory");
+    else
+        d = subset_result(&S, err);
+    subset_free(&S);
+    return d ? rx_finish(d, err) : NULL;
+}
+
+// ---- trimming ----
+
+// live[s] = 1 when s can reach an accepting state (reverse BFS).
+static int live_states(const rx_dfa *d, uint8_t *live) {
+    size_t n = (size_t)d->n_states, k = (size_t)d->n_classes;
+    int32_t *cnt = calloc(n + 1, sizeof *cnt), *src = malloc(n * k * sizeof *src + 1), *q = malloc(n * sizeof *q + 1);
+    if (!cnt || !src || !q) return free(cnt), free(src), free(q), -1;
+    for (size_t i = 0; i < n * k; i++)
+        if (d->next[i] >= 0) cnt[d->next[i] + 1]++;
+    for (size_t s = 0; s < n; s++) cnt[s + 1] += cnt[s];
+    int32_t *pos = calloc(n + 1, sizeof *pos);
+    if (!pos) return free(cnt), free(src), free(q), -1;
+    memcpy(pos, cnt, (n + 1) * sizeof *pos);
+    for (size_t i = 0; i < n * k; i++)
+        if (d->next[i] >= 0) src[pos[d->next[i]]++] = (int32_t)(i / k);
+    size_t qn = 0;
+    for (size_t s = 0; s < n; s++)
+        if ((live[s] = d->accept[s])) q[qn++] = (int32_t)s;
+    while (qn) {
+        int32_t t = q[--qn];
+        for (int32_t j = cnt[t]; j < cnt[t + 1]; j++)
+            if (!live[src[j]]) live[src[j]] = 1, q[qn++] = src[j];
+    }
+    free(cnt), free(src), free(q), free(pos);
+    return 0;
+}
+
+// ---- Moore minimization ----
+
+typedef struct sigtab {
+    int32_t *tab; // state + 1 of the block's representative, 0 empty
+    size_t cap;
+} sigtab;
+
+// The signature of s: its block, and its successors' blocks.
+static uint64_t sig_hash(const rx_dfa *d, const int32_t *blk, int32_t s) {
+    uint64_t h = 0x9E3779B97F4A7C15ull * (uint64_t)(blk[s] + 1);
+    const int32_t *row = d->next + (size_t)s * (size_t)d->n_classes;
+    for (int32_t c = 0; c < d->n_classes; c++) h = (h ^ (uint32_t)(row[c] < 0 ? -1 : blk[row[c]])) * 1099511628211ull;
+    return h ^ (h >> 31);
+}
+
+static int sig_eq(const rx_dfa *d, const int32_t *blk, int32_t s, int32_t t) {
+    if (blk[s] != blk[t]) return 0;
+    const int32_t *a = d->next + (size_t)s * (size_t)d->n_classes, *b = d->next + (size_t)t * (size_t)d->n_classes;
+    for (int32_t c = 0; c < d->n_classes; c++)
+        if ((a[c] < 0 ? -1 : blk[a[c]]) != (b[c] < 0 ? -1 : blk[b[c]])) return 0;
+    return 1;
+}
+
+static int label_eq(const rx_dfa *d, int32_t s, int32_t t) {
+    if (d->accept[s] != d->accept[t]) return 0;
+    if (d->char_end && d->char_end[s] != d->char_end[t]) return 0;
+    if (d->key_name && (d->key_name[s] != d->key_name[t] || d->key_pats[s] != d->key_pats[t])) return 0;
+    return 1;
+}
+
+// Initial blocks: states with equal labels (a hash on the label tuple).
+static int32_t initial_blocks(const rx_dfa *d, int32_t *blk, sigtab *T) {
+    int32_t nb = 0;
+    memset(T->tab, 0, T->cap * sizeof *T->tab);
+    for (int32_t s = 0; s < d->n_states; s++) {
+        uint64_t h = d->accept[s] * 31u + (d->char_end ? d->char_end[s] : 0);
+        if (d->key_name) h = (h * 1000003u + (uint32_t)d->key_name[s]) * 0x9E3779B97F4A7C15ull ^ d->key_pats[s];
+        size_t i = (h ^ (h >> 29)) & (T->cap - 1);
+        for (; T->tab[i]; i = (i + 1) & (T->cap - 1))
+            if (label_eq(d, T->tab[i] - 1, s)) break;
+        if (!T->tab[i]) T->tab[i] = s + 1, blk[s] = nb++;
+        else blk[s] = blk[T->tab[i] - 1];
+    }
+    return nb;
+}
+
+// One refinement round: new blocks from signatures into nblk.
+static int32_t refine(const rx_dfa *d, const int32_t *blk, int32_t *nblk, sigtab *T) {
+    int32_t nb = 0;
+    memset(T->tab, 0, T->cap * sizeof *T->tab);
+    for (int32_t s = 0; s < d->n_states; s++) {
+        size_t i = sig_hash(d, blk, s) & (T->cap - 1);
+        for (; T->tab[i]; i = (i + 1) & (T->cap - 1))
+            if (sig_eq(d, blk, T->tab[i] - 1, s)) break;
+        if (!T->tab[i]) T->tab[i] = s + 1, nblk[s] = nb++;
+        else nblk[s] = nblk[T->tab[i] - 1];
+    }
+    return nb;
+}
+
+// Blocks of equivalent states into blk; returns their number, -1 on OOM.
+static int32_t minimize_blocks(const rx_dfa *d, int32_t *blk) {
+    sigtab T = {0};
+    T.cap = 16;
+    while (T.cap < (size_t)d->n_states * 2) T.cap *= 2;
+    T.tab = malloc(T.cap * sizeof *T.tab);
+    int32_t *nblk = malloc((size_t)d->n_states * sizeof *nblk + 1);
+    if (!T.tab || !nblk) return free(T.tab), free(nblk), -1;
+    int32_t nb = initial_blocks(d, blk, &T);
+    for (;;) {
+        int32_t nn = refine(d, blk, nblk, &T);
+        memcpy(blk, nblk, (size_t)d->n_states * sizeof *blk);
+        if (nn == nb) break;
+        nb = nn;
+    }
+    free(T.tab), free(nblk);
+    return nb;
+}
+
+// ---- rebuilding: live blocks in BFS order from the start ----
+
+// The new number of each block (-1 dead), BFS from the start's block.
+static int32_t order_blocks(const rx_dfa *d, const int32_t *blk, int32_t nb, const uint8_t *live, int32_t *newid,
+                            int32_t *rep) {
+    for (int32_t b = 0; b < nb; b++) newid[b] = -1, rep[b] = -1;
+    for (int32_t s = 0; s < d->n_states; s++)
+        if (rep[blk[s]] < 0) rep[blk[s]] = s;
+    int32_t *order = malloc((size_t)nb * sizeof *order + 1);
+    if (!order) return -1;
+    int32_t n = 0;
+    newid[blk[0]] = n, order[n++] = blk[0];
+    for (int32_t h = 0; h < n; h++) {
+        const int32_t *row = d->next + (size_t)rep[order[h]] * (size_t)d->n_classes;
+        for (int32_t c = 0; c < d->n_classes; c++) {
+            if (row[c] < 0 || !live[row[c]] || newid[blk[row[c]]] >= 0) continue;
+            newid[blk[row[c]]] = n, order[n++] = blk[row[c]];
+        }
+    }
+    // order[] is reused by the caller through rep: rep[new id] = old state.
+    int32_t *tmp = malloc((size_t)n * sizeof *tmp + 1);
+    if (!tmp) return free(order), -1;
+    for (int32_t i = 0; i < n; i++) tmp[i] = rep[order[i]];
+    memcpy(rep, tmp, (size_t)n * sizeof *rep);
+    free(tmp), free(order);
+    return n;
+}
+
+static void copy_labels(rx_dfa *out, int32_t to, const rx_dfa *d, int32_t from) {
+    out->accept[to] = d->accept[from];
+    if (out->char_end) out->char_end[to] = d->char_end[from];
+    if (out->key_name) out->key_name[to] = d->key_name[from], out->key_pats[to] = d->key_pats[from];
+}
+
+// Merges byte classes whose columns are equal (a hash per column first).
+static void merge_classes(rx_dfa *d) {
+    int32_t k = d->n_classes, n = d->n_states, map[256], first[256], nk = 0;
+    uint64_t h[256];
+    for (int32_t c = 0; c < k; c++) {
+        h[c] = 1469598103934665603ull;
+        for (int32_t s = 0; s < n; s++) h[c] = (h[c] ^ (uint32_t)d->next[(size_t)s * k + c]) * 1099511628211ull;
+        map[c] = -1;
+        for (int32_t j = 0; j < nk && map[c] < 0; j++) {
+            int32_t e = first[j], s = 0;
+            if (h[e] != h[c]) continue;
+            while (s < n && d->next[(size_t)s * k + c] == d->next[(size_t)s * k + e]) s++;
+            if (s == n) map[c] = j;
+        }
+        if (map[c] < 0) first[nk] = c, map[c] = nk++;
+    }
+    if (nk == k) return;
+    for (int32_t s = 0; s < n; s++)
+        for (int32_t c = 0; c < nk; c++) d->next[(size_t)s * nk + c] = d->next[(size_t)s * k + first[c]];
+    for (int b = 0; b < 256; b++) d->cls[b] = (uint8_t)map[d->cls[b]];
+    d->n_classes = nk;
+}
+
+static rx_dfa *rebuild(const rx_dfa *d, const int32_t *blk, int32_t nb, const uint8_t *live, err_t *err) {
+    int32_t *newid = malloc((size_t)nb * sizeof *newid + 1), *rep = malloc((size_t)nb * sizeof *rep + 1);
+    int32_t n = newid && rep ? order_blocks(d, blk, nb, live, newid, rep) : -1;
+    rx_dfa *out = n < 0 ? NULL : n > RX_MAX_STATES ? NULL : dfa_alloc(n, d->n_classes, d->key_name != NULL, d->char_end != NULL);
+    if (n > RX_MAX_STATES) err_set(err, "regex: pattern too complex (more than %d states)", RX_MAX_STATES);
+    else if (!out) err_set(err, "regex: out of memory");
+    for (int32_t i = 0; out && i < n; i++) {
+        const int32_t *row = d->next + (size_t)rep[i] * (size_t)d->n_classes;
+        for (int32_t c = 0; c < d->n_classes; c++)
+            out->next[(size_t)i * (size_t)d->n_classes + c] = row[c] < 0 || !live[row[c]] ? -1 : newid[blk[row[c]]];
+        copy_labels(out, i, d, rep[i]);
+    }
+    if (out) memcpy(out->cls, d->cls, sizeof out->cls), merge_classes(out);
+    free(newid), free(rep);
+    return out;
+}
+
+rx_dfa *rx_finish(rx_dfa *d, err_t *err) {
+    uint8_t *live = calloc((size_t)d->n_states + 1, 1);
+    int32_t *blk = malloc((size_t)d->n_states * sizeof *blk + 1);
+    rx_dfa *out = NULL;
+    if (!live || !blk || live_states(d, live)) {
+        err_set(err, "regex: out of memory");
+    } else if (!live[0]) {
+        err_set(err, "regex: matches no string");
+    } else {
+        int32_t nb = minimize_blocks(d, blk);
+        if (nb < 0) err_set(err, "regex: out of memory");
+        else out = rebuild(d, blk, nb, live, err);
+    }
+    free(live), free(blk);
+    rx_free(d);
+    return out;
+}
+
+// ---- rx_keys ----
+
+rx_dfa *rx_keys(const char *const *names, int n_names, const char *const *patterns, int n_patterns, int any_key,
+                err_t *err) {
+    if (n_patterns > 64) return err_set(err, "regex: rx_keys takes at most 64 patterns (got %d)", n_patterns), NULL;
+    rx_nfa n = {0};
+    int ok = (n.start = rx_nfa_state(&n)) >= 0;
+    for (int i = 0; ok && i < n_names; i++) {
+        int32_t s = rx_nfa_add_literal(&n, names[i], strlen(names[i]), i, err);
+        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
+        if (s >= 0 && !ok) err_set(err, "regex: out of memory");
+    }
+    for (int j = 0; ok && j < n_patterns; j++) {
+        int32_t s = rx_nfa_add(&n, patterns[j], strlen(patterns[j]), RX_SEARCH | RX_JSON_STRING, n_names + j, err);
+        if (s < 0) err_wrap(err, "patternProperties[%d]", j);
+        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
+    }
+    if (ok && any_key) {
+        int32_t s = rx_nfa_add(&n, "[\\s\\S]*", 7, RX_JSON_STRING, n_names + 64, err);
+        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
+    }
+    if (!ok && n.n >= 0 && err && !err->msg[0]) err_set(err, "regex: out of memory");
+    rx_dfa *d = ok ? rx_determinize(&n, (rx_labels){.keys = 1, .n_names = n_names, .json = 1}, err) : NULL;
+    rx_nfa_free(&n);
+    return d;
+}
+
+// ---- rx_intersect ----
+
+typedef struct pairmap {
+    int64_t *key; // ta * b->n_states + tb, -1 empty
+    int32_t *val;
+    size_t cap;
+} pairmap;
+
+static int32_t pair_get(pairmap *m, int64_t key, int32_t val_if_new, int *added) {
+    size_t i = (size_t)((uint64_t)key * 0x9E3779B97F4A7C15ull >> 20) & (m->cap - 1);
+    for (; m->key[i] >= 0; i = (i + 1) & (m->cap - 1))
+        if (m->key[i] == key) return *added = 0, m->val[i];
+    m->key[i] = key, m->val[i] = val_if_new;
+    *added = 1;
+    return val_if_new;
+}
+
+// Makes room for `want` entries at load 1/2, rehashing the pairs so far.
+static int pair_reserve(pairmap *m, size_t want, const ivec *pairs, int32_t nb) {
+    if (want * 2 <= m->cap) return 0;
+    size_t cap = m->cap ? m->cap : 1024;
+    while (want * 2 > cap) cap *= 2;
+    int64_t *k = malloc(cap * sizeof *k);
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!k || !v) return free(k), free(v), -1;
+    memset(k, 0xff, cap * sizeof *k);
+    free(m->key), free(m->val);
+    *m = (pairmap){k, v, cap};
+    int added;
+    for (size_t j = 0; j < pairs->n / 2; j++)
+        pair_get(m, (int64_t)pairs->v[2 * j] * nb + pairs->v[2 * j + 1], (int32_t)j, &added);
+    return 0;
+}
+
+// Product classes: one per distinct (a class, b class) pair.
+static int32_t product_classes(const rx_dfa *a, const rx_dfa *b, uint8_t *cls, uint8_t *ca, uint8_t *cb) {
+    int32_t n = 0;
+    for (int x = 0; x < 256; x++) {
+        int32_t k = -1;
+        for (int32_t j = 0; j < n && k < 0; j++)
+            if (ca[j] == a->cls[x] && cb[j] == b->cls[x]) k = j;
+        if (k < 0) k = n, ca[n] = a->cls[x], cb[n] = b->cls[x], n++;
+        cls[x] = (uint8_t)k;
+    }
+    return n;
+}
+
+// BFS over the reachable pairs; pairs holds (a state, b state) per product
+// state, next the rows. 0, -1 out of memory, -2 too many states.
+static int product_walk(const rx_dfa *a, const rx_dfa *b, int32_t k, const uint8_t *ca, const uint8_t *cb,
+                        ivec *pairs, ivec *next) {
+    pairmap m = {0};
+    int added, r = pair_reserve(&m, (size_t)k + 1, pairs, b->n_states);
+    if (!r) pair_get(&m, 0, 0, &added);
+    if (!r && (ivec_push(pairs, 0) || ivec_push(pairs, 0))) r = -1;
+    for (size_t i = 0; !r && i < pairs->n / 2; i++) {
+        int32_t sa = pairs->v[2 * i], sb = pairs->v[2 * i + 1];
+        if (pairs->n / 2 > RX_MAX_RAW) r = -2;
+        else r = pair_reserve(&m, pairs->n / 2 + (size_t)k, pairs, b->n_states);
+        for (int32_t c = 0; !r && c < k; c++) {
+            int32_t ta = a->next[(size_t)sa * a->n_classes + ca[c]], tb = b->next[(size_t)sb * b->n_classes + cb[c]];
+            int32_t t = -1;
+            if (ta >= 0 && tb >= 0) {
+                t = pair_get(&m, (int64_t)ta * b->n_states + tb, (int32_t)(pairs->n / 2), &added);
+                if (added && (ivec_push(pairs, ta) || ivec_push(pairs, tb))) r = -1;
+            }
+            if (!r && ivec_push(next, t)) r = -1;
+        }
+    }
+    free(m.key), free(m.val);
+    return r;
+}
+
+rx_dfa *rx_intersect(const rx_dfa *a, const rx_dfa *b, err_t *err) {
+    uint8_t cls[256], ca[256], cb[256];
+    int32_t k = product_classes(a, b, cls, ca, cb);
+    ivec pairs = {0}, next = {0};
+    int r = product_walk(a, b, k, ca, cb, &pairs, &next);
+    rx_dfa *d = NULL;
+    if (r == -2) err_set(err, "regex: intersection too complex (more than %d states)", RX_MAX_STATES);
+    else if (r) err_set(err, "regex: out of memory");
+    else if (!(d = dfa_alloc((int32_t)(pairs.n / 2), k, 0, a->char_end != NULL))) err_set(err, "regex: out of memory");
+    if (d) {
+        memcpy(d->cls, cls, sizeof cls);
+        memcpy(d->next, next.v, next.n * sizeof *next.v);
+        for (int32_t s = 0; s < d->n_states; s++) {
+            int32_t sa = pairs.v[2 * s], sb = pairs.v[2 * s + 1];
+            d->accept[s] = a->accept[sa] && b->accept[sb];
+            if (d->char_end) d->char_end[s] = a->char_end[sa];
+        }
+    }
+    free(pairs.v), free(next.v);
+    return d ? rx_finish(d, err) : NULL;
+}
+
+// ---- accessors ----
+
+size_t rx_bytes(const rx_dfa *d) {
+    size_t n = (size_t)d->n_states;
+    size_t b = sizeof *d + n * (size_t)d->n_classes * sizeof *d->next + n;
+    if (d->key_name) b += n * (sizeof *d->key_name + sizeof *d->key_pats);
+    if (d->char_end) b += n;
+    return b;
+}
+
+void rx_free(rx_dfa *d) {
+    if (!d) return;
+    free(d->next), free(d->accept), free(d->key_name), free(d->key_pats), free(d->char_end);
+    free(d);
+}
