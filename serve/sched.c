@@ -262,8 +262,10 @@ static void took_token(sched *e, seq *s, const sampler_result *res) {
     const srv_request *r = s->q->r;
     int id = res->token;
     if (id < 0) {
-        log_line("error", "sched", "sampling failed request=%llu choice=%d: no finite logit%s", (unsigned long long)r->id,
-                 s->index, sched_grammar_allowed(s) ? " among the tokens the grammar allows" : "");
+        if (sched_grammar_allowed(s) && s->n_allowed == 0) sched_grammar_log_dead_end(e, s);
+        else
+            log_line("error", "sched", "sampling failed request=%llu choice=%d: no finite logit%s",
+                     (unsigned long long)r->id, s->index, sched_grammar_allowed(s) ? " among the allowed tokens" : "");
         seq_finish(e, s, SRV_FINISH_ERROR);
         return;
     }

@@ -9,6 +9,7 @@
 // tessera_grammar_mask_seconds_total).
 #include "sched_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -156,6 +157,24 @@ int sched_grammar_took(sched *e, seq *s, const sampler_result *res) {
     log_line("error", "sched", "grammar refused token %d that its own mask allowed request=%llu choice=%d "
              "generated=%d (an engine bug)", (int)id, (unsigned long long)s->q->r->id, s->index, s->n_gen);
     return -1;
+}
+
+void sched_grammar_log_dead_end(sched *e, const seq *s) {
+    size_t len = 0;
+    char *text = tok_decode(srv_tokenizer(e->s), s->gen, s->n_gen, 0, &len);
+    size_t from = len > 120 ? len - 120 : 0;
+    char tail[512];
+    size_t k = 0;
+    for (size_t i = from; text && i < len && k + 4 < sizeof tail; i++) { // one line: escape controls
+        unsigned char ch = (unsigned char)text[i];
+        if (ch < 0x20) k += (size_t)snprintf(tail + k, sizeof tail - k, "\\x%02x", ch);
+        else tail[k++] = (char)ch;
+    }
+    tail[k] = '\0';
+    log_line("error", "sched", "grammar dead end: no token allowed and the value is not complete (an engine bug) "
+             "request=%llu choice=%d generated=%d text_end=\"%s\"", (unsigned long long)s->q->r->id, s->index,
+             s->n_gen, tail);
+    free(text);
 }
 
 // ---- init / free ----------------------------------------------------------------------

@@ -198,4 +198,9 @@ const uint32_t *sched_grammar_allowed(const seq *s);
 // the caller finishes the sequence with an error).
 int sched_grammar_took(sched *e, seq *s, const sampler_result *res);
 
+// Logs a grammar that allows no token where its value is not complete (an
+// engine bug: a prefix it accepted has no completion), with the end of
+// the text so far.
+void sched_grammar_log_dead_end(sched *e, const seq *s);
+
 #endif
