@@ -1,122 +1,10 @@
-// grammar: the vocab's token trie, grammars over compiled schemas, and the
-// matcher's public calls. The byte matcher is grammar_match.c; masks and
-// their caches are grammar_mask.c.
+// grammar: grammars over compiled schemas and the matcher's public calls.
+// The vocab and its caches are grammar_vocab.c, the byte matcher
+// grammar_match.c, masks grammar_mask.c.
 #include <stdlib.h>
 #include <string.h>
 
 #include "grammar_int.h"
-
-// ---- vocab ----------------------------------------------------------------
-
-static _Thread_local const gm_vocab *sort_vocab; // qsort has no context argument
-
-static int cmp_tokens(const void *pa, const void *pb) {
-    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
-    int32_t la = sort_vocab->tok_len[a], lb = sort_vocab->tok_len[b];
-    int c = memcmp(sort_vocab->tok_bytes[a], sort_vocab->tok_bytes[b], (size_t)(la < lb ? la : lb));
-    if (c) return c;
-    if (la != lb) return la < lb ? -1 : 1;
-    return a < b ? -1 : a > b;
-}
-
-// Nodes for the sorted ids, depth first: each token adds the nodes past its
-// common prefix with the previous one; a node's skip is set when it leaves
-// the path.
-static int trie_build(gm_vocab *v, const int32_t *ids, int32_t n, err_t *err) {
-    size_t cap = 1024;
-    v->nodes = malloc(cap * sizeof *v->nodes);
-    int32_t *path = malloc(UINT16_MAX * sizeof *path);
-    int32_t depth = 0, prev = -1;
-    if (!v->nodes || !path) {
-        free(path);
-        return err_set(err, "grammar vocab: out of memory");
-    }
-    for (int32_t k = 0; k < n; k++) {
-        int32_t id = ids[k], len = v->tok_len[id], common = 0;
-        if (prev >= 0) {
-            int32_t pl = v->tok_len[prev];
-            while (common < len && common < pl && v->tok_bytes[id][common] == v->tok_bytes[prev][common])
-                common++;
-            if (common == len && pl == len) { // same bytes as prev: chain the id
-                v->tok_next[id] = v->tok_next[prev];
-                v->tok_next[prev] = id;
-                continue;
-            }
-        }
-        while (depth > common) v->nodes[path[--depth]].skip = v->n_nodes;
-        for (; depth < len; depth++) {
-            if ((size_t)v->n_nodes == cap) {
-                gm_tnode *p = realloc(v->nodes, 2 * cap * sizeof *p);
-                if (!p) {
-                    free(path);
-                    return err_set(err, "grammar vocab: out of memory");
-                }
-                v->nodes = p;
-                cap *= 2;
-            }
-            v->nodes[v->n_nodes] = (gm_tnode){.byte = v->tok_bytes[id][depth],
-                                              .depth = (uint16_t)(depth + 1), .token = -1};
-            path[depth] = v->n_nodes++;
-        }
-        v->nodes[path[len - 1]].token = id;
-        if (len > v->max_depth) v->max_depth = len;
-        prev = id;
-    }
-    while (depth > 0) v->nodes[path[--depth]].skip = v->n_nodes;
-    free(path);
-    return 0;
-}
-
-gm_vocab *gm_vocab_new(const tok *t, err_t *err) {
-    gm_vocab *v = calloc(1, sizeof *v);
-    if (!v) return err_set(err, "grammar vocab: out of memory"), NULL;
-    v->t = t;
-    v->n_tokens = tok_vocab_size(t);
-    v->words = ((size_t)v->n_tokens + 31) / 32;
-    v->tok_bytes = calloc((size_t)v->n_tokens, sizeof *v->tok_bytes);
-    v->tok_len = calloc((size_t)v->n_tokens, sizeof *v->tok_len);
-    v->tok_next = malloc((size_t)v->n_tokens * sizeof *v->tok_next);
-    int32_t *ids = malloc((size_t)v->n_tokens * sizeof *ids);
-    int32_t n = 0;
-    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !ids) goto oom;
-    for (int32_t id = 0; id < v->n_tokens; id++) {
-        size_t len = 0;
-        const char *b = tok_token_bytes(t, id, &len);
-        v->tok_next[id] = -1;
-        // Tokens longer than the trie's depth type are left out (never allowed).
-        if (!b || len == 0 || len >= UINT16_MAX || tok_is_special(t, id)) continue;
-        v->tok_bytes[id] = (const uint8_t *)b;
-        v->tok_len[id] = (int32_t)len;
-        ids[n++] = id;
-    }
-    sort_vocab = v;
-    qsort(ids, (size_t)n, sizeof *ids, cmp_tokens);
-    if (trie_build(v, ids, n, err) < 0) {
-        free(ids);
-        gm_vocab_free(v);
-        return NULL;
-    }
-    free(ids);
-    return v;
-oom:
-    free(ids);
-    gm_vocab_free(v);
-    return err_set(err, "grammar vocab: out of memory"), NULL;
-}
-
-void gm_vocab_free(gm_vocab *v) {
-    if (!v) return;
-    gm_vocab_free_caches(v);
-    free(v->nodes);
-    free(v->tok_bytes);
-    free(v->tok_len);
-    free(v->tok_next);
-    free(v);
-}
-
-size_t gm_mask_words(const gm_vocab *v) {
-    return v->words;
-}
 
 // ---- grammar ----------------------------------------------------------------
 
@@ -134,8 +22,12 @@ static int info_init(gm_grammar *g, err_t *err) {
                 if (d->next[(size_t)st * d->n_classes + c] >= 0) in->has_out[st] = 1;
         int32_t q = d->next[d->cls['"']];
         in->quote_state = d->char_end ? q : -1;
-        in->cache = gm_vocab_dfacache(g->v, d, err);
+        in->cache = gm_vocab_dfacache(g->v, d, &in->canon, err);
         if (!in->cache) return -1;
+        if (d->key_name) {
+            in->exit_state = calloc((size_t)d->n_states, sizeof *in->exit_state);
+            if (!in->exit_state) return err_set(err, "grammar: out of memory");
+        }
     }
     return 0;
 }
@@ -180,8 +72,14 @@ void gm_grammar_ref(gm_grammar *g) {
 
 void gm_grammar_unref(gm_grammar *g) {
     if (!g || atomic_fetch_sub(&g->refs, 1) != 1) return;
-    if (g->info)
-        for (int32_t i = 0; i < g->s->n_dfas; i++) free(g->info[i].has_out);
+    for (int32_t i = 0; g->info && i < g->s->n_dfas; i++) {
+        gm_dfainfo *in = &g->info[i];
+        free(in->has_out);
+        free(in->canon);
+        for (int32_t st = 0; in->exit_state && st < g->s->dfas[i]->n_states; st++)
+            free(atomic_load(&in->exit_state[st]));
+        free(in->exit_state);
+    }
     free(g->info);
     js_free(g->s);
     free(g);

@@ -55,13 +55,15 @@ typedef struct gm_lexcache {
     int32_t n_exits;
     int32_t *exit_toks;
     uint8_t *exit_chars;
+    uint16_t *exit_off;     // bytes of the token inside the lexeme
+    int32_t n_exit_toks;
 } gm_lexcache;
 
-// A DFA's caches, one per state, filled on first use.
+// A canonical DFA's caches, one per state, filled on first use.
 typedef struct gm_dfacache {
     uint64_t hash;
-    rx_dfa *own;            // the vocab's own copy of the tables (grammars come
-                            // and go); compared byte for byte on lookup
+    rx_dfa *own;            // the canonical DFA (gm_vocab_dfacache), the
+                            // vocab's own; compared byte for byte on lookup
     int32_t n_states;
     _Atomic(gm_lexcache *) *states;
     struct gm_dfacache *next;
@@ -86,7 +88,11 @@ struct gm_vocab {
 typedef struct gm_dfainfo {
     uint8_t *has_out;   // [n_states] 1: some byte moves on
     int32_t quote_state;// the state after the opening quote (strings), -1 else
-    gm_dfacache *cache; // the vocab's cache for this DFA
+    gm_dfacache *cache; // the vocab's cache for this DFA's canonical form
+    int32_t *canon;     // [n_states] state -> canonical state
+    // Key DFAs: per state, each cached exit token's exit state in this DFA
+    // (the canonical form forgets which key a state names); built on use.
+    _Atomic(int32_t *) *exit_state;
 } gm_dfainfo;
 
 struct gm_grammar {
@@ -181,7 +187,9 @@ bool gm_lex_numeric(const js_node *n);
 
 // grammar_mask.c
 size_t gm_mask_set(gm_matcher *m, uint32_t *bits);
-gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, err_t *err);
+// grammar_vocab.c
+gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **canon, err_t *err);
+const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s);
 void gm_vocab_free_caches(gm_vocab *v);
 
 // grammar.c: a grammar over an already compiled node graph (takes s).

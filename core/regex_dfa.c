@@ -10,7 +10,8 @@
 
 #include "regex_int.h"
 
-#define RX_MAX_RAW (4 * RX_MAX_STATES) // subset states before minimization
+#define RX_MAX_RAW (2 * RX_MAX_STATES) // subset states before minimization
+#define RX_MAX_POOL (1 << 22)           // NFA state ids in all subsets together
 
 // ---- growable int vectors ----
 
@@ -61,6 +62,7 @@ typedef struct subset {
     int32_t *mark;      // per NFA state: generation of the last closure
     int32_t gen;
     ivec stack, set;    // closure scratch
+    ivec tmp;           // sort scratch
     ivec *bucket;       // per class: NFA targets
 } subset;
 
@@ -88,9 +90,29 @@ static int important(const rx_nstate *q) {
     return q->out >= 0 || q->tag >= 0 || q->bnd;
 }
 
-static int cmp_i32(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
+// Sorts v[0..n) (NFA state ids, below 2^22): insertion sort when short,
+// else two 11-bit radix passes through tmp (qsort's callbacks dominated).
+static int sort_states(int32_t *v, size_t n, ivec *tmp) {
+    if (n <= 32) {
+        for (size_t i = 1; i < n; i++) {
+            int32_t x = v[i];
+            size_t j = i;
+            for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+            v[j] = x;
+        }
+        return 0;
+    }
+    if (ivec_grow(tmp, n)) return -1;
+    int32_t *src = v, *dst = tmp->v;
+    for (int shift = 0; shift < 22; shift += 11) {
+        size_t cnt[2049] = {0};
+        for (size_t i = 0; i < n; i++) cnt[((src[i] >> shift) & 2047) + 1]++;
+        for (int b = 0; b < 2048; b++) cnt[b + 1] += cnt[b];
+        for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 2047]++] = src[i];
+        int32_t *t = src;
+        src = dst, dst = t;
+    }
+    return 0; // two passes: the result is back in v
 }
 
 // The epsilon closure of S->stack's states into S->set (sorted).
@@ -109,8 +131,7 @@ static int closure(subset *S) {
             if (ivec_push(&S->stack, t)) return -1;
         }
     }
-    qsort(S->set.v, S->set.n, sizeof *S->set.v, cmp_i32);
-    return 0;
+    return sort_states(S->set.v, S->set.n, &S->tmp);
 }
 
 static int tab_rehash(subset *S) {
@@ -127,7 +148,8 @@ static int tab_rehash(subset *S) {
     return 0;
 }
 
-// The DFA state of S->set, added if new; -1 on out of memory, -2 too many.
+// The DFA state of S->set, added if new; -1 on out of memory, -2 too many
+// states, -3 state sets too large in all.
 static int32_t intern(subset *S) {
     if (S->off.n * 2 >= S->tab_cap && tab_rehash(S)) return -1;
     size_t h = hash_ints(S->set.v, S->set.n) & (S->tab_cap - 1);
@@ -138,6 +160,7 @@ static int32_t intern(subset *S) {
             return d;
     }
     if (S->off.n >= RX_MAX_RAW) return -2;
+    if (S->pool.n + S->set.n > RX_MAX_POOL) return -3;
     int32_t d = (int32_t)S->off.n;
     if (ivec_push(&S->off, (int32_t)S->pool.n) || ivec_push(&S->len, (int32_t)S->set.n)) return -1;
     for (size_t i = 0; i < S->set.n; i++)
@@ -208,7 +231,7 @@ static void subset_label(const subset *S, rx_dfa *out, int32_t d) {
 
 static void subset_free(subset *S) {
     free(S->pool.v), free(S->off.v), free(S->len.v), free(S->next.v);
-    free(S->tab), free(S->mark), free(S->stack.v), free(S->set.v);
+    free(S->tab), free(S->mark), free(S->stack.v), free(S->set.v), free(S->tmp.v);
     if (S->bucket)
         for (int32_t c = 0; c < S->n_classes; c++) free(S->bucket[c].v);
     free(S->bucket);
@@ -239,6 +262,8 @@ rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err) {
     }
     if (r == -2)
         err_set(err, "regex: pattern too complex (more than %d states)", RX_MAX_STATES);
+    else if (r == -3)
+        err_set(err, "regex: pattern too complex (its state sets pass %d NFA states in all)", RX_MAX_POOL);
     else if (r)
         err_set(err, "regex: out of memory");
     else

@@ -12,6 +12,8 @@
 //                          prints the DFA's size and, per string, 0 or 1
 //                          (FLAGS: the RX_* value; STRING taken as raw bytes,
 //                          JSON-encoded first when FLAGS has RX_JSON_STRING).
+//   rxcheck format FLAGS NAME STRING...
+//                          the same for rx_format(NAME).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +93,9 @@ static int run_cases(const char *path) {
 static int run_match(int argc, char **argv) {
     unsigned fl = (unsigned)atoi(argv[2]);
     err_t e = {{0}};
-    rx_dfa *d = rx_compile(argv[3], strlen(argv[3]), fl, &e);
+    const char *pat = argv[1][0] == 'f' ? rx_format(argv[3]) : argv[3];
+    if (!pat) return printf("no format %s\n", argv[3]), 1;
+    rx_dfa *d = rx_compile(pat, strlen(pat), fl, &e);
     if (!d) return printf("error: %s\n", e.msg), 1;
     printf("states %d classes %d bytes %zu\n", d->n_states, d->n_classes, rx_bytes(d));
     for (int i = 4; i < argc; i++) {
@@ -106,7 +110,7 @@ static int run_match(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "cases")) return run_cases(argv[2]);
-    if (argc >= 4 && !strcmp(argv[1], "match")) return run_match(argc, argv);
+    if (argc >= 4 && (!strcmp(argv[1], "match") || !strcmp(argv[1], "format"))) return run_match(argc, argv);
     fprintf(stderr, "usage: rxcheck cases FILE | rxcheck match FLAGS PATTERN STRING...\n");
     return 2;
 }
