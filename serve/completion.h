@@ -11,7 +11,12 @@
 // Checks before a job is queued, in order: the body (api.h), the model
 // (access.h: 404 model_not_found), the adapter's rank against the engine's
 // --max-lora-rank, a chat template for chat, token ids inside the
-// vocabulary. After tokenizing: the context length. A job holds a
+// vocabulary. On the thread pool, before tokenizing: response_format's
+// schema becomes a grammar (compiled, or found in the grammar cache that
+// completion owns, gcache.h); a schema the engine refuses is a 400 with
+// param "response_format.json_schema.schema" and the compiler's reason.
+// After tokenizing: the context length. A job holds a reference to its
+// grammar until it is freed (each sequence's matcher holds its own). A job holds a
 // reference to its adapter's registry entry until it is freed, so it
 // finishes on the version it was resolved to.
 //

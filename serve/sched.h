@@ -18,7 +18,9 @@
 //      adapter slot into contiguous segments; grows each sequence's KV as
 //      it goes, preempting the most recently admitted sequence (its KV is
 //      dropped and recomputed later, results unchanged) when blocks run out;
-//   5. runs model_forward, leaving the logits in backend memory, samples
+//   5. runs model_forward (while it runs, worker threads fill the allowed-
+//      token bitsets of the sequences with a response_format grammar:
+//      sched_grammar.c), leaving the logits in backend memory, samples
 //      every sequence whose last token was in the batch with its own
 //      sampler_state (seed + choice index) in one sampler_sample_batch call
 //      (only token ids and requested logprobs come back), and posts
