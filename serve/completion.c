@@ -27,10 +27,11 @@ struct completion {
 };
 
 // Most whitespace bytes between two JSON tokens of a constrained answer:
-// room for a newline and indentation three levels deep (a model that
-// pretty-prints stays natural), small enough that a sampling model cannot
-// spend max_tokens on blanks.
-#define COMPLETION_WS_MAX 8
+// a newline and the indentation of json.dumps(indent=2) five levels deep or
+// indent=4 two levels deep (a model that pretty-prints keeps its style in
+// the usual shapes; deeper, it is pushed to less indentation, still valid),
+// and small enough that a sampling model cannot spend max_tokens on blanks.
+#define COMPLETION_WS_MAX 12
 
 // ---- jobs: state ------------------------------------------------------------------
 

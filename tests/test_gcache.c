@@ -31,7 +31,7 @@ static void works(gm_grammar *g, const char *text, const char *bad, const char *
 }
 
 static void test_hit_and_miss(const tok *t) {
-    gm_opts o = {.ws_max = 8};
+    gm_opts o = {.ws_max = 12};
     gc_cache *c = gc_new(t, &o, 0);
     err_t err = {{0}};
     gm_grammar *a = gc_get(c, ENUM, &err), *b = gc_get(c, ENUM, &err), *d = gc_get(c, OBJ, &err);
@@ -61,7 +61,7 @@ static void test_hit_and_miss(const tok *t) {
 // A bound of 1 byte keeps only the newest grammar; an evicted one held by
 // a caller still works, and a later request compiles it again.
 static void test_eviction(const tok *t) {
-    gm_opts o = {.ws_max = 8};
+    gm_opts o = {.ws_max = 12};
     gc_cache *c = gc_new(t, &o, 1);
     err_t err = {{0}};
     gm_grammar *a = gc_get(c, ENUM, &err);
@@ -101,7 +101,7 @@ static void *worker_main(void *arg) {
 }
 
 static void test_threads(const tok *t) {
-    gm_opts o = {.ws_max = 8};
+    gm_opts o = {.ws_max = 12};
     gc_cache *c = gc_new(t, &o, 0);
     worker w[4];
     pthread_t th[4];
