@@ -27,7 +27,7 @@ const idOf = (s) => vocab.model.vocab[s] ?? added[s];
 
 const NO_THINK = { chat_template_kwargs: { enable_thinking: false } };
 const MSG = [{ role: 'user', content: 'Review the film in JSON.' }];
-const MAX = 400; // room for every value the schemas below allow, with whitespace
+const MAX = 800; // room for every value the schemas below allow, whitespace included
 
 const Review = z.object({
     sentiment: z.enum(['positive', 'negative', 'neutral']),
