@@ -21,6 +21,7 @@
 #define GM_MAX_DEPTH 200   // frames per thread, the same
 #define GM_NUM_TEXT 64     // number text kept for numeric checks; longer is refused
 #define GM_ARENA_CHUNK (64 * 1024)
+#define GM_SHORT_CHARS 16
 #define GM_ARENA_MAX_CHUNKS 1024
 
 // ---- vocab ----------------------------------------------------------------
@@ -49,8 +50,14 @@ typedef struct gm_exit {
 typedef struct gm_lexcache {
     uint32_t *inside;       // tokens all of whose bytes stay in the DFA (and
                             // do not end the lexeme)
-    uint8_t *inside_chars;  // per token: code points started (strings), 0 else
-    uint8_t max_chars;      // largest inside_chars of an inside token
+    // Code points each inside token starts (strings with char_end): the few
+    // over GM_SHORT_CHARS listed here; every token's count built on first
+    // need (a bounded string within GM_SHORT_CHARS of its maxLength).
+    int32_t *long_toks;
+    uint8_t *long_chars;
+    int32_t n_long;
+    uint8_t max_chars;      // the largest count of an inside token
+    _Atomic(uint8_t *) chars;
     gm_exit *exits;
     int32_t n_exits;
     int32_t *exit_toks;
@@ -190,6 +197,8 @@ size_t gm_mask_set(gm_matcher *m, uint32_t *bits);
 // grammar_vocab.c
 gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **canon, err_t *err);
 const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s);
+// e's per-token code point counts (e is c's entry for s); NULL on out of memory.
+const uint8_t *gm_lexcache_chars(const gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e);
 void gm_vocab_free_caches(gm_vocab *v);
 
 // grammar.c: a grammar over an already compiled node graph (takes s).

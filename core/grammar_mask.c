@@ -153,13 +153,22 @@ static int mask_lexeme(gm_matcher *m, gm_arena *a, const gm_thread *t, uint32_t 
     bool counted = gm_lex_counted(g, f);
     int64_t room = counted && n->max_len >= 0 ? n->max_len - f->count : INT64_MAX;
     int64_t need = counted ? n->min_len - f->count : 0;
-    if (room >= e->max_chars) {
-        for (size_t w = 0; w < v->words; w++) bits[w] |= e->inside[w];
+    if (room >= GM_SHORT_CHARS || room >= e->max_chars) {
+        const uint32_t *src = e->inside;
+        if (room < e->max_chars) { // leave out the long tokens that do not fit
+            memcpy(m->scratch, e->inside, v->words * sizeof *m->scratch);
+            for (int32_t k = 0; k < e->n_long; k++)
+                if (e->long_chars[k] > room) m->scratch[e->long_toks[k] / 32] &= ~(1u << (e->long_toks[k] % 32));
+            src = m->scratch;
+        }
+        for (size_t w = 0; w < v->words; w++) bits[w] |= src[w];
     } else {
+        const uint8_t *chars = gm_lexcache_chars(v, in->cache, in->canon[f->state], e);
+        if (!chars) return -1;
         for (size_t w = 0; w < v->words; w++) {
             for (uint32_t b = e->inside[w]; b; b &= b - 1) {
                 int32_t tk = (int32_t)(w * 32 + (size_t)__builtin_ctz(b));
-                if (e->inside_chars[tk] <= room) bits[w] |= 1u << (tk % 32);
+                if (chars[tk] <= room) bits[w] |= 1u << (tk % 32);
             }
         }
     }

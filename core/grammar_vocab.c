@@ -334,7 +334,9 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
 static void lexcache_free(gm_lexcache *e) {
     if (!e) return;
     free(e->inside);
-    free(e->inside_chars);
+    free(e->long_toks);
+    free(e->long_chars);
+    free(atomic_load(&e->chars));
     free(e->exits);
     free(e->exit_toks);
     free(e->exit_chars);
@@ -365,6 +367,10 @@ typedef struct walk_ctx {
     const gm_vocab *v;
     const rx_dfa *d;
     uint8_t *has_out;
+    uint8_t *chars;      // per token counts, when wanted
+    int32_t *long_toks;  // tokens over GM_SHORT_CHARS
+    uint8_t *long_chars;
+    int32_t n_long, cap_long;
     int32_t quote_state;
     exit_rec *recs;
     size_t n_recs, cap;
@@ -396,6 +402,21 @@ static int add_exits(walk_ctx *w, int32_t from, int32_t to, int32_t state, int32
             w->recs[w->n_recs++] = (exit_rec){t, state, off, chars};
         }
     }
+    return 0;
+}
+
+static int long_add(walk_ctx *w, int32_t t, uint8_t c) {
+    if (w->n_long == w->cap_long) {
+        int32_t cap = w->cap_long ? 2 * w->cap_long : 64;
+        int32_t *tk = realloc(w->long_toks, (size_t)cap * sizeof *tk);
+        if (tk) w->long_toks = tk;
+        uint8_t *ch = realloc(w->long_chars, (size_t)cap);
+        if (ch) w->long_chars = ch;
+        if (!tk || !ch) return -1;
+        w->cap_long = cap;
+    }
+    w->long_toks[w->n_long] = t;
+    w->long_chars[w->n_long++] = c;
     return 0;
 }
 
@@ -447,8 +468,13 @@ static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
         ch[nd->depth] = c;
         for (int32_t t = nd->token; t >= 0; t = v->tok_next[t]) {
             e->inside[t / 32] |= 1u << (t % 32);
-            if (e->inside_chars) e->inside_chars[t] = (uint8_t)(c > 255 ? 255 : c);
-            if (c > e->max_chars) e->max_chars = (uint8_t)(c > 255 ? 255 : c);
+            uint8_t c8 = (uint8_t)(c > 255 ? 255 : c);
+            if (w->chars) w->chars[t] = c8;
+            if (c8 > e->max_chars) e->max_chars = c8;
+            if (c8 > GM_SHORT_CHARS && long_add(w, t, c8) < 0) {
+                free(st);
+                return -1;
+            }
         }
         i++;
     }
@@ -485,16 +511,19 @@ static int group_exits(walk_ctx *w, gm_lexcache *e) {
     return 0;
 }
 
-static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s) {
+// chars: also every inside token's count (n_tokens bytes), else NULL.
+static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s, uint8_t *chars) {
     gm_lexcache *e = calloc(1, sizeof *e);
-    walk_ctx w = {.v = v, .d = d, .quote_state = d->char_end ? d->next[d->cls['"']] : -1};
+    walk_ctx w = {.v = v, .d = d, .quote_state = d->char_end ? d->next[d->cls['"']] : -1, .chars = chars};
     if (!e) return NULL;
     e->inside = calloc(v->words, sizeof *e->inside);
-    e->inside_chars = d->char_end ? calloc((size_t)v->n_tokens, 1) : NULL;
     w.has_out = has_out_table(d);
-    int rc = !e->inside || (d->char_end && !e->inside_chars) || !w.has_out ? -1 : 0;
+    int rc = !e->inside || !w.has_out ? -1 : 0;
     if (rc == 0) rc = walk_dfa(&w, e, s);
     if (rc == 0) rc = group_exits(&w, e);
+    e->long_toks = w.long_toks;
+    e->long_chars = w.long_chars;
+    e->n_long = w.n_long;
     free(w.recs);
     free(w.has_out);
     if (rc < 0) {
@@ -504,12 +533,28 @@ static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s
     return e;
 }
 
+const uint8_t *gm_lexcache_chars(const gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e) {
+    gm_lexcache *me = (gm_lexcache *)(uintptr_t)e; // only the atomic slot is written
+    uint8_t *x = atomic_load_explicit(&me->chars, memory_order_acquire);
+    if (x) return x;
+    uint8_t *mine = calloc((size_t)v->n_tokens, 1);
+    gm_lexcache *tmp = mine ? lexcache_build(v, c->own, s, mine) : NULL;
+    if (!tmp) {
+        free(mine);
+        return NULL;
+    }
+    lexcache_free(tmp);
+    if (atomic_compare_exchange_strong(&me->chars, &x, mine)) return mine;
+    free(mine);
+    return x;
+}
+
 // The entry for (c, s), built on first use and published with a CAS (a
 // losing builder frees its copy). NULL only on out of memory.
 const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s) {
     gm_lexcache *e = atomic_load_explicit(&c->states[s], memory_order_acquire);
     if (e) return e;
-    gm_lexcache *mine = lexcache_build(v, c->own, s);
+    gm_lexcache *mine = lexcache_build(v, c->own, s, NULL);
     if (!mine) return NULL;
     if (atomic_compare_exchange_strong(&c->states[s], &e, mine)) return mine;
     lexcache_free(mine);

@@ -326,6 +326,12 @@ static void test_compiled(gm_vocab *v, const tok *t) {
     expect(g, "\"abcd\"", -1);
     brute_mask(t, v, g, "\"\u00e9t\u00e9\"");
     gm_grammar_unref(g);
+    // Long tokens (runs of spaces) near maxLength, and two string threads
+    // at once whose bounds differ.
+    g = compile(v, "{\"anyOf\": [{\"type\": \"string\", \"maxLength\": 20}, {\"type\": \"string\", \"minLength\": 25}]}", 0);
+    brute_mask(t, v, g, "\"                  ab\"");
+    brute_mask(t, v, g, "\"                                x\"");
+    gm_grammar_unref(g);
     g = compile(v, "{\"type\": \"integer\", \"minimum\": -5, \"maximum\": 500}", 0);
     expect(g, "500", 1);
     expect(g, "501", 0); // a prefix of nothing valid is still refused only at the end
