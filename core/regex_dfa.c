@@ -259,7 +259,9 @@ static rx_dfa *subset_result(subset *S, err_t *err) {
     rx_dfa *d = dfa_alloc(n, S->n_classes, S->lab.keys, S->lab.json);
     if (!d) return err_set(err, "regex: out of memory"), NULL;
     memcpy(d->cls, S->cls, sizeof d->cls);
-    memcpy(d->next, S->next.v, (size_t)n * (size_t)S->n_classes * sizeof *d->next);
+    free(d->next); // the table built is handed over, not copied
+    d->next = S->next.v;
+    S->next.v = NULL;
     for (int32_t i = 0; i < n; i++) subset_label(S, d, i);
     return d;
 }

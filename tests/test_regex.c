@@ -193,14 +193,15 @@ static void test_errors(void) {
 }
 
 static void test_keys(void) {
-    const char *names[] = {"id", "name", "i\"d"};
+    const char *names[] = {"id", "name", "i\"d", "x_id"};
     const char *pats[] = {"^x_", "\\d$"};
     err_t e = {{0}};
-    rx_dfa *d = rx_keys(names, 3, pats, 2, 1, &e);
+    rx_dfa *d = rx_keys(names, 4, pats, 2, 1, &e);
     CHECK(d != NULL, "rx_keys: %s", e.msg);
     if (!d) return;
     struct { const char *key; int name; uint64_t pats; } cases[] = {
         {"id", 0, 0}, {"name", 1, 0}, {"i\"d", 2, 0}, {"x_a", -1, 1}, {"x_1", -1, 3}, {"a1", -1, 2}, {"other", -1, 0}, {"", -1, 0},
+        {"x_id", 3, 1}, {"😀9", -1, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char enc[256];
