@@ -484,11 +484,15 @@ void rx_nfa_free(rx_nfa *n) {
     memset(n, 0, sizeof *n);
 }
 
+typedef struct rx_trie_edge rx_trie_edge;
+
 typedef struct rx_build {
     rx_nfa *nfa;
     const rx_parser *p;
     int json;
     err_t *err;
+    rx_trie_edge *trie; // the current character set's trie (see chain)
+    int n_trie, cap_trie;
 } rx_build;
 
 static int32_t berr(rx_build *b) {
@@ -498,17 +502,42 @@ static int32_t berr(rx_build *b) {
     return err_set(b->err, "regex: out of memory");
 }
 
-// A chain of byte ranges from `from` to `to`: lo[i]..hi[i] for i < k.
-static int chain(rx_build *b, int32_t from, int32_t to, const uint8_t *lo, const uint8_t *hi, int k) {
-    int32_t p = rx_nfa_state(b->nfa);
-    if (p < 0 || rx_nfa_eps(b->nfa, from, p)) return berr(b);
-    for (int i = 0; i < k; i++) {
-        int32_t q = i + 1 < k ? rx_nfa_state(b->nfa) : to;
-        if (q < 0) return berr(b);
-        b->nfa->s[p].lo = lo[i], b->nfa->s[p].hi = hi[i], b->nfa->s[p].out = q;
-        p = q;
-    }
+// The byte sequences of one character set share their prefixes: a trie
+// rooted at the set's `from` state, one entry per inner edge. Fewer states
+// with byte edges means smaller state sets in the subset construction.
+typedef struct rx_trie_edge {
+    int32_t parent, child;
+    uint8_t lo, hi;
+} rx_trie_edge;
+
+// A byte edge lo..hi from `parent` to `child` (through a new state).
+static int edge(rx_build *b, int32_t parent, uint8_t lo, uint8_t hi, int32_t child) {
+    int32_t e = rx_nfa_state(b->nfa);
+    if (e < 0 || rx_nfa_eps(b->nfa, parent, e)) return berr(b);
+    b->nfa->s[e].lo = lo, b->nfa->s[e].hi = hi, b->nfa->s[e].out = child;
     return 0;
+}
+
+// Adds the sequence lo[i]..hi[i] (i < k) from `from` to `to` into the trie.
+static int chain(rx_build *b, int32_t from, int32_t to, const uint8_t *lo, const uint8_t *hi, int k) {
+    int32_t at = from;
+    for (int i = 0; i + 1 < k; i++) {
+        int32_t next = -1;
+        for (int j = 0; j < b->n_trie && next < 0; j++)
+            if (b->trie[j].parent == at && b->trie[j].lo == lo[i] && b->trie[j].hi == hi[i]) next = b->trie[j].child;
+        if (next < 0) {
+            if (b->n_trie == b->cap_trie) {
+                int cap = b->cap_trie ? b->cap_trie * 2 : 64;
+                rx_trie_edge *t = realloc(b->trie, (size_t)cap * sizeof *t);
+                if (!t) return err_set(b->err, "regex: out of memory");
+                b->trie = t, b->cap_trie = cap;
+            }
+            if ((next = rx_nfa_state(b->nfa)) < 0 || edge(b, at, lo[i], hi[i], next)) return berr(b);
+            b->trie[b->n_trie++] = (rx_trie_edge){at, next, lo[i], hi[i]};
+        }
+        at = next;
+    }
+    return edge(b, at, lo[k - 1], hi[k - 1], to);
 }
 
 // UTF-8 byte sequences for [lo, hi] (same encoded length, no surrogates):
@@ -586,6 +615,7 @@ static int32_t frag_set(rx_build *b, const rx_set *s, int32_t from) {
     int32_t to = rx_nfa_state(b->nfa);
     if (to < 0) return berr(b);
     b->nfa->s[to].bnd = (uint8_t)b->json;
+    b->n_trie = 0;
     for (int i = 0; i < s->n; i++) {
         uint32_t lo = s->r[i].lo, hi = s->r[i].hi;
         uint8_t l = (uint8_t)lo, h = (uint8_t)hi;
@@ -704,29 +734,34 @@ int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, i
     if (s >= 0 && b.json) s = quote(&b, s);
     if (s >= 0) n->s[s].tag = tag;
     free(anch);
+    free(b.trie);
     parser_free(&p);
     return s < 0 ? -1 : start;
+}
+
+// The characters of s[0..len) from `at` on; the last state, or -1.
+static int32_t literal_chars(rx_build *b, const char *s, size_t len, int32_t at) {
+    for (size_t i = 0; i < len && at >= 0;) {
+        size_t adv;
+        int32_t c = utf8_decode((const uint8_t *)s + i, len - i, &adv);
+        if (c < 0) return err_set(b->err, "regex: key name is not valid UTF-8 at byte %zu", i);
+        rx_range r = {(uint32_t)c, (uint32_t)c};
+        rx_set one = {&r, 1, 1};
+        at = frag_set(b, &one, at);
+        i += adv;
+    }
+    return at;
 }
 
 int32_t rx_nfa_add_literal(rx_nfa *n, const char *s, size_t len, int32_t tag, err_t *err) {
     rx_parser p = {.max_cp = RX_MAX_CP, .err = err};
     rx_build b = {.nfa = n, .p = &p, .json = 1, .err = err};
-    int32_t start = rx_nfa_state(n), at = start;
-    if (start < 0) return berr(&b);
-    if ((at = quote(&b, at)) < 0) return -1;
-    n->s[at].bnd = 1;
-    for (size_t i = 0; i < len;) {
-        size_t adv;
-        int32_t c = utf8_decode((const uint8_t *)s + i, len - i, &adv);
-        if (c < 0) return err_set(err, "regex: key name is not valid UTF-8 at byte %zu", i);
-        rx_range r = {(uint32_t)c, (uint32_t)c};
-        rx_set one = {&r, 1, 1};
-        if ((at = frag_set(&b, &one, at)) < 0) return -1;
-        i += adv;
-    }
-    if ((at = quote(&b, at)) < 0) return -1;
-    n->s[at].tag = tag;
-    return start;
+    int32_t start = rx_nfa_state(n), at = start < 0 ? berr(&b) : quote(&b, start);
+    if (at >= 0) n->s[at].bnd = 1, at = literal_chars(&b, s, len, at);
+    if (at >= 0) at = quote(&b, at);
+    if (at >= 0) n->s[at].tag = tag;
+    free(b.trie);
+    return at < 0 ? -1 : start;
 }
 
 rx_dfa *rx_compile(const char *pattern, size_t len, unsigned flags, err_t *err) {
