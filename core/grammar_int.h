@@ -22,6 +22,7 @@
 #define GM_NUM_TEXT 64     // number text kept for numeric checks; longer is refused
 #define GM_ARENA_CHUNK (64 * 1024)
 #define GM_SHORT_CHARS 16
+#define GM_CACHE_BUCKETS 4096
 #define GM_ARENA_MAX_CHUNKS 1024
 
 // ---- vocab ----------------------------------------------------------------
@@ -86,7 +87,8 @@ struct gm_vocab {
     const uint8_t **tok_bytes;// per id, NULL for special / empty
     int32_t *tok_len;
     int32_t *tok_next;        // the next id with the same bytes, -1
-    _Atomic(gm_dfacache *) caches; // a lock-free push-only list
+    // DFA caches by hash: lock-free push-only lists, GM_CACHE_BUCKETS heads
+    _Atomic(gm_dfacache *) *caches;
 };
 
 // ---- grammar --------------------------------------------------------------

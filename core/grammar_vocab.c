@@ -79,9 +79,10 @@ gm_vocab *gm_vocab_new(const tok *t, err_t *err) {
     v->tok_bytes = calloc((size_t)v->n_tokens, sizeof *v->tok_bytes);
     v->tok_len = calloc((size_t)v->n_tokens, sizeof *v->tok_len);
     v->tok_next = malloc((size_t)v->n_tokens * sizeof *v->tok_next);
+    v->caches = calloc(GM_CACHE_BUCKETS, sizeof *v->caches);
     int32_t *ids = malloc((size_t)v->n_tokens * sizeof *ids);
     int32_t n = 0;
-    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !ids) goto oom;
+    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !v->caches || !ids) goto oom;
     for (int32_t id = 0; id < v->n_tokens; id++) {
         size_t len = 0;
         const char *b = tok_token_bytes(t, id, &len);
@@ -123,9 +124,17 @@ size_t gm_mask_words(const gm_vocab *v) {
 
 // ---- the vocab's DFA caches -------------------------------------------------
 
+// A word at a time (the tables run to megabytes), then the tail bytes.
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, b + i, 8);
+        h = (h ^ x) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -160,62 +169,61 @@ static void dfa_own_free(rx_dfa *d) {
 
 // ---- canonical DFAs -----------------------------------------------------------
 
-static _Thread_local const int32_t *sig_rows; // qsort context
-static _Thread_local int32_t sig_len;
-
-static int cmp_sig(const void *pa, const void *pb) {
-    const int32_t *a = sig_rows + (size_t)*(const int32_t *)pa * sig_len;
-    const int32_t *b = sig_rows + (size_t)*(const int32_t *)pb * sig_len;
-    for (int32_t i = 0; i < sig_len; i++)
-        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
-    return 0;
-}
-
 // Moore refinement: states with the same accept / char_end / quote-state
 // flags and, class by class, successors in the same block end in one block.
-// block[] gets each state's block; returns the number of blocks, -1 on out
-// of memory. Past GM_CANON_MAX states every state is its own block (the
-// refinement's cost grows with states times classes times rounds).
+// Each round hashes every state's row (its block, its successors' blocks)
+// into a table of first holders. block[] gets each state's block; returns
+// the number of blocks, -1 on out of memory. Only key DFAs need it (the
+// regex compiler's other DFAs are minimal already; a key DFA's states differ
+// by which key they name), up to GM_CANON_MAX states.
 #define GM_CANON_MAX 4000
 
-static int32_t dfa_blocks(const rx_dfa *d, int32_t quote, int32_t *block) {
+static uint64_t row_hash(const int32_t *r, int32_t w) {
+    return fnv(0xcbf29ce484222325ull, r, (size_t)w * sizeof *r);
+}
+
+static int32_t refine_round(const rx_dfa *d, int32_t *block, int32_t *rows, int32_t *table, size_t cap,
+                            int32_t *next_block) {
     int32_t n = d->n_states, k = d->n_classes, w = k + 1, nb = 0;
-    if (n > GM_CANON_MAX) {
-        for (int32_t s = 0; s < n; s++) block[s] = s;
-        return n;
-    }
-    int32_t *rows = malloc((size_t)n * w * sizeof *rows), *order = malloc((size_t)n * sizeof *order);
-    if (!rows || !order) {
-        free(rows);
-        free(order);
-        return -1;
-    }
-    for (int32_t s = 0; s < n; s++)
-        block[s] = d->accept[s] | (d->char_end ? d->char_end[s] << 1 : 0) | (s == quote) << 2;
-    for (int32_t prev = -1;;) {
-        for (int32_t s = 0; s < n; s++) {
-            int32_t *r = rows + (size_t)s * w;
-            r[0] = block[s];
-            for (int32_t c = 0; c < k; c++) {
-                int32_t t = d->next[(size_t)s * k + c];
-                r[c + 1] = t < 0 ? -1 : block[t];
-            }
-            order[s] = s;
+    for (int32_t s = 0; s < n; s++) {
+        int32_t *r = rows + (size_t)s * w;
+        r[0] = block[s];
+        for (int32_t c = 0; c < k; c++) {
+            int32_t t = d->next[(size_t)s * k + c];
+            r[c + 1] = t < 0 ? -1 : block[t];
         }
-        sig_rows = rows;
-        sig_len = w;
-        qsort(order, (size_t)n, sizeof *order, cmp_sig);
-        nb = 0;
-        for (int32_t i = 0; i < n; i++) {
-            if (i > 0 && cmp_sig(&order[i - 1], &order[i])) nb++;
-            block[order[i]] = nb;
+    }
+    for (size_t i = 0; i < cap; i++) table[i] = -1;
+    for (int32_t s = 0; s < n; s++) {
+        const int32_t *r = rows + (size_t)s * w;
+        size_t h = row_hash(r, w) & (cap - 1);
+        while (table[h] >= 0 && memcmp(rows + (size_t)table[h] * w, r, (size_t)w * sizeof *r))
+            h = (h + 1) & (cap - 1);
+        if (table[h] < 0) {
+            table[h] = s;
+            next_block[s] = nb++;
+        } else {
+            next_block[s] = next_block[table[h]];
         }
-        nb++;
-        if (nb == prev) break;
-        prev = nb;
+    }
+    memcpy(block, next_block, (size_t)n * sizeof *block);
+    return nb;
+}
+
+static int32_t dfa_blocks(const rx_dfa *d, int32_t quote, int32_t *block) {
+    int32_t n = d->n_states, w = d->n_classes + 1, nb = -1;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    int32_t *rows = malloc((size_t)n * w * sizeof *rows), *table = malloc(cap * sizeof *table);
+    int32_t *nextb = malloc((size_t)n * sizeof *nextb);
+    if (rows && table && nextb) {
+        for (int32_t s = 0; s < n; s++)
+            block[s] = d->accept[s] | (d->char_end ? d->char_end[s] << 1 : 0) | (s == quote) << 2;
+        for (int32_t prev = -1; (nb = refine_round(d, block, rows, table, cap, nextb)) != prev;) prev = nb;
     }
     free(rows);
-    free(order);
+    free(table);
+    free(nextb);
     return nb;
 }
 
@@ -294,12 +302,35 @@ fail:
 
 // The vocab's cache for d's canonical form (found or added), and in *map a
 // new array: d's state -> canonical state. NULL with err on out of memory.
+// A plain copy of the tables a token walk reads, for DFAs the regex
+// compiler already minimized (every DFA but a key DFA).
+static rx_dfa *dfa_copy(const rx_dfa *d, int32_t *map) {
+    rx_dfa *c = calloc(1, sizeof *c);
+    size_t n = (size_t)d->n_states;
+    if (!c) return NULL;
+    *c = (rx_dfa){.n_states = d->n_states, .n_classes = d->n_classes};
+    memcpy(c->cls, d->cls, sizeof c->cls);
+    c->next = malloc(n * d->n_classes * sizeof *c->next);
+    c->accept = malloc(n);
+    c->char_end = d->char_end ? malloc(n) : NULL;
+    if (!c->next || !c->accept || (d->char_end && !c->char_end)) {
+        dfa_own_free(c);
+        return NULL;
+    }
+    memcpy(c->next, d->next, n * d->n_classes * sizeof *c->next);
+    memcpy(c->accept, d->accept, n);
+    if (d->char_end) memcpy(c->char_end, d->char_end, n);
+    for (int32_t s = 0; s < d->n_states; s++) map[s] = s;
+    return c;
+}
+
 gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_t *err) {
     int32_t quote = d->char_end ? d->next[d->cls['"']] : -1;
-    int32_t *block = malloc((size_t)d->n_states * sizeof *block);
+    bool canon = d->key_name && d->n_states <= GM_CANON_MAX;
+    int32_t *block = canon ? malloc((size_t)d->n_states * sizeof *block) : NULL;
     int32_t nb = block ? dfa_blocks(d, quote, block) : -1;
     *map = malloc((size_t)d->n_states * sizeof **map);
-    rx_dfa *own = nb > 0 && *map ? dfa_canon(d, block, nb, *map) : NULL;
+    rx_dfa *own = !*map ? NULL : canon ? (nb > 0 ? dfa_canon(d, block, nb, *map) : NULL) : dfa_copy(d, *map);
     free(block);
     if (!own) {
         free(*map);
@@ -307,7 +338,8 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
         return err_set(err, "grammar: out of memory"), NULL;
     }
     uint64_t h = dfa_hash(own);
-    for (gm_dfacache *c = atomic_load(&v->caches); c; c = c->next)
+    _Atomic(gm_dfacache *) *bucket = &v->caches[h % GM_CACHE_BUCKETS];
+    for (gm_dfacache *c = atomic_load(bucket); c; c = c->next)
         if (c->hash == h && dfa_same(c->own, own)) {
             dfa_own_free(own);
             return c;
@@ -325,9 +357,9 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
     c->n_states = own->n_states;
     c->own = own;
     // Push; a racing twin of the same DFA is harmless (both stay valid).
-    gm_dfacache *head = atomic_load(&v->caches);
+    gm_dfacache *head = atomic_load(bucket);
     do c->next = head;
-    while (!atomic_compare_exchange_weak(&v->caches, &head, c));
+    while (!atomic_compare_exchange_weak(bucket, &head, c));
     return c;
 }
 
@@ -345,16 +377,19 @@ static void lexcache_free(gm_lexcache *e) {
 }
 
 void gm_vocab_free_caches(gm_vocab *v) {
-    gm_dfacache *c = atomic_load(&v->caches);
-    while (c) {
-        gm_dfacache *next = c->next;
-        for (int32_t s = 0; s < c->n_states; s++) lexcache_free(atomic_load(&c->states[s]));
-        free(c->states);
-        dfa_own_free(c->own);
-        free(c);
-        c = next;
+    for (int b = 0; v->caches && b < GM_CACHE_BUCKETS; b++) {
+        gm_dfacache *c = atomic_load(&v->caches[b]);
+        while (c) {
+            gm_dfacache *next = c->next;
+            for (int32_t s = 0; s < c->n_states; s++) lexcache_free(atomic_load(&c->states[s]));
+            free(c->states);
+            dfa_own_free(c->own);
+            free(c);
+            c = next;
+        }
     }
-    atomic_store(&v->caches, NULL);
+    free(v->caches);
+    v->caches = NULL;
 }
 
 // ---- one cache entry: every token walked through one DFA from one state ----
