@@ -520,7 +520,7 @@ static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
 // Groups the sorted exit records by (state, suffix).
 static int group_exits(walk_ctx *w, gm_lexcache *e) {
     cmp_vocab = w->v;
-    qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
+    if (w->n_recs) qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
     e->exit_toks = malloc((w->n_recs + 1) * sizeof *e->exit_toks);
     e->exit_chars = malloc(w->n_recs + 1);
     e->exit_off = malloc((w->n_recs + 1) * sizeof *e->exit_off);
