@@ -102,6 +102,9 @@ static int node_set(rx_parser *p, rx_set *s) {
     int k = node_new(p, RN_SET);
     if (k < 0) return free(s->r), -1;
     set_norm(s);
+    // \s holds code points past 0xFF: a byte pattern keeps its bytes only.
+    while (s->n && s->r[s->n - 1].lo > p->a.max_cp) s->n--;
+    if (s->n && s->r[s->n - 1].hi > p->a.max_cp) s->r[s->n - 1].hi = p->a.max_cp;
     p->a.nodes[k].set = *s;
     return k;
 }
@@ -223,12 +226,13 @@ static int parse_escape(rx_parser *p, int in_class, rx_set *set, uint32_t *cp) {
     return err_set(p->err, "regex: unknown escape '\\%c' at offset %zu", c, p->i - 1);
 }
 
-// One literal character of the pattern (UTF-8 decoded).
+// One literal character of the pattern (UTF-8 decoded; a raw byte in a
+// byte pattern).
 static int read_char(rx_parser *p, uint32_t *cp) {
+    if (p->a.max_cp == 0xFF) return *cp = (uint8_t)p->p[p->i++], 0; // byte patterns: raw bytes
     size_t adv;
     int32_t c = utf8_decode((const uint8_t *)p->p + p->i, p->n - p->i, &adv);
     if (c < 0) return perr(p, "invalid UTF-8 in the pattern");
-    if ((uint32_t)c > p->a.max_cp) return perr(p, "code point above 0xFF in a byte pattern");
     p->i += adv;
     *cp = (uint32_t)c;
     return 0;

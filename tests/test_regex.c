@@ -83,6 +83,10 @@ static void test_bytes(void) {
     expect("true", RX_BYTES, L("true"), L("tru", "truee", "\"true\""));
     expect("\\x80\\xff", RX_BYTES, L("\x80\xff"), L("\xc2\x80"));
     expect("a.c", RX_BYTES, L("abc", "a\xff" "c", "a\rc"), L("a\nc", "ac"));
+    // \s in bytes: its ASCII members and 0xA0 only (no bytes of U+1680 etc.).
+    expect("\\s", RX_BYTES, L(" ", "\t", "\xa0"), L("\x80", "\xe1", "\x16", "a"));
+    expect("[^\\S]\\S", RX_BYTES, L(" \x80", "\xa0" "a"), L("  ", "\x80\x80"));
+    expect("é", RX_BYTES, L("é"), L("\xe9"));
     rx_dfa *d = compile(num, RX_BYTES);
     if (d) {
         CHECK(d->char_end == NULL && d->key_name == NULL, "byte DFAs have no char_end or key labels");
