@@ -421,14 +421,14 @@ static void hop_split(hop *H, int32_t nt) {
 // The in-edges of block a's states, sources sorted by class into by_cls
 // (cls_off[c] .. cls_off[c+1]); taken before any split moves a's states.
 static void hop_gather(hop *H, int32_t a) {
-    memset(H->cls_off, 0, sizeof H->cls_off);
+    int32_t k = H->k, pos[256];
+    memset(H->cls_off, 0, (size_t)(k + 1) * sizeof *H->cls_off);
     for (int32_t i = H->first[a]; i < H->end[a]; i++) {
         int32_t t = H->elem[i];
         for (int32_t j = H->in_off[t]; j < H->in_off[t + 1]; j++) H->cls_off[H->in_cls[j] + 1]++;
     }
-    for (int c = 0; c < 256; c++) H->cls_off[c + 1] += H->cls_off[c];
-    int32_t pos[256];
-    memcpy(pos, H->cls_off, sizeof pos);
+    for (int32_t c = 0; c < k; c++) H->cls_off[c + 1] += H->cls_off[c];
+    memcpy(pos, H->cls_off, (size_t)k * sizeof *pos);
     for (int32_t i = H->first[a]; i < H->end[a]; i++) {
         int32_t t = H->elem[i];
         for (int32_t j = H->in_off[t]; j < H->in_off[t + 1]; j++) H->by_cls[pos[H->in_cls[j]]++] = H->in_src[j];

@@ -7,27 +7,28 @@
 
 // ---- rx_keys ----
 
+// Links the branch starting at s (-1: its error is already set) to the
+// union's start state.
+static int keys_branch(rx_nfa *n, int32_t s, err_t *err) {
+    if (s < 0) return -1;
+    if (rx_nfa_eps(n, n->start, s)) return err_set(err, "regex: out of memory");
+    return 0;
+}
+
 rx_dfa *rx_keys(const char *const *names, int n_names, const char *const *patterns, int n_patterns, int any_key,
                 err_t *err) {
     if (n_patterns > 64) return err_set(err, "regex: rx_keys takes at most 64 patterns (got %d)", n_patterns), NULL;
     rx_nfa n = {0};
-    int ok = (n.start = rx_nfa_state(&n)) >= 0;
-    for (int i = 0; ok && i < n_names; i++) {
-        int32_t s = rx_nfa_add_literal(&n, names[i], strlen(names[i]), i, err);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-        if (s >= 0 && !ok) err_set(err, "regex: out of memory");
-    }
-    for (int j = 0; ok && j < n_patterns; j++) {
+    int r = (n.start = rx_nfa_state(&n)) < 0 ? err_set(err, "regex: out of memory") : 0;
+    for (int i = 0; !r && i < n_names; i++)
+        r = keys_branch(&n, rx_nfa_add_literal(&n, names[i], strlen(names[i]), i, err), err);
+    for (int j = 0; !r && j < n_patterns; j++) {
         int32_t s = rx_nfa_add(&n, patterns[j], strlen(patterns[j]), RX_SEARCH | RX_JSON_STRING, n_names + j, err);
-        if (s < 0) err_wrap(err, "patternProperties[%d]", j);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
+        if (s < 0) err_wrap(err, "key pattern %d (%s)", j, patterns[j]);
+        r = keys_branch(&n, s, err);
     }
-    if (ok && any_key) {
-        int32_t s = rx_nfa_add(&n, "[\\s\\S]*", 7, RX_JSON_STRING, n_names + 64, err);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-    }
-    if (!ok && n.n >= 0 && err && !err->msg[0]) err_set(err, "regex: out of memory");
-    rx_dfa *d = ok ? rx_determinize(&n, (rx_labels){.keys = 1, .n_names = n_names, .json = 1}, err) : NULL;
+    if (!r && any_key) r = keys_branch(&n, rx_nfa_add(&n, "[\\s\\S]*", 7, RX_JSON_STRING, n_names + 64, err), err);
+    rx_dfa *d = r ? NULL : rx_determinize(&n, (rx_labels){.keys = 1, .n_names = n_names, .json = 1}, err);
     rx_nfa_free(&n);
     return d;
 }
