@@ -8,8 +8,6 @@
 #include "regex_int.h"
 #include "utf8.h"
 
-#define RX_MAX_NFA 200000 // NFA states; counted repetition past this is an error
-
 // ---- NFA construction ----
 
 int32_t rx_nfa_state(rx_nfa *n) {

@@ -61,7 +61,9 @@ static int important(const rx_nstate *q) {
     return q->out >= 0 || q->tag >= 0 || q->bnd;
 }
 
-// Sorts v[0..n) (NFA state ids, below 2^18 = RX_MAX_NFA's bound):
+_Static_assert(RX_MAX_NFA <= (1 << 18), "sort_states sorts 18-bit state ids");
+
+// Sorts v[0..n) (NFA state ids, below 2^18):
 // insertion sort when short, else two 9-bit radix passes through tmp.
 static int sort_states(int32_t *v, size_t n, rx_ivec *tmp) {
     if (n <= 48) {

@@ -11,6 +11,7 @@
 #include "regex.h"
 
 #define RX_MAX_RAW (2 * RX_MAX_STATES) // DFA states before minimization
+#define RX_MAX_NFA 200000 // NFA states (counted repetition past it is an error); below 2^18
 
 // A growable int32 array.
 typedef struct rx_ivec {
