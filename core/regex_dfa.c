@@ -23,7 +23,9 @@ typedef struct subset {
     const rx_nfa *nfa;
     rx_labels lab;
     int32_t n_classes;
-    uint8_t cls[256];
+    uint8_t cls[256];   // byte -> class
+    uint8_t iv[256];    // byte -> interval (see subset_classes)
+    uint8_t iv_cls[256]; // interval -> class
     rx_ivec pool;          // the NFA state sets, back to back
     rx_ivec off, len;      // per DFA state: its set in pool
     rx_ivec next;          // [n_states * n_classes]
@@ -37,22 +39,36 @@ typedef struct subset {
     uint64_t *bucket_hash;
 } subset;
 
-// Byte classes: intervals between every lo and hi + 1 of the NFA's ranges.
+// Byte classes. First intervals: cut at every lo and hi + 1 of the NFA's
+// ranges, so each range is a run of intervals. Then intervals covered by
+// exactly the same ranges join one class: each distinct range splits the
+// classes it covers only in part.
 static void subset_classes(subset *S) {
-    uint8_t cut[257] = {0};
+    uint8_t cut[257] = {0}, seen[256 * 32] = {0}; // seen: a bit per (lo, hi)
     cut[0] = 1;
     for (int32_t i = 0; i < S->nfa->n; i++) {
         const rx_nstate *q = &S->nfa->s[i];
-        if (q->out < 0) continue;
-        cut[q->lo] = 1;
-        cut[q->hi + 1] = 1;
+        if (q->out >= 0) cut[q->lo] = 1, cut[q->hi + 1] = 1;
     }
-    int32_t c = -1;
-    for (int b = 0; b < 256; b++) {
-        c += cut[b];
-        S->cls[b] = (uint8_t)c;
+    int32_t n_iv = -1;
+    for (int b = 0; b < 256; b++) S->iv[b] = (uint8_t)(n_iv += cut[b]);
+    n_iv++;
+    int32_t ncls = 1, inside[256], total[256], fresh[256];
+    memset(S->iv_cls, 0, sizeof S->iv_cls);
+    for (int32_t i = 0; i < S->nfa->n; i++) {
+        const rx_nstate *q = &S->nfa->s[i];
+        int bit = q->lo * 256 + q->hi;
+        if (q->out < 0 || seen[bit >> 3] & (1 << (bit & 7))) continue;
+        seen[bit >> 3] |= (uint8_t)(1 << (bit & 7));
+        memset(inside, 0, (size_t)ncls * sizeof *inside), memset(total, 0, (size_t)ncls * sizeof *total);
+        for (int32_t j = 0; j < n_iv; j++) total[S->iv_cls[j]]++;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) inside[S->iv_cls[j]]++;
+        for (int32_t c = 0, n0 = ncls; c < n0; c++) fresh[c] = inside[c] && inside[c] < total[c] ? ncls++ : -1;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++)
+            if (fresh[S->iv_cls[j]] >= 0) S->iv_cls[j] = (uint8_t)fresh[S->iv_cls[j]];
     }
-    S->n_classes = c + 1;
+    for (int b = 0; b < 256; b++) S->cls[b] = S->iv_cls[S->iv[b]];
+    S->n_classes = ncls;
 }
 
 // Whether the closure keeps state q: only states that consume a byte,
@@ -162,8 +178,11 @@ static int expand(subset *S, int32_t d) {
     for (int32_t i = 0; i < S->len.v[d]; i++) {
         const rx_nstate *q = &S->nfa->s[S->pool.v[S->off.v[d] + i]];
         if (q->out < 0) continue;
-        for (int32_t c = S->cls[q->lo]; c <= S->cls[q->hi]; c++)
-            if (rx_ivec_push(&S->bucket[c], q->out)) return -1;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) {
+            rx_ivec *bk = &S->bucket[S->iv_cls[j]];
+            if (bk->n && bk->v[bk->n - 1] == q->out) continue; // this range met the class already
+            if (rx_ivec_push(bk, q->out)) return -1;
+        }
     }
     if (rx_ivec_grow(&S->next, (size_t)(d + 1) * (size_t)S->n_classes)) return -1;
     for (int32_t c = 0; c < S->n_classes; c++) {
