@@ -1,45 +1,15 @@
 // regex_dfa: from a byte NFA to the DFA the engine walks. Subset
 // construction over byte classes (intervals cut at every range end in the
 // NFA), with a hash table of NFA state sets; then trimming (drop what cannot
-// reach accept), Moore minimization (states kept apart by their labels:
+// reach accept), Hopcroft minimization (states kept apart by their labels:
 // accept, char_end, key_name, key_pats), a BFS renumbering from the start
-// and merging of byte classes whose columns are equal. Also rx_keys,
-// rx_intersect and the small accessors.
+// and merging of byte classes whose columns are equal.
 #include <stdlib.h>
 #include <string.h>
 
 #include "regex_int.h"
 
-#define RX_MAX_RAW (2 * RX_MAX_STATES) // subset states before minimization
 #define RX_MAX_POOL (1 << 22)           // NFA state ids in all subsets together
-
-// ---- growable int vectors ----
-
-typedef struct ivec {
-    int32_t *v;
-    size_t n, cap;
-} ivec;
-
-static int ivec_push(ivec *a, int32_t x) {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, cap * sizeof *v);
-        if (!v) return -1;
-        a->v = v, a->cap = cap;
-    }
-    a->v[a->n++] = x;
-    return 0;
-}
-
-static int ivec_grow(ivec *a, size_t n) {
-    if (n <= a->cap) return 0;
-    size_t cap = a->cap ? a->cap : 64;
-    while (cap < n) cap *= 2;
-    int32_t *v = realloc(a->v, cap * sizeof *v);
-    if (!v) return -1;
-    a->v = v, a->cap = cap;
-    return 0;
-}
 
 static uint64_t hash_ints(const int32_t *v, size_t n) {
     uint64_t h = 1469598103934665603ull ^ n;
@@ -53,36 +23,52 @@ typedef struct subset {
     const rx_nfa *nfa;
     rx_labels lab;
     int32_t n_classes;
-    uint8_t cls[256];
-    ivec pool;          // the NFA state sets, back to back
-    ivec off, len;      // per DFA state: its set in pool
-    ivec next;          // [n_states * n_classes]
+    uint8_t cls[256];   // byte -> class
+    uint8_t iv[256];    // byte -> interval (see subset_classes)
+    uint8_t iv_cls[256]; // interval -> class
+    rx_ivec pool;          // the NFA state sets, back to back
+    rx_ivec off, len;      // per DFA state: its set in pool
+    rx_ivec next;          // [n_states * n_classes]
     int32_t *tab;       // open addressing: DFA state + 1, 0 empty
     size_t tab_cap;
     int32_t *mark;      // per NFA state: generation of the last closure
     int32_t gen;
-    ivec stack, set;    // closure scratch
-    ivec tmp;           // sort scratch
-    ivec *bucket;       // per class: NFA targets
+    rx_ivec stack, set;    // closure scratch
+    rx_ivec tmp;           // sort scratch
+    rx_ivec *bucket;       // per class: NFA targets
     uint64_t *bucket_hash;
 } subset;
 
-// Byte classes: intervals between every lo and hi + 1 of the NFA's ranges.
+// Byte classes. First intervals: cut at every lo and hi + 1 of the NFA's
+// ranges, so each range is a run of intervals. Then intervals covered by
+// exactly the same ranges join one class: each distinct range splits the
+// classes it covers only in part.
 static void subset_classes(subset *S) {
-    uint8_t cut[257] = {0};
+    uint8_t cut[257] = {0}, seen[256 * 32] = {0}; // seen: a bit per (lo, hi)
     cut[0] = 1;
     for (int32_t i = 0; i < S->nfa->n; i++) {
         const rx_nstate *q = &S->nfa->s[i];
-        if (q->out < 0) continue;
-        cut[q->lo] = 1;
-        cut[q->hi + 1] = 1;
+        if (q->out >= 0) cut[q->lo] = 1, cut[q->hi + 1] = 1;
     }
-    int32_t c = -1;
-    for (int b = 0; b < 256; b++) {
-        c += cut[b];
-        S->cls[b] = (uint8_t)c;
+    int32_t n_iv = -1;
+    for (int b = 0; b < 256; b++) S->iv[b] = (uint8_t)(n_iv += cut[b]);
+    n_iv++;
+    int32_t ncls = 1, inside[256], total[256], fresh[256];
+    memset(S->iv_cls, 0, sizeof S->iv_cls);
+    for (int32_t i = 0; i < S->nfa->n; i++) {
+        const rx_nstate *q = &S->nfa->s[i];
+        int bit = q->lo * 256 + q->hi;
+        if (q->out < 0 || seen[bit >> 3] & (1 << (bit & 7))) continue;
+        seen[bit >> 3] |= (uint8_t)(1 << (bit & 7));
+        memset(inside, 0, (size_t)ncls * sizeof *inside), memset(total, 0, (size_t)ncls * sizeof *total);
+        for (int32_t j = 0; j < n_iv; j++) total[S->iv_cls[j]]++;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) inside[S->iv_cls[j]]++;
+        for (int32_t c = 0, n0 = ncls; c < n0; c++) fresh[c] = inside[c] && inside[c] < total[c] ? ncls++ : -1;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++)
+            if (fresh[S->iv_cls[j]] >= 0) S->iv_cls[j] = (uint8_t)fresh[S->iv_cls[j]];
     }
-    S->n_classes = c + 1;
+    for (int b = 0; b < 256; b++) S->cls[b] = S->iv_cls[S->iv[b]];
+    S->n_classes = ncls;
 }
 
 // Whether the closure keeps state q: only states that consume a byte,
@@ -91,9 +77,11 @@ static int important(const rx_nstate *q) {
     return q->out >= 0 || q->tag >= 0 || q->bnd;
 }
 
-// Sorts v[0..n) (NFA state ids, below 2^18 = RX_MAX_NFA's bound):
+_Static_assert(RX_MAX_NFA <= (1 << 18), "sort_states sorts 18-bit state ids");
+
+// Sorts v[0..n) (NFA state ids, below 2^18):
 // insertion sort when short, else two 9-bit radix passes through tmp.
-static int sort_states(int32_t *v, size_t n, ivec *tmp) {
+static int sort_states(int32_t *v, size_t n, rx_ivec *tmp) {
     if (n <= 48) {
         for (size_t i = 1; i < n; i++) {
             int32_t x = v[i];
@@ -103,7 +91,7 @@ static int sort_states(int32_t *v, size_t n, ivec *tmp) {
         }
         return 0;
     }
-    if (ivec_grow(tmp, n)) return -1;
+    if (rx_ivec_grow(tmp, n)) return -1;
     int32_t *src = v, *dst = tmp->v;
     for (int shift = 0; shift < 18; shift += 9) {
         int32_t cnt[513] = {0};
@@ -124,12 +112,12 @@ static int closure(subset *S) {
     while (S->stack.n) {
         int32_t q = S->stack.v[--S->stack.n];
         const rx_nstate *st = &S->nfa->s[q];
-        if (important(st) && ivec_push(&S->set, q)) return -1;
+        if (important(st) && rx_ivec_push(&S->set, q)) return -1;
         for (int32_t e = st->eps; e >= 0; e = S->nfa->e[e].next) {
             int32_t t = S->nfa->e[e].to;
             if (S->mark[t] == S->gen) continue;
             S->mark[t] = S->gen;
-            if (ivec_push(&S->stack, t)) return -1;
+            if (rx_ivec_push(&S->stack, t)) return -1;
         }
     }
     return sort_states(S->set.v, S->set.n, &S->tmp);
@@ -163,9 +151,9 @@ static int32_t intern(subset *S) {
     if (S->off.n >= RX_MAX_RAW) return -2;
     if (S->pool.n + S->set.n > RX_MAX_POOL) return -3;
     int32_t d = (int32_t)S->off.n;
-    if (ivec_push(&S->off, (int32_t)S->pool.n) || ivec_push(&S->len, (int32_t)S->set.n)) return -1;
+    if (rx_ivec_push(&S->off, (int32_t)S->pool.n) || rx_ivec_push(&S->len, (int32_t)S->set.n)) return -1;
     for (size_t i = 0; i < S->set.n; i++)
-        if (ivec_push(&S->pool, S->set.v[i])) return -1;
+        if (rx_ivec_push(&S->pool, S->set.v[i])) return -1;
     S->tab[h] = d + 1;
     return d;
 }
@@ -174,7 +162,7 @@ static int32_t intern(subset *S) {
 // list in the same order, as they are gathered in one pass), or -1. Many
 // classes of a row lead to one state; this spares their closures.
 static int32_t same_bucket(subset *S, int32_t c) {
-    const ivec *b = &S->bucket[c];
+    const rx_ivec *b = &S->bucket[c];
     if (!b->n) return -1;
     uint64_t h = hash_ints(b->v, b->n);
     S->bucket_hash[c] = h;
@@ -190,10 +178,13 @@ static int expand(subset *S, int32_t d) {
     for (int32_t i = 0; i < S->len.v[d]; i++) {
         const rx_nstate *q = &S->nfa->s[S->pool.v[S->off.v[d] + i]];
         if (q->out < 0) continue;
-        for (int32_t c = S->cls[q->lo]; c <= S->cls[q->hi]; c++)
-            if (ivec_push(&S->bucket[c], q->out)) return -1;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) {
+            rx_ivec *bk = &S->bucket[S->iv_cls[j]];
+            if (bk->n && bk->v[bk->n - 1] == q->out) continue; // this range met the class already
+            if (rx_ivec_push(bk, q->out)) return -1;
+        }
     }
-    if (ivec_grow(&S->next, (size_t)(d + 1) * (size_t)S->n_classes)) return -1;
+    if (rx_ivec_grow(&S->next, (size_t)(d + 1) * (size_t)S->n_classes)) return -1;
     for (int32_t c = 0; c < S->n_classes; c++) {
         int32_t t = -1, same = same_bucket(S, c);
         if (same >= 0) {
@@ -204,7 +195,7 @@ static int expand(subset *S, int32_t d) {
                 int32_t q = S->bucket[c].v[i];
                 if (S->mark[q] == S->gen + 1) continue;
                 S->mark[q] = S->gen + 1;
-                if (ivec_push(&S->stack, q)) return -1;
+                if (rx_ivec_push(&S->stack, q)) return -1;
             }
             if (closure(S)) return -1;
             if ((t = intern(S)) < 0) return t;
@@ -215,7 +206,7 @@ static int expand(subset *S, int32_t d) {
     return 0;
 }
 
-static rx_dfa *dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json) {
+rx_dfa *rx_dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json) {
     rx_dfa *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     d->n_states = n_states, d->n_classes = n_classes;
@@ -256,7 +247,7 @@ static void subset_free(subset *S) {
 
 static rx_dfa *subset_result(subset *S, err_t *err) {
     int32_t n = (int32_t)S->off.n;
-    rx_dfa *d = dfa_alloc(n, S->n_classes, S->lab.keys, S->lab.json);
+    rx_dfa *d = rx_dfa_alloc(n, S->n_classes, S->lab.keys, S->lab.json);
     if (!d) return err_set(err, "regex: out of memory"), NULL;
     memcpy(d->cls, S->cls, sizeof d->cls);
     free(d->next); // the table built is handed over, not copied
@@ -274,7 +265,7 @@ rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err) {
     S.mark = calloc((size_t)n->n, sizeof *S.mark);
     S.bucket = calloc((size_t)S.n_classes, sizeof *S.bucket);
     S.bucket_hash = calloc((size_t)S.n_classes, sizeof *S.bucket_hash);
-    if (S.mark && S.bucket && S.bucket_hash && !ivec_push(&S.stack, n->start)) {
+    if (S.mark && S.bucket && S.bucket_hash && !rx_ivec_push(&S.stack, n->start)) {
         S.mark[n->start] = 1;
         r = closure(&S);
         if (!r) r = intern(&S) < 0 ? -1 : 0;
@@ -451,14 +442,14 @@ static void hop_split(hop *H, int32_t nt) {
 // The in-edges of block a's states, sources sorted by class into by_cls
 // (cls_off[c] .. cls_off[c+1]); taken before any split moves a's states.
 static void hop_gather(hop *H, int32_t a) {
-    memset(H->cls_off, 0, sizeof H->cls_off);
+    int32_t k = H->k, pos[256];
+    memset(H->cls_off, 0, (size_t)(k + 1) * sizeof *H->cls_off);
     for (int32_t i = H->first[a]; i < H->end[a]; i++) {
         int32_t t = H->elem[i];
         for (int32_t j = H->in_off[t]; j < H->in_off[t + 1]; j++) H->cls_off[H->in_cls[j] + 1]++;
     }
-    for (int c = 0; c < 256; c++) H->cls_off[c + 1] += H->cls_off[c];
-    int32_t pos[256];
-    memcpy(pos, H->cls_off, sizeof pos);
+    for (int32_t c = 0; c < k; c++) H->cls_off[c + 1] += H->cls_off[c];
+    memcpy(pos, H->cls_off, (size_t)k * sizeof *pos);
     for (int32_t i = H->first[a]; i < H->end[a]; i++) {
         int32_t t = H->elem[i];
         for (int32_t j = H->in_off[t]; j < H->in_off[t + 1]; j++) H->by_cls[pos[H->in_cls[j]]++] = H->in_src[j];
@@ -553,7 +544,7 @@ static void merge_classes(rx_dfa *d) {
 static rx_dfa *rebuild(const rx_dfa *d, const int32_t *blk, int32_t nb, const uint8_t *live, err_t *err) {
     int32_t *newid = malloc((size_t)nb * sizeof *newid + 1), *rep = malloc((size_t)nb * sizeof *rep + 1);
     int32_t n = newid && rep ? order_blocks(d, blk, nb, live, newid, rep) : -1;
-    rx_dfa *out = n < 0 ? NULL : n > RX_MAX_STATES ? NULL : dfa_alloc(n, d->n_classes, d->key_name != NULL, d->char_end != NULL);
+    rx_dfa *out = n < 0 ? NULL : n > RX_MAX_STATES ? NULL : rx_dfa_alloc(n, d->n_classes, d->key_name != NULL, d->char_end != NULL);
     if (n > RX_MAX_STATES) err_set(err, "regex: pattern too complex (more than %d states)", RX_MAX_STATES);
     else if (!out) err_set(err, "regex: out of memory");
     for (int32_t i = 0; out && i < n; i++) {
@@ -587,142 +578,4 @@ rx_dfa *rx_finish(rx_dfa *d, err_t *err) {
     free(live), free(blk);
     rx_free(d);
     return out;
-}
-
-// ---- rx_keys ----
-
-rx_dfa *rx_keys(const char *const *names, int n_names, const char *const *patterns, int n_patterns, int any_key,
-                err_t *err) {
-    if (n_patterns > 64) return err_set(err, "regex: rx_keys takes at most 64 patterns (got %d)", n_patterns), NULL;
-    rx_nfa n = {0};
-    int ok = (n.start = rx_nfa_state(&n)) >= 0;
-    for (int i = 0; ok && i < n_names; i++) {
-        int32_t s = rx_nfa_add_literal(&n, names[i], strlen(names[i]), i, err);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-        if (s >= 0 && !ok) err_set(err, "regex: out of memory");
-    }
-    for (int j = 0; ok && j < n_patterns; j++) {
-        int32_t s = rx_nfa_add(&n, patterns[j], strlen(patterns[j]), RX_SEARCH | RX_JSON_STRING, n_names + j, err);
-        if (s < 0) err_wrap(err, "patternProperties[%d]", j);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-    }
-    if (ok && any_key) {
-        int32_t s = rx_nfa_add(&n, "[\\s\\S]*", 7, RX_JSON_STRING, n_names + 64, err);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-    }
-    if (!ok && n.n >= 0 && err && !err->msg[0]) err_set(err, "regex: out of memory");
-    rx_dfa *d = ok ? rx_determinize(&n, (rx_labels){.keys = 1, .n_names = n_names, .json = 1}, err) : NULL;
-    rx_nfa_free(&n);
-    return d;
-}
-
-// ---- rx_intersect ----
-
-typedef struct pairmap {
-    int64_t *key; // ta * b->n_states + tb, -1 empty
-    int32_t *val;
-    size_t cap;
-} pairmap;
-
-static int32_t pair_get(pairmap *m, int64_t key, int32_t val_if_new, int *added) {
-    size_t i = (size_t)((uint64_t)key * 0x9E3779B97F4A7C15ull >> 20) & (m->cap - 1);
-    for (; m->key[i] >= 0; i = (i + 1) & (m->cap - 1))
-        if (m->key[i] == key) return *added = 0, m->val[i];
-    m->key[i] = key, m->val[i] = val_if_new;
-    *added = 1;
-    return val_if_new;
-}
-
-// Makes room for `want` entries at load 1/2, rehashing the pairs so far.
-static int pair_reserve(pairmap *m, size_t want, const ivec *pairs, int32_t nb) {
-    if (want * 2 <= m->cap) return 0;
-    size_t cap = m->cap ? m->cap : 1024;
-    while (want * 2 > cap) cap *= 2;
-    int64_t *k = malloc(cap * sizeof *k);
-    int32_t *v = malloc(cap * sizeof *v);
-    if (!k || !v) return free(k), free(v), -1;
-    memset(k, 0xff, cap * sizeof *k);
-    free(m->key), free(m->val);
-    *m = (pairmap){k, v, cap};
-    int added;
-    for (size_t j = 0; j < pairs->n / 2; j++)
-        pair_get(m, (int64_t)pairs->v[2 * j] * nb + pairs->v[2 * j + 1], (int32_t)j, &added);
-    return 0;
-}
-
-// Product classes: one per distinct (a class, b class) pair.
-static int32_t product_classes(const rx_dfa *a, const rx_dfa *b, uint8_t *cls, uint8_t *ca, uint8_t *cb) {
-    int32_t n = 0;
-    for (int x = 0; x < 256; x++) {
-        int32_t k = -1;
-        for (int32_t j = 0; j < n && k < 0; j++)
-            if (ca[j] == a->cls[x] && cb[j] == b->cls[x]) k = j;
-        if (k < 0) k = n, ca[n] = a->cls[x], cb[n] = b->cls[x], n++;
-        cls[x] = (uint8_t)k;
-    }
-    return n;
-}
-
-// BFS over the reachable pairs; pairs holds (a state, b state) per product
-// state, next the rows. 0, -1 out of memory, -2 too many states.
-static int product_walk(const rx_dfa *a, const rx_dfa *b, int32_t k, const uint8_t *ca, const uint8_t *cb,
-                        ivec *pairs, ivec *next) {
-    pairmap m = {0};
-    int added, r = pair_reserve(&m, (size_t)k + 1, pairs, b->n_states);
-    if (!r) pair_get(&m, 0, 0, &added);
-    if (!r && (ivec_push(pairs, 0) || ivec_push(pairs, 0))) r = -1;
-    for (size_t i = 0; !r && i < pairs->n / 2; i++) {
-        int32_t sa = pairs->v[2 * i], sb = pairs->v[2 * i + 1];
-        if (pairs->n / 2 > RX_MAX_RAW) r = -2;
-        else r = pair_reserve(&m, pairs->n / 2 + (size_t)k, pairs, b->n_states);
-        for (int32_t c = 0; !r && c < k; c++) {
-            int32_t ta = a->next[(size_t)sa * a->n_classes + ca[c]], tb = b->next[(size_t)sb * b->n_classes + cb[c]];
-            int32_t t = -1;
-            if (ta >= 0 && tb >= 0) {
-                t = pair_get(&m, (int64_t)ta * b->n_states + tb, (int32_t)(pairs->n / 2), &added);
-                if (added && (ivec_push(pairs, ta) || ivec_push(pairs, tb))) r = -1;
-            }
-            if (!r && ivec_push(next, t)) r = -1;
-        }
-    }
-    free(m.key), free(m.val);
-    return r;
-}
-
-rx_dfa *rx_intersect(const rx_dfa *a, const rx_dfa *b, err_t *err) {
-    uint8_t cls[256], ca[256], cb[256];
-    int32_t k = product_classes(a, b, cls, ca, cb);
-    ivec pairs = {0}, next = {0};
-    int r = product_walk(a, b, k, ca, cb, &pairs, &next);
-    rx_dfa *d = NULL;
-    if (r == -2) err_set(err, "regex: intersection too complex (more than %d states)", RX_MAX_STATES);
-    else if (r) err_set(err, "regex: out of memory");
-    else if (!(d = dfa_alloc((int32_t)(pairs.n / 2), k, 0, a->char_end != NULL))) err_set(err, "regex: out of memory");
-    if (d) {
-        memcpy(d->cls, cls, sizeof cls);
-        memcpy(d->next, next.v, next.n * sizeof *next.v);
-        for (int32_t s = 0; s < d->n_states; s++) {
-            int32_t sa = pairs.v[2 * s], sb = pairs.v[2 * s + 1];
-            d->accept[s] = a->accept[sa] && b->accept[sb];
-            if (d->char_end) d->char_end[s] = a->char_end[sa];
-        }
-    }
-    free(pairs.v), free(next.v);
-    return d ? rx_finish(d, err) : NULL;
-}
-
-// ---- accessors ----
-
-size_t rx_bytes(const rx_dfa *d) {
-    size_t n = (size_t)d->n_states;
-    size_t b = sizeof *d + n * (size_t)d->n_classes * sizeof *d->next + n;
-    if (d->key_name) b += n * (sizeof *d->key_name + sizeof *d->key_pats);
-    if (d->char_end) b += n;
-    return b;
-}
-
-void rx_free(rx_dfa *d) {
-    if (!d) return;
-    free(d->next), free(d->accept), free(d->key_name), free(d->key_pats), free(d->char_end);
-    free(d);
 }
