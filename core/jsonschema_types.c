@@ -352,16 +352,21 @@ static int32_t const_object(js_cx *cx, const cJSON *v, const char *ptr) {
         }
         k++;
     }
-    err_t e = {{0}};
-    rx_dfa *kd = rx_keys(names, k, NULL, 0, 0, &e);
-    if (!kd) {
-        cx_fail(cx, "const", ptr, "keys: %s", e.msg);
-        goto fail;
+    int32_t kdi;
+    if (k == 0) {
+        kdi = cx_any_keys(cx); // {}: max_props 0 below
+    } else {
+        err_t e = {{0}};
+        rx_dfa *kd = rx_keys(names, k, NULL, 0, 0, &e);
+        if (!kd) {
+            cx_fail(cx, "const", ptr, "keys: %s", e.msg);
+            goto fail;
+        }
+        char key[32];
+        snprintf(key, sizeof key, "keys#%d", cx->s->n_dfas);
+        char *kk = strdup(key);
+        kdi = kk ? cx_dfa_add(cx, kd, kk) : (rx_free(kd), -1);
     }
-    char key[32];
-    snprintf(key, sizeof key, "keys#%d", cx->s->n_dfas);
-    char *kk = strdup(key);
-    int32_t kdi = kk ? cx_dfa_add(cx, kd, kk) : (rx_free(kd), -1);
     if (kdi < 0 || (i = cx_new_node(cx, JS_OBJECT)) < 0) goto fail;
     js_node *o = &cx->s->nodes[i];
     o->props = props;
