@@ -364,7 +364,7 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
     const cJSON *rest = cx_without(cx, s, key);
     if (!rest) return -1;
     int has_rest = cx_has_other(rest, NULL, 0);
-    const cJSON **alt = malloc((size_t)n * sizeof *alt);
+    const cJSON **alt = malloc(2 * (size_t)n * sizeof *alt), **plain = alt ? alt + n : NULL;
     int32_t *nodes = malloc((size_t)n * sizeof *nodes);
     int32_t r = -1;
     if (!alt || !nodes) {
@@ -376,12 +376,14 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
     cJSON_ArrayForEach(a, arr) {
         char ap[1100];
         snprintf(ap, sizeof ap, "%s/%d", p, i);
-        alt[i] = cx_deref(cx, a, ap);
+        plain[i] = alt[i] = cx_deref(cx, a, ap);
         if (alt[i] && has_rest) alt[i] = cx_merge(cx, rest, alt[i], ap);
         if (!alt[i]) goto done;
         i++;
     }
-    if (!strcmp(key, "oneOf"))
+    int proven = 0;
+    if (!strcmp(key, "oneOf") && (proven = cx_exclusive_required(cx, plain, alt, n, ptr)) < 0) goto done;
+    if (!strcmp(key, "oneOf") && !proven)
         for (int x = 0; x < n; x++)
             for (int y = x + 1; y < n; y++)
                 if (cx_may_overlap(cx, alt[x], alt[y])) {
@@ -391,7 +393,9 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
     for (i = 0; i < n; i++) {
         char ap[1100];
         snprintf(ap, sizeof ap, "%s/%d", p, i);
-        const cJSON *one = has_rest ? alt[i] : cJSON_GetArrayItem(arr, i); // refs keep their memo
+        // An alternative left as it was compiles from the document, so its
+        // refs keep their memo.
+        const cJSON *one = alt[i] == plain[i] ? cJSON_GetArrayItem(arr, i) : alt[i];
         if ((nodes[i] = cx_schema(cx, one, ap)) < 0) goto done;
     }
     r = cx_anyof_node(cx, nodes, n);

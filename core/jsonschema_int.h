@@ -134,6 +134,12 @@ void cx_memo_free(js_cx *cx);
 const cJSON *cx_merge(js_cx *cx, const cJSON *a, const cJSON *b, const char *ptr);
 // The schema with $ref at its top resolved (siblings merged in 2019-09+).
 const cJSON *cx_deref(js_cx *cx, const cJSON *s, const char *ptr);
+// oneOf alternatives that only require keys ({"required": [...]}) become
+// disjoint: each also forbids what every other one requires (one of its
+// keys absent). plain[]: the alternatives, alt[]: the same merged with the
+// schema around them, rewritten in place: 1; 0 when the form does not
+// apply; -1 with an error.
+int cx_exclusive_required(js_cx *cx, const cJSON *const *plain, const cJSON **alt, int n, const char *ptr);
 // 0 proven disjoint, 1 may overlap.
 int cx_may_overlap(js_cx *cx, const cJSON *a, const cJSON *b);
 
