@@ -7,11 +7,14 @@
 //                          Compiles each pattern with RX_JSON_STRING (plus
 //                          RX_SEARCH for s), matches each string's canonical
 //                          JSON encoding, prints every disagreement; exit 1
-//                          if there is one.
+//                          if there is one, on any compile error but "too
+//                          complex", or when over 1% of patterns are that.
 //   rxcheck match FLAGS PATTERN STRING...
 //                          prints the DFA's size and, per string, 0 or 1
 //                          (FLAGS: the RX_* value; STRING taken as raw bytes,
 //                          JSON-encoded first when FLAGS has RX_JSON_STRING).
+//   rxcheck format FLAGS NAME STRING...
+//                          the same for rx_format(NAME).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +59,7 @@ static int run_cases(const char *path) {
     if (!f) return fprintf(stderr, "rxcheck: cannot open %s\n", path), 2;
     static char line[1 << 16], pat[1 << 15], str[1 << 15], enc[6 << 15];
     rx_dfa *d = NULL;
-    int plen = 0, bad = 0, npat = 0, nstr = 0, nerr = 0;
+    int plen = 0, bad = 0, npat = 0, nstr = 0, nerr = 0, ncx = 0;
     char mode = 'a';
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
@@ -68,7 +71,11 @@ static int run_cases(const char *path) {
             unsigned fl = RX_JSON_STRING | (mode == 's' ? RX_SEARCH : 0);
             d = rx_compile(pat, (size_t)plen, fl, &e);
             npat++;
-            if (!d) nerr++, printf("compile error: /%.*s/ (%c): %s\n", plen, pat, mode, e.msg);
+            // Refusing a pattern whose DFA passes the state limit is right
+            // (counted, not a failure); any other error is a disagreement.
+            if (!d && strstr(e.msg, "too complex")) ncx++;
+            else if (!d) nerr++;
+            if (!d) printf("compile error: /%.*s/ (%c): %s\n", plen, pat, mode, e.msg);
         } else if (line[0] == 'S') {
             char *sp = strchr(line + 2, ' ');
             if (!sp) continue;
@@ -84,14 +91,16 @@ static int run_cases(const char *path) {
     }
     rx_free(d);
     fclose(f);
-    printf("rxcheck: %d patterns (%d compile errors), %d strings, %d mismatches\n", npat, nerr, nstr, bad);
-    return bad || nerr ? 1 : 0;
+    printf("rxcheck: %d patterns (%d compile errors, %d too complex), %d strings, %d mismatches\n", npat, nerr, ncx, nstr, bad);
+    return bad || nerr || ncx * 100 > npat ? 1 : 0;
 }
 
 static int run_match(int argc, char **argv) {
     unsigned fl = (unsigned)atoi(argv[2]);
     err_t e = {{0}};
-    rx_dfa *d = rx_compile(argv[3], strlen(argv[3]), fl, &e);
+    const char *pat = argv[1][0] == 'f' ? rx_format(argv[3]) : argv[3];
+    if (!pat) return printf("no format %s\n", argv[3]), 1;
+    rx_dfa *d = rx_compile(pat, strlen(pat), fl, &e);
     if (!d) return printf("error: %s\n", e.msg), 1;
     printf("states %d classes %d bytes %zu\n", d->n_states, d->n_classes, rx_bytes(d));
     for (int i = 4; i < argc; i++) {
@@ -106,7 +115,7 @@ static int run_match(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "cases")) return run_cases(argv[2]);
-    if (argc >= 4 && !strcmp(argv[1], "match")) return run_match(argc, argv);
+    if (argc >= 4 && (!strcmp(argv[1], "match") || !strcmp(argv[1], "format"))) return run_match(argc, argv);
     fprintf(stderr, "usage: rxcheck cases FILE | rxcheck match FLAGS PATTERN STRING...\n");
     return 2;
 }
