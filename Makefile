@@ -65,7 +65,7 @@ SERVE_SRC  := $(wildcard serve/*.c)
 TRAIN_SRC  := $(wildcard train/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
-BENCH_SRC  := $(filter-out bench/gpu_%.c,$(wildcard bench/*.c))
+BENCH_SRC  := $(filter-out bench/gpu_%.c bench/maskbench.c,$(wildcard bench/*.c))
 # The GPU benches link the CUDA backend: built when CUDA is on and its
 # sources are there (kernels/cuda/backend_cuda.cu defines bk_cuda).
 GPUBENCH_SRC := $(if $(and $(filter 1,$(CUDA)),$(wildcard kernels/cuda/backend_cuda.cu)),$(wildcard bench/gpu_*.c))
@@ -91,7 +91,7 @@ CUTEST_BIN := $(if $(filter 1,$(CUDA)),$(patsubst tests/cuda/%.c,$(BUILD)/tests/
 
 .SECONDARY:
 .PHONY: all test test-build test-cuda deps demo clean bench-gpu bench-sampler fuzz fuzz-build
-all: $(SERVE_BIN) $(TRAIN_BIN) $(TEST_BIN) $(TOOL_BIN) $(BENCH_BIN) $(GPUBENCH_BIN) $(CUTEST_BIN)
+all: $(SERVE_BIN) $(TRAIN_BIN) $(TEST_BIN) $(TOOL_BIN) $(BENCH_BIN) $(BUILD)/maskbench $(GPUBENCH_BIN) $(CUTEST_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -128,6 +128,10 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
+# The MaskBench runner: build/maskbench --tokenizer DIR PATH... (bench/maskbench.c).
+$(BUILD)/maskbench: $(BUILD)/obj/bench/maskbench.o $(CORE_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
 # bench/train measures the LoRA backward pass, which lives with train.
 $(BUILD)/bench/train: $(call obj,train/lora_train.c)
 
@@ -160,8 +164,8 @@ test:
 	$(MAKE) --no-print-directory -j$(NPROC) SAN=1 BUILD=build/san test-build
 	tests/run.sh build/san
 
-# bench/gguf too: tests/test_gguf.sh runs the converter.
-test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN) $(BUILD)/bench/gguf
+# bench/gguf too: tests/test_gguf.sh runs the converter; maskbench: tests/test_maskbench.sh.
+test-build: $(TEST_BIN) $(TOOL_BIN) $(SERVE_BIN) $(TRAIN_BIN) $(BUILD)/bench/gguf $(BUILD)/maskbench
 
 # Coverage-guided fuzzing (libFuzzer, clang): one program per
 # tests/fuzz/fuzz_NAME.c, built with clang into build/fuzz, each run for

@@ -1,0 +1,486 @@
+// grammar_match: the byte-level matcher over a js_schema node graph. One
+// byte moves every thread of a set; see grammar_int.h for the state.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grammar_int.h"
+
+// ---- arena ----------------------------------------------------------------
+
+void *gm_arena_alloc(gm_arena *a, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    if (n > GM_ARENA_CHUNK) return NULL;
+    if (a->n_chunks == 0 || a->off + n > GM_ARENA_CHUNK) {
+        int next = a->n_chunks == 0 ? 0 : a->cur + 1;
+        if (next >= GM_ARENA_MAX_CHUNKS) return NULL;
+        if (next == a->n_chunks) {
+            a->chunks[next] = malloc(GM_ARENA_CHUNK);
+            if (!a->chunks[next]) return NULL;
+            a->n_chunks++;
+        }
+        a->cur = next;
+        a->off = 0;
+    }
+    void *p = a->chunks[a->cur] + a->off;
+    a->off += n;
+    return p;
+}
+
+gm_mark gm_arena_mark(const gm_arena *a) {
+    return (gm_mark){a->cur, a->off};
+}
+
+void gm_arena_reset(gm_arena *a, gm_mark m) {
+    a->cur = m.cur;
+    a->off = m.off;
+}
+
+void gm_arena_free(gm_arena *a) {
+    for (int i = 0; i < a->n_chunks; i++) free(a->chunks[i]);
+    memset(a, 0, sizeof *a);
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+static bool is_ws(uint8_t b) {
+    return b == ' ' || b == '\t' || b == '\n' || b == '\r';
+}
+
+static const js_node *node_at(const gm_grammar *g, int32_t i) {
+    return &g->s->nodes[i];
+}
+
+static gm_frame *frame_new(gm_arena *a, const gm_frame *copy_of) {
+    gm_frame *f = gm_arena_alloc(a, sizeof *f);
+    if (f && copy_of) *f = *copy_of;
+    return f;
+}
+
+static size_t seen_words(const js_node *n) {
+    return ((size_t)n->n_props + 63) / 64;
+}
+
+static bool seen_has(const gm_frame *f, int32_t i) {
+    return f->seen && (f->seen[i / 64] >> (i % 64) & 1);
+}
+
+static bool frame_eq(const gm_grammar *g, const gm_frame *x, const gm_frame *y) {
+    while (x != y) {
+        if (!x || !y) return false;
+        if (x->node != y->node || x->kind != y->kind || x->phase != y->phase ||
+            x->state != y->state || x->count != y->count || x->prop != y->prop ||
+            x->dfa != y->dfa || x->num_len != y->num_len || x->depth != y->depth)
+            return false;
+        if (x->num_len && memcmp(x->num, y->num, x->num_len)) return false;
+        if (x->seen != y->seen) {
+            size_t w = seen_words(node_at(g, x->node));
+            for (size_t i = 0; i < w; i++) {
+                uint64_t a = x->seen ? x->seen[i] : 0, b = y->seen ? y->seen[i] : 0;
+                if (a != b) return false;
+            }
+        }
+        x = x->up;
+        y = y->up;
+    }
+    return true;
+}
+
+// Adds t to out unless an equal thread is there; past GM_MAX_THREADS the
+// thread is dropped (a possible false reject, never a false accept).
+static void set_add(const gm_grammar *g, gm_set *out, const gm_frame *top, int32_t ws) {
+    for (int i = 0; i < out->n; i++)
+        if (out->th[i].ws == ws && frame_eq(g, out->th[i].top, top)) return;
+    if (out->n < GM_MAX_THREADS) out->th[out->n++] = (gm_thread){top, ws};
+}
+
+static void ws_step(const gm_grammar *g, const gm_thread *t, gm_set *out) {
+    if (g->ws_max < 0 || t->ws < g->ws_max) set_add(g, out, t->top, t->ws + 1);
+}
+
+bool gm_lex_numeric(const js_node *n) {
+    return n->lex == JS_LEX_NUMBER &&
+           (n->has_min || n->has_max || n->multiple_of > 0 || n->num_enum);
+}
+
+bool gm_lex_counted(const gm_grammar *g, const gm_frame *f) {
+    if (f->up && f->up->kind == FR_OBJECT && f->up->phase == PH_KEY) return false;
+    const js_node *n = node_at(g, f->node);
+    return n->lex == JS_LEX_STRING && (n->min_len > 0 || n->max_len >= 0);
+}
+
+static bool is_key_lex(const gm_frame *f) {
+    return f->up && f->up->kind == FR_OBJECT && f->up->phase == PH_KEY;
+}
+
+// ---- numbers ----------------------------------------------------------------
+
+static bool multiple_ok(double v, double m, const char *text) {
+    bool integral = !strpbrk(text, ".eE");
+    if (integral && fabs(v) < 9e15 && m == floor(m) && m < 9e15) {
+        return (int64_t)v % (int64_t)m == 0;
+    }
+    double q = v / m;
+    return fabs(q - nearbyint(q)) <= 1e-9 * fmax(1.0, fabs(q));
+}
+
+// The numeric checks a number DFA cannot make, on its whole text.
+static bool number_ok(const js_node *n, const char *num, int len) {
+    char buf[GM_NUM_TEXT + 1];
+    memcpy(buf, num, (size_t)len);
+    buf[len] = 0;
+    double v = strtod(buf, NULL);
+    if (n->has_min && (n->excl_min ? !(v > n->minimum) : !(v >= n->minimum))) return false;
+    if (n->has_max && (n->excl_max ? !(v < n->maximum) : !(v <= n->maximum))) return false;
+    if (n->multiple_of > 0 && !multiple_ok(v, n->multiple_of, buf)) return false;
+    if (n->num_enum) {
+        for (int32_t i = 0; i < n->n_num_enum; i++)
+            if (n->num_enum[i] == v) return true;
+        return false;
+    }
+    return true;
+}
+
+// ---- objects and arrays -----------------------------------------------------
+
+static bool obj_required_seen(const js_node *n, const gm_frame *f) {
+    for (int32_t i = 0; i < n->n_props; i++)
+        if (n->props[i].required && !seen_has(f, i)) return false;
+    return true;
+}
+
+static bool obj_can_close(const gm_grammar *g, const gm_frame *f) {
+    const js_node *n = node_at(g, f->node);
+    return f->count >= n->min_props && obj_required_seen(n, f);
+}
+
+// Whether one more key may still come: under max_props, and some key has a
+// value node that can start (an unseen property, a pattern, additional).
+static bool obj_can_add(const gm_grammar *g, const gm_frame *f) {
+    const js_node *n = node_at(g, f->node);
+    if (n->max_props >= 0 && f->count >= n->max_props) return false;
+    if (n->additional >= 0 && node_at(g, n->additional)->kind != JS_NEVER) return true;
+    for (int32_t j = 0; j < n->n_patterns; j++)
+        if (node_at(g, n->pattern_nodes[j])->kind != JS_NEVER) return true;
+    for (int32_t i = 0; i < n->n_props; i++)
+        if (!seen_has(f, i) && node_at(g, n->props[i].node)->kind != JS_NEVER) return true;
+    return false;
+}
+
+static int32_t arr_item(const gm_grammar *g, const js_node *n, int32_t i) {
+    int32_t it = i < n->n_prefix ? n->prefix[i] : n->items;
+    if (it < 0 || node_at(g, it)->kind == JS_NEVER) return -1;
+    if (n->max_items >= 0 && i >= n->max_items) return -1;
+    return it;
+}
+
+// The value node a completed key (key DFA state) takes, and its property
+// index (-1 for pattern / additional keys); -1 when the key is refused.
+static int32_t key_value(const gm_grammar *g, const gm_frame *obj, const rx_dfa *d, int32_t s,
+                         int32_t *prop) {
+    const js_node *n = node_at(g, obj->node);
+    int32_t name = d->key_name ? d->key_name[s] : -1;
+    uint64_t pats = d->key_pats ? d->key_pats[s] : 0;
+    int32_t vn = -1;
+    *prop = -1;
+    if (name >= 0 && name < n->n_props) {
+        if (seen_has(obj, name)) return -1; // duplicate key
+        *prop = name;
+        vn = n->props[name].node;
+    } else if (pats) {
+        // Several patterns: the compiler merged them where it could; two
+        // different nodes here would need both to hold, which this matcher
+        // does not run, so the key is refused (never a false accept).
+        for (int j = 0; j < n->n_patterns && j < 64; j++) {
+            if (!(pats >> j & 1)) continue;
+            if (vn >= 0 && vn != n->pattern_nodes[j]) return -1;
+            vn = n->pattern_nodes[j];
+        }
+    } else {
+        vn = n->additional;
+    }
+    if (vn < 0 || node_at(g, vn)->kind == JS_NEVER) return -1;
+    return vn;
+}
+
+// The parent p after its child value (or key lexeme, ending in key DFA
+// state key_state) completed; NULL when refused. p NULL: the root is done,
+// returned as the sentinel `done`.
+static const gm_frame done_frame;
+
+static const gm_frame *child_done(const gm_grammar *g, gm_arena *a, const gm_frame *p,
+                                  const gm_frame *child) {
+    if (!p) return &done_frame;
+    gm_frame *f = frame_new(a, p);
+    if (!f) return NULL;
+    if (p->kind == FR_ARRAY) {
+        f->phase = PH_AFTER;
+        f->count++;
+    } else if (p->phase == PH_KEY) {
+        const rx_dfa *d = g->s->dfas[child->dfa];
+        int32_t prop;
+        int32_t vn = key_value(g, p, d, child->state, &prop);
+        if (vn < 0) return NULL;
+        f->phase = PH_COLON;
+        f->state = vn;
+        f->prop = prop;
+    } else { // object member value
+        f->phase = PH_AFTER;
+        f->count++;
+        if (p->prop >= 0) {
+            size_t w = seen_words(node_at(g, p->node));
+            uint64_t *s = gm_arena_alloc(a, w * 8);
+            if (!s) return NULL;
+            if (p->seen) memcpy(s, p->seen, w * 8);
+            else memset(s, 0, w * 8);
+            s[p->prop / 64] |= (uint64_t)1 << (p->prop % 64);
+            f->seen = s;
+        }
+        f->prop = -1;
+    }
+    return f;
+}
+
+static void emit(const gm_grammar *g, gm_set *out, const gm_frame *f) {
+    if (f) set_add(g, out, f == &done_frame ? NULL : f, 0);
+}
+
+// ---- lexemes ----------------------------------------------------------------
+
+// The checks at a lexeme's end (numbers), then the parent takes over.
+static const gm_frame *lex_end(const gm_grammar *g, gm_arena *a, const gm_frame *f) {
+    const js_node *n = node_at(g, f->node);
+    if (!is_key_lex(f) && gm_lex_numeric(n) && !number_ok(n, f->num, f->num_len)) return NULL;
+    return child_done(g, a, f->up, f);
+}
+
+// A lexeme frame just moved to f->state: a state with no way on ends it now
+// (a string's closing quote), else the thread goes on inside it.
+static void lex_settle(const gm_grammar *g, gm_arena *a, const gm_frame *f, gm_set *out) {
+    if (g->info[f->dfa].has_out[f->state]) {
+        set_add(g, out, f, 0);
+        return;
+    }
+    emit(g, out, lex_end(g, a, f));
+}
+
+// The code point counter of length-bounded strings: a character starts when
+// a byte leaves a character boundary for a non-accepting state; the closing
+// quote needs min_len characters. Returns false to refuse the byte.
+static bool lex_count(const gm_grammar *g, const gm_frame *f, int32_t to, int32_t *count) {
+    const rx_dfa *d = g->s->dfas[f->dfa];
+    const js_node *n = node_at(g, f->node);
+    bool boundary = (d->char_end && d->char_end[f->state]) || f->state == g->info[f->dfa].quote_state;
+    if (!boundary) return true;
+    if (d->accept[to]) return *count >= n->min_len;
+    if (n->max_len >= 0 && *count >= n->max_len) return false;
+    (*count)++;
+    return true;
+}
+
+static void lex_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8_t b, gm_set *out) {
+    const gm_frame *f = t->top;
+    const rx_dfa *d = g->s->dfas[f->dfa];
+    int32_t to = d->next[(size_t)f->state * d->n_classes + d->cls[b]];
+    if (to < 0) {
+        if (!d->accept[f->state]) return;
+        const gm_frame *p = lex_end(g, a, f);
+        if (!p) return;
+        if (p == &done_frame) return; // nothing may follow the root value
+        gm_thread pt = {p, 0};
+        gm_thread_step(g, a, &pt, b, out);
+        return;
+    }
+    int32_t count = f->count;
+    if (gm_lex_counted(g, f) && !lex_count(g, f, to, &count)) return;
+    gm_frame *nf = frame_new(a, f);
+    if (!nf) return;
+    nf->state = to;
+    nf->count = count;
+    if (f->num) {
+        if (f->num_len >= GM_NUM_TEXT) return;
+        char *s = gm_arena_alloc(a, (size_t)f->num_len + 1);
+        if (!s) return;
+        memcpy(s, f->num, f->num_len);
+        s[f->num_len] = (char)b;
+        nf->num = s;
+        nf->num_len++;
+    }
+    lex_settle(g, a, nf, out);
+}
+
+static void lex_start(const gm_grammar *g, gm_arena *a, const gm_frame *up, int32_t node,
+                      int32_t dfa, uint8_t b, gm_set *out) {
+    const rx_dfa *d = g->s->dfas[dfa];
+    int32_t to = d->next[d->cls[b]];
+    if (to < 0) return;
+    gm_frame *f = frame_new(a, NULL);
+    if (!f) return;
+    *f = (gm_frame){.up = up, .node = node, .kind = FR_LEX, .depth = up ? up->depth + 1 : 0,
+                    .dfa = dfa, .state = to, .prop = -1};
+    if (!(up && up->kind == FR_OBJECT && up->phase == PH_KEY) && gm_lex_numeric(node_at(g, node))) {
+        char *s = gm_arena_alloc(a, 1);
+        if (!s) return;
+        s[0] = (char)b;
+        f->num = s;
+        f->num_len = 1;
+    }
+    lex_settle(g, a, f, out);
+}
+
+// ---- values -----------------------------------------------------------------
+
+static void value_start(const gm_grammar *g, gm_arena *a, const gm_frame *up, int32_t node,
+                        uint8_t b, gm_set *out, int nest) {
+    const js_node *n = node_at(g, node);
+    if ((up ? up->depth + 1 : 0) >= GM_MAX_DEPTH || nest > 32) return;
+    if (n->kind == JS_ANYOF) {
+        for (int32_t i = 0; i < n->n_alts; i++) value_start(g, a, up, n->alts[i], b, out, nest + 1);
+    } else if (n->kind == JS_LEXEME) {
+        lex_start(g, a, up, node, n->dfa, b, out);
+    } else if ((n->kind == JS_OBJECT && b == '{') || (n->kind == JS_ARRAY && b == '[')) {
+        gm_frame *f = frame_new(a, NULL);
+        if (!f) return;
+        *f = (gm_frame){.up = up, .node = node, .kind = n->kind == JS_OBJECT ? FR_OBJECT : FR_ARRAY,
+                        .phase = PH_OPEN, .depth = up ? up->depth + 1 : 0, .prop = -1};
+        set_add(g, out, f, 0);
+    }
+}
+
+static void key_start(const gm_grammar *g, gm_arena *a, const gm_frame *obj, gm_set *out) {
+    gm_frame *f = frame_new(a, obj);
+    if (!f) return;
+    f->phase = PH_KEY;
+    lex_start(g, a, f, obj->node, node_at(g, obj->node)->key_dfa, '"', out);
+}
+
+static void obj_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8_t b, gm_set *out) {
+    const gm_frame *f = t->top;
+    if (is_ws(b)) {
+        ws_step(g, t, out);
+        return;
+    }
+    int ph = f->phase;
+    if (b == '"' && ((ph == PH_OPEN && obj_can_add(g, f)) || ph == PH_COMMA)) {
+        key_start(g, a, f, out);
+    } else if (b == '}' && (ph == PH_OPEN || ph == PH_AFTER) && obj_can_close(g, f)) {
+        emit(g, out, child_done(g, a, f->up, f));
+    } else if (b == ',' && ph == PH_AFTER && obj_can_add(g, f)) {
+        gm_frame *nf = frame_new(a, f);
+        if (!nf) return;
+        nf->phase = PH_COMMA;
+        set_add(g, out, nf, 0);
+    } else if (b == ':' && ph == PH_COLON) {
+        gm_frame *nf = frame_new(a, f);
+        gm_frame *v = frame_new(a, NULL);
+        if (!nf || !v) return;
+        nf->phase = PH_VALUE;
+        *v = (gm_frame){.up = nf, .node = f->state, .kind = FR_VALUE, .depth = f->depth + 1,
+                        .prop = -1};
+        set_add(g, out, v, 0);
+    }
+}
+
+static void arr_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8_t b, gm_set *out) {
+    const gm_frame *f = t->top;
+    const js_node *n = node_at(g, f->node);
+    if (is_ws(b)) {
+        ws_step(g, t, out);
+        return;
+    }
+    int ph = f->phase;
+    if (b == ']' && (ph == PH_OPEN || ph == PH_AFTER) && f->count >= n->min_items) {
+        emit(g, out, child_done(g, a, f->up, f));
+    } else if (b == ',' && ph == PH_AFTER) {
+        if (arr_item(g, n, f->count) < 0) return;
+        gm_frame *nf = frame_new(a, f);
+        if (!nf) return;
+        nf->phase = PH_COMMA;
+        set_add(g, out, nf, 0);
+    } else if (ph == PH_OPEN || ph == PH_COMMA) {
+        int32_t it = arr_item(g, n, f->count);
+        if (it < 0) return;
+        gm_frame *nf = frame_new(a, f);
+        if (!nf) return;
+        nf->phase = PH_VALUE;
+        value_start(g, a, nf, it, b, out, 0);
+    }
+}
+
+void gm_thread_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8_t b, gm_set *out) {
+    const gm_frame *f = t->top;
+    if (!f) return; // nothing may follow the root value
+    switch (f->kind) {
+    case FR_VALUE:
+        if (is_ws(b)) {
+            if (f->up) ws_step(g, t, out);
+        } else {
+            value_start(g, a, f->up, f->node, b, out, 0);
+        }
+        break;
+    case FR_LEX: lex_step(g, a, t, b, out); break;
+    case FR_OBJECT: obj_step(g, a, t, b, out); break;
+    case FR_ARRAY: arr_step(g, a, t, b, out); break;
+    }
+}
+
+void gm_set_step(const gm_grammar *g, gm_arena *a, const gm_set *in, uint8_t b, gm_set *out) {
+    out->n = 0;
+    for (int i = 0; i < in->n; i++) gm_thread_step(g, a, &in->th[i], b, out);
+}
+
+int gm_set_start(const gm_grammar *g, gm_arena *a, gm_set *out) {
+    gm_frame *f = frame_new(a, NULL);
+    if (!f) return -1;
+    *f = (gm_frame){.node = g->s->root, .kind = FR_VALUE, .prop = -1};
+    out->n = 0;
+    set_add(g, out, f, 0);
+    return 0;
+}
+
+void gm_thread_end_lexeme(const gm_grammar *g, gm_arena *a, const gm_thread *t, int32_t state,
+                          gm_set *out) {
+    gm_frame tmp = *t->top;
+    tmp.state = state;
+    const gm_frame *p = lex_end(g, a, &tmp);
+    if (p) set_add(g, out, p == &done_frame ? NULL : p, 0);
+}
+
+bool gm_thread_complete(const gm_grammar *g, const gm_thread *t) {
+    const gm_frame *f = t->top;
+    if (!f) return true;
+    if (f->kind != FR_LEX || f->up) return false;
+    const rx_dfa *d = g->s->dfas[f->dfa];
+    if (!d->accept[f->state]) return false;
+    const js_node *n = node_at(g, f->node);
+    return !gm_lex_numeric(n) || number_ok(n, f->num, f->num_len);
+}
+
+static const gm_frame *frame_copy(const gm_grammar *g, gm_arena *a, const gm_frame *f) {
+    if (!f) return NULL;
+    const gm_frame *up = frame_copy(g, a, f->up);
+    if (f->up && !up) return NULL;
+    gm_frame *nf = frame_new(a, f);
+    if (!nf) return NULL;
+    nf->up = up;
+    if (f->num_len) {
+        char *s = gm_arena_alloc(a, f->num_len);
+        if (!s) return NULL;
+        memcpy(s, f->num, f->num_len);
+        nf->num = s;
+    }
+    if (f->seen) {
+        size_t w = seen_words(node_at(g, f->node));
+        uint64_t *s = gm_arena_alloc(a, w * 8);
+        if (!s) return NULL;
+        memcpy(s, f->seen, w * 8);
+        nf->seen = s;
+    }
+    return nf;
+}
+
+int gm_thread_copy(const gm_grammar *g, gm_arena *a, const gm_thread *t, gm_thread *out) {
+    out->ws = t->ws;
+    out->top = frame_copy(g, a, t->top);
+    return t->top && !out->top ? -1 : 0;
+}

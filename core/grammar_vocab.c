@@ -1,0 +1,598 @@
+// grammar_vocab: the vocab (every ordinary token's bytes in a trie) and
+// its lexeme caches. A grammar's DFA is first reduced to a canonical form
+// (its states merged when they accept the same byte strings, key labels
+// ignored, then renumbered breadth first), so every grammar whose lexeme
+// has the same language (the free string, numbers, the "any other key"
+// part of object keys) shares one cache entry per state.
+#include <stdlib.h>
+#include <string.h>
+
+#include "grammar_int.h"
+
+// ---- vocab ----------------------------------------------------------------
+
+static _Thread_local const gm_vocab *sort_vocab; // qsort has no context argument
+
+static int cmp_tokens(const void *pa, const void *pb) {
+    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    int32_t la = sort_vocab->tok_len[a], lb = sort_vocab->tok_len[b];
+    int c = memcmp(sort_vocab->tok_bytes[a], sort_vocab->tok_bytes[b], (size_t)(la < lb ? la : lb));
+    if (c) return c;
+    if (la != lb) return la < lb ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+// Nodes for the sorted ids, depth first: each token adds the nodes past its
+// common prefix with the previous one; a node's skip is set when it leaves
+// the path.
+static int trie_build(gm_vocab *v, const int32_t *ids, int32_t n, err_t *err) {
+    size_t cap = 1024;
+    v->nodes = malloc(cap * sizeof *v->nodes);
+    int32_t *path = malloc(UINT16_MAX * sizeof *path);
+    int32_t depth = 0, prev = -1;
+    if (!v->nodes || !path) {
+        free(path);
+        return err_set(err, "grammar vocab: out of memory");
+    }
+    for (int32_t k = 0; k < n; k++) {
+        int32_t id = ids[k], len = v->tok_len[id], common = 0;
+        if (prev >= 0) {
+            int32_t pl = v->tok_len[prev];
+            while (common < len && common < pl && v->tok_bytes[id][common] == v->tok_bytes[prev][common])
+                common++;
+            if (common == len && pl == len) { // same bytes as prev: chain the id
+                v->tok_next[id] = v->tok_next[prev];
+                v->tok_next[prev] = id;
+                continue;
+            }
+        }
+        while (depth > common) v->nodes[path[--depth]].skip = v->n_nodes;
+        for (; depth < len; depth++) {
+            if ((size_t)v->n_nodes == cap) {
+                gm_tnode *p = realloc(v->nodes, 2 * cap * sizeof *p);
+                if (!p) {
+                    free(path);
+                    return err_set(err, "grammar vocab: out of memory");
+                }
+                v->nodes = p;
+                cap *= 2;
+            }
+            v->nodes[v->n_nodes] = (gm_tnode){.byte = v->tok_bytes[id][depth],
+                                              .depth = (uint16_t)(depth + 1), .token = -1};
+            path[depth] = v->n_nodes++;
+        }
+        v->nodes[path[len - 1]].token = id;
+        if (len > v->max_depth) v->max_depth = len;
+        prev = id;
+    }
+    while (depth > 0) v->nodes[path[--depth]].skip = v->n_nodes;
+    free(path);
+    return 0;
+}
+
+gm_vocab *gm_vocab_new(const tok *t, err_t *err) {
+    gm_vocab *v = calloc(1, sizeof *v);
+    if (!v) return err_set(err, "grammar vocab: out of memory"), NULL;
+    v->t = t;
+    v->n_tokens = tok_vocab_size(t);
+    v->words = ((size_t)v->n_tokens + 31) / 32;
+    v->tok_bytes = calloc((size_t)v->n_tokens, sizeof *v->tok_bytes);
+    v->tok_len = calloc((size_t)v->n_tokens, sizeof *v->tok_len);
+    v->tok_next = malloc((size_t)v->n_tokens * sizeof *v->tok_next);
+    v->caches = calloc(GM_CACHE_BUCKETS, sizeof *v->caches);
+    int32_t *ids = malloc((size_t)v->n_tokens * sizeof *ids);
+    int32_t n = 0;
+    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !v->caches || !ids) goto oom;
+    for (int32_t id = 0; id < v->n_tokens; id++) {
+        size_t len = 0;
+        const char *b = tok_token_bytes(t, id, &len);
+        v->tok_next[id] = -1;
+        // Tokens longer than the trie's depth type are left out (never allowed).
+        if (!b || len == 0 || len >= UINT16_MAX || tok_is_special(t, id)) continue;
+        v->tok_bytes[id] = (const uint8_t *)b;
+        v->tok_len[id] = (int32_t)len;
+        ids[n++] = id;
+    }
+    sort_vocab = v;
+    qsort(ids, (size_t)n, sizeof *ids, cmp_tokens);
+    if (trie_build(v, ids, n, err) < 0) {
+        free(ids);
+        gm_vocab_free(v);
+        return NULL;
+    }
+    free(ids);
+    return v;
+oom:
+    free(ids);
+    gm_vocab_free(v);
+    return err_set(err, "grammar vocab: out of memory"), NULL;
+}
+
+void gm_vocab_free(gm_vocab *v) {
+    if (!v) return;
+    gm_vocab_free_caches(v);
+    free(v->nodes);
+    free(v->tok_bytes);
+    free(v->tok_len);
+    free(v->tok_next);
+    free(v);
+}
+
+size_t gm_mask_words(const gm_vocab *v) {
+    return v->words;
+}
+
+// ---- the vocab's DFA caches -------------------------------------------------
+
+// A word at a time (the tables run to megabytes), then the tail bytes.
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const uint8_t *b = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, b + i, 8);
+        h = (h ^ x) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t dfa_hash(const rx_dfa *d) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = fnv(h, &d->n_states, sizeof d->n_states);
+    h = fnv(h, &d->n_classes, sizeof d->n_classes);
+    h = fnv(h, d->cls, sizeof d->cls);
+    h = fnv(h, d->next, (size_t)d->n_states * d->n_classes * sizeof *d->next);
+    h = fnv(h, d->accept, (size_t)d->n_states);
+    if (d->char_end) h = fnv(h, d->char_end, (size_t)d->n_states);
+    return h;
+}
+
+// Same tables (what a token walk depends on; key tables are not part of it).
+static bool dfa_same(const rx_dfa *a, const rx_dfa *b) {
+    if (a->n_states != b->n_states || a->n_classes != b->n_classes) return false;
+    if (memcmp(a->cls, b->cls, sizeof a->cls)) return false;
+    if (memcmp(a->next, b->next, (size_t)a->n_states * a->n_classes * sizeof *a->next)) return false;
+    if (memcmp(a->accept, b->accept, (size_t)a->n_states)) return false;
+    if (!a->char_end != !b->char_end) return false;
+    return !a->char_end || !memcmp(a->char_end, b->char_end, (size_t)a->n_states);
+}
+
+static void dfa_own_free(rx_dfa *d) {
+    if (!d) return;
+    free(d->next);
+    free(d->accept);
+    free(d->char_end);
+    free(d);
+}
+
+// ---- canonical DFAs -----------------------------------------------------------
+
+// Moore refinement: states with the same accept / char_end / quote-state
+// flags and, class by class, successors in the same block end in one block.
+// Each round hashes every state's row (its block, its successors' blocks)
+// into a table of first holders. block[] gets each state's block; returns
+// the number of blocks, -1 on out of memory. Only key DFAs need it (the
+// regex compiler's other DFAs are minimal already; a key DFA's states differ
+// by which key they name), up to GM_CANON_MAX states.
+#define GM_CANON_MAX 4000
+
+static uint64_t row_hash(const int32_t *r, int32_t w) {
+    return fnv(0xcbf29ce484222325ull, r, (size_t)w * sizeof *r);
+}
+
+static int32_t refine_round(const rx_dfa *d, int32_t *block, int32_t *rows, int32_t *table, size_t cap,
+                            int32_t *next_block) {
+    int32_t n = d->n_states, k = d->n_classes, w = k + 1, nb = 0;
+    for (int32_t s = 0; s < n; s++) {
+        int32_t *r = rows + (size_t)s * w;
+        r[0] = block[s];
+        for (int32_t c = 0; c < k; c++) {
+            int32_t t = d->next[(size_t)s * k + c];
+            r[c + 1] = t < 0 ? -1 : block[t];
+        }
+    }
+    for (size_t i = 0; i < cap; i++) table[i] = -1;
+    for (int32_t s = 0; s < n; s++) {
+        const int32_t *r = rows + (size_t)s * w;
+        size_t h = row_hash(r, w) & (cap - 1);
+        while (table[h] >= 0 && memcmp(rows + (size_t)table[h] * w, r, (size_t)w * sizeof *r))
+            h = (h + 1) & (cap - 1);
+        if (table[h] < 0) {
+            table[h] = s;
+            next_block[s] = nb++;
+        } else {
+            next_block[s] = next_block[table[h]];
+        }
+    }
+    memcpy(block, next_block, (size_t)n * sizeof *block);
+    return nb;
+}
+
+static int32_t dfa_blocks(const rx_dfa *d, int32_t quote, int32_t *block) {
+    int32_t n = d->n_states, w = d->n_classes + 1, nb = -1;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    int32_t *rows = malloc((size_t)n * w * sizeof *rows), *table = malloc(cap * sizeof *table);
+    int32_t *nextb = malloc((size_t)n * sizeof *nextb);
+    if (rows && table && nextb) {
+        for (int32_t s = 0; s < n; s++)
+            block[s] = d->accept[s] | (d->char_end ? d->char_end[s] << 1 : 0) | (s == quote) << 2;
+        for (int32_t prev = -1; (nb = refine_round(d, block, rows, table, cap, nextb)) != prev;) prev = nb;
+    }
+    free(rows);
+    free(table);
+    free(nextb);
+    return nb;
+}
+
+// The canonical DFA over the blocks: states numbered breadth first from the
+// start, bytes grouped into classes by their columns in first-byte order.
+// map[s] gets each original state's canonical state.
+static rx_dfa *dfa_canon(const rx_dfa *d, const int32_t *block, int32_t nb, int32_t *map) {
+    int32_t k = d->n_classes;
+    int32_t *rep = malloc((size_t)nb * sizeof *rep), *id = malloc((size_t)nb * sizeof *id);
+    int32_t *queue = malloc((size_t)nb * sizeof *queue);
+    rx_dfa *c = calloc(1, sizeof *c);
+    int32_t ccls[256], nq = 0, nc = 0;
+    if (!rep || !id || !queue || !c) goto fail;
+    for (int32_t b = 0; b < nb; b++) id[b] = -1;
+    for (int32_t s = d->n_states - 1; s >= 0; s--) rep[block[s]] = s;
+    id[block[0]] = nq;
+    queue[nq++] = block[0];
+    for (int32_t qi = 0; qi < nq; qi++)
+        for (int b = 0; b < 256; b++) {
+            int32_t t = d->next[(size_t)rep[queue[qi]] * k + d->cls[b]];
+            if (t >= 0 && id[block[t]] < 0) {
+                id[block[t]] = nq;
+                queue[nq++] = block[t];
+            }
+        }
+    // A class's column: its canonical target from every canonical state.
+    // Equal columns merge; canonical classes are numbered in byte order.
+    int32_t eq[256], num[256];
+    for (int32_t a = 0; a < k; a++) {
+        eq[a] = a;
+        for (int32_t b = 0; b < a && eq[a] == a; b++) {
+            if (eq[b] != b) continue;
+            bool same = true;
+            for (int32_t q = 0; q < nq && same; q++) {
+                int32_t ta = d->next[(size_t)rep[queue[q]] * k + a];
+                int32_t tb = d->next[(size_t)rep[queue[q]] * k + b];
+                same = (ta < 0 ? -1 : id[block[ta]]) == (tb < 0 ? -1 : id[block[tb]]);
+            }
+            if (same) eq[a] = b;
+        }
+        num[a] = -1;
+    }
+    for (int b = 0; b < 256; b++) {
+        int32_t r = eq[d->cls[b]];
+        if (num[r] < 0) num[r] = nc++;
+        ccls[b] = num[r];
+    }
+    c->n_states = nq;
+    c->n_classes = nc;
+    c->next = malloc((size_t)nq * nc * sizeof *c->next);
+    c->accept = malloc((size_t)nq);
+    c->char_end = d->char_end ? malloc((size_t)nq) : NULL;
+    if (!c->next || !c->accept || (d->char_end && !c->char_end)) goto fail;
+    for (int b = 0; b < 256; b++) c->cls[b] = (uint8_t)ccls[b];
+    for (int32_t q = 0; q < nq; q++) {
+        int32_t r = rep[queue[q]];
+        c->accept[q] = d->accept[r];
+        if (c->char_end) c->char_end[q] = d->char_end[r];
+        for (int b = 0; b < 256; b++) {
+            int32_t t = d->next[(size_t)r * k + d->cls[b]];
+            c->next[(size_t)q * nc + ccls[b]] = t < 0 ? -1 : id[block[t]];
+        }
+    }
+    for (int32_t s = 0; s < d->n_states; s++) map[s] = id[block[s]];
+    free(rep);
+    free(id);
+    free(queue);
+    return c;
+fail:
+    free(rep);
+    free(id);
+    free(queue);
+    dfa_own_free(c);
+    return NULL;
+}
+
+// The vocab's cache for d's canonical form (found or added), and in *map a
+// new array: d's state -> canonical state. NULL with err on out of memory.
+// A plain copy of the tables a token walk reads, for DFAs the regex
+// compiler already minimized (every DFA but a key DFA).
+static rx_dfa *dfa_copy(const rx_dfa *d, int32_t *map) {
+    rx_dfa *c = calloc(1, sizeof *c);
+    size_t n = (size_t)d->n_states;
+    if (!c) return NULL;
+    *c = (rx_dfa){.n_states = d->n_states, .n_classes = d->n_classes};
+    memcpy(c->cls, d->cls, sizeof c->cls);
+    c->next = malloc(n * d->n_classes * sizeof *c->next);
+    c->accept = malloc(n);
+    c->char_end = d->char_end ? malloc(n) : NULL;
+    if (!c->next || !c->accept || (d->char_end && !c->char_end)) {
+        dfa_own_free(c);
+        return NULL;
+    }
+    memcpy(c->next, d->next, n * d->n_classes * sizeof *c->next);
+    memcpy(c->accept, d->accept, n);
+    if (d->char_end) memcpy(c->char_end, d->char_end, n);
+    for (int32_t s = 0; s < d->n_states; s++) map[s] = s;
+    return c;
+}
+
+gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_t *err) {
+    int32_t quote = d->char_end ? d->next[d->cls['"']] : -1;
+    bool canon = d->key_name && d->n_states <= GM_CANON_MAX;
+    int32_t *block = canon ? malloc((size_t)d->n_states * sizeof *block) : NULL;
+    int32_t nb = block ? dfa_blocks(d, quote, block) : -1;
+    *map = malloc((size_t)d->n_states * sizeof **map);
+    rx_dfa *own = !*map ? NULL : canon ? (nb > 0 ? dfa_canon(d, block, nb, *map) : NULL) : dfa_copy(d, *map);
+    free(block);
+    if (!own) {
+        free(*map);
+        *map = NULL;
+        return err_set(err, "grammar: out of memory"), NULL;
+    }
+    uint64_t h = dfa_hash(own);
+    _Atomic(gm_dfacache *) *bucket = &v->caches[h % GM_CACHE_BUCKETS];
+    for (gm_dfacache *c = atomic_load(bucket); c; c = c->next)
+        if (c->hash == h && dfa_same(c->own, own)) {
+            dfa_own_free(own);
+            return c;
+        }
+    gm_dfacache *c = calloc(1, sizeof *c);
+    if (c) c->states = calloc((size_t)own->n_states, sizeof *c->states);
+    if (!c || !c->states) {
+        free(c);
+        dfa_own_free(own);
+        free(*map);
+        *map = NULL;
+        return err_set(err, "grammar: out of memory"), NULL;
+    }
+    c->hash = h;
+    c->n_states = own->n_states;
+    c->own = own;
+    // Push; a racing twin of the same DFA is harmless (both stay valid).
+    gm_dfacache *head = atomic_load(bucket);
+    do c->next = head;
+    while (!atomic_compare_exchange_weak(bucket, &head, c));
+    return c;
+}
+
+static void lexcache_free(gm_lexcache *e) {
+    if (!e) return;
+    free(e->inside);
+    free(e->long_toks);
+    free(e->long_chars);
+    free(atomic_load(&e->chars));
+    free(e->exits);
+    free(e->exit_toks);
+    free(e->exit_chars);
+    free(e->exit_off);
+    free(e);
+}
+
+void gm_vocab_free_caches(gm_vocab *v) {
+    for (int b = 0; v->caches && b < GM_CACHE_BUCKETS; b++) {
+        gm_dfacache *c = atomic_load(&v->caches[b]);
+        while (c) {
+            gm_dfacache *next = c->next;
+            for (int32_t s = 0; s < c->n_states; s++) lexcache_free(atomic_load(&c->states[s]));
+            free(c->states);
+            dfa_own_free(c->own);
+            free(c);
+            c = next;
+        }
+    }
+    free(v->caches);
+    v->caches = NULL;
+}
+
+// ---- one cache entry: every token walked through one DFA from one state ----
+
+typedef struct exit_rec {
+    int32_t tok, state, off, chars;
+} exit_rec;
+
+typedef struct walk_ctx {
+    const gm_vocab *v;
+    const rx_dfa *d;
+    uint8_t *has_out;
+    uint8_t *chars;      // per token counts, when wanted
+    int32_t *long_toks;  // tokens over GM_SHORT_CHARS
+    uint8_t *long_chars;
+    int32_t n_long, cap_long;
+    int32_t quote_state;
+    exit_rec *recs;
+    size_t n_recs, cap;
+} walk_ctx;
+
+static _Thread_local const gm_vocab *cmp_vocab;
+
+static int cmp_exit(const void *pa, const void *pb) {
+    const exit_rec *a = pa, *b = pb;
+    if (a->state != b->state) return a->state < b->state ? -1 : 1;
+    const uint8_t *sa = cmp_vocab->tok_bytes[a->tok] + a->off, *sb = cmp_vocab->tok_bytes[b->tok] + b->off;
+    int32_t la = cmp_vocab->tok_len[a->tok] - a->off, lb = cmp_vocab->tok_len[b->tok] - b->off;
+    int c = memcmp(sa, sb, (size_t)(la < lb ? la : lb));
+    if (c) return c;
+    if (la != lb) return la < lb ? -1 : 1;
+    return a->tok < b->tok ? -1 : a->tok > b->tok;
+}
+
+static int add_exits(walk_ctx *w, int32_t from, int32_t to, int32_t state, int32_t off, int32_t chars) {
+    for (int32_t i = from; i < to; i++) {
+        for (int32_t t = w->v->nodes[i].token; t >= 0; t = w->v->tok_next[t]) {
+            if (w->n_recs == w->cap) {
+                size_t cap = w->cap ? 2 * w->cap : 256;
+                exit_rec *r = realloc(w->recs, cap * sizeof *r);
+                if (!r) return -1;
+                w->recs = r;
+                w->cap = cap;
+            }
+            w->recs[w->n_recs++] = (exit_rec){t, state, off, chars};
+        }
+    }
+    return 0;
+}
+
+static int long_add(walk_ctx *w, int32_t t, uint8_t c) {
+    if (w->n_long == w->cap_long) {
+        int32_t cap = w->cap_long ? 2 * w->cap_long : 64;
+        int32_t *tk = realloc(w->long_toks, (size_t)cap * sizeof *tk);
+        if (tk) w->long_toks = tk;
+        uint8_t *ch = realloc(w->long_chars, (size_t)cap);
+        if (ch) w->long_chars = ch;
+        if (!tk || !ch) return -1;
+        w->cap_long = cap;
+    }
+    w->long_toks[w->n_long] = t;
+    w->long_chars[w->n_long++] = c;
+    return 0;
+}
+
+static bool boundary(const walk_ctx *w, int32_t s) {
+    return (w->d->char_end && w->d->char_end[s]) || s == w->quote_state;
+}
+
+static uint8_t *has_out_table(const rx_dfa *d) {
+    uint8_t *h = calloc((size_t)d->n_states, 1);
+    if (!h) return NULL;
+    for (int32_t s = 0; s < d->n_states; s++)
+        for (int32_t c = 0; c < d->n_classes; c++)
+            if (d->next[(size_t)s * d->n_classes + c] >= 0) h[s] = 1;
+    return h;
+}
+
+// The trie walk with the DFA alone: inside tokens into e, exits into w.
+static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
+    const gm_vocab *v = w->v;
+    const rx_dfa *d = w->d;
+    int32_t *st = malloc(((size_t)v->max_depth + 1) * 2 * sizeof *st);
+    if (!st) return -1;
+    int32_t *ch = st + v->max_depth + 1;
+    st[0] = start;
+    ch[0] = 0;
+    for (int32_t i = 0; i < v->n_nodes;) {
+        const gm_tnode *nd = &v->nodes[i];
+        int32_t p = st[nd->depth - 1], c = ch[nd->depth - 1];
+        int32_t to = d->next[(size_t)p * d->n_classes + d->cls[nd->byte]];
+        if (to < 0 || !w->has_out[to]) {
+            // Dead after an accepting state: the subtree's tokens leave the
+            // lexeme here (a first byte that leaves goes to the mask's root
+            // walk instead). A state with no way on: the lexeme ends with
+            // this byte, and whatever follows is the suffix.
+            int rc = 0;
+            if (to < 0 && d->accept[p] && nd->depth >= 2)
+                rc = add_exits(w, i, nd->skip, p, nd->depth - 1, c);
+            else if (to >= 0)
+                rc = add_exits(w, i, nd->skip, to, nd->depth, c + (boundary(w, p) && !d->accept[to]));
+            if (rc < 0) {
+                free(st);
+                return -1;
+            }
+            i = nd->skip;
+            continue;
+        }
+        if (d->char_end && boundary(w, p) && !d->accept[to]) c++;
+        st[nd->depth] = to;
+        ch[nd->depth] = c;
+        for (int32_t t = nd->token; t >= 0; t = v->tok_next[t]) {
+            e->inside[t / 32] |= 1u << (t % 32);
+            uint8_t c8 = (uint8_t)(c > 255 ? 255 : c);
+            if (w->chars) w->chars[t] = c8;
+            if (c8 > e->max_chars) e->max_chars = c8;
+            if (c8 > GM_SHORT_CHARS && long_add(w, t, c8) < 0) {
+                free(st);
+                return -1;
+            }
+        }
+        i++;
+    }
+    free(st);
+    return 0;
+}
+
+// Groups the sorted exit records by (state, suffix).
+static int group_exits(walk_ctx *w, gm_lexcache *e) {
+    cmp_vocab = w->v;
+    qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
+    e->exit_toks = malloc((w->n_recs + 1) * sizeof *e->exit_toks);
+    e->exit_chars = malloc(w->n_recs + 1);
+    e->exit_off = malloc((w->n_recs + 1) * sizeof *e->exit_off);
+    e->exits = malloc((w->n_recs + 1) * sizeof *e->exits);
+    if (!e->exit_toks || !e->exit_chars || !e->exit_off || !e->exits) return -1;
+    e->n_exit_toks = (int32_t)w->n_recs;
+    for (size_t i = 0; i < w->n_recs; i++) {
+        const exit_rec *r = &w->recs[i];
+        e->exit_toks[i] = r->tok;
+        e->exit_off[i] = (uint16_t)r->off;
+        e->exit_chars[i] = (uint8_t)(r->chars > 255 ? 255 : r->chars);
+        gm_exit *last = e->n_exits ? &e->exits[e->n_exits - 1] : NULL;
+        const uint8_t *suf = w->v->tok_bytes[r->tok] + r->off;
+        int32_t len = w->v->tok_len[r->tok] - r->off;
+        if (last && last->exit_state == r->state && last->suf_len == len &&
+            !memcmp(last->suf, suf, (size_t)len)) {
+            last->n_toks++;
+            continue;
+        }
+        e->exits[e->n_exits++] = (gm_exit){.exit_state = r->state, .suf = suf, .suf_len = len,
+                                           .tok_off = (int32_t)i, .n_toks = 1};
+    }
+    return 0;
+}
+
+// chars: also every inside token's count (n_tokens bytes), else NULL.
+static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s, uint8_t *chars) {
+    gm_lexcache *e = calloc(1, sizeof *e);
+    walk_ctx w = {.v = v, .d = d, .quote_state = d->char_end ? d->next[d->cls['"']] : -1, .chars = chars};
+    if (!e) return NULL;
+    e->inside = calloc(v->words, sizeof *e->inside);
+    w.has_out = has_out_table(d);
+    int rc = !e->inside || !w.has_out ? -1 : 0;
+    if (rc == 0) rc = walk_dfa(&w, e, s);
+    if (rc == 0) rc = group_exits(&w, e);
+    e->long_toks = w.long_toks;
+    e->long_chars = w.long_chars;
+    e->n_long = w.n_long;
+    free(w.recs);
+    free(w.has_out);
+    if (rc < 0) {
+        lexcache_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+const uint8_t *gm_lexcache_chars(const gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e) {
+    gm_lexcache *me = (gm_lexcache *)(uintptr_t)e; // only the atomic slot is written
+    uint8_t *x = atomic_load_explicit(&me->chars, memory_order_acquire);
+    if (x) return x;
+    uint8_t *mine = calloc((size_t)v->n_tokens, 1);
+    gm_lexcache *tmp = mine ? lexcache_build(v, c->own, s, mine) : NULL;
+    if (!tmp) {
+        free(mine);
+        return NULL;
+    }
+    lexcache_free(tmp);
+    if (atomic_compare_exchange_strong(&me->chars, &x, mine)) return mine;
+    free(mine);
+    return x;
+}
+
+// The entry for (c, s), built on first use and published with a CAS (a
+// losing builder frees its copy). NULL only on out of memory.
+const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s) {
+    gm_lexcache *e = atomic_load_explicit(&c->states[s], memory_order_acquire);
+    if (e) return e;
+    gm_lexcache *mine = lexcache_build(v, c->own, s, NULL);
+    if (!mine) return NULL;
+    if (atomic_compare_exchange_strong(&c->states[s], &e, mine)) return mine;
+    lexcache_free(mine);
+    return e;
+}
+
