@@ -42,20 +42,59 @@ static void walk_full(gm_matcher *m, gm_arena *a, uint32_t *bits, const rx_dfa *
     gm_arena_reset(a, m->marks[0]);
 }
 
+// What is known after the lexeme ends in one exit state: the threads then
+// (0 or 1: the lexeme's parent) and the first suffix bytes seen to kill
+// them, so most exit groups cost one bit test.
+#define EXIT_MEMO 8
+
+typedef struct exit_memo {
+    int n;
+    int32_t state[EXIT_MEMO];
+    gm_set after[EXIT_MEMO];
+    uint32_t dead[EXIT_MEMO][8];
+    gm_mark base; // the arena above every memo's frames
+} exit_memo;
+
+static int memo_find(gm_matcher *m, gm_arena *a, const gm_thread *t, exit_memo *mm, int32_t x) {
+    for (int i = 0; i < mm->n; i++)
+        if (mm->state[i] == x) return i;
+    if (mm->n == EXIT_MEMO) return -1;
+    int i = mm->n++;
+    gm_arena_reset(a, mm->base);
+    mm->state[i] = x;
+    mm->after[i].n = 0;
+    memset(mm->dead[i], 0, sizeof mm->dead[i]);
+    gm_thread_end_lexeme(m->g, a, t, x, &mm->after[i]);
+    mm->base = gm_arena_mark(a);
+    return i;
+}
+
 // Whether the suffix bytes are accepted after the thread's lexeme ends in
 // exit state x.
-static bool exit_ok(gm_matcher *m, gm_arena *a, const gm_thread *t, int32_t x, const uint8_t *suf,
-                    int32_t len) {
-    gm_set *s0 = &m->levels[0], *s1 = &m->levels[1];
-    s0->n = 0;
-    gm_thread_end_lexeme(m->g, a, t, x, s0);
-    for (int32_t i = 0; i < len && s0->n; i++) {
-        gm_set_step(m->g, a, s0, suf[i], s1);
+static bool exit_ok(gm_matcher *m, gm_arena *a, const gm_thread *t, exit_memo *mm, int32_t x,
+                    const uint8_t *suf, int32_t len) {
+    int i = memo_find(m, a, t, mm, x);
+    gm_set one, *s0 = &one, *s1 = &m->levels[1];
+    if (i < 0) { // past the memo: the plain way
+        gm_arena_reset(a, mm->base);
+        one.n = 0;
+        gm_thread_end_lexeme(m->g, a, t, x, &one);
+    } else {
+        if (!mm->after[i].n) return false;
+        if (len && mm->dead[i][suf[0] / 32] >> (suf[0] % 32) & 1) return false;
+        one = mm->after[i];
+    }
+    gm_arena_reset(a, mm->base);
+    for (int32_t k = 0; k < len && s0->n; k++) {
+        gm_set_step(m->g, a, s0, suf[k], s1);
+        if (k == 0 && i >= 0 && !s1->n) mm->dead[i][suf[0] / 32] |= 1u << (suf[0] % 32);
         gm_set *tmp = s0;
         s0 = s1;
-        s1 = tmp;
+        s1 = tmp == &one ? &m->levels[2] : tmp;
     }
-    return s0->n > 0;
+    bool ok = s0->n > 0;
+    gm_arena_reset(a, mm->base);
+    return ok;
 }
 
 // Each cached exit token's exit state in the key DFA d from state s (the
@@ -80,31 +119,20 @@ static const int32_t *key_exits(const gm_grammar *g, int32_t dfa, int32_t s, con
     return x;
 }
 
-// Tokens of exit group x allowed after the lexeme ends: one suffix run per
-// distinct exit state (keys: a few per group; other lexemes: one).
-static void mask_exit_group(gm_matcher *m, gm_arena *a, const gm_thread *t, const gm_lexcache *e,
-                            const gm_exit *x, const int32_t *kx, int64_t room, int64_t need, bool counted,
-                            uint32_t *bits) {
-    int32_t memo_state[8], n_memo = 0;
-    bool memo_ok[8];
-    gm_mark mk = gm_arena_mark(a);
+// Tokens of exit group x allowed after the lexeme ends (keys: each token's
+// own exit state; other lexemes: the thread's).
+static void mask_exit_group(gm_matcher *m, gm_arena *a, const gm_thread *t, exit_memo *mm,
+                            const gm_lexcache *e, const gm_exit *x, const int32_t *kx, int64_t room,
+                            int64_t need, bool counted, uint32_t *bits) {
+    int32_t last = -2;
+    bool ok = false;
     for (int32_t k = x->tok_off; k < x->tok_off + x->n_toks; k++) {
         int32_t c = e->exit_chars[k];
         if (counted && (c > room || c < need)) continue;
         int32_t st = kx ? kx[k] : t->top->state;
-        bool ok = false, found = false;
-        for (int j = 0; j < n_memo && !found; j++)
-            if (memo_state[j] == st) {
-                ok = memo_ok[j];
-                found = true;
-            }
-        if (!found) {
-            ok = st >= 0 && exit_ok(m, a, t, st, x->suf, x->suf_len);
-            gm_arena_reset(a, mk);
-            if (n_memo < 8) {
-                memo_state[n_memo] = st;
-                memo_ok[n_memo++] = ok;
-            }
+        if (st != last) {
+            ok = st >= 0 && exit_ok(m, a, t, mm, st, x->suf, x->suf_len);
+            last = st;
         }
         if (ok) bits[e->exit_toks[k] / 32] |= 1u << (e->exit_toks[k] % 32);
     }
@@ -125,18 +153,30 @@ static int mask_lexeme(gm_matcher *m, gm_arena *a, const gm_thread *t, uint32_t 
     bool counted = gm_lex_counted(g, f);
     int64_t room = counted && n->max_len >= 0 ? n->max_len - f->count : INT64_MAX;
     int64_t need = counted ? n->min_len - f->count : 0;
-    if (room >= e->max_chars) {
-        for (size_t w = 0; w < v->words; w++) bits[w] |= e->inside[w];
+    if (room >= GM_SHORT_CHARS || room >= e->max_chars) {
+        const uint32_t *src = e->inside;
+        if (room < e->max_chars) { // leave out the long tokens that do not fit
+            memcpy(m->scratch, e->inside, v->words * sizeof *m->scratch);
+            for (int32_t k = 0; k < e->n_long; k++)
+                if (e->long_chars[k] > room) m->scratch[e->long_toks[k] / 32] &= ~(1u << (e->long_toks[k] % 32));
+            src = m->scratch;
+        }
+        for (size_t w = 0; w < v->words; w++) bits[w] |= src[w];
     } else {
+        const uint8_t *chars = gm_lexcache_chars(v, in->cache, in->canon[f->state], e);
+        if (!chars) return -1;
         for (size_t w = 0; w < v->words; w++) {
             for (uint32_t b = e->inside[w]; b; b &= b - 1) {
                 int32_t tk = (int32_t)(w * 32 + (size_t)__builtin_ctz(b));
-                if (e->inside_chars[tk] <= room) bits[w] |= 1u << (tk % 32);
+                if (chars[tk] <= room) bits[w] |= 1u << (tk % 32);
             }
         }
     }
+    gm_mark start = gm_arena_mark(a);
+    exit_memo mm = {.n = 0, .base = start};
     for (int32_t i = 0; i < e->n_exits; i++)
-        mask_exit_group(m, a, t, e, &e->exits[i], kx, room, need, counted, bits);
+        mask_exit_group(m, a, t, &mm, e, &e->exits[i], kx, room, need, counted, bits);
+    gm_arena_reset(a, start);
     // Tokens whose first byte already leaves the lexeme: the enclosing
     // grammar's own walk, after the lexeme ends here.
     const rx_dfa *d = g->s->dfas[f->dfa];

@@ -1,9 +1,10 @@
 // grammar_vocab: the vocab (every ordinary token's bytes in a trie) and
-// its lexeme caches. A grammar's DFA is first reduced to a canonical form
-// (its states merged when they accept the same byte strings, key labels
-// ignored, then renumbered breadth first), so every grammar whose lexeme
-// has the same language (the free string, numbers, the "any other key"
-// part of object keys) shares one cache entry per state.
+// its lexeme caches, one entry per (DFA, state), found by the DFA's tables.
+// The regex compiler's DFAs are minimal, so equal lexemes (the free string,
+// numbers, literals) share entries across grammars as they are. A key DFA
+// is first reduced to a canonical form (states merged when they accept the
+// same byte strings, key labels ignored, renumbered breadth first): where
+// any key is allowed, its states collapse into the free string's.
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,9 +80,10 @@ gm_vocab *gm_vocab_new(const tok *t, err_t *err) {
     v->tok_bytes = calloc((size_t)v->n_tokens, sizeof *v->tok_bytes);
     v->tok_len = calloc((size_t)v->n_tokens, sizeof *v->tok_len);
     v->tok_next = malloc((size_t)v->n_tokens * sizeof *v->tok_next);
+    v->caches = calloc(GM_CACHE_BUCKETS, sizeof *v->caches);
     int32_t *ids = malloc((size_t)v->n_tokens * sizeof *ids);
     int32_t n = 0;
-    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !ids) goto oom;
+    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !v->caches || !ids) goto oom;
     for (int32_t id = 0; id < v->n_tokens; id++) {
         size_t len = 0;
         const char *b = tok_token_bytes(t, id, &len);
@@ -123,9 +125,17 @@ size_t gm_mask_words(const gm_vocab *v) {
 
 // ---- the vocab's DFA caches -------------------------------------------------
 
+// A word at a time (the tables run to megabytes), then the tail bytes.
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
     const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, b + i, 8);
+        h = (h ^ x) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -160,62 +170,61 @@ static void dfa_own_free(rx_dfa *d) {
 
 // ---- canonical DFAs -----------------------------------------------------------
 
-static _Thread_local const int32_t *sig_rows; // qsort context
-static _Thread_local int32_t sig_len;
-
-static int cmp_sig(const void *pa, const void *pb) {
-    const int32_t *a = sig_rows + (size_t)*(const int32_t *)pa * sig_len;
-    const int32_t *b = sig_rows + (size_t)*(const int32_t *)pb * sig_len;
-    for (int32_t i = 0; i < sig_len; i++)
-        if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
-    return 0;
-}
-
 // Moore refinement: states with the same accept / char_end / quote-state
 // flags and, class by class, successors in the same block end in one block.
-// block[] gets each state's block; returns the number of blocks, -1 on out
-// of memory. Past GM_CANON_MAX states every state is its own block (the
-// refinement's cost grows with states times classes times rounds).
+// Each round hashes every state's row (its block, its successors' blocks)
+// into a table of first holders. block[] gets each state's block; returns
+// the number of blocks, -1 on out of memory. Only key DFAs need it (the
+// regex compiler's other DFAs are minimal already; a key DFA's states differ
+// by which key they name), up to GM_CANON_MAX states.
 #define GM_CANON_MAX 4000
 
-static int32_t dfa_blocks(const rx_dfa *d, int32_t quote, int32_t *block) {
+static uint64_t row_hash(const int32_t *r, int32_t w) {
+    return fnv(0xcbf29ce484222325ull, r, (size_t)w * sizeof *r);
+}
+
+static int32_t refine_round(const rx_dfa *d, int32_t *block, int32_t *rows, int32_t *table, size_t cap,
+                            int32_t *next_block) {
     int32_t n = d->n_states, k = d->n_classes, w = k + 1, nb = 0;
-    if (n > GM_CANON_MAX) {
-        for (int32_t s = 0; s < n; s++) block[s] = s;
-        return n;
-    }
-    int32_t *rows = malloc((size_t)n * w * sizeof *rows), *order = malloc((size_t)n * sizeof *order);
-    if (!rows || !order) {
-        free(rows);
-        free(order);
-        return -1;
-    }
-    for (int32_t s = 0; s < n; s++)
-        block[s] = d->accept[s] | (d->char_end ? d->char_end[s] << 1 : 0) | (s == quote) << 2;
-    for (int32_t prev = -1;;) {
-        for (int32_t s = 0; s < n; s++) {
-            int32_t *r = rows + (size_t)s * w;
-            r[0] = block[s];
-            for (int32_t c = 0; c < k; c++) {
-                int32_t t = d->next[(size_t)s * k + c];
-                r[c + 1] = t < 0 ? -1 : block[t];
-            }
-            order[s] = s;
+    for (int32_t s = 0; s < n; s++) {
+        int32_t *r = rows + (size_t)s * w;
+        r[0] = block[s];
+        for (int32_t c = 0; c < k; c++) {
+            int32_t t = d->next[(size_t)s * k + c];
+            r[c + 1] = t < 0 ? -1 : block[t];
         }
-        sig_rows = rows;
-        sig_len = w;
-        qsort(order, (size_t)n, sizeof *order, cmp_sig);
-        nb = 0;
-        for (int32_t i = 0; i < n; i++) {
-            if (i > 0 && cmp_sig(&order[i - 1], &order[i])) nb++;
-            block[order[i]] = nb;
+    }
+    for (size_t i = 0; i < cap; i++) table[i] = -1;
+    for (int32_t s = 0; s < n; s++) {
+        const int32_t *r = rows + (size_t)s * w;
+        size_t h = row_hash(r, w) & (cap - 1);
+        while (table[h] >= 0 && memcmp(rows + (size_t)table[h] * w, r, (size_t)w * sizeof *r))
+            h = (h + 1) & (cap - 1);
+        if (table[h] < 0) {
+            table[h] = s;
+            next_block[s] = nb++;
+        } else {
+            next_block[s] = next_block[table[h]];
         }
-        nb++;
-        if (nb == prev) break;
-        prev = nb;
+    }
+    memcpy(block, next_block, (size_t)n * sizeof *block);
+    return nb;
+}
+
+static int32_t dfa_blocks(const rx_dfa *d, int32_t quote, int32_t *block) {
+    int32_t n = d->n_states, w = d->n_classes + 1, nb = -1;
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n) cap *= 2;
+    int32_t *rows = malloc((size_t)n * w * sizeof *rows), *table = malloc(cap * sizeof *table);
+    int32_t *nextb = malloc((size_t)n * sizeof *nextb);
+    if (rows && table && nextb) {
+        for (int32_t s = 0; s < n; s++)
+            block[s] = d->accept[s] | (d->char_end ? d->char_end[s] << 1 : 0) | (s == quote) << 2;
+        for (int32_t prev = -1; (nb = refine_round(d, block, rows, table, cap, nextb)) != prev;) prev = nb;
     }
     free(rows);
-    free(order);
+    free(table);
+    free(nextb);
     return nb;
 }
 
@@ -292,14 +301,37 @@ fail:
     return NULL;
 }
 
-// The vocab's cache for d's canonical form (found or added), and in *map a
-// new array: d's state -> canonical state. NULL with err on out of memory.
+// A plain copy of the tables a token walk reads, for DFAs the regex
+// compiler already minimized (every DFA but a key DFA).
+static rx_dfa *dfa_copy(const rx_dfa *d, int32_t *map) {
+    rx_dfa *c = calloc(1, sizeof *c);
+    size_t n = (size_t)d->n_states;
+    if (!c) return NULL;
+    *c = (rx_dfa){.n_states = d->n_states, .n_classes = d->n_classes};
+    memcpy(c->cls, d->cls, sizeof c->cls);
+    c->next = malloc(n * d->n_classes * sizeof *c->next);
+    c->accept = malloc(n);
+    c->char_end = d->char_end ? malloc(n) : NULL;
+    if (!c->next || !c->accept || (d->char_end && !c->char_end)) {
+        dfa_own_free(c);
+        return NULL;
+    }
+    memcpy(c->next, d->next, n * d->n_classes * sizeof *c->next);
+    memcpy(c->accept, d->accept, n);
+    if (d->char_end) memcpy(c->char_end, d->char_end, n);
+    for (int32_t s = 0; s < d->n_states; s++) map[s] = s;
+    return c;
+}
+
+// Key DFAs are canonicalized (their states collapse into the free string's
+// where any key is allowed); other DFAs are looked up as they are.
 gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_t *err) {
     int32_t quote = d->char_end ? d->next[d->cls['"']] : -1;
-    int32_t *block = malloc((size_t)d->n_states * sizeof *block);
+    bool canon = d->key_name && d->n_states <= GM_CANON_MAX;
+    int32_t *block = canon ? malloc((size_t)d->n_states * sizeof *block) : NULL;
     int32_t nb = block ? dfa_blocks(d, quote, block) : -1;
     *map = malloc((size_t)d->n_states * sizeof **map);
-    rx_dfa *own = nb > 0 && *map ? dfa_canon(d, block, nb, *map) : NULL;
+    rx_dfa *own = !*map ? NULL : canon ? (nb > 0 ? dfa_canon(d, block, nb, *map) : NULL) : dfa_copy(d, *map);
     free(block);
     if (!own) {
         free(*map);
@@ -307,7 +339,8 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
         return err_set(err, "grammar: out of memory"), NULL;
     }
     uint64_t h = dfa_hash(own);
-    for (gm_dfacache *c = atomic_load(&v->caches); c; c = c->next)
+    _Atomic(gm_dfacache *) *bucket = &v->caches[h % GM_CACHE_BUCKETS];
+    for (gm_dfacache *c = atomic_load(bucket); c; c = c->next)
         if (c->hash == h && dfa_same(c->own, own)) {
             dfa_own_free(own);
             return c;
@@ -325,16 +358,18 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
     c->n_states = own->n_states;
     c->own = own;
     // Push; a racing twin of the same DFA is harmless (both stay valid).
-    gm_dfacache *head = atomic_load(&v->caches);
+    gm_dfacache *head = atomic_load(bucket);
     do c->next = head;
-    while (!atomic_compare_exchange_weak(&v->caches, &head, c));
+    while (!atomic_compare_exchange_weak(bucket, &head, c));
     return c;
 }
 
 static void lexcache_free(gm_lexcache *e) {
     if (!e) return;
     free(e->inside);
-    free(e->inside_chars);
+    free(e->long_toks);
+    free(e->long_chars);
+    free(atomic_load(&e->chars));
     free(e->exits);
     free(e->exit_toks);
     free(e->exit_chars);
@@ -343,16 +378,19 @@ static void lexcache_free(gm_lexcache *e) {
 }
 
 void gm_vocab_free_caches(gm_vocab *v) {
-    gm_dfacache *c = atomic_load(&v->caches);
-    while (c) {
-        gm_dfacache *next = c->next;
-        for (int32_t s = 0; s < c->n_states; s++) lexcache_free(atomic_load(&c->states[s]));
-        free(c->states);
-        dfa_own_free(c->own);
-        free(c);
-        c = next;
+    for (int b = 0; v->caches && b < GM_CACHE_BUCKETS; b++) {
+        gm_dfacache *c = atomic_load(&v->caches[b]);
+        while (c) {
+            gm_dfacache *next = c->next;
+            for (int32_t s = 0; s < c->n_states; s++) lexcache_free(atomic_load(&c->states[s]));
+            free(c->states);
+            dfa_own_free(c->own);
+            free(c);
+            c = next;
+        }
     }
-    atomic_store(&v->caches, NULL);
+    free(v->caches);
+    v->caches = NULL;
 }
 
 // ---- one cache entry: every token walked through one DFA from one state ----
@@ -365,6 +403,10 @@ typedef struct walk_ctx {
     const gm_vocab *v;
     const rx_dfa *d;
     uint8_t *has_out;
+    uint8_t *chars;      // per token counts, when wanted
+    int32_t *long_toks;  // tokens over GM_SHORT_CHARS
+    uint8_t *long_chars;
+    int32_t n_long, cap_long;
     int32_t quote_state;
     exit_rec *recs;
     size_t n_recs, cap;
@@ -396,6 +438,21 @@ static int add_exits(walk_ctx *w, int32_t from, int32_t to, int32_t state, int32
             w->recs[w->n_recs++] = (exit_rec){t, state, off, chars};
         }
     }
+    return 0;
+}
+
+static int long_add(walk_ctx *w, int32_t t, uint8_t c) {
+    if (w->n_long == w->cap_long) {
+        int32_t cap = w->cap_long ? 2 * w->cap_long : 64;
+        int32_t *tk = realloc(w->long_toks, (size_t)cap * sizeof *tk);
+        if (tk) w->long_toks = tk;
+        uint8_t *ch = realloc(w->long_chars, (size_t)cap);
+        if (ch) w->long_chars = ch;
+        if (!tk || !ch) return -1;
+        w->cap_long = cap;
+    }
+    w->long_toks[w->n_long] = t;
+    w->long_chars[w->n_long++] = c;
     return 0;
 }
 
@@ -447,8 +504,13 @@ static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
         ch[nd->depth] = c;
         for (int32_t t = nd->token; t >= 0; t = v->tok_next[t]) {
             e->inside[t / 32] |= 1u << (t % 32);
-            if (e->inside_chars) e->inside_chars[t] = (uint8_t)(c > 255 ? 255 : c);
-            if (c > e->max_chars) e->max_chars = (uint8_t)(c > 255 ? 255 : c);
+            uint8_t c8 = (uint8_t)(c > 255 ? 255 : c);
+            if (w->chars) w->chars[t] = c8;
+            if (c8 > e->max_chars) e->max_chars = c8;
+            if (c8 > GM_SHORT_CHARS && long_add(w, t, c8) < 0) {
+                free(st);
+                return -1;
+            }
         }
         i++;
     }
@@ -459,7 +521,7 @@ static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
 // Groups the sorted exit records by (state, suffix).
 static int group_exits(walk_ctx *w, gm_lexcache *e) {
     cmp_vocab = w->v;
-    qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
+    if (w->n_recs) qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
     e->exit_toks = malloc((w->n_recs + 1) * sizeof *e->exit_toks);
     e->exit_chars = malloc(w->n_recs + 1);
     e->exit_off = malloc((w->n_recs + 1) * sizeof *e->exit_off);
@@ -485,16 +547,19 @@ static int group_exits(walk_ctx *w, gm_lexcache *e) {
     return 0;
 }
 
-static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s) {
+// chars: also every inside token's count (n_tokens bytes), else NULL.
+static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s, uint8_t *chars) {
     gm_lexcache *e = calloc(1, sizeof *e);
-    walk_ctx w = {.v = v, .d = d, .quote_state = d->char_end ? d->next[d->cls['"']] : -1};
+    walk_ctx w = {.v = v, .d = d, .quote_state = d->char_end ? d->next[d->cls['"']] : -1, .chars = chars};
     if (!e) return NULL;
     e->inside = calloc(v->words, sizeof *e->inside);
-    e->inside_chars = d->char_end ? calloc((size_t)v->n_tokens, 1) : NULL;
     w.has_out = has_out_table(d);
-    int rc = !e->inside || (d->char_end && !e->inside_chars) || !w.has_out ? -1 : 0;
+    int rc = !e->inside || !w.has_out ? -1 : 0;
     if (rc == 0) rc = walk_dfa(&w, e, s);
     if (rc == 0) rc = group_exits(&w, e);
+    e->long_toks = w.long_toks;
+    e->long_chars = w.long_chars;
+    e->n_long = w.n_long;
     free(w.recs);
     free(w.has_out);
     if (rc < 0) {
@@ -504,12 +569,28 @@ static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s
     return e;
 }
 
+const uint8_t *gm_lexcache_chars(const gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e) {
+    gm_lexcache *me = (gm_lexcache *)(uintptr_t)e; // only the atomic slot is written
+    uint8_t *x = atomic_load_explicit(&me->chars, memory_order_acquire);
+    if (x) return x;
+    uint8_t *mine = calloc((size_t)v->n_tokens, 1);
+    gm_lexcache *tmp = mine ? lexcache_build(v, c->own, s, mine) : NULL;
+    if (!tmp) {
+        free(mine);
+        return NULL;
+    }
+    lexcache_free(tmp);
+    if (atomic_compare_exchange_strong(&me->chars, &x, mine)) return mine;
+    free(mine);
+    return x;
+}
+
 // The entry for (c, s), built on first use and published with a CAS (a
 // losing builder frees its copy). NULL only on out of memory.
 const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s) {
     gm_lexcache *e = atomic_load_explicit(&c->states[s], memory_order_acquire);
     if (e) return e;
-    gm_lexcache *mine = lexcache_build(v, c->own, s);
+    gm_lexcache *mine = lexcache_build(v, c->own, s, NULL);
     if (!mine) return NULL;
     if (atomic_compare_exchange_strong(&c->states[s], &e, mine)) return mine;
     lexcache_free(mine);

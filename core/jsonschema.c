@@ -18,6 +18,9 @@ int cx_fail(js_cx *cx, const char *kw, const char *ptr, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
+    size_t n = strlen(ptr);
+    if (n > 160) // deep pointers keep their tail, where the problem is
+        return err_set(cx->err, "%s at ...%s: %s", kw, ptr + n - 160, why);
     return err_set(cx->err, "%s at %s: %s", kw, ptr[0] ? ptr : "/", why);
 }
 
@@ -205,6 +208,17 @@ int32_t cx_lexeme(js_cx *cx, js_lex lex, const char *src, unsigned flags, const 
     return i;
 }
 
+int32_t cx_any_keys(js_cx *cx) {
+    int32_t i = dfa_find(cx, "keys:any");
+    if (i >= 0) return i;
+    err_t e = {{0}};
+    rx_dfa *kd = rx_keys(NULL, 0, NULL, 0, 1, &e);
+    if (!kd) return err_set(cx->err, "schema: any-key DFA: %s", e.msg), -1;
+    char *k = strdup("keys:any");
+    if (!k) return rx_free(kd), err_set(cx->err, "schema: out of memory"), -1;
+    return cx_dfa_add(cx, kd, k);
+}
+
 // Any JSON value: null, booleans, numbers, strings, and objects and arrays
 // whose members are any value (a cycle through this node).
 int32_t cx_any(js_cx *cx) {
@@ -219,11 +233,7 @@ int32_t cx_any(js_cx *cx) {
     if ((alts[2] = cx_lexeme(cx, JS_LEX_STRING, "[\\s\\S]*", RX_JSON_STRING, "")) < 0) return -1;
     if ((alts[3] = cx_new_node(cx, JS_OBJECT)) < 0) return -1;
     if ((alts[4] = cx_new_node(cx, JS_ARRAY)) < 0) return -1;
-    err_t e = {{0}};
-    rx_dfa *kd = rx_keys(NULL, 0, NULL, 0, 1, &e);
-    if (!kd) return err_set(cx->err, "schema: any-key DFA: %s", e.msg), -1;
-    char *k = strdup("keys:any");
-    int32_t kdi = k ? cx_dfa_add(cx, kd, k) : -1;
+    int32_t kdi = cx_any_keys(cx);
     if (kdi < 0) return -1;
     js_node *n = cx->s->nodes;
     n[alts[3]].key_dfa = kdi;
@@ -325,6 +335,12 @@ int32_t cx_schema(js_cx *cx, const cJSON *s, const char *ptr) {
         cx->depth--;
         return cx_fail(cx, "schema", ptr, "nested deeper than %d levels", JS_MAX_DEPTH), -1;
     }
+    int32_t done = cJSON_IsObject(s) && s != cx->fresh ? cx_memo_get(cx, s) : -1;
+    cx->fresh = NULL;
+    if (done >= 0) {
+        cx->depth--;
+        return done;
+    }
     const cJSON *root = cx->cur_root;
     const char *base = cx->cur_base;
     cx_enter_resource(cx, s);
@@ -348,7 +364,7 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
     const cJSON *rest = cx_without(cx, s, key);
     if (!rest) return -1;
     int has_rest = cx_has_other(rest, NULL, 0);
-    const cJSON **alt = malloc((size_t)n * sizeof *alt);
+    const cJSON **alt = malloc(2 * (size_t)n * sizeof *alt), **plain = alt ? alt + n : NULL;
     int32_t *nodes = malloc((size_t)n * sizeof *nodes);
     int32_t r = -1;
     if (!alt || !nodes) {
@@ -360,12 +376,14 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
     cJSON_ArrayForEach(a, arr) {
         char ap[1100];
         snprintf(ap, sizeof ap, "%s/%d", p, i);
-        alt[i] = cx_deref(cx, a, ap);
+        plain[i] = alt[i] = cx_deref(cx, a, ap);
         if (alt[i] && has_rest) alt[i] = cx_merge(cx, rest, alt[i], ap);
         if (!alt[i]) goto done;
         i++;
     }
-    if (!strcmp(key, "oneOf"))
+    int proven = 0;
+    if (!strcmp(key, "oneOf") && (proven = cx_exclusive_required(cx, plain, alt, n, ptr)) < 0) goto done;
+    if (!strcmp(key, "oneOf") && !proven)
         for (int x = 0; x < n; x++)
             for (int y = x + 1; y < n; y++)
                 if (cx_may_overlap(cx, alt[x], alt[y])) {
@@ -375,7 +393,10 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
     for (i = 0; i < n; i++) {
         char ap[1100];
         snprintf(ap, sizeof ap, "%s/%d", p, i);
-        if ((nodes[i] = cx_schema(cx, alt[i], ap)) < 0) goto done;
+        // An alternative left as it was compiles from the document, so its
+        // refs keep their memo.
+        const cJSON *one = alt[i] == plain[i] ? cJSON_GetArrayItem(arr, i) : alt[i];
+        if ((nodes[i] = cx_schema(cx, one, ap)) < 0) goto done;
     }
     r = cx_anyof_node(cx, nodes, n);
 done:

@@ -71,6 +71,7 @@ typedef struct js_cx {
     const cJSON *cur_root;
     const char *cur_base;
 
+    const cJSON *fresh; // the ref target cx_schema compiles next (skip its memo)
     int32_t any_node; // the node accepting every JSON value, -1 until built
 } js_cx;
 
@@ -84,6 +85,9 @@ int32_t cx_schema(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_new_node(js_cx *cx, js_kind kind);
 int32_t cx_dfa(js_cx *cx, const char *src, unsigned flags, const char *kw, const char *ptr);
 int32_t cx_any(js_cx *cx);
+// The key DFA accepting every key (objects with no named key use it with
+// max_props 0 and additional -1: rx_keys refuses an empty key language).
+int32_t cx_any_keys(js_cx *cx);
 int32_t cx_never(js_cx *cx);
 int cx_fail(js_cx *cx, const char *kw, const char *ptr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -120,6 +124,8 @@ int32_t cx_ref_target(js_cx *cx, const cJSON *t, const char *ptr);
 // When s carries an $id, makes it the current resource (the caller saves
 // and restores cur_root / cur_base).
 void cx_enter_resource(js_cx *cx, const cJSON *s);
+// The node already compiled for document schema s, or -1.
+int32_t cx_memo_get(js_cx *cx, const cJSON *s);
 void cx_memo_free(js_cx *cx);
 
 // jsonschema_merge.c
@@ -128,6 +134,12 @@ void cx_memo_free(js_cx *cx);
 const cJSON *cx_merge(js_cx *cx, const cJSON *a, const cJSON *b, const char *ptr);
 // The schema with $ref at its top resolved (siblings merged in 2019-09+).
 const cJSON *cx_deref(js_cx *cx, const cJSON *s, const char *ptr);
+// oneOf alternatives that only require keys ({"required": [...]}) become
+// disjoint: each also forbids what every other one requires (one of its
+// keys absent). plain[]: the alternatives, alt[]: the same merged with the
+// schema around them, rewritten in place: 1; 0 when the form does not
+// apply; -1 with an error.
+int cx_exclusive_required(js_cx *cx, const cJSON *const *plain, const cJSON **alt, int n, const char *ptr);
 // 0 proven disjoint, 1 may overlap.
 int cx_may_overlap(js_cx *cx, const cJSON *a, const cJSON *b);
 

@@ -471,6 +471,42 @@ int cx_may_overlap(js_cx *cx, const cJSON *a, const cJSON *b) {
     return 1;
 }
 
+// not {"required": R}: some key of R absent (objects only; every
+// non-object passes, as "properties" ignores them). Owned.
+static const cJSON *not_required(js_cx *cx, const cJSON *req) {
+    cJSON *any = cx_own(cx, cJSON_CreateObject());
+    cJSON *arr = any ? cJSON_AddArrayToObject(any, "anyOf") : NULL;
+    if (!arr) return OOM(cx);
+    const cJSON *k;
+    cJSON_ArrayForEach(k, req) {
+        cJSON *one = cJSON_CreateObject();
+        cJSON *props = one ? cJSON_AddObjectToObject(one, "properties") : NULL;
+        if (!props || !cJSON_AddFalseToObject(props, k->valuestring)) return cJSON_Delete(one), OOM(cx);
+        cJSON_AddItemToArray(arr, one);
+    }
+    return cJSON_GetArraySize(arr) == 1 ? cx_own(cx, cJSON_DetachItemFromArray(arr, 0)) : any;
+}
+
+int cx_exclusive_required(js_cx *cx, const cJSON *const *plain, const cJSON **alt, int n, const char *ptr) {
+    static const char *const only_req[] = {"required"};
+    if (n > 8) return 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(plain[i], "required");
+        if (!cJSON_IsObject(plain[i]) || cx_has_other(plain[i], only_req, 1) || !cJSON_IsArray(r) || !r->child)
+            return 0;
+        const cJSON *k;
+        cJSON_ArrayForEach(k, r) if (!cJSON_IsString(k)) return 0;
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            if (i == j) continue;
+            const cJSON *neg = not_required(cx, cJSON_GetObjectItemCaseSensitive(plain[j], "required"));
+            alt[i] = neg ? cx_merge(cx, alt[i], neg, ptr) : NULL;
+            if (!alt[i]) return -1;
+        }
+    return 1;
+}
+
 // ---- not ----------------------------------------------------------------------------
 
 // `not` in the forms that narrow the rest exactly: not {} (nothing), not a

@@ -126,6 +126,7 @@ static char *keys_key(const obj_build *b, int any) {
 
 static int32_t key_dfa(js_cx *cx, const obj_build *b, const char *ptr) {
     int any = b->addl >= 0;
+    if (!any && !b->n && !b->np) return cx_any_keys(cx); // the caller sets max_props 0
     char *key = keys_key(b, any);
     if (!key) return err_set(cx->err, "schema: out of memory"), -1;
     for (int32_t i = 0; i < cx->s->n_dfas; i++)
@@ -198,7 +199,7 @@ int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr) {
     o->n_patterns = b.np;
     o->additional = b.addl;
     o->min_props = lo;
-    o->max_props = hi;
+    o->max_props = b.addl < 0 && !b.n && !b.np ? 0 : hi;
     free(b.names);
     return r;
 fail:

@@ -237,6 +237,11 @@ static int32_t *memo_slot(js_cx *cx, const cJSON *k, int insert) {
     return &cx->memo[h].node;
 }
 
+int32_t cx_memo_get(js_cx *cx, const cJSON *s) {
+    int32_t *slot = memo_slot(cx, s, 0);
+    return slot ? *slot : -1;
+}
+
 void cx_memo_free(js_cx *cx) {
     free(cx->memo);
     for (int32_t i = 0; i < cx->n_res; i++) free(cx->res[i].uri);
@@ -253,6 +258,7 @@ int32_t cx_ref_target(js_cx *cx, const cJSON *t, const char *ptr) {
     cx->shared[idx] = 1;
     if (!(slot = memo_slot(cx, t, 1))) return err_set(cx->err, "schema: out of memory"), -1;
     *slot = idx;
+    cx->fresh = t; // its own memo entry is the slot being filled
     int32_t r = cx_schema(cx, t, ptr);
     if (r < 0) return -1;
     js_node *n = cx->s->nodes;

@@ -148,6 +148,20 @@ static int dfa_narrow(js_cx *cx, int32_t *acc, int32_t d, const char *kw, const 
     return 0;
 }
 
+// The formats validators check (JSON Schema's list): one this engine has
+// no DFA for is refused; any other name is an annotation and ignored, as
+// validators ignore unknown formats.
+static int standard_format(const char *f) {
+    static const char *const std[] = {
+        "date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6",
+        "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template", "json-pointer",
+        "relative-json-pointer", "regex",
+    };
+    for (size_t i = 0; i < sizeof std / sizeof *std; i++)
+        if (!strcmp(f, std[i])) return 1;
+    return 0;
+}
+
 // The DFA of a string schema's pattern(s) and format (-1 error, -2 empty),
 // or the any-string DFA.
 static int32_t string_dfa(js_cx *cx, const cJSON *s, const char *ptr) {
@@ -167,6 +181,8 @@ static int32_t string_dfa(js_cx *cx, const cJSON *s, const char *ptr) {
     }
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "format");
     const char *fsrc = cJSON_IsString(f) ? rx_format(f->valuestring) : NULL;
+    if (!fsrc && cJSON_IsString(f) && standard_format(f->valuestring))
+        return cx_fail(cx, "format", ptr, "'%s' is not supported", f->valuestring), -1;
     if (!r && fsrc) r = dfa_narrow(cx, &acc, cx_dfa(cx, fsrc, RX_JSON_STRING, "format", ptr), "format", ptr);
     if (r) return r > 0 ? -2 : -1;
     if (acc < 0) acc = cx_dfa(cx, "[\\s\\S]*", RX_JSON_STRING, "type", ptr);
@@ -352,16 +368,21 @@ static int32_t const_object(js_cx *cx, const cJSON *v, const char *ptr) {
         }
         k++;
     }
-    err_t e = {{0}};
-    rx_dfa *kd = rx_keys(names, k, NULL, 0, 0, &e);
-    if (!kd) {
-        cx_fail(cx, "const", ptr, "keys: %s", e.msg);
-        goto fail;
+    int32_t kdi;
+    if (k == 0) {
+        kdi = cx_any_keys(cx); // {}: max_props 0 below
+    } else {
+        err_t e = {{0}};
+        rx_dfa *kd = rx_keys(names, k, NULL, 0, 0, &e);
+        if (!kd) {
+            cx_fail(cx, "const", ptr, "keys: %s", e.msg);
+            goto fail;
+        }
+        char key[32];
+        snprintf(key, sizeof key, "keys#%d", cx->s->n_dfas);
+        char *kk = strdup(key);
+        kdi = kk ? cx_dfa_add(cx, kd, kk) : (rx_free(kd), -1);
     }
-    char key[32];
-    snprintf(key, sizeof key, "keys#%d", cx->s->n_dfas);
-    char *kk = strdup(key);
-    int32_t kdi = kk ? cx_dfa_add(cx, kd, kk) : (rx_free(kd), -1);
     if (kdi < 0 || (i = cx_new_node(cx, JS_OBJECT)) < 0) goto fail;
     js_node *o = &cx->s->nodes[i];
     o->props = props;

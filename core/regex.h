@@ -91,8 +91,8 @@ const char *rx_format(const char *name);
 
 // Writes to buf an anchored RX_BYTES regex for the JSON integers in
 // [lo, hi] (has_lo / has_hi 0: unbounded on that side), e.g. lo 0 hi 255
-// -> "(0|[1-9][0-9]?|1[0-9][0-9]|2[0-4][0-9]|25[0-5])". Returns 0, or -1
-// if it does not fit in cap.
+// -> "([1-9][0-9]|[0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])". Returns 0, or -1
+// if it does not fit in cap or the range is empty (lo > hi).
 int rx_int_range(int has_lo, int64_t lo, int has_hi, int64_t hi, char *buf, size_t cap);
 
 #endif

@@ -1,45 +1,15 @@
 // regex_dfa: from a byte NFA to the DFA the engine walks. Subset
 // construction over byte classes (intervals cut at every range end in the
 // NFA), with a hash table of NFA state sets; then trimming (drop what cannot
-// reach accept), Moore minimization (states kept apart by their labels:
+// reach accept), Hopcroft minimization (states kept apart by their labels:
 // accept, char_end, key_name, key_pats), a BFS renumbering from the start
-// and merging of byte classes whose columns are equal. Also rx_keys,
-// rx_intersect and the small accessors.
+// and merging of byte classes whose columns are equal.
 #include <stdlib.h>
 #include <string.h>
 
 #include "regex_int.h"
 
-#define RX_MAX_RAW (2 * RX_MAX_STATES) // subset states before minimization
 #define RX_MAX_POOL (1 << 22)           // NFA state ids in all subsets together
-
-// ---- growable int vectors ----
-
-typedef struct ivec {
-    int32_t *v;
-    size_t n, cap;
-} ivec;
-
-static int ivec_push(ivec *a, int32_t x) {
-    if (a->n == a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 64;
-        int32_t *v = realloc(a->v, cap * sizeof *v);
-        if (!v) return -1;
-        a->v = v, a->cap = cap;
-    }
-    a->v[a->n++] = x;
-    return 0;
-}
-
-static int ivec_grow(ivec *a, size_t n) {
-    if (n <= a->cap) return 0;
-    size_t cap = a->cap ? a->cap : 64;
-    while (cap < n) cap *= 2;
-    int32_t *v = realloc(a->v, cap * sizeof *v);
-    if (!v) return -1;
-    a->v = v, a->cap = cap;
-    return 0;
-}
 
 static uint64_t hash_ints(const int32_t *v, size_t n) {
     uint64_t h = 1469598103934665603ull ^ n;
@@ -53,35 +23,52 @@ typedef struct subset {
     const rx_nfa *nfa;
     rx_labels lab;
     int32_t n_classes;
-    uint8_t cls[256];
-    ivec pool;          // the NFA state sets, back to back
-    ivec off, len;      // per DFA state: its set in pool
-    ivec next;          // [n_states * n_classes]
+    uint8_t cls[256];   // byte -> class
+    uint8_t iv[256];    // byte -> interval (see subset_classes)
+    uint8_t iv_cls[256]; // interval -> class
+    rx_ivec pool;          // the NFA state sets, back to back
+    rx_ivec off, len;      // per DFA state: its set in pool
+    rx_ivec next;          // [n_states * n_classes]
     int32_t *tab;       // open addressing: DFA state + 1, 0 empty
     size_t tab_cap;
     int32_t *mark;      // per NFA state: generation of the last closure
     int32_t gen;
-    ivec stack, set;    // closure scratch
-    ivec tmp;           // sort scratch
-    ivec *bucket;       // per class: NFA targets
+    rx_ivec stack, set;    // closure scratch
+    rx_ivec tmp;           // sort scratch
+    rx_ivec *bucket;       // per class: NFA targets
+    uint64_t *bucket_hash;
 } subset;
 
-// Byte classes: intervals between every lo and hi + 1 of the NFA's ranges.
+// Byte classes. First intervals: cut at every lo and hi + 1 of the NFA's
+// ranges, so each range is a run of intervals. Then intervals covered by
+// exactly the same ranges join one class: each distinct range splits the
+// classes it covers only in part.
 static void subset_classes(subset *S) {
-    uint8_t cut[257] = {0};
+    uint8_t cut[257] = {0}, seen[256 * 32] = {0}; // seen: a bit per (lo, hi)
     cut[0] = 1;
     for (int32_t i = 0; i < S->nfa->n; i++) {
         const rx_nstate *q = &S->nfa->s[i];
-        if (q->out < 0) continue;
-        cut[q->lo] = 1;
-        cut[q->hi + 1] = 1;
+        if (q->out >= 0) cut[q->lo] = 1, cut[q->hi + 1] = 1;
     }
-    int32_t c = -1;
-    for (int b = 0; b < 256; b++) {
-        c += cut[b];
-        S->cls[b] = (uint8_t)c;
+    int32_t n_iv = -1;
+    for (int b = 0; b < 256; b++) S->iv[b] = (uint8_t)(n_iv += cut[b]);
+    n_iv++;
+    int32_t ncls = 1, inside[256], total[256], fresh[256];
+    memset(S->iv_cls, 0, sizeof S->iv_cls);
+    for (int32_t i = 0; i < S->nfa->n; i++) {
+        const rx_nstate *q = &S->nfa->s[i];
+        int bit = q->lo * 256 + q->hi;
+        if (q->out < 0 || seen[bit >> 3] & (1 << (bit & 7))) continue;
+        seen[bit >> 3] |= (uint8_t)(1 << (bit & 7));
+        memset(inside, 0, (size_t)ncls * sizeof *inside), memset(total, 0, (size_t)ncls * sizeof *total);
+        for (int32_t j = 0; j < n_iv; j++) total[S->iv_cls[j]]++;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) inside[S->iv_cls[j]]++;
+        for (int32_t c = 0, n0 = ncls; c < n0; c++) fresh[c] = inside[c] && inside[c] < total[c] ? ncls++ : -1;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++)
+            if (fresh[S->iv_cls[j]] >= 0) S->iv_cls[j] = (uint8_t)fresh[S->iv_cls[j]];
     }
-    S->n_classes = c + 1;
+    for (int b = 0; b < 256; b++) S->cls[b] = S->iv_cls[S->iv[b]];
+    S->n_classes = ncls;
 }
 
 // Whether the closure keeps state q: only states that consume a byte,
@@ -90,10 +77,12 @@ static int important(const rx_nstate *q) {
     return q->out >= 0 || q->tag >= 0 || q->bnd;
 }
 
-// Sorts v[0..n) (NFA state ids, below 2^22): insertion sort when short,
-// else two 11-bit radix passes through tmp (qsort's callbacks dominated).
-static int sort_states(int32_t *v, size_t n, ivec *tmp) {
-    if (n <= 32) {
+_Static_assert(RX_MAX_NFA <= (1 << 18), "sort_states sorts 18-bit state ids");
+
+// Sorts v[0..n) (NFA state ids, below 2^18):
+// insertion sort when short, else two 9-bit radix passes through tmp.
+static int sort_states(int32_t *v, size_t n, rx_ivec *tmp) {
+    if (n <= 48) {
         for (size_t i = 1; i < n; i++) {
             int32_t x = v[i];
             size_t j = i;
@@ -102,13 +91,13 @@ static int sort_states(int32_t *v, size_t n, ivec *tmp) {
         }
         return 0;
     }
-    if (ivec_grow(tmp, n)) return -1;
+    if (rx_ivec_grow(tmp, n)) return -1;
     int32_t *src = v, *dst = tmp->v;
-    for (int shift = 0; shift < 22; shift += 11) {
-        size_t cnt[2049] = {0};
-        for (size_t i = 0; i < n; i++) cnt[((src[i] >> shift) & 2047) + 1]++;
-        for (int b = 0; b < 2048; b++) cnt[b + 1] += cnt[b];
-        for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 2047]++] = src[i];
+    for (int shift = 0; shift < 18; shift += 9) {
+        int32_t cnt[513] = {0};
+        for (size_t i = 0; i < n; i++) cnt[((src[i] >> shift) & 511) + 1]++;
+        for (int b = 0; b < 512; b++) cnt[b + 1] += cnt[b];
+        for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 511]++] = src[i];
         int32_t *t = src;
         src = dst, dst = t;
     }
@@ -123,12 +112,12 @@ static int closure(subset *S) {
     while (S->stack.n) {
         int32_t q = S->stack.v[--S->stack.n];
         const rx_nstate *st = &S->nfa->s[q];
-        if (important(st) && ivec_push(&S->set, q)) return -1;
+        if (important(st) && rx_ivec_push(&S->set, q)) return -1;
         for (int32_t e = st->eps; e >= 0; e = S->nfa->e[e].next) {
             int32_t t = S->nfa->e[e].to;
             if (S->mark[t] == S->gen) continue;
             S->mark[t] = S->gen;
-            if (ivec_push(&S->stack, t)) return -1;
+            if (rx_ivec_push(&S->stack, t)) return -1;
         }
     }
     return sort_states(S->set.v, S->set.n, &S->tmp);
@@ -162,11 +151,25 @@ static int32_t intern(subset *S) {
     if (S->off.n >= RX_MAX_RAW) return -2;
     if (S->pool.n + S->set.n > RX_MAX_POOL) return -3;
     int32_t d = (int32_t)S->off.n;
-    if (ivec_push(&S->off, (int32_t)S->pool.n) || ivec_push(&S->len, (int32_t)S->set.n)) return -1;
+    if (rx_ivec_push(&S->off, (int32_t)S->pool.n) || rx_ivec_push(&S->len, (int32_t)S->set.n)) return -1;
     for (size_t i = 0; i < S->set.n; i++)
-        if (ivec_push(&S->pool, S->set.v[i])) return -1;
+        if (rx_ivec_push(&S->pool, S->set.v[i])) return -1;
     S->tab[h] = d + 1;
     return d;
+}
+
+// An earlier class of this row whose NFA targets equal class c's (the same
+// list in the same order, as they are gathered in one pass), or -1. Many
+// classes of a row lead to one state; this spares their closures.
+static int32_t same_bucket(subset *S, int32_t c) {
+    const rx_ivec *b = &S->bucket[c];
+    if (!b->n) return -1;
+    uint64_t h = hash_ints(b->v, b->n);
+    S->bucket_hash[c] = h;
+    for (int32_t e = 0; e < c; e++)
+        if (S->bucket_hash[e] == h && S->bucket[e].n == b->n && !memcmp(S->bucket[e].v, b->v, b->n * sizeof *b->v))
+            return e;
+    return -1;
 }
 
 // Fills row d of the transition table.
@@ -175,19 +178,24 @@ static int expand(subset *S, int32_t d) {
     for (int32_t i = 0; i < S->len.v[d]; i++) {
         const rx_nstate *q = &S->nfa->s[S->pool.v[S->off.v[d] + i]];
         if (q->out < 0) continue;
-        for (int32_t c = S->cls[q->lo]; c <= S->cls[q->hi]; c++)
-            if (ivec_push(&S->bucket[c], q->out)) return -1;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) {
+            rx_ivec *bk = &S->bucket[S->iv_cls[j]];
+            if (bk->n && bk->v[bk->n - 1] == q->out) continue; // this range met the class already
+            if (rx_ivec_push(bk, q->out)) return -1;
+        }
     }
-    if (ivec_grow(&S->next, (size_t)(d + 1) * (size_t)S->n_classes)) return -1;
+    if (rx_ivec_grow(&S->next, (size_t)(d + 1) * (size_t)S->n_classes)) return -1;
     for (int32_t c = 0; c < S->n_classes; c++) {
-        int32_t t = -1;
-        if (S->bucket[c].n) {
+        int32_t t = -1, same = same_bucket(S, c);
+        if (same >= 0) {
+            t = S->next.v[(size_t)d * (size_t)S->n_classes + (size_t)same];
+        } else if (S->bucket[c].n) {
             S->stack.n = 0;
             for (size_t i = 0; i < S->bucket[c].n; i++) {
                 int32_t q = S->bucket[c].v[i];
                 if (S->mark[q] == S->gen + 1) continue;
                 S->mark[q] = S->gen + 1;
-                if (ivec_push(&S->stack, q)) return -1;
+                if (rx_ivec_push(&S->stack, q)) return -1;
             }
             if (closure(S)) return -1;
             if ((t = intern(S)) < 0) return t;
@@ -198,7 +206,7 @@ static int expand(subset *S, int32_t d) {
     return 0;
 }
 
-static rx_dfa *dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json) {
+rx_dfa *rx_dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json) {
     rx_dfa *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     d->n_states = n_states, d->n_classes = n_classes;
@@ -234,15 +242,17 @@ static void subset_free(subset *S) {
     free(S->tab), free(S->mark), free(S->stack.v), free(S->set.v), free(S->tmp.v);
     if (S->bucket)
         for (int32_t c = 0; c < S->n_classes; c++) free(S->bucket[c].v);
-    free(S->bucket);
+    free(S->bucket), free(S->bucket_hash);
 }
 
 static rx_dfa *subset_result(subset *S, err_t *err) {
     int32_t n = (int32_t)S->off.n;
-    rx_dfa *d = dfa_alloc(n, S->n_classes, S->lab.keys, S->lab.json);
+    rx_dfa *d = rx_dfa_alloc(n, S->n_classes, S->lab.keys, S->lab.json);
     if (!d) return err_set(err, "regex: out of memory"), NULL;
     memcpy(d->cls, S->cls, sizeof d->cls);
-    memcpy(d->next, S->next.v, (size_t)n * (size_t)S->n_classes * sizeof *d->next);
+    free(d->next); // the table built is handed over, not copied
+    d->next = S->next.v;
+    S->next.v = NULL;
     for (int32_t i = 0; i < n; i++) subset_label(S, d, i);
     return d;
 }
@@ -254,7 +264,8 @@ rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err) {
     int r = -1;
     S.mark = calloc((size_t)n->n, sizeof *S.mark);
     S.bucket = calloc((size_t)S.n_classes, sizeof *S.bucket);
-    if (S.mark && S.bucket && !ivec_push(&S.stack, n->start)) {
+    S.bucket_hash = calloc((size_t)S.n_classes, sizeof *S.bucket_hash);
+    if (S.mark && S.bucket && S.bucket_hash && !rx_ivec_push(&S.stack, n->start)) {
         S.mark[n->start] = 1;
         r = closure(&S);
         if (!r) r = intern(&S) < 0 ? -1 : 0;
@@ -299,28 +310,31 @@ static int live_states(const rx_dfa *d, uint8_t *live) {
     return 0;
 }
 
-// ---- Moore minimization ----
+// ---- Hopcroft minimization ----
+//
+// States 0..n-1 plus a sink n (the target of every -1). The partition keeps
+// each block's states contiguous in elem. A splitter block A is taken with
+// all its incoming edges at once: they are bucketed by class, and for each
+// class the predecessors are marked (moved to the front of their blocks),
+// then each touched block is cut in two. Every initial block but the sink's
+// starts in the worklist (Hopcroft's rule allows leaving one out, and the
+// sink alone never splits), so edges into the sink are never walked: only
+// the DFA's real edges are stored reversed. After a split the worklist gets
+// the new half, or the smaller half when the old block was not waiting.
 
-typedef struct sigtab {
-    int32_t *tab; // state + 1 of the block's representative, 0 empty
-    size_t cap;
-} sigtab;
-
-// The signature of s: its block, and its successors' blocks.
-static uint64_t sig_hash(const rx_dfa *d, const int32_t *blk, int32_t s) {
-    uint64_t h = 0x9E3779B97F4A7C15ull * (uint64_t)(blk[s] + 1);
-    const int32_t *row = d->next + (size_t)s * (size_t)d->n_classes;
-    for (int32_t c = 0; c < d->n_classes; c++) h = (h ^ (uint32_t)(row[c] < 0 ? -1 : blk[row[c]])) * 1099511628211ull;
-    return h ^ (h >> 31);
-}
-
-static int sig_eq(const rx_dfa *d, const int32_t *blk, int32_t s, int32_t t) {
-    if (blk[s] != blk[t]) return 0;
-    const int32_t *a = d->next + (size_t)s * (size_t)d->n_classes, *b = d->next + (size_t)t * (size_t)d->n_classes;
-    for (int32_t c = 0; c < d->n_classes; c++)
-        if ((a[c] < 0 ? -1 : blk[a[c]]) != (b[c] < 0 ? -1 : blk[b[c]])) return 0;
-    return 1;
-}
+typedef struct hop {
+    int32_t n, k;           // states with the sink, classes
+    int32_t *in_off;        // edges into t: in_cls/in_src[in_off[t] .. in_off[t+1])
+    uint8_t *in_cls;
+    int32_t *in_src;
+    int32_t *elem, *loc, *blk, *first, *end, *mark;
+    int32_t nb;
+    int32_t *work, nwork;   // block stack
+    uint8_t *inwork;
+    int32_t *touched;       // scratch: blocks marked for one class
+    int32_t *by_cls, n_by;  // scratch: a splitter's in-edges sorted by class
+    int32_t cls_off[257];
+} hop;
 
 static int label_eq(const rx_dfa *d, int32_t s, int32_t t) {
     if (d->accept[s] != d->accept[t]) return 0;
@@ -329,52 +343,144 @@ static int label_eq(const rx_dfa *d, int32_t s, int32_t t) {
     return 1;
 }
 
-// Initial blocks: states with equal labels (a hash on the label tuple).
-static int32_t initial_blocks(const rx_dfa *d, int32_t *blk, sigtab *T) {
-    int32_t nb = 0;
-    memset(T->tab, 0, T->cap * sizeof *T->tab);
+static uint64_t label_hash(const rx_dfa *d, int32_t s) {
+    uint64_t h = d->accept[s] * 31u + (d->char_end ? d->char_end[s] : 0);
+    if (d->key_name) h = (h * 1000003u + (uint32_t)d->key_name[s]) * 0x9E3779B97F4A7C15ull ^ d->key_pats[s];
+    return (h ^ (h >> 29)) * 0x9E3779B97F4A7C15ull;
+}
+
+// blk[s] for the initial partition: equal labels, the sink alone.
+static int initial_blocks(const rx_dfa *d, int32_t *blk) {
+    size_t cap = 16;
+    while (cap < (size_t)d->n_states * 2) cap *= 2;
+    int32_t *tab = calloc(cap, sizeof *tab), nb = 0;
+    if (!tab) return -1;
     for (int32_t s = 0; s < d->n_states; s++) {
-        uint64_t h = d->accept[s] * 31u + (d->char_end ? d->char_end[s] : 0);
-        if (d->key_name) h = (h * 1000003u + (uint32_t)d->key_name[s]) * 0x9E3779B97F4A7C15ull ^ d->key_pats[s];
-        size_t i = (h ^ (h >> 29)) & (T->cap - 1);
-        for (; T->tab[i]; i = (i + 1) & (T->cap - 1))
-            if (label_eq(d, T->tab[i] - 1, s)) break;
-        if (!T->tab[i]) T->tab[i] = s + 1, blk[s] = nb++;
-        else blk[s] = blk[T->tab[i] - 1];
+        size_t i = (size_t)(label_hash(d, s) >> 20) & (cap - 1);
+        for (; tab[i]; i = (i + 1) & (cap - 1))
+            if (label_eq(d, tab[i] - 1, s)) break;
+        if (!tab[i]) tab[i] = s + 1, blk[s] = nb++;
+        else blk[s] = blk[tab[i] - 1];
     }
+    blk[d->n_states] = nb++;
+    free(tab);
     return nb;
 }
 
-// One refinement round: new blocks from signatures into nblk.
-static int32_t refine(const rx_dfa *d, const int32_t *blk, int32_t *nblk, sigtab *T) {
-    int32_t nb = 0;
-    memset(T->tab, 0, T->cap * sizeof *T->tab);
-    for (int32_t s = 0; s < d->n_states; s++) {
-        size_t i = sig_hash(d, blk, s) & (T->cap - 1);
-        for (; T->tab[i]; i = (i + 1) & (T->cap - 1))
-            if (sig_eq(d, blk, T->tab[i] - 1, s)) break;
-        if (!T->tab[i]) T->tab[i] = s + 1, nblk[s] = nb++;
-        else nblk[s] = nblk[T->tab[i] - 1];
+// The DFA's edges reversed, grouped by target (the sink gets none).
+static int hop_reverse(hop *H, const rx_dfa *d) {
+    size_t m = (size_t)d->n_states * (size_t)H->k, e = 0;
+    H->in_off = calloc((size_t)H->n + 1, sizeof *H->in_off);
+    if (!H->in_off) return -1;
+    for (size_t i = 0; i < m; i++)
+        if (d->next[i] >= 0) H->in_off[d->next[i] + 1]++, e++;
+    for (int32_t t = 0; t < H->n; t++) H->in_off[t + 1] += H->in_off[t];
+    H->in_cls = malloc(e + 1), H->in_src = malloc(e * sizeof *H->in_src + 1);
+    H->by_cls = malloc(e * sizeof *H->by_cls + 1);
+    int32_t *pos = malloc((size_t)H->n * sizeof *pos + 1);
+    if (!H->in_cls || !H->in_src || !H->by_cls || !pos) return free(pos), -1;
+    memcpy(pos, H->in_off, (size_t)H->n * sizeof *pos);
+    for (size_t i = 0; i < m; i++) {
+        int32_t t = d->next[i];
+        if (t < 0) continue;
+        H->in_cls[pos[t]] = (uint8_t)(i % (size_t)H->k), H->in_src[pos[t]++] = (int32_t)(i / (size_t)H->k);
     }
-    return nb;
+    free(pos);
+    return 0;
 }
 
-// Blocks of equivalent states into blk; returns their number, -1 on OOM.
+static int hop_init(hop *H, const rx_dfa *d) {
+    H->n = d->n_states + 1, H->k = d->n_classes;
+    size_t n = (size_t)H->n;
+    H->elem = malloc(n * sizeof(int32_t)), H->loc = malloc(n * sizeof(int32_t)), H->blk = malloc(n * sizeof(int32_t));
+    H->first = malloc(n * sizeof(int32_t)), H->end = malloc(n * sizeof(int32_t)), H->mark = calloc(n, sizeof(int32_t));
+    H->work = malloc(n * sizeof(int32_t)), H->inwork = calloc(n, 1), H->touched = malloc(n * sizeof(int32_t));
+    if (!H->elem || !H->loc || !H->blk || !H->first || !H->end || !H->mark || !H->work || !H->inwork || !H->touched ||
+        hop_reverse(H, d))
+        return -1;
+    if ((H->nb = initial_blocks(d, H->blk)) < 0) return -1;
+    // Counting sort of the states by block.
+    for (int32_t b = 0; b < H->nb; b++) H->end[b] = 0;
+    for (int32_t s = 0; s < H->n; s++) H->end[H->blk[s]]++;
+    for (int32_t b = 0, at = 0; b < H->nb; b++) H->first[b] = at, at += H->end[b], H->end[b] = H->first[b];
+    for (int32_t s = 0; s < H->n; s++) H->loc[s] = H->end[H->blk[s]], H->elem[H->end[H->blk[s]]++] = s;
+    for (int32_t b = 0; b + 1 < H->nb; b++) H->work[H->nwork++] = b, H->inwork[b] = 1; // the sink's block is last
+    return 0;
+}
+
+static void hop_free(hop *H) {
+    free(H->in_off), free(H->in_cls), free(H->in_src), free(H->by_cls);
+    free(H->elem), free(H->loc), free(H->blk), free(H->first), free(H->end);
+    free(H->mark), free(H->work), free(H->inwork), free(H->touched);
+}
+
+// Moves s to the marked front of its block.
+static void hop_mark(hop *H, int32_t s, int32_t *nt) {
+    int32_t b = H->blk[s], at = H->first[b] + H->mark[b];
+    if (H->loc[s] < at) return; // already marked
+    if (H->mark[b] == 0) H->touched[(*nt)++] = b;
+    int32_t other = H->elem[at];
+    H->elem[H->loc[s]] = other, H->loc[other] = H->loc[s];
+    H->elem[at] = s, H->loc[s] = at;
+    H->mark[b]++;
+}
+
+// Cuts each touched block into its marked front and the rest.
+static void hop_split(hop *H, int32_t nt) {
+    for (int32_t i = 0; i < nt; i++) {
+        int32_t b = H->touched[i], m = H->mark[b];
+        H->mark[b] = 0;
+        if (m == H->end[b] - H->first[b]) continue;
+        int32_t nb = H->nb++;
+        H->first[nb] = H->first[b], H->end[nb] = H->first[b] + m, H->first[b] += m;
+        for (int32_t j = H->first[nb]; j < H->end[nb]; j++) H->blk[H->elem[j]] = nb;
+        int32_t add = H->inwork[b] || m <= H->end[b] - H->first[b] ? nb : b;
+        if (!H->inwork[add]) H->work[H->nwork++] = add, H->inwork[add] = 1;
+    }
+}
+
+// The in-edges of block a's states, sources sorted by class into by_cls
+// (cls_off[c] .. cls_off[c+1]); taken before any split moves a's states.
+static void hop_gather(hop *H, int32_t a) {
+    int32_t k = H->k, pos[256];
+    memset(H->cls_off, 0, (size_t)(k + 1) * sizeof *H->cls_off);
+    for (int32_t i = H->first[a]; i < H->end[a]; i++) {
+        int32_t t = H->elem[i];
+        for (int32_t j = H->in_off[t]; j < H->in_off[t + 1]; j++) H->cls_off[H->in_cls[j] + 1]++;
+    }
+    for (int32_t c = 0; c < k; c++) H->cls_off[c + 1] += H->cls_off[c];
+    memcpy(pos, H->cls_off, (size_t)k * sizeof *pos);
+    for (int32_t i = H->first[a]; i < H->end[a]; i++) {
+        int32_t t = H->elem[i];
+        for (int32_t j = H->in_off[t]; j < H->in_off[t + 1]; j++) H->by_cls[pos[H->in_cls[j]]++] = H->in_src[j];
+    }
+}
+
+static void hop_run(hop *H) {
+    while (H->nwork) {
+        int32_t a = H->work[--H->nwork];
+        H->inwork[a] = 0;
+        hop_gather(H, a);
+        for (int32_t c = 0; c < H->k; c++) {
+            if (H->cls_off[c] == H->cls_off[c + 1]) continue;
+            int32_t nt = 0;
+            for (int32_t j = H->cls_off[c]; j < H->cls_off[c + 1]; j++) hop_mark(H, H->by_cls[j], &nt);
+            hop_split(H, nt);
+        }
+    }
+}
+
+// Blocks of equivalent states into blk (the sink's block included); returns
+// their number, -1 on out of memory.
 static int32_t minimize_blocks(const rx_dfa *d, int32_t *blk) {
-    sigtab T = {0};
-    T.cap = 16;
-    while (T.cap < (size_t)d->n_states * 2) T.cap *= 2;
-    T.tab = malloc(T.cap * sizeof *T.tab);
-    int32_t *nblk = malloc((size_t)d->n_states * sizeof *nblk + 1);
-    if (!T.tab || !nblk) return free(T.tab), free(nblk), -1;
-    int32_t nb = initial_blocks(d, blk, &T);
-    for (;;) {
-        int32_t nn = refine(d, blk, nblk, &T);
-        memcpy(blk, nblk, (size_t)d->n_states * sizeof *blk);
-        if (nn == nb) break;
-        nb = nn;
+    hop H = {0};
+    int32_t nb = -1;
+    if (!hop_init(&H, d)) {
+        hop_run(&H);
+        memcpy(blk, H.blk, (size_t)d->n_states * sizeof *blk);
+        nb = H.nb;
     }
-    free(T.tab), free(nblk);
+    hop_free(&H);
     return nb;
 }
 
@@ -438,7 +544,7 @@ static void merge_classes(rx_dfa *d) {
 static rx_dfa *rebuild(const rx_dfa *d, const int32_t *blk, int32_t nb, const uint8_t *live, err_t *err) {
     int32_t *newid = malloc((size_t)nb * sizeof *newid + 1), *rep = malloc((size_t)nb * sizeof *rep + 1);
     int32_t n = newid && rep ? order_blocks(d, blk, nb, live, newid, rep) : -1;
-    rx_dfa *out = n < 0 ? NULL : n > RX_MAX_STATES ? NULL : dfa_alloc(n, d->n_classes, d->key_name != NULL, d->char_end != NULL);
+    rx_dfa *out = n < 0 ? NULL : n > RX_MAX_STATES ? NULL : rx_dfa_alloc(n, d->n_classes, d->key_name != NULL, d->char_end != NULL);
     if (n > RX_MAX_STATES) err_set(err, "regex: pattern too complex (more than %d states)", RX_MAX_STATES);
     else if (!out) err_set(err, "regex: out of memory");
     for (int32_t i = 0; out && i < n; i++) {
@@ -461,6 +567,10 @@ rx_dfa *rx_finish(rx_dfa *d, err_t *err) {
     } else if (!live[0]) {
         err_set(err, "regex: matches no string");
     } else {
+        // Edges into dead states become -1 first, so that a state leading to
+        // a dead end and one without that edge are not kept apart.
+        for (size_t i = 0; i < (size_t)d->n_states * (size_t)d->n_classes; i++)
+            if (d->next[i] >= 0 && !live[d->next[i]]) d->next[i] = -1;
         int32_t nb = minimize_blocks(d, blk);
         if (nb < 0) err_set(err, "regex: out of memory");
         else out = rebuild(d, blk, nb, live, err);
@@ -468,142 +578,4 @@ rx_dfa *rx_finish(rx_dfa *d, err_t *err) {
     free(live), free(blk);
     rx_free(d);
     return out;
-}
-
-// ---- rx_keys ----
-
-rx_dfa *rx_keys(const char *const *names, int n_names, const char *const *patterns, int n_patterns, int any_key,
-                err_t *err) {
-    if (n_patterns > 64) return err_set(err, "regex: rx_keys takes at most 64 patterns (got %d)", n_patterns), NULL;
-    rx_nfa n = {0};
-    int ok = (n.start = rx_nfa_state(&n)) >= 0;
-    for (int i = 0; ok && i < n_names; i++) {
-        int32_t s = rx_nfa_add_literal(&n, names[i], strlen(names[i]), i, err);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-        if (s >= 0 && !ok) err_set(err, "regex: out of memory");
-    }
-    for (int j = 0; ok && j < n_patterns; j++) {
-        int32_t s = rx_nfa_add(&n, patterns[j], strlen(patterns[j]), RX_SEARCH | RX_JSON_STRING, n_names + j, err);
-        if (s < 0) err_wrap(err, "patternProperties[%d]", j);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-    }
-    if (ok && any_key) {
-        int32_t s = rx_nfa_add(&n, "[\\s\\S]*", 7, RX_JSON_STRING, n_names + 64, err);
-        ok = s >= 0 && !rx_nfa_eps(&n, n.start, s);
-    }
-    if (!ok && n.n >= 0 && err && !err->msg[0]) err_set(err, "regex: out of memory");
-    rx_dfa *d = ok ? rx_determinize(&n, (rx_labels){.keys = 1, .n_names = n_names, .json = 1}, err) : NULL;
-    rx_nfa_free(&n);
-    return d;
-}
-
-// ---- rx_intersect ----
-
-typedef struct pairmap {
-    int64_t *key; // ta * b->n_states + tb, -1 empty
-    int32_t *val;
-    size_t cap;
-} pairmap;
-
-static int32_t pair_get(pairmap *m, int64_t key, int32_t val_if_new, int *added) {
-    size_t i = (size_t)((uint64_t)key * 0x9E3779B97F4A7C15ull >> 20) & (m->cap - 1);
-    for (; m->key[i] >= 0; i = (i + 1) & (m->cap - 1))
-        if (m->key[i] == key) return *added = 0, m->val[i];
-    m->key[i] = key, m->val[i] = val_if_new;
-    *added = 1;
-    return val_if_new;
-}
-
-// Makes room for `want` entries at load 1/2, rehashing the pairs so far.
-static int pair_reserve(pairmap *m, size_t want, const ivec *pairs, int32_t nb) {
-    if (want * 2 <= m->cap) return 0;
-    size_t cap = m->cap ? m->cap : 1024;
-    while (want * 2 > cap) cap *= 2;
-    int64_t *k = malloc(cap * sizeof *k);
-    int32_t *v = malloc(cap * sizeof *v);
-    if (!k || !v) return free(k), free(v), -1;
-    memset(k, 0xff, cap * sizeof *k);
-    free(m->key), free(m->val);
-    *m = (pairmap){k, v, cap};
-    int added;
-    for (size_t j = 0; j < pairs->n / 2; j++)
-        pair_get(m, (int64_t)pairs->v[2 * j] * nb + pairs->v[2 * j + 1], (int32_t)j, &added);
-    return 0;
-}
-
-// Product classes: one per distinct (a class, b class) pair.
-static int32_t product_classes(const rx_dfa *a, const rx_dfa *b, uint8_t *cls, uint8_t *ca, uint8_t *cb) {
-    int32_t n = 0;
-    for (int x = 0; x < 256; x++) {
-        int32_t k = -1;
-        for (int32_t j = 0; j < n && k < 0; j++)
-            if (ca[j] == a->cls[x] && cb[j] == b->cls[x]) k = j;
-        if (k < 0) k = n, ca[n] = a->cls[x], cb[n] = b->cls[x], n++;
-        cls[x] = (uint8_t)k;
-    }
-    return n;
-}
-
-// BFS over the reachable pairs; pairs holds (a state, b state) per product
-// state, next the rows. 0, -1 out of memory, -2 too many states.
-static int product_walk(const rx_dfa *a, const rx_dfa *b, int32_t k, const uint8_t *ca, const uint8_t *cb,
-                        ivec *pairs, ivec *next) {
-    pairmap m = {0};
-    int added, r = pair_reserve(&m, (size_t)k + 1, pairs, b->n_states);
-    if (!r) pair_get(&m, 0, 0, &added);
-    if (!r && (ivec_push(pairs, 0) || ivec_push(pairs, 0))) r = -1;
-    for (size_t i = 0; !r && i < pairs->n / 2; i++) {
-        int32_t sa = pairs->v[2 * i], sb = pairs->v[2 * i + 1];
-        if (pairs->n / 2 > RX_MAX_RAW) r = -2;
-        else r = pair_reserve(&m, pairs->n / 2 + (size_t)k, pairs, b->n_states);
-        for (int32_t c = 0; !r && c < k; c++) {
-            int32_t ta = a->next[(size_t)sa * a->n_classes + ca[c]], tb = b->next[(size_t)sb * b->n_classes + cb[c]];
-            int32_t t = -1;
-            if (ta >= 0 && tb >= 0) {
-                t = pair_get(&m, (int64_t)ta * b->n_states + tb, (int32_t)(pairs->n / 2), &added);
-                if (added && (ivec_push(pairs, ta) || ivec_push(pairs, tb))) r = -1;
-            }
-            if (!r && ivec_push(next, t)) r = -1;
-        }
-    }
-    free(m.key), free(m.val);
-    return r;
-}
-
-rx_dfa *rx_intersect(const rx_dfa *a, const rx_dfa *b, err_t *err) {
-    uint8_t cls[256], ca[256], cb[256];
-    int32_t k = product_classes(a, b, cls, ca, cb);
-    ivec pairs = {0}, next = {0};
-    int r = product_walk(a, b, k, ca, cb, &pairs, &next);
-    rx_dfa *d = NULL;
-    if (r == -2) err_set(err, "regex: intersection too complex (more than %d states)", RX_MAX_STATES);
-    else if (r) err_set(err, "regex: out of memory");
-    else if (!(d = dfa_alloc((int32_t)(pairs.n / 2), k, 0, a->char_end != NULL))) err_set(err, "regex: out of memory");
-    if (d) {
-        memcpy(d->cls, cls, sizeof cls);
-        memcpy(d->next, next.v, next.n * sizeof *next.v);
-        for (int32_t s = 0; s < d->n_states; s++) {
-            int32_t sa = pairs.v[2 * s], sb = pairs.v[2 * s + 1];
-            d->accept[s] = a->accept[sa] && b->accept[sb];
-            if (d->char_end) d->char_end[s] = a->char_end[sa];
-        }
-    }
-    free(pairs.v), free(next.v);
-    return d ? rx_finish(d, err) : NULL;
-}
-
-// ---- accessors ----
-
-size_t rx_bytes(const rx_dfa *d) {
-    size_t n = (size_t)d->n_states;
-    size_t b = sizeof *d + n * (size_t)d->n_classes * sizeof *d->next + n;
-    if (d->key_name) b += n * (sizeof *d->key_name + sizeof *d->key_pats);
-    if (d->char_end) b += n;
-    return b;
-}
-
-void rx_free(rx_dfa *d) {
-    if (!d) return;
-    free(d->next), free(d->accept), free(d->key_name), free(d->key_pats), free(d->char_end);
-    free(d);
 }

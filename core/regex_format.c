@@ -176,7 +176,16 @@ static void magnitudes(sbuf *b, const char *sign, uint64_t lo, int hi_inf, uint6
     char a[24], z[24], t[48];
     int la = snprintf(a, sizeof a, "%llu", (unsigned long long)lo);
     int lz = hi_inf ? la : snprintf(z, sizeof z, "%llu", (unsigned long long)hi);
-    for (int L = la; L <= lz; L++) {
+    // The lengths strictly between la and lz hold every number of their
+    // length: one alternative, [1-9][0-9]{la,lz-2}.
+    if (lz - la >= 2) {
+        if (lz - la == 2 && la == 1) snprintf(t, sizeof t, "%s[1-9][0-9]", sign);
+        else if (lz - la == 2) snprintf(t, sizeof t, "%s[1-9][0-9]{%d}", sign, la);
+        else snprintf(t, sizeof t, "%s[1-9][0-9]{%d,%d}", sign, la, lz - 2);
+        if (b->alts++) put(b, "|");
+        put(b, t);
+    }
+    for (int L = la; L <= lz; L = L == la && lz - la >= 2 ? lz : L + 1) {
         char from[24], to[24];
         if (L == la) memcpy(from, a, (size_t)L + 1);
         else memset(from, '0', (size_t)L), from[0] = '1', from[L] = 0;

@@ -1,12 +1,87 @@
-// regex_int: what core/regex.c (parser, byte NFA) and core/regex_dfa.c
-// (subset construction, trimming, minimization, products) share. Private to
-// the regex module.
+// regex_int: what the regex module's files share: regex_parse.c (pattern to
+// syntax tree), regex.c (byte NFA), regex_dfa.c (subset construction,
+// trimming, minimization) and regex_ops.c (rx_keys, rx_intersect). Private
+// to the module.
 #ifndef TESSERA_REGEX_INT_H
 #define TESSERA_REGEX_INT_H
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "regex.h"
+
+#define RX_MAX_RAW (2 * RX_MAX_STATES) // DFA states before minimization
+#define RX_MAX_NFA 200000 // NFA states (counted repetition past it is an error); below 2^18
+
+// A growable int32 array.
+typedef struct rx_ivec {
+    int32_t *v;
+    size_t n, cap;
+} rx_ivec;
+
+static inline int rx_ivec_push(rx_ivec *a, int32_t x) {
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        int32_t *v = realloc(a->v, cap * sizeof *v);
+        if (!v) return -1;
+        a->v = v, a->cap = cap;
+    }
+    a->v[a->n++] = x;
+    return 0;
+}
+
+static inline int rx_ivec_grow(rx_ivec *a, size_t n) {
+    if (n <= a->cap) return 0;
+    size_t cap = a->cap ? a->cap : 64;
+    while (cap < n) cap *= 2;
+    int32_t *v = realloc(a->v, cap * sizeof *v);
+    if (!v) return -1;
+    a->v = v, a->cap = cap;
+    return 0;
+}
+
+#define RX_MAX_CP 0x10FFFF
+
+// ---- the syntax tree (regex_parse.c) ----
+
+// Code point sets: sorted, disjoint, non-adjacent ranges.
+typedef struct rx_range {
+    uint32_t lo, hi;
+} rx_range;
+
+typedef struct rx_set {
+    rx_range *r;
+    int n, cap;
+} rx_set;
+
+// Nodes: a character set, a concatenation or alternation of the kid list,
+// or kid repeated {min,max}.
+enum { RN_SET, RN_CAT, RN_ALT, RN_REP };
+
+typedef struct rx_node {
+    int kind;
+    int kid, next; // first child and next sibling (CAT, ALT, REP), -1 none
+    int min, max;  // REP; max -1: unbounded
+    rx_set set;    // SET
+} rx_node;
+
+
+typedef struct rx_ast {
+    rx_node *nodes;
+    int n_nodes, cap_nodes;
+    int root;        // an RN_ALT: the top-level alternatives
+    int *anch;       // per top-level alternative: 1 it starts with ^, 2 it ends with $
+    uint32_t max_cp; // 0x10FFFF, or 0xFF for RX_BYTES
+} rx_ast;
+
+// Parses pattern[0..len) (flags RX_*: RX_BYTES limits it to 0..0xFF) into
+// a; 0, or -1 with err (a is then empty). Free with rx_ast_free.
+int rx_parse(rx_ast *a, const char *pattern, size_t len, unsigned flags, err_t *err);
+void rx_ast_free(rx_ast *a);
+// Appends [lo, hi] to s (not normalized); -1 on out of memory.
+int rx_set_add(rx_set *s, uint32_t lo, uint32_t hi);
+
+// ---- the byte NFA (regex.c) ----
 
 // A byte NFA in Thompson form. A state has at most one byte edge
 // (lo..hi -> out) and any number of epsilon edges (a list in `edges`).
@@ -54,6 +129,10 @@ void rx_nfa_free(rx_nfa *n);
 // The trimmed, minimized DFA of n from n->start (subset construction over
 // byte classes), or NULL with err ("matches no string", too many states).
 rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err);
+
+// A new DFA of n_states x n_classes, with key labels (keys) and char_end
+// (json) when asked; next uninitialized, labels 0. NULL on out of memory.
+rx_dfa *rx_dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json);
 
 // Trims and minimizes d in place into a new DFA (d is freed either way);
 // NULL with err when nothing is accepted or on out of memory.

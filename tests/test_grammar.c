@@ -3,6 +3,7 @@
 // accepted and refused, gm_is_complete, and every mask equal to the brute
 // force answer (each token tried with the matcher) on the real Llama 3 and
 // Qwen3 tokenizers.
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +266,147 @@ static void test_patterns(gm_vocab *v, const tok *t) {
     gm_grammar_unref(g);
 }
 
+// ---- compiled schemas --------------------------------------------------------
+
+static gm_grammar *compile(gm_vocab *v, const char *json, int ws_max) {
+    err_t e = {0};
+    cJSON *js = cJSON_Parse(json);
+    gm_opts o = {.ws_max = ws_max};
+    gm_grammar *g = gm_compile_json_schema(v, js, &o, &e);
+    CHECK(g, "schema %s: %s", json, e.msg);
+    cJSON_Delete(js);
+    return g;
+}
+
+static const char *ORDER_SCHEMA =
+    "{\"type\": \"object\", \"properties\": {"
+    "\"id\": {\"type\": \"integer\", \"minimum\": 1},"
+    "\"status\": {\"enum\": [\"open\", \"paid\", \"shipped\"]},"
+    "\"items\": {\"type\": \"array\", \"minItems\": 1, \"items\": {\"type\": \"object\","
+    "  \"properties\": {\"sku\": {\"type\": \"string\", \"maxLength\": 8}, \"qty\": {\"type\": \"number\"}},"
+    "  \"required\": [\"sku\"], \"additionalProperties\": false}},"
+    "\"note\": {\"type\": [\"string\", \"null\"]}},"
+    "\"required\": [\"id\", \"items\"]}";
+
+static void test_compiled(gm_vocab *v, const tok *t) {
+    gm_grammar *g = compile(v, ORDER_SCHEMA, -1);
+    if (!g) return;
+    expect(g, "{\"id\": 3, \"items\": [{\"sku\": \"A-1\", \"qty\": 2}]}", 1);
+    expect(g, "{\"items\": [{\"sku\": \"x\"}], \"id\": 1, \"status\": \"paid\", \"note\": null, \"extra\": [1, {}]}", 1);
+    expect(g, "{\"id\": 0, \"items\": [{\"sku\": \"x\"}]}", -1);           // minimum
+    expect(g, "{\"id\": 1, \"items\": []}", -1);                            // minItems
+    expect(g, "{\"id\": 1, \"items\": [{\"sku\": \"123456789\"}]}", -1);    // maxLength
+    expect(g, "{\"id\": 1, \"items\": [{\"sku\": \"x\", \"y\": 1}]}", -1);  // additionalProperties
+    expect(g, "{\"id\": 1, \"items\": [{\"sku\": \"x\"}], \"status\": \"lost\"}", -1); // enum
+    brute_mask(t, v, g, "{\"id\": 12, \"status\": \"shipped\", \"items\": [{\"sku\": \"AB\", \"qty\": 1.5}], \"note\": \"fragile, \\\"glass\\\"\"}");
+    brute_mask(t, v, g, "{\"items\": [{\"qty\": -3, \"sku\": \"\u00fcber\"}], \"id\": 99999, \"other\": {\"a\": [true, null]}}");
+
+    // Special tokens are never in a mask nor accepted; a matcher keeps its
+    // grammar alive; reset goes back to the start.
+    gm_matcher *m = gm_matcher_new(g, NULL);
+    gm_grammar_unref(g);
+    uint32_t *bits = calloc(gm_mask_words(v), sizeof *bits);
+    gm_mask(m, bits);
+    for (int32_t id = 0; id < tok_vocab_size(t); id++)
+        if (tok_is_special(t, id)) {
+            CHECK(!(bits[id / 32] >> (id % 32) & 1), "special token %d in the mask", id);
+            CHECK(gm_accept_token(m, id) < 0, "special token %d accepted", id);
+        }
+    const char *part = "{\"id\": 1", *whole = "{\"id\": 1, \"items\": [{\"sku\": \"\"}]}";
+    CHECK(gm_accept_bytes(m, part, strlen(part)) == 0);
+    CHECK(gm_accept_bytes(m, "}", 1) < 0, "a required property is missing");
+    gm_matcher_reset(m);
+    CHECK(gm_accept_bytes(m, whole, strlen(whole)) == 0 && gm_is_complete(m));
+    free(bits);
+    gm_matcher_free(m);
+
+    g = compile(v, "{\"type\": \"string\", \"minLength\": 2, \"maxLength\": 3}", 0);
+    expect(g, "\"ab\"", 1);
+    expect(g, "\"a\"", -1);
+    expect(g, "\"abcd\"", -1);
+    brute_mask(t, v, g, "\"\u00e9t\u00e9\"");
+    gm_grammar_unref(g);
+    // Long tokens (runs of spaces) near maxLength, and two string threads
+    // at once whose bounds differ.
+    g = compile(v, "{\"anyOf\": [{\"type\": \"string\", \"maxLength\": 20}, {\"type\": \"string\", \"minLength\": 25}]}", 0);
+    brute_mask(t, v, g, "\"                  ab\"");
+    brute_mask(t, v, g, "\"                                x\"");
+    gm_grammar_unref(g);
+    g = compile(v, "{\"type\": \"integer\", \"minimum\": -5, \"maximum\": 500}", 0);
+    expect(g, "500", 1);
+    expect(g, "50", 1);
+    gm_grammar_unref(g);
+    g = compile(v, "{\"type\": \"number\", \"multipleOf\": 1}", 0);
+    expect(g, "1643723400", 1);
+    expect(g, "1643723400.5", 0); // refused at its end
+    gm_grammar_unref(g);
+    g = compile(v, "{\"type\": \"number\", \"multipleOf\": 0.1, \"maximum\": 9223372036854776000}", 0);
+    expect(g, "0.3", 1);
+    expect(g, "0.35", 0);
+    expect(g, "9223372036854775000", 1);
+    expect(g, "9223372036854776001", 0); // equal to the bound as a double: undecidable, refused
+    gm_grammar_unref(g);
+    g = compile(v, "{\"type\": \"integer\", \"minimum\": -5, \"maximum\": 500}", 0);
+    expect(g, "501", -1); // the compiler's integer range DFA: no dead-end prefix
+    expect(g, "-6", -1);
+    brute_mask(t, v, g, "-5");
+    gm_grammar_unref(g);
+}
+
+// Two threads compute masks on their own matchers of one grammar at once,
+// filling the shared vocab caches; both must match a single thread's masks.
+typedef struct mt_arg {
+    gm_grammar *g;
+    const int32_t *ids;
+    size_t n;
+    const uint32_t *want; // (n + 1) masks
+    size_t words;
+    int bad;
+} mt_arg;
+
+static void *mt_run(void *p) {
+    mt_arg *a = p;
+    gm_matcher *m = gm_matcher_new(a->g, NULL);
+    uint32_t *bits = calloc(a->words, sizeof *bits);
+    for (size_t i = 0; i <= a->n; i++) {
+        gm_mask(m, bits);
+        if (memcmp(bits, a->want + i * a->words, a->words * sizeof *bits)) a->bad++;
+        if (i < a->n && gm_accept_token(m, a->ids[i]) < 0) a->bad++;
+    }
+    free(bits);
+    gm_matcher_free(m);
+    return NULL;
+}
+
+static void test_threads(const tok *t) {
+    err_t e = {0};
+    const char *text = "{\"id\": 7, \"items\": [{\"sku\": \"Q\", \"qty\": 0.25}], \"note\": \"two threads\"}";
+    size_t n = 0;
+    int32_t *ids = tok_encode(t, text, strlen(text), 0, &n, &e);
+    gm_vocab *v1 = gm_vocab_new(t, &e), *v2 = gm_vocab_new(t, &e);
+    gm_grammar *g1 = compile(v1, ORDER_SCHEMA, -1), *g2 = compile(v2, ORDER_SCHEMA, -1);
+    if (!ids || !g1 || !g2) return;
+    size_t words = gm_mask_words(v1);
+    uint32_t *want = calloc((n + 1) * words, sizeof *want);
+    gm_matcher *m = gm_matcher_new(g1, NULL);
+    for (size_t i = 0; i <= n; i++) {
+        gm_mask(m, want + i * words);
+        if (i < n) gm_accept_token(m, ids[i]);
+    }
+    gm_matcher_free(m);
+    mt_arg a[2] = {{g2, ids, n, want, words, 0}, {g2, ids, n, want, words, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, mt_run, &a[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    CHECK(a[0].bad == 0 && a[1].bad == 0, "threads disagree: %d %d", a[0].bad, a[1].bad);
+    free(want);
+    free(ids);
+    gm_grammar_unref(g1);
+    gm_grammar_unref(g2);
+    gm_vocab_free(v1);
+    gm_vocab_free(v2);
+}
+
 static void test_tokenizer(const char *path) {
     err_t e = {0};
     tok *t = tok_open(path, &e);
@@ -276,7 +418,9 @@ static void test_tokenizer(const char *path) {
     test_person(v, t);
     test_anyof(v, t);
     test_patterns(v, t);
+    test_compiled(v, t);
     gm_vocab_free(v);
+    if (!strcmp(path, LLAMA3_TOK)) test_threads(t);
     tok_free(t);
 }
 

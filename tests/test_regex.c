@@ -83,6 +83,10 @@ static void test_bytes(void) {
     expect("true", RX_BYTES, L("true"), L("tru", "truee", "\"true\""));
     expect("\\x80\\xff", RX_BYTES, L("\x80\xff"), L("\xc2\x80"));
     expect("a.c", RX_BYTES, L("abc", "a\xff" "c", "a\rc"), L("a\nc", "ac"));
+    // \s in bytes: its ASCII members and 0xA0 only (no bytes of U+1680 etc.).
+    expect("\\s", RX_BYTES, L(" ", "\t", "\xa0"), L("\x80", "\xe1", "\x16", "a"));
+    expect("[^\\S]\\S", RX_BYTES, L(" \x80", "\xa0" "a"), L("  ", "\x80\x80"));
+    expect("é", RX_BYTES, L("é"), L("\xe9"));
     rx_dfa *d = compile(num, RX_BYTES);
     if (d) {
         CHECK(d->char_end == NULL && d->key_name == NULL, "byte DFAs have no char_end or key labels");
@@ -193,14 +197,15 @@ static void test_errors(void) {
 }
 
 static void test_keys(void) {
-    const char *names[] = {"id", "name", "i\"d"};
+    const char *names[] = {"id", "name", "i\"d", "x_id"};
     const char *pats[] = {"^x_", "\\d$"};
     err_t e = {{0}};
-    rx_dfa *d = rx_keys(names, 3, pats, 2, 1, &e);
+    rx_dfa *d = rx_keys(names, 4, pats, 2, 1, &e);
     CHECK(d != NULL, "rx_keys: %s", e.msg);
     if (!d) return;
     struct { const char *key; int name; uint64_t pats; } cases[] = {
         {"id", 0, 0}, {"name", 1, 0}, {"i\"d", 2, 0}, {"x_a", -1, 1}, {"x_1", -1, 3}, {"a1", -1, 2}, {"other", -1, 0}, {"", -1, 0},
+        {"x_id", 3, 1}, {"😀9", -1, 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char enc[256];
@@ -244,32 +249,44 @@ static void test_intersect(void) {
     rx_free(a), rx_free(b), rx_free(c), rx_free(d);
 }
 
-// rx_int_range's regex accepts exactly the integers of the range, checked
-// on every number in a window around it (and the int64 extremes).
+static int in_range(int has_lo, int64_t lo, int has_hi, int64_t hi, int64_t v) {
+    return (!has_lo || v >= lo) && (!has_hi || v <= hi);
+}
+
+// Every integer within 1200 of center (saturating at the int64 ends).
+static void check_window(const rx_dfa *d, const char *re, int has_lo, int64_t lo, int has_hi, int64_t hi, int64_t center) {
+    int64_t from = center < INT64_MIN + 1200 ? INT64_MIN : center - 1200;
+    int64_t to = center > INT64_MAX - 1200 ? INT64_MAX : center + 1200;
+    int bad = 0;
+    for (int64_t v = from;; v++) {
+        char s[32];
+        snprintf(s, sizeof s, "%lld", (long long)v);
+        int want = in_range(has_lo, lo, has_hi, hi, v);
+        if (rx_match(d, s, strlen(s)) != want && bad++ < 5) CHECK(0, "range %s: %s should be %d", re, s, want);
+        if (v == to) break;
+    }
+}
+
+// rx_int_range's regex accepts exactly the integers of the range: checked
+// on every number near both ends and near 0, and on the int64 extremes.
 static void check_range(int has_lo, int64_t lo, int has_hi, int64_t hi) {
     char re[4096], s[32];
     CHECK(rx_int_range(has_lo, lo, has_hi, hi, re, sizeof re) == 0, "rx_int_range fits");
     rx_dfa *d = compile(re, RX_BYTES);
     if (!d) return;
-    int64_t from = has_lo ? lo - 1200 : (has_hi ? hi - 1200 : -1200), to = has_hi ? hi + 1200 : from + 2400;
-    if (has_lo && lo < INT64_MIN + 1200) from = INT64_MIN;
-    if (has_hi && hi > INT64_MAX - 1200) to = INT64_MAX - 2400 > from ? from + 2400 : INT64_MAX;
-    if (to - from > 100000 || to < from) to = from + 100000;
-    int bad = 0;
-    for (int64_t v = from;; v++) {
-        int want = (!has_lo || v >= lo) && (!has_hi || v <= hi);
-        snprintf(s, sizeof s, "%lld", (long long)v);
-        if (rx_match(d, s, strlen(s)) != want && bad++ < 5) CHECK(0, "range %s: %s should be %d", re, s, want);
-        if (v == to) break;
-    }
+    check_window(d, re, has_lo, lo, has_hi, hi, 0);
+    if (has_lo) check_window(d, re, has_lo, lo, has_hi, hi, lo);
+    if (has_hi) check_window(d, re, has_lo, lo, has_hi, hi, hi);
     const int64_t extremes[] = {INT64_MIN, INT64_MIN + 1, -1, 0, 1, INT64_MAX - 1, INT64_MAX};
     for (size_t i = 0; i < sizeof extremes / sizeof *extremes; i++) {
-        int64_t v = extremes[i];
-        int want = (!has_lo || v >= lo) && (!has_hi || v <= hi);
-        snprintf(s, sizeof s, "%lld", (long long)v);
+        snprintf(s, sizeof s, "%lld", (long long)extremes[i]);
+        int want = in_range(has_lo, lo, has_hi, hi, extremes[i]);
         CHECK(rx_match(d, s, strlen(s)) == want, "range %s: %s should be %d", re, s, want);
     }
     CHECK(!rx_match(d, "-0", 2) && !rx_match(d, "007", 3) && !rx_match(d, "", 0), "range %s: no -0, leading zeros, empty", re);
+    // Past int64: in the range only when that side is unbounded.
+    CHECK(rx_match(d, "99999999999999999999", 20) == !has_hi, "range %s: 20 digits", re);
+    CHECK(rx_match(d, "-99999999999999999999", 21) == !has_lo, "range %s: -20 digits", re);
     check_trimmed(d, re);
     rx_free(d);
 }
@@ -289,6 +306,8 @@ static void test_int_range(void) {
     check_range(0, 0, 1, 4321);
     check_range(0, 0, 0, 0);
     check_range(1, 19, 1, 1001);
+    check_range(1, 1000, 1, 100000);
+    check_range(1, -99999, 1, 5);
     check_range(1, INT64_MIN, 1, INT64_MIN + 2000);
     check_range(1, INT64_MAX - 2000, 1, INT64_MAX);
     check_range(1, INT64_MIN, 1, INT64_MAX);
@@ -298,7 +317,10 @@ static void test_int_range(void) {
     CHECK(rx_int_range(1, 0, 1, 123456789, re, sizeof re) == -1, "a small buffer is refused");
     char ex[256];
     rx_int_range(1, 0, 1, 255, ex, sizeof ex);
-    CHECK(!strcmp(ex, "([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])"), "0..255 reads %s", ex);
+    CHECK(!strcmp(ex, "([1-9][0-9]|[0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])"), "0..255 reads %s", ex);
+    // Whole lengths fold into one alternative, so int64 fits in 1 KiB.
+    char big[1024];
+    CHECK(rx_int_range(1, INT64_MIN, 1, INT64_MAX, big, sizeof big) == 0, "the int64 range fits in 1 KiB");
 }
 
 // Formats: every string in yes matches and none in no, with the source

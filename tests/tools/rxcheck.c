@@ -7,7 +7,8 @@
 //                          Compiles each pattern with RX_JSON_STRING (plus
 //                          RX_SEARCH for s), matches each string's canonical
 //                          JSON encoding, prints every disagreement; exit 1
-//                          if there is one.
+//                          if there is one, on any compile error but "too
+//                          complex", or when over 1% of patterns are that.
 //   rxcheck match FLAGS PATTERN STRING...
 //                          prints the DFA's size and, per string, 0 or 1
 //                          (FLAGS: the RX_* value; STRING taken as raw bytes,
@@ -58,7 +59,7 @@ static int run_cases(const char *path) {
     if (!f) return fprintf(stderr, "rxcheck: cannot open %s\n", path), 2;
     static char line[1 << 16], pat[1 << 15], str[1 << 15], enc[6 << 15];
     rx_dfa *d = NULL;
-    int plen = 0, bad = 0, npat = 0, nstr = 0, nerr = 0;
+    int plen = 0, bad = 0, npat = 0, nstr = 0, nerr = 0, ncx = 0;
     char mode = 'a';
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
@@ -70,7 +71,11 @@ static int run_cases(const char *path) {
             unsigned fl = RX_JSON_STRING | (mode == 's' ? RX_SEARCH : 0);
             d = rx_compile(pat, (size_t)plen, fl, &e);
             npat++;
-            if (!d) nerr++, printf("compile error: /%.*s/ (%c): %s\n", plen, pat, mode, e.msg);
+            // Refusing a pattern whose DFA passes the state limit is right
+            // (counted, not a failure); any other error is a disagreement.
+            if (!d && strstr(e.msg, "too complex")) ncx++;
+            else if (!d) nerr++;
+            if (!d) printf("compile error: /%.*s/ (%c): %s\n", plen, pat, mode, e.msg);
         } else if (line[0] == 'S') {
             char *sp = strchr(line + 2, ' ');
             if (!sp) continue;
@@ -86,8 +91,8 @@ static int run_cases(const char *path) {
     }
     rx_free(d);
     fclose(f);
-    printf("rxcheck: %d patterns (%d compile errors), %d strings, %d mismatches\n", npat, nerr, nstr, bad);
-    return bad || nerr ? 1 : 0;
+    printf("rxcheck: %d patterns (%d compile errors, %d too complex), %d strings, %d mismatches\n", npat, nerr, ncx, nstr, bad);
+    return bad || nerr || ncx * 100 > npat ? 1 : 0;
 }
 
 static int run_match(int argc, char **argv) {
