@@ -321,6 +321,11 @@ static int32_t schema_body(js_cx *cx, const cJSON *s, const char *ptr) {
         const cJSON *d = cx_deref(cx, s, ptr);
         return d ? cx_schema(cx, d, ptr) : -1;
     }
+    if (cJSON_GetObjectItemCaseSensitive(s, "dependencies") || cJSON_GetObjectItemCaseSensitive(s, "dependentRequired") ||
+        cJSON_GetObjectItemCaseSensitive(s, "dependentSchemas")) {
+        const cJSON *d = cx_dependencies(cx, s, ptr);
+        return d ? cx_schema(cx, d, ptr) : -1;
+    }
     if (cJSON_GetObjectItemCaseSensitive(s, "allOf")) {
         const cJSON *d = cx_deref(cx, s, ptr); // merges allOf too
         return d ? cx_schema(cx, d, ptr) : -1;

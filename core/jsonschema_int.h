@@ -138,6 +138,8 @@ int cx_value_ok(js_cx *cx, const cJSON *s, const cJSON *x, const char *ptr);
 int32_t cx_listed_values(js_cx *cx, const cJSON *s, const char *ptr);
 
 // jsonschema_merge.c
+// s with its dependencies keywords rewritten as anyOf (see the .c).
+const cJSON *cx_dependencies(js_cx *cx, const cJSON *s, const char *ptr);
 // The merge of a and b (JSON schemas, $ref resolved at their top), owned by
 // cx; NULL with an error naming the keyword that could not be merged.
 const cJSON *cx_merge(js_cx *cx, const cJSON *a, const cJSON *b, const char *ptr);
