@@ -254,26 +254,28 @@ static int32_t number_node(js_cx *cx, const cJSON *s, const char *ptr) {
 }
 
 // Integers: the bounds become an exact DFA (rx_int_range) when they fit
-// int64; otherwise they stay node fields on the integer DFA.
-static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr) {
+// int64; otherwise they stay node fields on the integer DFA. zero_frac: a
+// "number" whose multipleOf is 1 also takes "12.0", "12.00" (integral
+// values, in number's syntax).
+static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr, int zero_frac) {
     num_bounds b;
     if (bounds_of(cx, s, ptr, &b) < 0) return -1;
     double lo = b.has_min ? (b.excl_min ? floor(b.min) + 1 : ceil(b.min)) : 0;
     double hi = b.has_max ? (b.excl_max ? ceil(b.max) - 1 : floor(b.max)) : 0;
     if (b.has_min && b.has_max && lo > hi) return cx_never(cx);
-    char buf[512];
+    char buf[512], src[560];
     const double top = 9223372036854774784.0; // the largest double below 2^63
     if (b.has_max && hi > top) hi = top;      // int64 range: larger texts are refused
     if (b.has_min && lo < -top) lo = -top;
     int fits = fabs(lo) <= top && fabs(hi) <= top;
-    int32_t i;
     if (fits && (b.has_min || b.has_max) &&
         rx_int_range(b.has_min, (int64_t)lo, b.has_max, (int64_t)hi, buf, sizeof buf) == 0) {
-        i = cx_lexeme(cx, JS_LEX_NUMBER, buf, RX_BYTES, ptr);
         b.has_min = b.has_max = false;
     } else {
-        i = cx_lexeme(cx, JS_LEX_NUMBER, RX_INTEGER, RX_BYTES, ptr);
+        snprintf(buf, sizeof buf, "%s", RX_INTEGER);
     }
+    snprintf(src, sizeof src, "(%s)%s", buf, zero_frac ? "(\\.0+)?" : "");
+    int32_t i = cx_lexeme(cx, JS_LEX_NUMBER, src, RX_BYTES, ptr);
     if (i >= 0) set_bounds(&cx->s->nodes[i], &b);
     return i;
 }
@@ -452,12 +454,14 @@ int32_t cx_typed(js_cx *cx, const cJSON *s, const char *ptr) {
     int n = 0;
     if ((types & JT_NULL) && (alts[n++] = literal_node(cx, "null", ptr)) < 0) return -1;
     if ((types & JT_BOOL) && (alts[n++] = literal_node(cx, "true|false", ptr)) < 0) return -1;
+    // Numbers whose multipleOf is an integer are integers: the exact
+    // integer DFA (1: any integral text; more: digits only, so the engine's
+    // remainder test is on an integer).
     double m;
-    if ((types & JT_NUM) && cx_num(s, "multipleOf", &m) > 0 && m >= 1 && m == floor(m))
-        types &= ~(unsigned)JT_NUM; // multiples of an integer are integers: the exact integer DFA
-    if (types & JT_NUM) {
+    int int_mult = (types & JT_NUM) && cx_num(s, "multipleOf", &m) > 0 && m >= 1 && m == floor(m);
+    if (types & JT_NUM && !int_mult) {
         if ((alts[n++] = number_node(cx, s, ptr)) < 0) return -1;
-    } else if ((types & JT_INT) && (alts[n++] = integer_node(cx, s, ptr)) < 0) {
+    } else if ((types & JT_INT) && (alts[n++] = integer_node(cx, s, ptr, int_mult && m == 1)) < 0) {
         return -1;
     }
     if ((types & JT_STR) && (alts[n++] = string_node(cx, s, ptr)) < 0) return -1;
