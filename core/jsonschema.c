@@ -312,10 +312,18 @@ int cx_has_other(const cJSON *s, const char *const *skip, int n_skip) {
 static int32_t schema_body(js_cx *cx, const cJSON *s, const char *ptr) {
     if (cJSON_IsBool(s)) return cJSON_IsTrue(s) ? cx_any(cx) : cx_never(cx);
     if (!cJSON_IsObject(s)) return cx_fail(cx, "schema", ptr, "expected an object or a boolean"), -1;
-    if (cJSON_GetObjectItemCaseSensitive(s, "$ref")) {
-        static const char *const skip[] = {"$ref"};
-        if (cx->draft <= JS_DRAFT7 || !cx_has_other(s, skip, 1)) return cx_ref(cx, s, ptr);
+    static const char *const skip[] = {"$ref"};
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    if (ref && (cx->draft <= JS_DRAFT7 || !cx_has_other(s, skip, 1))) return cx_ref(cx, s, ptr);
+    int32_t lits = cx_listed_values(cx, s, ptr); // enum / const: each value checked
+    if (lits != -2) return lits;
+    if (ref) {
         const cJSON *d = cx_deref(cx, s, ptr);
+        return d ? cx_schema(cx, d, ptr) : -1;
+    }
+    if (cJSON_GetObjectItemCaseSensitive(s, "dependencies") || cJSON_GetObjectItemCaseSensitive(s, "dependentRequired") ||
+        cJSON_GetObjectItemCaseSensitive(s, "dependentSchemas")) {
+        const cJSON *d = cx_dependencies(cx, s, ptr);
         return d ? cx_schema(cx, d, ptr) : -1;
     }
     if (cJSON_GetObjectItemCaseSensitive(s, "allOf")) {

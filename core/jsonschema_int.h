@@ -109,6 +109,8 @@ int32_t cx_typed(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_not(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_array(js_cx *cx, const cJSON *s, const char *ptr);
+// The node accepting exactly the values vals[0..n) (numbers by value).
+int32_t cx_literals(js_cx *cx, const cJSON *const *vals, int n, const char *ptr);
 // A number member as a double; 0 absent, 1 found, -1 not a number.
 int cx_num(const cJSON *s, const char *key, double *out);
 
@@ -128,7 +130,16 @@ void cx_enter_resource(js_cx *cx, const cJSON *s);
 int32_t cx_memo_get(js_cx *cx, const cJSON *s);
 void cx_memo_free(js_cx *cx);
 
+// jsonschema_value.c
+// 1 if schema s accepts the known value x, 0 if not, -1 with an error.
+int cx_value_ok(js_cx *cx, const cJSON *s, const cJSON *x, const char *ptr);
+// When s lists its values (enum / const, in s or an allOf part): the node
+// for those s accepts; -2 when it lists none; -1 with an error.
+int32_t cx_listed_values(js_cx *cx, const cJSON *s, const char *ptr);
+
 // jsonschema_merge.c
+// s with its dependencies keywords rewritten as anyOf (see the .c).
+const cJSON *cx_dependencies(js_cx *cx, const cJSON *s, const char *ptr);
 // The merge of a and b (JSON schemas, $ref resolved at their top), owned by
 // cx; NULL with an error naming the keyword that could not be merged.
 const cJSON *cx_merge(js_cx *cx, const cJSON *a, const cJSON *b, const char *ptr);

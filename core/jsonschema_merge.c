@@ -507,6 +507,44 @@ int cx_exclusive_required(js_cx *cx, const cJSON *const *plain, const cJSON **al
     return 1;
 }
 
+// dependencies / dependentRequired / dependentSchemas: for each key k,
+// {"anyOf": [k absent, k present and the dependency holds]}, merged into
+// the rest of the schema. Owned; NULL with an error.
+const cJSON *cx_dependencies(js_cx *cx, const cJSON *s, const char *ptr) {
+    static const char *const kws[] = {"dependencies", "dependentRequired", "dependentSchemas"};
+    const cJSON *acc = s;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *deps = cJSON_GetObjectItemCaseSensitive(s, kws[i]);
+        if (!deps) continue;
+        cJSON *rest = cx_without(cx, acc, kws[i]);
+        if (!rest) return NULL;
+        acc = rest;
+        const cJSON *d;
+        cJSON_ArrayForEach(d, deps) {
+            cJSON *alt = cx_own(cx, cJSON_CreateObject());
+            cJSON *arr = alt ? cJSON_AddArrayToObject(alt, "anyOf") : NULL;
+            cJSON *absent = cJSON_CreateObject(), *present = cJSON_CreateObject();
+            if (!arr || !absent || !present) return cJSON_Delete(absent), cJSON_Delete(present), OOM(cx);
+            cJSON_AddItemToArray(arr, absent);
+            cJSON_AddItemToArray(arr, present);
+            cJSON *props = cJSON_AddObjectToObject(absent, "properties");
+            cJSON *req = cJSON_AddArrayToObject(present, "required");
+            if (!props || !req || !cJSON_AddFalseToObject(props, d->string)) return OOM(cx);
+            cJSON_AddItemToArray(req, cJSON_CreateString(d->string));
+            if (cJSON_IsArray(d)) {
+                const cJSON *k;
+                cJSON_ArrayForEach(k, d) if (cJSON_IsString(k)) cJSON_AddItemToArray(req, cJSON_CreateString(k->valuestring));
+            } else {
+                cJSON *all = cJSON_AddArrayToObject(present, "allOf");
+                if (!all || !cJSON_AddItemReferenceToArray(all, cx_mut(d))) return OOM(cx);
+            }
+            acc = cx_merge(cx, acc, alt, ptr);
+            if (!acc) return NULL;
+        }
+    }
+    return acc;
+}
+
 // ---- not ----------------------------------------------------------------------------
 
 // `not` in the forms that narrow the rest exactly: not {} (nothing), not a
