@@ -23,13 +23,17 @@ int32_t rx_nfa_state(rx_nfa *n) {
 }
 
 int rx_nfa_eps(rx_nfa *n, int32_t from, int32_t to) {
+    return rx_nfa_eps_kind(n, from, to, RX_EPS);
+}
+
+int rx_nfa_eps_kind(rx_nfa *n, int32_t from, int32_t to, int32_t kind) {
     if (n->ne == n->cape) {
         int32_t cap = n->cape ? n->cape * 2 : 256;
         rx_nedge *e = realloc(n->e, (size_t)cap * sizeof *e);
         if (!e) return -1;
         n->e = e, n->cape = cap;
     }
-    n->e[n->ne] = (rx_nedge){to, n->s[from].eps};
+    n->e[n->ne] = (rx_nedge){to, n->s[from].eps, kind};
     n->s[from].eps = n->ne++;
     return 0;
 }
@@ -223,6 +227,12 @@ static int32_t frag(rx_build *b, int k, int32_t from) {
         for (int c = nd->kid; c >= 0 && from >= 0; c = b->a->nodes[c].next) from = frag(b, c, from);
         return from;
     case RN_REP: return frag_rep(b, nd, from);
+    case RN_BOL: case RN_EOL: {
+        int32_t t = rx_nfa_state(b->nfa);
+        if (t < 0 || rx_nfa_eps_kind(b->nfa, from, t, nd->kind == RN_BOL ? RX_EPS_BOL : RX_EPS_EOL)) return berr(b);
+        b->nfa->s[t].bnd = (uint8_t)b->json;
+        return t;
+    }
     }
     int32_t end = rx_nfa_state(b->nfa);
     if (end < 0) return berr(b);
@@ -243,20 +253,31 @@ static int32_t frag_any_star(rx_build *b, int32_t from) {
     return loop;
 }
 
-// The body: the top-level alternatives, each wrapped in .* on the sides its
-// anchors leave open (search), or as is (anchored).
-static int32_t frag_top(rx_build *b, int root, const int *anch, int search, int32_t from) {
-    int32_t end = rx_nfa_state(b->nfa);
-    if (end < 0) return berr(b);
-    b->nfa->s[end].bnd = (uint8_t)b->json;
-    int i = 0;
-    for (int c = b->a->nodes[root].kid; c >= 0; c = b->a->nodes[c].next, i++) {
-        int32_t s = frag_join(b, &from);
-        if (s >= 0 && search && !(anch[i] & 1)) s = frag_any_star(b, s);
-        if (s >= 0) s = frag(b, c, s);
-        if (s >= 0 && search && !(anch[i] & 2)) s = frag_any_star(b, s);
-        if (s < 0 || rx_nfa_eps(b->nfa, s, end)) return s < 0 ? -1 : berr(b);
+// Whether every top-level alternative begins (kind RN_BOL) or ends (RN_EOL)
+// with that anchor.
+static int all_anchored(const rx_ast *a, int kind) {
+    for (int c = a->nodes[a->root].kid; c >= 0; c = a->nodes[c].next) {
+        int k = a->nodes[c].kid, last = k;
+        while (last >= 0 && a->nodes[last].next >= 0) last = a->nodes[last].next;
+        int at = kind == RN_BOL ? k : last;
+        if (at < 0 || a->nodes[at].kind != kind) return 0;
     }
+    return 1;
+}
+
+// The body. Search semantics is ECMA's RegExp.test: any characters, the
+// pattern, any characters, with ^ and $ as assertions (the loops are left
+// out when every alternative is anchored on that side, which is common and
+// keeps the subsets small). Anchored: the pattern alone.
+static int32_t frag_top(rx_build *b, int search, int32_t from) {
+    int32_t s = from;
+    if (search && !all_anchored(b->a, RN_BOL)) s = frag_any_star(b, s);
+    if (s >= 0) s = frag(b, b->a->root, s);
+    if (s >= 0 && search && !all_anchored(b->a, RN_EOL)) s = frag_any_star(b, s);
+    if (s < 0) return -1;
+    int32_t end = rx_nfa_state(b->nfa);
+    if (end < 0 || rx_nfa_eps(b->nfa, s, end)) return berr(b);
+    b->nfa->s[end].bnd = (uint8_t)b->json;
     return end;
 }
 
@@ -277,8 +298,8 @@ int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, i
         s = quote(&b, s);
         if (s >= 0) n->s[s].bnd = 1;
     }
-    if (s >= 0) s = frag_top(&b, a.root, a.anch, (flags & RX_SEARCH) != 0, s);
-    if (s >= 0 && b.json) s = quote(&b, s);
+    if (s >= 0) s = frag_top(&b, (flags & RX_SEARCH) != 0, s);
+    if (s >= 0 && b.json) n->s[s].fin = 1, s = quote(&b, s);
     if (s >= 0) n->s[s].tag = tag;
     free(b.trie);
     rx_ast_free(&a);
@@ -304,7 +325,7 @@ int32_t rx_nfa_add_literal(rx_nfa *n, const char *s, size_t len, int32_t tag, er
     rx_build b = {.nfa = n, .a = &a, .json = 1, .err = err};
     int32_t start = rx_nfa_state(n), at = start < 0 ? berr(&b) : quote(&b, start);
     if (at >= 0) n->s[at].bnd = 1, at = literal_chars(&b, s, len, at);
-    if (at >= 0) at = quote(&b, at);
+    if (at >= 0) n->s[at].fin = 1, at = quote(&b, at);
     if (at >= 0) n->s[at].tag = tag;
     free(b.trie);
     return at < 0 ? -1 : start;

@@ -55,8 +55,8 @@ typedef struct rx_set {
 } rx_set;
 
 // Nodes: a character set, a concatenation or alternation of the kid list,
-// or kid repeated {min,max}.
-enum { RN_SET, RN_CAT, RN_ALT, RN_REP };
+// kid repeated {min,max}, or the assertions ^ (start of input) and $ (end).
+enum { RN_SET, RN_CAT, RN_ALT, RN_REP, RN_BOL, RN_EOL };
 
 typedef struct rx_node {
     int kind;
@@ -70,7 +70,6 @@ typedef struct rx_ast {
     rx_node *nodes;
     int n_nodes, cap_nodes;
     int root;        // an RN_ALT: the top-level alternatives
-    int *anch;       // per top-level alternative: 1 it starts with ^, 2 it ends with $
     uint32_t max_cp; // 0x10FFFF, or 0xFF for RX_BYTES
 } rx_ast;
 
@@ -86,17 +85,25 @@ int rx_set_add(rx_set *s, uint32_t lo, uint32_t hi);
 // A byte NFA in Thompson form. A state has at most one byte edge
 // (lo..hi -> out) and any number of epsilon edges (a list in `edges`).
 // tag >= 0 marks an accepting state (rx_keys tells names and patterns apart
-// by tag); bnd marks a state between two characters of the decoded string.
+// by tag); bnd marks a state between two characters of the decoded string;
+// fin marks the state whose byte edge is the closing quote (JSON strings),
+// the one byte edge that may follow an end-of-input assertion.
 typedef struct rx_nstate {
     int32_t out;  // byte edge target, -1 none
     int32_t eps;  // first epsilon edge (index into edges), -1 none
     int32_t tag;  // -1: not accepting
     uint8_t lo, hi;
-    uint8_t bnd;
+    uint8_t bnd, fin;
 } rx_nstate;
+
+// Epsilon edges: plain, or the assertions ^ (taken only before the first
+// character) and $ (taken anywhere, but what follows may consume nothing
+// but the closing quote: the subset construction tracks "ended" states).
+enum { RX_EPS, RX_EPS_BOL, RX_EPS_EOL };
 
 typedef struct rx_nedge {
     int32_t to, next;
+    int32_t kind; // RX_EPS*
 } rx_nedge;
 
 typedef struct rx_nfa {
@@ -124,6 +131,7 @@ int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, i
 int32_t rx_nfa_add_literal(rx_nfa *n, const char *s, size_t len, int32_t tag, err_t *err);
 int32_t rx_nfa_state(rx_nfa *n);
 int rx_nfa_eps(rx_nfa *n, int32_t from, int32_t to);
+int rx_nfa_eps_kind(rx_nfa *n, int32_t from, int32_t to, int32_t kind);
 void rx_nfa_free(rx_nfa *n);
 
 // The trimmed, minimized DFA of n from n->start (subset construction over

@@ -28,8 +28,12 @@ const PATTERNS = [
   // alternation and groups
   'a|b', 'ab|cd', '^ab|cd$', '^(ab|cd)$', '^a|b$', '^(?:a|b|c)$', 'x(?:y|z)', '(a)(b)(c)', '^(?<year>\\d{4})-(?<m>\\d{2})$',
   '|a', 'a|', '^(|a)$', '^(a|ab)(c|bcd)$', '(?:(?:a|b)c)+', '^((a)|b)+$',
-  // anchors
-  '^', '$', '^$', '^a', 'a$', '^a$', '^abc$', '^^a', 'a$|^b', '^x|^y', 'x$|y$',
+  // anchors, also inside groups and alternatives (ECMA assertions)
+  '^', '$', '^$', '^a', 'a$', '^a$', '^abc$', '^^a', 'a$|^b', '^x|^y', 'x$|y$', '(^a)', '(^a)|(b$)', '(^$)|(^[ab]{2}$)',
+  '^([^,]+(,|$)){2,}$', '(?:^|,)a(?:,|$)', '(a|^)b', 'a(?:$|b)', '$^', '^$|a', 'a^b', 'a$b', '(^|a)*b', 'a(b|$)*',
+  '^(\\/?((\\.{2})|([a-z]*))($|\\/))*$', '(^[^5]*$)|7', '[ab]$|^[cd]',
+  'Normal|Fighting|Flying|Poison|Ground|Rock|Bug|Ghost|Steel|Fire|Water|Grass|Electric|Psychic|Ice|Dragon|Dark|Fairy',
+  'en|de|ru|pt|nl|fr|it|es|pl|uk|zh-cn', '^list|date|time|string|enum|int|double|long|boolean|number$',
   // escapes
   '\\.', '\\*', '\\+', '\\?', '\\(', '\\)', '\\[', '\\]', '\\{', '\\}', '\\|', '\\^', '\\$', '\\/', '\\\\',
   '\\t', '\\n', '\\r', '\\f', '\\v', '\\0', '\\x41', '\\x7f', '\\xe9', '\\u0041', '\\u00e9', '\\u20ac', '\\u{1F600}',
@@ -83,7 +87,7 @@ function strings(p, n, rand) {
 // Random patterns: atoms from a small alphabet (ASCII, multi-byte, escapes,
 // classes), quantifiers (counted too), groups and alternation, nested.
 const ATOMS = ['a', 'b', 'c', 'é', '😀', '.', '\\d', '\\w', '\\s', '\\S', '\\W', '[ab]', '[^a]', '[a-cé]', '[^\\s😀]',
-  '\\n', '"', '\\\\', '\\u00e9', '[\\x00-\\x1f]', '[^\\d\\n]'];
+  '\\n', '"', '\\\\', '\\u00e9', '[\\x00-\\x1f]', '[^\\d\\n]', '^', '$'];
 const QUANTS = ['', '', '', '*', '+', '?', '{2}', '{0,2}', '{1,}', '{1,3}', '*?', '+?'];
 
 function randomPattern(rand, depth) {

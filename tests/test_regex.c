@@ -141,6 +141,14 @@ static void test_search(void) {
     expect("^[^\\d\\s]$", f, L("a", "é"), L("1", " ", "\n"));
     expect("^\\D\\W$", f, L("a!", "\n "), L("1!", "aa"));
     expect("^(?:x|y)(?<name>z)*?$", f, L("x", "yzz"), L("z"));
+    // Anchors inside groups and alternatives, as ECMA's assertions.
+    expect("(^$)|(^[a-f]{2}$)", f, L("", "ab"), L("abc", "xab", "a"));
+    expect("(^a)|(b$)", f, L("a", "ax", "b", "xb"), L("xa", "bx"));
+    expect("^([^,]+(,|$)){3,}$", f, L("a,b,c", "a,b,c,"), L("a,b", "a,,b,c"));
+    expect("(?:^|,)x(?:,|$)", f, L("x", "x,a", "a,x", "a,x,b"), L("ax", "xa", "a,xb"));
+    expect("(a|^)b", f, L("b", "ab", "bz", "xab"), L("xb", "a"));
+    expect("Normal|Fighting|Flying|Poison|Ground|Rock|Bug|Ghost|Steel|Fire|Water|Grass", f, L("Rock", "xFirex", "Bugs"), L("rock", ""));
+    expect("^list|date|number$", f, L("list1", "a date b", "a number"), L("a list", "number 1"));
     expect("^\\t\\n\\r\\f\\v\\x41\\cA$", f, L("\t\n\r\f\vA\x01"), NULL);
 }
 
@@ -168,9 +176,9 @@ static void test_errors(void) {
     expect_error("(a)\\1", f, "backreference");
     expect_error("\\bfoo", f, "word boundary");
     expect_error("\\p{L}", f, "Unicode property");
-    expect_error("a^b", f, "anchor '^'");
-    expect_error("(^a)", f, "anchor '^'");
-    expect_error("a$b", f, "anchor '$'");
+    expect_error("a^b", f, "matches no string"); // ^ and $ are assertions anywhere
+    expect_error("a$b", f, "matches no string");
+    expect_error("^*a", f, "nothing to repeat");
     expect_error("a{1,100000}", f, "too large");
     expect_error("a{99999999}", f, "too large");
     expect_error("[b-a]", f, "out of order");
