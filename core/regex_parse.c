@@ -315,6 +315,16 @@ static int parse_group(rx_parser *p) {
     return k;
 }
 
+// Whether p->i starts a {n}, {n,} or {n,m} quantifier.
+static int is_braces(const rx_parser *p) {
+    size_t j = p->i + 1, d = j;
+    while (j < p->n && p->p[j] >= '0' && p->p[j] <= '9') j++;
+    if (j == d) return 0;
+    if (j < p->n && p->p[j] == ',')
+        for (j++; j < p->n && p->p[j] >= '0' && p->p[j] <= '9';) j++;
+    return j < p->n && p->p[j] == '}';
+}
+
 static int parse_atom(rx_parser *p) {
     uint32_t cp;
     char c = p->p[p->i++];
@@ -336,7 +346,15 @@ static int parse_atom(rx_parser *p) {
         return r < 0 ? -1 : node_cp(p, cp, cp);
     }
     case '*': case '+': case '?': p->i--; return perr(p, "nothing to repeat");
-    case '{': case '}': case ']': p->i--; return perr(p, "lone quantifier bracket");
+    case '{':
+        p->i--;
+        if (is_braces(p)) return perr(p, "nothing to repeat");
+        p->i++;
+        return node_cp(p, '{', '{');
+    // A '{' that is no quantifier, and lone '}' and ']', are literals, as
+    // ECMA's Annex B (and Python's re, which validators use) read them;
+    // the u flag would refuse them, but they can only mean themselves.
+    case '}': case ']': return node_cp(p, (uint8_t)c, (uint8_t)c);
     case '^': return node_new(p, RN_BOL);
     case '$': return node_new(p, RN_EOL);
     }
@@ -382,12 +400,14 @@ static int parse_quant(rx_parser *p, int atom) {
     case '+': min = 1, max = -1, p->i++; break;
     case '?': min = 0, max = 1, p->i++; break;
     case '{':
+        if (!is_braces(p)) return atom; // a literal '{' follows
         if (parse_braces(p, &min, &max)) return -1;
         break;
     default: return atom;
     }
     if (p->i < p->n && p->p[p->i] == '?') p->i++; // lazy: the same language
-    if (p->i < p->n && strchr("*+?{", p->p[p->i])) return perr(p, "nothing to repeat");
+    if (p->i < p->n && (strchr("*+?", p->p[p->i]) || (p->p[p->i] == '{' && is_braces(p))))
+        return perr(p, "nothing to repeat");
     int k = node_new(p, RN_REP);
     if (k < 0) return -1;
     p->a.nodes[k].kid = atom, p->a.nodes[k].min = min, p->a.nodes[k].max = max;

@@ -147,6 +147,10 @@ static void test_search(void) {
     expect("^([^,]+(,|$)){3,}$", f, L("a,b,c", "a,b,c,"), L("a,b", "a,,b,c"));
     expect("(?:^|,)x(?:,|$)", f, L("x", "x,a", "a,x", "a,x,b"), L("ax", "xa", "a,xb"));
     expect("(a|^)b", f, L("b", "ab", "bz", "xab"), L("xb", "a"));
+    // Braces that are no quantifier, lone } and ]: literals (Annex B, Python's re).
+    expect("^\\{\\{.+}}$", f, L("{{x}}"), L("{{}}", "{x}"));
+    expect("^a{,2}]{x$", f, L("a{,2}]{x"), L("aa"));
+    expect("^[[a-z]*]$", f, L("]", "[a]", "ab]"), L("a", "[a"));
     expect("Normal|Fighting|Flying|Poison|Ground|Rock|Bug|Ghost|Steel|Fire|Water|Grass", f, L("Rock", "xFirex", "Bugs"), L("rock", ""));
     expect("^list|date|number$", f, L("list1", "a date b", "a number"), L("a list", "number 1"));
     expect("^\\t\\n\\r\\f\\v\\x41\\cA$", f, L("\t\n\r\f\vA\x01"), NULL);
@@ -185,6 +189,7 @@ static void test_errors(void) {
     expect_error("[\\d-z]", f, "class escape in a range"); // a SyntaxError in ECMA's u mode too
     expect_error("a{3,2}", f, "out of order");
     expect_error("*a", f, "nothing to repeat");
+    expect_error("{2}a", f, "nothing to repeat");
     expect_error("a**", f, "nothing to repeat");
     expect_error("(a", f, "missing ')'");
     expect_error("a)", f, "unmatched ')'");
