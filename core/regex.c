@@ -273,7 +273,7 @@ static int32_t frag_top(rx_build *b, int search, int32_t from) {
     int32_t s = from;
     if (search && !all_anchored(b->a, RN_BOL)) s = frag_any_star(b, s);
     if (s >= 0) s = frag(b, b->a->root, s);
-    if (s >= 0 && search && !all_anchored(b->a, RN_EOL)) s = frag_any_star(b, s);
+    if (s >= 0 && search && !all_anchored(b->a, RN_EOL)) s = b->nfa->any_tail = frag_any_star(b, s);
     if (s < 0) return -1;
     int32_t end = rx_nfa_state(b->nfa);
     if (end < 0 || rx_nfa_eps(b->nfa, s, end)) return berr(b);
@@ -332,7 +332,7 @@ int32_t rx_nfa_add_literal(rx_nfa *n, const char *s, size_t len, int32_t tag, er
 }
 
 rx_dfa *rx_compile(const char *pattern, size_t len, unsigned flags, err_t *err) {
-    rx_nfa n = {0};
+    rx_nfa n = {.any_tail = -1};
     n.start = rx_nfa_add(&n, pattern, len, flags, 0, err);
     rx_dfa *d = NULL;
     if (n.start >= 0) d = rx_determinize(&n, (rx_labels){.json = (flags & RX_JSON_STRING) != 0}, err);

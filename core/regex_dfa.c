@@ -122,10 +122,10 @@ static int sort_states(int32_t *v, size_t n, rx_ivec *tmp) {
     return 0; // two passes: the result is back in v
 }
 
-// The epsilon closure of S->stack's entries into S->set (sorted). ^ edges
-// are taken only when bol (no character read yet); $ edges lead to ended
-// entries.
-static int closure(subset *S, int bol) {
+// The epsilon closure of S->stack's entries into S->set (unsorted). ^
+// edges are taken only when bol (no character read yet); $ edges lead to
+// ended entries.
+static int closure_raw(subset *S, int bol) {
     S->gen++;
     S->set.n = 0;
     for (size_t i = 0; i < S->stack.n; i++) S->mark[S->stack.v[i]] = S->gen;
@@ -140,6 +140,19 @@ static int closure(subset *S, int bol) {
             S->mark[t] = S->gen;
             if (rx_ivec_push(&S->stack, t)) return -1;
         }
+    }
+    return 0;
+}
+
+// The closure, sorted. One that reaches the search tail is the tail's
+// closure alone (see rx_nfa.any_tail): .*[a-z]{1,255}.* then has a state
+// per count before the first letter, not a subset per run of letters.
+static int closure(subset *S, int bol) {
+    if (closure_raw(S, bol)) return -1;
+    int32_t tail = S->nfa->any_tail;
+    if (tail >= 0 && S->mark[tail * 2] == S->gen) {
+        S->stack.n = 0;
+        if (rx_ivec_push(&S->stack, tail * 2) || closure_raw(S, 0)) return -1;
     }
     return sort_states(S->set.v, S->set.n, &S->tmp);
 }

@@ -112,6 +112,10 @@ typedef struct rx_nfa {
     rx_nedge *e;
     int32_t ne, cape;
     int32_t start;
+    // Search semantics' trailing .* loop (-1: none). From there every
+    // continuation is accepted, so a subset holding it is that loop alone
+    // (rx_compile only: rx_keys' other branches still label what follows).
+    int32_t any_tail;
 } rx_nfa;
 
 // Labels the subset construction gives accepting DFA states: plain (every

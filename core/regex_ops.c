@@ -18,7 +18,7 @@ static int keys_branch(rx_nfa *n, int32_t s, err_t *err) {
 rx_dfa *rx_keys(const char *const *names, int n_names, const char *const *patterns, int n_patterns, int any_key,
                 err_t *err) {
     if (n_patterns > 64) return err_set(err, "regex: rx_keys takes at most 64 patterns (got %d)", n_patterns), NULL;
-    rx_nfa n = {0};
+    rx_nfa n = {.any_tail = -1};
     int r = (n.start = rx_nfa_state(&n)) < 0 ? err_set(err, "regex: out of memory") : 0;
     for (int i = 0; !r && i < n_names; i++)
         r = keys_branch(&n, rx_nfa_add_literal(&n, names[i], strlen(names[i]), i, err), err);
@@ -27,6 +27,7 @@ rx_dfa *rx_keys(const char *const *names, int n_names, const char *const *patter
         if (s < 0) err_wrap(err, "key pattern %d (%s)", j, patterns[j]);
         r = keys_branch(&n, s, err);
     }
+    n.any_tail = -1; // the patterns' tails are no shortcut in a union
     if (!r && any_key) r = keys_branch(&n, rx_nfa_add(&n, "[\\s\\S]*", 7, RX_JSON_STRING, n_names + 64, err), err);
     rx_dfa *d = r ? NULL : rx_determinize(&n, (rx_labels){.keys = 1, .n_names = n_names, .json = 1}, err);
     rx_nfa_free(&n);
