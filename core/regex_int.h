@@ -55,8 +55,9 @@ typedef struct rx_set {
 } rx_set;
 
 // Nodes: a character set, a concatenation or alternation of the kid list,
-// kid repeated {min,max}, or the assertions ^ (start of input) and $ (end).
-enum { RN_SET, RN_CAT, RN_ALT, RN_REP, RN_BOL, RN_EOL };
+// kid repeated {min,max}, the assertions ^ (start of input) and $ (end),
+// or a lookahead over kid (min 1: negative; max: its offset in the pattern).
+enum { RN_SET, RN_CAT, RN_ALT, RN_REP, RN_BOL, RN_EOL, RN_LOOK };
 
 typedef struct rx_node {
     int kind;
@@ -130,6 +131,12 @@ typedef struct rx_labels {
 // Adds the NFA of pattern[0..len) (flags RX_*) to n, from a new state to a
 // new accepting state tagged `tag`; returns that start state or -1 with err.
 int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, int32_t tag, err_t *err);
+// The same from node k of a parsed pattern, with `any characters` before
+// it (head) and after it (tail) unless anchored there; lookaheads inside k
+// build nothing (their placement checked by the caller) unless k is the
+// root, where any lookahead is an error.
+int32_t rx_nfa_add_node(rx_nfa *n, const rx_ast *a, int k, int head, int tail, unsigned flags, int32_t tag,
+                        err_t *err);
 // Adds the quoted JSON encoding of the literal string s[0..len) (UTF-8),
 // accepting with `tag`; returns the start state or -1 with err.
 int32_t rx_nfa_add_literal(rx_nfa *n, const char *s, size_t len, int32_t tag, err_t *err);
@@ -145,6 +152,25 @@ rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err);
 // A new DFA of n_states x n_classes, with key labels (keys) and char_end
 // (json) when asked; next uninitialized, labels 0. NULL on out of memory.
 rx_dfa *rx_dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json);
+
+// The DFA of node k alone (as rx_nfa_add_node), trimmed and minimized.
+rx_dfa *rx_compile_node(const rx_ast *a, int k, int head, int tail, unsigned flags, err_t *err);
+
+// ---- lookaheads (regex_look.c) ----
+
+// Whether the pattern has a lookahead anywhere.
+int rx_has_look(const rx_ast *a);
+// rx_compile for a pattern with lookaheads: each top-level alternative's
+// DFA, intersected with (?=X) or with the complement of (?!X) for the
+// lookaheads right after its leading ^ (X then anything), all alternatives
+// united. A lookahead anywhere else is an error naming it.
+rx_dfa *rx_compile_look(const rx_ast *a, unsigned flags, err_t *err);
+
+// DFA products, reachable pairs only, trimmed and minimized: RX_AND accepts
+// what both accept, RX_ANDNOT what a accepts and b does not, RX_OR what
+// either accepts. char_end comes from a where a is alive, else from b.
+enum { RX_AND, RX_ANDNOT, RX_OR };
+rx_dfa *rx_product(const rx_dfa *a, const rx_dfa *b, int op, err_t *err);
 
 // Trims and minimizes d in place into a new DFA (d is freed either way);
 // NULL with err when nothing is accepted or on out of memory.

@@ -1,7 +1,7 @@
 // regex_parse: ECMA-262 pattern syntax (as JSON Schema's "pattern" uses it)
 // into the syntax tree of regex_int.h: code point sets, concatenation,
 // alternation and counted repetition. Everything ECMA has and a DFA cannot
-// do (lookaround, backreferences, \b, \p{..}) is an error
+// do (lookbehind, backreferences, \b, \p{..}) is an error
 // naming the construct and its offset.
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +286,22 @@ static int parse_class(rx_parser *p) {
 
 static int parse_alt(rx_parser *p, int top);
 
+// A lookahead (?=X) or (?!X) at `at`: an RN_LOOK node (min: negative,
+// max: its offset) over X. Where it may stand is checked when compiling.
+static int parse_look(rx_parser *p, int neg, size_t at) {
+    p->i += 2;
+    if (++p->depth > RX_MAX_DEPTH) return perr(p, "groups nested too deep");
+    int k = parse_alt(p, 0);
+    p->depth--;
+    if (k < 0) return -1;
+    if (p->i >= p->n || p->p[p->i] != ')') return err_set(p->err, "regex: missing ')' for '(' at offset %zu", at);
+    p->i++;
+    int look = node_new(p, RN_LOOK);
+    if (look < 0) return -1;
+    p->a.nodes[look].kid = k, p->a.nodes[look].min = neg, p->a.nodes[look].max = (int)at;
+    return look;
+}
+
 static int parse_group(rx_parser *p) {
     size_t at = p->i - 1;
     if (p->i < p->n && p->p[p->i] == '?') {
@@ -297,10 +313,10 @@ static int parse_group(rx_parser *p) {
             const char *gt = memchr(q, '>', left);
             if (!gt) return perr(p, "unterminated group name");
             p->i += (size_t)(gt - q) + 1;
+        } else if (left >= 2 && (q[1] == '=' || q[1] == '!')) {
+            return parse_look(p, q[1] == '!', at);
         } else {
-            const char *what = left >= 2 && q[1] == '=' ? "lookahead '(?='"
-                               : left >= 2 && q[1] == '!' ? "negative lookahead '(?!'"
-                               : left >= 3 && q[1] == '<' && q[2] == '=' ? "lookbehind '(?<='"
+            const char *what = left >= 3 && q[1] == '<' && q[2] == '=' ? "lookbehind '(?<='"
                                : left >= 3 && q[1] == '<' ? "negative lookbehind '(?<!'"
                                                           : "group modifier '(?'";
             return err_set(p->err, "regex: %s is not supported at offset %zu", what, at);
@@ -422,7 +438,7 @@ static int parse_seq(rx_parser *p) {
         int a = parse_atom(p);
         if (a < 0) return -1;
         int kind = p->a.nodes[a].kind;
-        if ((kind == RN_BOL || kind == RN_EOL) && p->i < p->n && strchr("*+?{", p->p[p->i]))
+        if ((kind == RN_BOL || kind == RN_EOL || kind == RN_LOOK) && p->i < p->n && strchr("*+?{", p->p[p->i]))
             return perr(p, "nothing to repeat"); // as ECMA's u mode says of ^* and $+
         a = parse_quant(p, a);
         if (a < 0) return -1;

@@ -126,6 +126,13 @@ static void test_json_string(void) {
     rx_free(d);
 }
 
+static void expect_error(const char *p, unsigned flags, const char *needle) {
+    err_t e = {{0}};
+    rx_dfa *d = rx_compile(p, strlen(p), flags, &e);
+    CHECK(d == NULL && strstr(e.msg, needle), "/%s/: want an error with \"%s\", got \"%s\"", p, needle, d ? "a DFA" : e.msg);
+    rx_free(d);
+}
+
 static void test_search(void) {
     unsigned f = RX_SEARCH | RX_JSON_STRING;
     expect("ab", f, L("ab", "xaby", "ab\n"), L("a", "ba", ""));
@@ -153,6 +160,15 @@ static void test_search(void) {
     expect("^[[a-z]*]$", f, L("]", "[a]", "ab]"), L("a", "[a"));
     expect("Normal|Fighting|Flying|Poison|Ground|Rock|Bug|Ghost|Steel|Fire|Water|Grass", f, L("Rock", "xFirex", "Bugs"), L("rock", ""));
     expect("^list|date|number$", f, L("list1", "a date b", "a number"), L("a list", "number 1"));
+    // Lookaheads right after a leading ^: the string begins (not) with X.
+    expect("^(?!internal)[a-z]+$", f, L("public", "interna", "xinternal"), L("internal", "internals", "Public"));
+    expect("^(?=[^=]+$)(?!\\s+$)(.|\n)+$", f, L("a", "a b", "x\ny"), L(" ", "\n\t", "a=b", ""));
+    expect("^(?!pattern$).*$", f, L("patterns", "x", ""), L("pattern"));
+    expect("x$|^(?=ab)a", f, L("abc", "zx"), L("ac", "xa"));
+    expect("^(?!a)", f, L("", "b", "ba"), L("a", "ab"));
+    expect("^(?=a)", f, L("a", "ab"), L("", "b"));
+    expect("(?!ab)[a-c]{2}", RX_JSON_STRING, L("aa", "ba", "ac"), L("ab", "a")); // anchored: no ^ needed
+    expect_error("^(?=b)a", f, "matches no string");
     expect("^\\t\\n\\r\\f\\v\\x41\\cA$", f, L("\t\n\r\f\vA\x01"), NULL);
 }
 
@@ -164,17 +180,14 @@ static void test_nul(void) {
     rx_free(d);
 }
 
-static void expect_error(const char *p, unsigned flags, const char *needle) {
-    err_t e = {{0}};
-    rx_dfa *d = rx_compile(p, strlen(p), flags, &e);
-    CHECK(d == NULL && strstr(e.msg, needle), "/%s/: want an error with \"%s\", got \"%s\"", p, needle, d ? "a DFA" : e.msg);
-    rx_free(d);
-}
 
 static void test_errors(void) {
     unsigned f = RX_SEARCH | RX_JSON_STRING;
-    expect_error("a(?=b)", f, "lookahead '(?=' is not supported at offset 1");
-    expect_error("a(?!b)", f, "negative lookahead");
+    expect_error("a(?=b)", f, "lookahead '(?=' is only supported right after a leading '^' (at offset 1)");
+    expect_error("(?=a)b", f, "lookahead '(?=' is only supported right after a leading '^'"); // searching: any position
+    expect_error("^((?!x).)*$", f, "negative lookahead '(?!' is only supported right after a leading '^' (at offset 2)");
+    expect_error("^(?=(?!a)b)", f, "negative lookahead '(?!' is only supported unnested");
+    expect_error("^(?!a)*b", f, "nothing to repeat");
     expect_error("(?<=a)b", f, "lookbehind");
     expect_error("(?<!a)b", f, "negative lookbehind");
     expect_error("(a)\\1", f, "backreference");
