@@ -126,6 +126,13 @@ static void test_json_string(void) {
     rx_free(d);
 }
 
+static void expect_error(const char *p, unsigned flags, const char *needle) {
+    err_t e = {{0}};
+    rx_dfa *d = rx_compile(p, strlen(p), flags, &e);
+    CHECK(d == NULL && strstr(e.msg, needle), "/%s/: want an error with \"%s\", got \"%s\"", p, needle, d ? "a DFA" : e.msg);
+    rx_free(d);
+}
+
 static void test_search(void) {
     unsigned f = RX_SEARCH | RX_JSON_STRING;
     expect("ab", f, L("ab", "xaby", "ab\n"), L("a", "ba", ""));
@@ -141,6 +148,27 @@ static void test_search(void) {
     expect("^[^\\d\\s]$", f, L("a", "é"), L("1", " ", "\n"));
     expect("^\\D\\W$", f, L("a!", "\n "), L("1!", "aa"));
     expect("^(?:x|y)(?<name>z)*?$", f, L("x", "yzz"), L("z"));
+    // Anchors inside groups and alternatives, as ECMA's assertions.
+    expect("(^$)|(^[a-f]{2}$)", f, L("", "ab"), L("abc", "xab", "a"));
+    expect("(^a)|(b$)", f, L("a", "ax", "b", "xb"), L("xa", "bx"));
+    expect("^([^,]+(,|$)){3,}$", f, L("a,b,c", "a,b,c,"), L("a,b", "a,,b,c"));
+    expect("(?:^|,)x(?:,|$)", f, L("x", "x,a", "a,x", "a,x,b"), L("ax", "xa", "a,xb"));
+    expect("(a|^)b", f, L("b", "ab", "bz", "xab"), L("xb", "a"));
+    // Braces that are no quantifier, lone } and ]: literals (Annex B, Python's re).
+    expect("^\\{\\{.+}}$", f, L("{{x}}"), L("{{}}", "{x}"));
+    expect("^a{,2}]{x$", f, L("a{,2}]{x"), L("aa"));
+    expect("^[[a-z]*]$", f, L("]", "[a]", "ab]"), L("a", "[a"));
+    expect("Normal|Fighting|Flying|Poison|Ground|Rock|Bug|Ghost|Steel|Fire|Water|Grass", f, L("Rock", "xFirex", "Bugs"), L("rock", ""));
+    expect("^list|date|number$", f, L("list1", "a date b", "a number"), L("a list", "number 1"));
+    // Lookaheads right after a leading ^: the string begins (not) with X.
+    expect("^(?!internal)[a-z]+$", f, L("public", "interna", "xinternal"), L("internal", "internals", "Public"));
+    expect("^(?=[^=]+$)(?!\\s+$)(.|\n)+$", f, L("a", "a b", "x\ny"), L(" ", "\n\t", "a=b", ""));
+    expect("^(?!pattern$).*$", f, L("patterns", "x", ""), L("pattern"));
+    expect("x$|^(?=ab)a", f, L("abc", "zx"), L("ac", "xa"));
+    expect("^(?!a)", f, L("", "b", "ba"), L("a", "ab"));
+    expect("^(?=a)", f, L("a", "ab"), L("", "b"));
+    expect("(?!ab)[a-c]{2}", RX_JSON_STRING, L("aa", "ba", "ac"), L("ab", "a")); // anchored: no ^ needed
+    expect_error("^(?=b)a", f, "matches no string");
     expect("^\\t\\n\\r\\f\\v\\x41\\cA$", f, L("\t\n\r\f\vA\x01"), NULL);
 }
 
@@ -152,31 +180,29 @@ static void test_nul(void) {
     rx_free(d);
 }
 
-static void expect_error(const char *p, unsigned flags, const char *needle) {
-    err_t e = {{0}};
-    rx_dfa *d = rx_compile(p, strlen(p), flags, &e);
-    CHECK(d == NULL && strstr(e.msg, needle), "/%s/: want an error with \"%s\", got \"%s\"", p, needle, d ? "a DFA" : e.msg);
-    rx_free(d);
-}
 
 static void test_errors(void) {
     unsigned f = RX_SEARCH | RX_JSON_STRING;
-    expect_error("a(?=b)", f, "lookahead '(?=' is not supported at offset 1");
-    expect_error("a(?!b)", f, "negative lookahead");
+    expect_error("a(?=b)", f, "lookahead '(?=' is only supported right after a leading '^' (at offset 1)");
+    expect_error("(?=a)b", f, "lookahead '(?=' is only supported right after a leading '^'"); // searching: any position
+    expect_error("^((?!x).)*$", f, "negative lookahead '(?!' is only supported right after a leading '^' (at offset 2)");
+    expect_error("^(?=(?!a)b)", f, "negative lookahead '(?!' is only supported unnested");
+    expect_error("^(?!a)*b", f, "nothing to repeat");
     expect_error("(?<=a)b", f, "lookbehind");
     expect_error("(?<!a)b", f, "negative lookbehind");
     expect_error("(a)\\1", f, "backreference");
     expect_error("\\bfoo", f, "word boundary");
     expect_error("\\p{L}", f, "Unicode property");
-    expect_error("a^b", f, "anchor '^'");
-    expect_error("(^a)", f, "anchor '^'");
-    expect_error("a$b", f, "anchor '$'");
+    expect_error("a^b", f, "matches no string"); // ^ and $ are assertions anywhere
+    expect_error("a$b", f, "matches no string");
+    expect_error("^*a", f, "nothing to repeat");
     expect_error("a{1,100000}", f, "too large");
     expect_error("a{99999999}", f, "too large");
     expect_error("[b-a]", f, "out of order");
     expect_error("[\\d-z]", f, "class escape in a range"); // a SyntaxError in ECMA's u mode too
     expect_error("a{3,2}", f, "out of order");
     expect_error("*a", f, "nothing to repeat");
+    expect_error("{2}a", f, "nothing to repeat");
     expect_error("a**", f, "nothing to repeat");
     expect_error("(a", f, "missing ')'");
     expect_error("a)", f, "unmatched ')'");
