@@ -1,7 +1,8 @@
 // regex_int: what the regex module's files share: regex_parse.c (pattern to
-// syntax tree), regex.c (byte NFA), regex_dfa.c (subset construction,
-// trimming, minimization) and regex_ops.c (rx_keys, rx_intersect). Private
-// to the module.
+// syntax tree), regex.c (byte NFA, rx_compile), regex_dfa.c (subset
+// construction, trimming, minimization), regex_ops.c (rx_keys, products),
+// regex_look.c (leading lookaheads) and regex_format.c (formats, integer
+// ranges). Private to the module.
 #ifndef TESSERA_REGEX_INT_H
 #define TESSERA_REGEX_INT_H
 
