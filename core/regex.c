@@ -318,6 +318,7 @@ int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, i
     rx_ast a;
     if (rx_parse(&a, pattern, len, flags, err)) return -1;
     int search = (flags & RX_SEARCH) != 0;
+    if (search) rx_inline_tail_looks(&a);
     int32_t s = rx_nfa_add_node(n, &a, a.root, search, search, flags, tag, err);
     rx_ast_free(&a);
     return s;
@@ -361,6 +362,7 @@ rx_dfa *rx_compile(const char *pattern, size_t len, unsigned flags, err_t *err) 
     rx_ast a;
     if (rx_parse(&a, pattern, len, flags, err)) return NULL;
     int search = (flags & RX_SEARCH) != 0;
+    if (search) rx_inline_tail_looks(&a);
     rx_dfa *d = rx_has_look(&a) ? rx_compile_look(&a, flags, err) : rx_compile_node(&a, a.root, search, search, flags, err);
     rx_ast_free(&a);
     return d;

@@ -161,6 +161,9 @@ rx_dfa *rx_compile_node(const rx_ast *a, int k, int head, int tail, unsigned fla
 
 // Whether the pattern has a lookahead anywhere.
 int rx_has_look(const rx_ast *a);
+// Search semantics only: a positive lookahead ending a top-level
+// alternative becomes a plain group (the same strings match).
+void rx_inline_tail_looks(rx_ast *a);
 // rx_compile for a pattern with lookaheads: each top-level alternative's
 // DFA, intersected with (?=X) or with the complement of (?!X) for the
 // lookaheads right after its leading ^ (X then anything), all alternatives
