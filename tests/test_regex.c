@@ -258,7 +258,23 @@ static void test_keys(void) {
     CHECK(d && match_str(d, "x_y") && !match_str(d, "y"), "pattern-only keys");
     rx_free(d);
     d = rx_keys(names, 1, (const char *[]){"(?=x)b"}, 1, 0, &e);
-    CHECK(!d && strstr(e.msg, "lookahead"), "a bad key pattern names the construct: %s", e.msg);
+    CHECK(!d && strstr(e.msg, "key pattern 0 ((?=x)b)") && strstr(e.msg, "lookahead"), "a bad key pattern is named: %s", e.msg);
+    rx_free(d);
+    // A key pattern with a leading lookahead joins the union as its DFA.
+    d = rx_keys(names, 2, (const char *[]){"^(?!(id|and|or)$)[a-z]+$", "_"}, 2, 1, &e);
+    CHECK(d != NULL, "keys with a lookahead pattern: %s", e.msg);
+    struct { const char *key; int name; uint64_t pats; } look[] = {
+        {"id", 0, 0}, {"name", 1, 1}, {"and", -1, 0}, {"andy", -1, 1}, {"a_b", -1, 2}, {"A", -1, 0},
+    };
+    for (size_t i = 0; d && i < sizeof look / sizeof *look; i++) {
+        char enc[256];
+        size_t n = json_enc(look[i].key, enc);
+        int st = 0;
+        for (size_t j = 0; j < n && st >= 0; j++) st = d->next[st * d->n_classes + d->cls[(uint8_t)enc[j]]];
+        CHECK(st >= 0 && d->accept[st] && d->key_name[st] == look[i].name && d->key_pats[st] == look[i].pats,
+              "lookahead keys: %s", look[i].key);
+    }
+    if (d) check_trimmed(d, "lookahead keys");
     rx_free(d);
 }
 
