@@ -389,15 +389,14 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
         if (!alt[i]) goto done;
         i++;
     }
-    int proven = 0;
-    if (!strcmp(key, "oneOf") && (proven = cx_exclusive_required(cx, plain, alt, n, ptr)) < 0) goto done;
-    if (!strcmp(key, "oneOf") && !proven)
-        for (int x = 0; x < n; x++)
-            for (int y = x + 1; y < n; y++)
-                if (cx_may_overlap(cx, alt[x], alt[y])) {
-                    cx_fail(cx, "oneOf", ptr, "alternatives %d and %d may overlap", x, y);
-                    goto done;
-                }
+    if (!strcmp(key, "oneOf")) {
+        int x = 0, y = 0, e = cx_make_exclusive(cx, alt, n, ptr, &x, &y);
+        if (e < 0) goto done;
+        if (e == 0) {
+            cx_fail(cx, "oneOf", ptr, "alternatives %d and %d may overlap", x, y);
+            goto done;
+        }
+    }
     for (i = 0; i < n; i++) {
         char ap[1100];
         snprintf(ap, sizeof ap, "%s/%d", p, i);

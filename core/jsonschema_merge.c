@@ -462,11 +462,50 @@ static int objects_disjoint(js_cx *cx, const cJSON *a, const cJSON *b, int depth
     return 0;
 }
 
+// 1 if b accepts none of the values a lists (enum / const at its top).
+static int listed_outside(js_cx *cx, const cJSON *a, const cJSON *b) {
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(a, "enum"), *co = cJSON_GetObjectItemCaseSensitive(a, "const");
+    if (!cJSON_IsArray(en) && !co) return 0;
+    err_t saved = *cx->err;
+    int out = 1;
+    for (const cJSON *v = co ? co : en->child; v && out; v = co ? NULL : v->next)
+        out = cx_value_ok(cx, b, v, "") == 0;
+    *cx->err = saved;
+    return out;
+}
+
+// A string schema's DFA, with short length bounds folded in (-2: empty).
+static int32_t sized_dfa(js_cx *cx, const cJSON *s, double lo, double hi) {
+    int32_t d = cx_string_dfa(cx, s, "");
+    if (d < 0 || (hi < 0 && lo <= 0) || hi > 64 || lo > 64) return d;
+    char re[64];
+    if (hi >= 0) snprintf(re, sizeof re, "[\\s\\S]{%d,%d}", (int)lo, (int)hi);
+    else snprintf(re, sizeof re, "[\\s\\S]{%d,}", (int)lo);
+    int32_t len = cx_dfa(cx, re, RX_JSON_STRING, "oneOf", "");
+    return len < 0 ? len : cx_dfa_and(cx, d, len, "oneOf", "");
+}
+
+// 1 if no string both accept: their pattern / format DFAs do not meet, or
+// their length ranges do not.
+static int strings_disjoint(js_cx *cx, const cJSON *a, const cJSON *b) {
+    double la = 0, ha = -1, lb = 0, hb = -1;
+    cx_num(a, "minLength", &la), cx_num(a, "maxLength", &ha);
+    cx_num(b, "minLength", &lb), cx_num(b, "maxLength", &hb);
+    if ((ha >= 0 && lb > ha) || (hb >= 0 && la > hb)) return 1;
+    err_t saved = *cx->err;
+    int32_t da = sized_dfa(cx, a, la, ha), db = da >= 0 ? sized_dfa(cx, b, lb, hb) : da;
+    int32_t both = da >= 0 && db >= 0 ? cx_dfa_and(cx, da, db, "oneOf", "") : -1;
+    *cx->err = saved;
+    return da == -2 || db == -2 || both == -2;
+}
+
 int cx_may_overlap(js_cx *cx, const cJSON *a, const cJSON *b) {
     if (cJSON_IsFalse(a) || cJSON_IsFalse(b)) return 0;
     if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) return 1;
     unsigned t = types_eff(a) & types_eff(b);
     if (!t || literals_disjoint(a, b)) return 0;
+    if (listed_outside(cx, a, b) || listed_outside(cx, b, a)) return 0;
+    if (t == JT_STR && strings_disjoint(cx, a, b)) return 0;
     if (t == JT_OBJ && objects_disjoint(cx, a, b, 0)) return 0;
     return 1;
 }
@@ -487,22 +526,30 @@ static const cJSON *not_required(js_cx *cx, const cJSON *req) {
     return cJSON_GetArraySize(arr) == 1 ? cx_own(cx, cJSON_DetachItemFromArray(arr, 0)) : any;
 }
 
-int cx_exclusive_required(js_cx *cx, const cJSON *const *plain, const cJSON **alt, int n, const char *ptr) {
-    static const char *const only_req[] = {"required"};
-    if (n > 8) return 0;
-    for (int i = 0; i < n; i++) {
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(plain[i], "required");
-        if (!cJSON_IsObject(plain[i]) || cx_has_other(plain[i], only_req, 1) || !cJSON_IsArray(r) || !r->child)
-            return 0;
-        const cJSON *k;
-        cJSON_ArrayForEach(k, r) if (!cJSON_IsString(k)) return 0;
-    }
+// A oneOf made exclusive by trimming. Two alternatives not proven
+// disjoint may still be made so when each requires keys: alternative i
+// keeps only the objects missing some key alternative j requires, and j
+// likewise, so no value is left in both (values outside the trim are
+// dropped: false rejects, never false accepts). Non-object values must not
+// be shared (their types disjoint), since "required" says nothing about
+// them. 1: every pair is disjoint now (alt[] rewritten); 0: some pair may
+// overlap (*x, *y name it); -1 error.
+int cx_make_exclusive(js_cx *cx, const cJSON **alt, int n, const char *ptr, int *x, int *y) {
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) {
-            if (i == j) continue;
-            const cJSON *neg = not_required(cx, cJSON_GetObjectItemCaseSensitive(plain[j], "required"));
-            alt[i] = neg ? cx_merge(cx, alt[i], neg, ptr) : NULL;
-            if (!alt[i]) return -1;
+        for (int j = i + 1; j < n; j++) {
+            if (!cx_may_overlap(cx, alt[i], alt[j])) continue;
+            const cJSON *ri = cJSON_GetObjectItemCaseSensitive(alt[i], "required");
+            const cJSON *rj = cJSON_GetObjectItemCaseSensitive(alt[j], "required");
+            unsigned shared = types_eff(alt[i]) & types_eff(alt[j]) & ~(unsigned)JT_OBJ;
+            if (shared || cJSON_GetArraySize(ri) == 0 || cJSON_GetArraySize(rj) == 0) {
+                *x = i, *y = j;
+                return 0;
+            }
+            const cJSON *ni = not_required(cx, ri), *nj = ni ? not_required(cx, rj) : NULL;
+            const cJSON *ai = nj ? cx_merge(cx, alt[i], nj, ptr) : NULL;
+            const cJSON *aj = ai ? cx_merge(cx, alt[j], ni, ptr) : NULL;
+            if (!aj) return -1;
+            alt[i] = ai, alt[j] = aj;
         }
     return 1;
 }
