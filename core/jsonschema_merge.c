@@ -526,6 +526,16 @@ static const cJSON *not_required(js_cx *cx, const cJSON *req) {
     return cJSON_GetArraySize(arr) == 1 ? cx_own(cx, cJSON_DetachItemFromArray(arr, 0)) : any;
 }
 
+// The keys a requires and b does not, as a new owned array.
+static const cJSON *required_minus(js_cx *cx, const cJSON *a, const cJSON *b) {
+    cJSON *out = cx_own(cx, cJSON_CreateArray());
+    if (!out) return OOM(cx);
+    const cJSON *k;
+    cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(a, "required"))
+        if (cJSON_IsString(k) && !is_required(b, k->valuestring)) cJSON_AddItemReferenceToArray(out, cx_mut(k));
+    return out;
+}
+
 // A oneOf made exclusive by trimming. Two alternatives not proven
 // disjoint may still be made so when each requires keys: alternative i
 // keeps only the objects missing some key alternative j requires, and j
@@ -538,8 +548,9 @@ int cx_make_exclusive(js_cx *cx, const cJSON **alt, int n, const char *ptr, int 
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++) {
             if (!cx_may_overlap(cx, alt[i], alt[j])) continue;
-            const cJSON *ri = cJSON_GetObjectItemCaseSensitive(alt[i], "required");
-            const cJSON *rj = cJSON_GetObjectItemCaseSensitive(alt[j], "required");
+            // Each trims by the keys only the other requires.
+            const cJSON *ri = required_minus(cx, alt[i], alt[j]), *rj = ri ? required_minus(cx, alt[j], alt[i]) : NULL;
+            if (!rj) return -1;
             unsigned shared = types_eff(alt[i]) & types_eff(alt[j]) & ~(unsigned)JT_OBJ;
             if (shared || cJSON_GetArraySize(ri) == 0 || cJSON_GetArraySize(rj) == 0) {
                 *x = i, *y = j;
