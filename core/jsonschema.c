@@ -332,7 +332,8 @@ static int32_t schema_body(js_cx *cx, const cJSON *s, const char *ptr) {
     }
     if (cJSON_GetObjectItemCaseSensitive(s, "anyOf")) return cx_alternatives(cx, s, "anyOf", ptr);
     if (cJSON_GetObjectItemCaseSensitive(s, "oneOf")) return cx_alternatives(cx, s, "oneOf", ptr);
-    if (cJSON_GetObjectItemCaseSensitive(s, "not")) return cx_not(cx, s, ptr);
+    if (cJSON_GetObjectItemCaseSensitive(s, "not") || cJSON_GetObjectItemCaseSensitive(s, "\x01nots"))
+        return cx_not(cx, s, ptr);
     return cx_typed(cx, s, ptr);
 }
 

@@ -84,7 +84,7 @@ static const char *const validation_kws[] = {
     "minItems", "uniqueItems", "contains", "maxContains", "minContains", "maxProperties", "minProperties", "required",
     "properties", "patternProperties", "additionalProperties", "dependencies", "dependentRequired",
     "dependentSchemas", "propertyNames", "if", "then", "else", "anyOf", "oneOf", "not", "unevaluatedItems",
-    "unevaluatedProperties", "$recursiveRef", "$dynamicRef", "extends", "disallow", "divisibleBy",
+    "unevaluatedProperties", "$recursiveRef", "$dynamicRef", "extends", "disallow", "divisibleBy", "\x01nots",
 };
 
 static int is_validation(const char *k) {
@@ -153,6 +153,22 @@ static int merge_patterns(js_cx *cx, cJSON *o, const cJSON *a, const cJSON *b) {
     return 0;
 }
 
+// Both parts carry a `not`: the merge keeps one and gathers the others in
+// "\x01nots", applied one after the other (cx_not).
+static int merge_nots(js_cx *cx, cJSON *o, const cJSON *a, const cJSON *b) {
+    if (cJSON_GetObjectItemCaseSensitive(o, "\x01nots") || cJSON_GetObjectItemCaseSensitive(o, "not")) return 0;
+    cJSON *arr = cJSON_AddArrayToObject(o, "\x01nots");
+    if (!arr) return err_set(cx->err, "schema: out of memory");
+    const cJSON *sides[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(sides[i], "not"), *m;
+        if (n) cJSON_AddItemReferenceToArray(arr, cx_mut(n));
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(sides[i], "\x01nots"))
+            cJSON_AddItemReferenceToArray(arr, cx_mut(m));
+    }
+    return 0;
+}
+
 // One keyword both parts carry.
 static int merge_both(js_cx *cx, cJSON *o, const char *k, const cJSON *a, const cJSON *b, const cJSON *va,
                       const cJSON *vb, const char *ptr) {
@@ -183,6 +199,7 @@ static int merge_both(js_cx *cx, cJSON *o, const char *k, const cJSON *a, const 
         if (!rx_format(vb->valuestring)) return add_ref(o, k, va);
     }
     if (!strcmp(k, "const")) return 1; // two different constants: nothing matches
+    if (!strcmp(k, "not") || !strcmp(k, "\x01nots")) return merge_nots(cx, o, a, b);
     if (!strcmp(k, "anyOf") && cJSON_GetArraySize(va) * cJSON_GetArraySize(vb) <= 64) {
         cJSON *arr = cJSON_AddArrayToObject(o, "anyOf");
         const cJSON *x, *y;
@@ -352,6 +369,8 @@ const cJSON *cx_merge(js_cx *cx, const cJSON *a, const cJSON *b, const char *ptr
             const cJSON *vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], k);
             if (!vo && !strcmp(k, "pattern")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "\x01patterns");
             if (!vo && !strcmp(k, "\x01patterns")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "pattern");
+            if (!vo && !strcmp(k, "not")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "\x01nots");
+            if (!vo && !strcmp(k, "\x01nots")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "not");
             int r = vo ? merge_both(cx, o, k, a, b, i ? vo : m, i ? m : vo, ptr) : add_ref(o, k, m);
             if (r > 0) return cx_own(cx, cJSON_CreateFalse());
             if (r < 0) return NULL;
@@ -607,12 +626,31 @@ const cJSON *cx_dependencies(js_cx *cx, const cJSON *s, const char *ptr) {
 
 // `not` in the forms that narrow the rest exactly: not {} (nothing), not a
 // type list (those types dropped), not {"required": [k]} (k forbidden).
+// The `not` to apply first: "not", else the first of "\x01nots" (the
+// nots an allOf merge gathered), and s without it.
+static const cJSON *next_not(js_cx *cx, const cJSON *s, cJSON **rest) {
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(s, "not");
+    if (n) {
+        *rest = cx_without(cx, s, "not");
+        return *rest ? n : NULL;
+    }
+    const cJSON *more = cJSON_GetObjectItemCaseSensitive(s, "\x01nots");
+    if (!(*rest = cx_without(cx, s, "\x01nots"))) return NULL;
+    cJSON *left = cJSON_AddArrayToObject(*rest, "\x01nots");
+    if (!left) return OOM(cx);
+    for (const cJSON *m = more->child ? more->child->next : NULL; m; m = m->next)
+        cJSON_AddItemReferenceToArray(left, cx_mut(m));
+    if (!left->child) cJSON_DeleteItemFromObjectCaseSensitive(*rest, "\x01nots");
+    return more->child;
+}
+
 int32_t cx_not(js_cx *cx, const cJSON *s, const char *ptr) {
     char p[1024];
     cx_ptr_join(p, sizeof p, ptr, "not");
-    const cJSON *n = cx_deref(cx, cJSON_GetObjectItemCaseSensitive(s, "not"), p);
-    cJSON *rest = n ? cx_without(cx, s, "not") : NULL;
-    if (!rest) return -1;
+    cJSON *rest = NULL;
+    const cJSON *n = next_not(cx, s, &rest);
+    n = n ? cx_deref(cx, n, p) : NULL;
+    if (!n || !rest) return -1;
     if (cJSON_IsFalse(n)) return cx_schema(cx, rest, ptr);
     if (cJSON_IsTrue(n) || !cx_has_other(n, NULL, 0)) return cx_new_node(cx, JS_NEVER);
     static const char *const only_type[] = {"type"};
@@ -633,12 +671,11 @@ int32_t cx_not(js_cx *cx, const cJSON *s, const char *ptr) {
     }
     static const char *const only_req[] = {"required"};
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(n, "required");
-    if (!cx_has_other(n, only_req, 1) && cJSON_GetArraySize(req) == 1 && cJSON_IsString(req->child)) {
-        cJSON *f = cx_own(cx, cJSON_CreateObject());
-        cJSON *props = f ? cJSON_AddObjectToObject(f, "properties") : NULL;
-        if (!props || !cJSON_AddFalseToObject(props, req->child->valuestring))
-            return err_set(cx->err, "schema: out of memory"), -1;
-        const cJSON *m = cx_merge(cx, rest, f, ptr);
+    if (!cx_has_other(n, only_req, 1) && cJSON_GetArraySize(req) >= 1) {
+        const cJSON *k;
+        cJSON_ArrayForEach(k, req) if (!cJSON_IsString(k)) return cx_fail(cx, "required", p, "expected strings"), -1;
+        const cJSON *f = not_required(cx, req);
+        const cJSON *m = f ? cx_merge(cx, rest, f, ptr) : NULL;
         return m ? cx_schema(cx, m, ptr) : -1;
     }
     return cx_fail(cx, "not", ptr, "not supported for this subschema"), -1;
