@@ -1,7 +1,9 @@
 // jsonschema: js_compile's dispatch (one schema object normalized step by
-// step, see jsonschema_int.h), the node and DFA tables, and the per-type
-// nodes. $ref lives in jsonschema_ref.c, allOf and oneOf proofs in
-// jsonschema_merge.c, enum/const and objects/arrays in jsonschema_types.c.
+// step, see jsonschema_int.h), the node and DFA tables, anyOf / oneOf.
+// $ref lives in jsonschema_ref.c; allOf, dependencies, not and the oneOf
+// proofs in jsonschema_merge.c; lexemes and enum/const nodes in
+// jsonschema_types.c; objects and arrays in jsonschema_object.c; listed
+// values checked one by one in jsonschema_value.c.
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,14 +1,20 @@
 // jsonschema_int: the schema compiler's private state, shared by
-// core/jsonschema.c (dispatch, types, nodes, DFAs), core/jsonschema_ref.c
-// ($ref, $id, anchors, drafts) and core/jsonschema_merge.c (allOf merged
-// into one schema, oneOf disjointness). Not a public contract.
+// core/jsonschema.c (dispatch, nodes, DFAs, anyOf/oneOf),
+// core/jsonschema_ref.c ($ref, $id, anchors, drafts),
+// core/jsonschema_merge.c (allOf merged into one schema, dependencies, not,
+// oneOf disjointness), core/jsonschema_types.c (lexemes, enum/const nodes),
+// core/jsonschema_object.c (objects, arrays) and core/jsonschema_value.c
+// (a schema checked on one known value). Not a public contract.
 //
 // How a schema is compiled: cx_schema normalizes one schema object at a
-// time: $ref is resolved, allOf becomes one merged schema (a new cJSON
-// object the compiler owns, whose members borrow the parts' values), anyOf
-// and oneOf distribute the rest of the schema into each alternative, `not`
-// becomes a narrower schema; what is left (type, enum and the per-type
-// keywords) becomes per-type nodes. Merging works on JSON, not on nodes, so
+// time: $ref is resolved, a schema listing its values (enum/const) keeps
+// those the whole schema accepts, allOf becomes one merged schema (a new
+// cJSON object the compiler owns, whose members borrow the parts' values),
+// dependencies become anyOf, anyOf and oneOf distribute the rest of the
+// schema into each alternative, `not` becomes a narrower schema; what is
+// left (type and the per-type keywords) becomes per-type nodes. Private
+// keys a merge writes: "\x01patterns" (more patterns), "\x01nots" (more
+// nots). Merging works on JSON, not on nodes, so
 // the node graph is written once and never inspected while it grows.
 #ifndef TESSERA_JSONSCHEMA_INT_H
 #define TESSERA_JSONSCHEMA_INT_H
