@@ -1,12 +1,20 @@
 // grammar_int: the grammar engine's private types, shared by grammar.c
-// (vocab, grammar, matcher API), grammar_match.c (the byte-level matcher)
-// and grammar_mask.c (token masks and the per-lexeme-state caches).
+// (grammars, the matcher's public calls), grammar_vocab.c (the token trie
+// and the per-lexeme-state caches), grammar_match.c (the byte matcher) and
+// grammar_mask.c (token masks). Tests and bench/maskbench include it for
+// gm_matcher_allows.
 //
 // The matcher's state is a small set of threads (anyOf forks one thread per
 // alternative). A thread is a stack of frames; frames are immutable and
 // live in a chunked bump arena, so stepping a byte builds a new top frame
 // over a shared parent and backtracking (the trie walk) is an arena mark
-// reset. Nothing is freed one frame at a time.
+// reset. Nothing is freed one frame at a time; after each accepted token
+// the live threads are copied into the other arena (compaction).
+//
+// Caches: the vocab keeps, per canonical DFA (grammar_vocab.c) and state,
+// the tokens that stay inside the lexeme and those that leave it grouped by
+// exit state and suffix. Entries are built on first use and published with
+// a compare-and-swap; they are never freed before the vocab (no bound yet).
 #ifndef TESSERA_GRAMMAR_INT_H
 #define TESSERA_GRAMMAR_INT_H
 
@@ -21,9 +29,9 @@
 #define GM_MAX_DEPTH 200   // frames per thread, the same
 #define GM_NUM_TEXT 64     // number text kept for numeric checks; longer is refused
 #define GM_ARENA_CHUNK (64 * 1024)
-#define GM_SHORT_CHARS 16
+#define GM_ARENA_MAX_CHUNKS 1024 // 64 MiB of frames per arena; past it threads die
+#define GM_SHORT_CHARS 16        // see gm_lexcache's long tokens
 #define GM_CACHE_BUCKETS 4096
-#define GM_ARENA_MAX_CHUNKS 1024
 
 // ---- vocab ----------------------------------------------------------------
 
@@ -37,9 +45,10 @@ typedef struct gm_tnode {
 } gm_tnode;
 
 // The tokens that leave a lexeme from one DFA state: the DFA stopped at an
-// accepting state (exit_state) and the rest of the token (suffix) goes to
-// the enclosing grammar. toks[tok_off, tok_off + n_toks) share the suffix;
-// chars[] is each one's count of code points started inside the lexeme.
+// accepting state (exit_state, canonical) and the rest of the token (suffix)
+// goes to the enclosing grammar. exit_toks[tok_off, tok_off + n_toks) share
+// the suffix; exit_chars[] is each one's count of code points started
+// inside the lexeme, exit_off[] its bytes inside.
 typedef struct gm_exit {
     int32_t exit_state;
     const uint8_t *suf;       // into the first token's bytes (the tokenizer's)
@@ -165,10 +174,11 @@ struct gm_matcher {
     gm_arena arena[2]; // the live state and the scratch for compaction
     int live;          // which arena holds `cur`
     gm_set cur;
-    // the mask walk's per-depth sets and arena marks (vocab max_depth + 1)
+    // the mask walk's per-depth sets and arena marks (vocab max_depth + 2;
+    // also scratch sets for gm_accept_bytes and the exit groups)
     gm_set *levels;
     gm_mark *marks;
-    uint32_t *scratch; // mask words for one thread's bits
+    uint32_t *scratch; // mask words: a lexeme's inside tokens less long ones
 };
 
 // grammar_match.c
@@ -182,8 +192,9 @@ int gm_set_start(const gm_grammar *g, gm_arena *a, gm_set *out);
 void gm_set_step(const gm_grammar *g, gm_arena *a, const gm_set *in, uint8_t b, gm_set *out);
 // Steps a single thread into out (appended, deduplicated).
 void gm_thread_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8_t b, gm_set *out);
-// The threads that result from ending t's top lexeme in DFA state `state`
-// with `chars` code points started (0 or 1 threads appended to out).
+// The thread that results from ending t's top lexeme in DFA state `state`
+// (keys: which key; the lexeme's own checks but string lengths run), 0 or 1
+// threads appended to out.
 void gm_thread_end_lexeme(const gm_grammar *g, gm_arena *a, const gm_thread *t, int32_t state,
                           gm_set *out);
 bool gm_thread_complete(const gm_grammar *g, const gm_thread *t);
@@ -197,7 +208,11 @@ bool gm_lex_numeric(const js_node *n);
 // grammar_mask.c
 size_t gm_mask_set(gm_matcher *m, uint32_t *bits);
 // grammar_vocab.c
+// The vocab's cache for d's canonical form (found or added) and, in *canon,
+// a new array (the caller frees it): d's state -> canonical state. NULL
+// with err set on out of memory.
 gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **canon, err_t *err);
+// The entry for canonical state s, built on first use; NULL on out of memory.
 const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s);
 // e's per-token code point counts (e is c's entry for s); NULL on out of memory.
 const uint8_t *gm_lexcache_chars(const gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e);

@@ -1,5 +1,6 @@
 // grammar_match: the byte-level matcher over a js_schema node graph. One
 // byte moves every thread of a set; see grammar_int.h for the state.
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,13 +116,22 @@ static bool is_key_lex(const gm_frame *f) {
 
 // ---- numbers ----------------------------------------------------------------
 
+// value / m within rounding of an integer: 1e-9, or a few ulps of a large
+// quotient (a relative bound would pass 1643723400.5 as a multiple of 1).
 static bool multiple_ok(double v, double m, const char *text) {
     bool integral = !strpbrk(text, ".eE");
     if (integral && fabs(v) < 9e15 && m == floor(m) && m < 9e15) {
         return (int64_t)v % (int64_t)m == 0;
     }
     double q = v / m;
-    return fabs(q - nearbyint(q)) <= 1e-9 * fmax(1.0, fabs(q));
+    return fabs(q - nearbyint(q)) <= fmax(1e-9, 8 * DBL_EPSILON * fabs(q));
+}
+
+// Whether v meets a bound it equals as a double: integer texts past 2^53
+// lost digits in the parse (9223372036854776001 == 2^63), so equality
+// there cannot be decided and is refused.
+static bool bound_exact(double v, double bound, const char *text) {
+    return v != bound || fabs(v) < 9007199254740992.0 || strpbrk(text, ".eE");
 }
 
 // The numeric checks a number DFA cannot make, on its whole text.
@@ -132,6 +142,8 @@ static bool number_ok(const js_node *n, const char *num, int len) {
     double v = strtod(buf, NULL);
     if (n->has_min && (n->excl_min ? !(v > n->minimum) : !(v >= n->minimum))) return false;
     if (n->has_max && (n->excl_max ? !(v < n->maximum) : !(v <= n->maximum))) return false;
+    if ((n->has_min && !bound_exact(v, n->minimum, buf)) || (n->has_max && !bound_exact(v, n->maximum, buf)))
+        return false;
     if (n->multiple_of > 0 && !multiple_ok(v, n->multiple_of, buf)) return false;
     if (n->num_enum) {
         for (int32_t i = 0; i < n->n_num_enum; i++)

@@ -1,9 +1,10 @@
 // grammar_vocab: the vocab (every ordinary token's bytes in a trie) and
-// its lexeme caches. A grammar's DFA is first reduced to a canonical form
-// (its states merged when they accept the same byte strings, key labels
-// ignored, then renumbered breadth first), so every grammar whose lexeme
-// has the same language (the free string, numbers, the "any other key"
-// part of object keys) shares one cache entry per state.
+// its lexeme caches, one entry per (DFA, state), found by the DFA's tables.
+// The regex compiler's DFAs are minimal, so equal lexemes (the free string,
+// numbers, literals) share entries across grammars as they are. A key DFA
+// is first reduced to a canonical form (states merged when they accept the
+// same byte strings, key labels ignored, renumbered breadth first): where
+// any key is allowed, its states collapse into the free string's.
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,8 +301,6 @@ fail:
     return NULL;
 }
 
-// The vocab's cache for d's canonical form (found or added), and in *map a
-// new array: d's state -> canonical state. NULL with err on out of memory.
 // A plain copy of the tables a token walk reads, for DFAs the regex
 // compiler already minimized (every DFA but a key DFA).
 static rx_dfa *dfa_copy(const rx_dfa *d, int32_t *map) {
@@ -324,6 +323,8 @@ static rx_dfa *dfa_copy(const rx_dfa *d, int32_t *map) {
     return c;
 }
 
+// Key DFAs are canonicalized (their states collapse into the free string's
+// where any key is allowed); other DFAs are looked up as they are.
 gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_t *err) {
     int32_t quote = d->char_end ? d->next[d->cls['"']] : -1;
     bool canon = d->key_name && d->n_states <= GM_CANON_MAX;
@@ -520,7 +521,7 @@ static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
 // Groups the sorted exit records by (state, suffix).
 static int group_exits(walk_ctx *w, gm_lexcache *e) {
     cmp_vocab = w->v;
-    qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
+    if (w->n_recs) qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
     e->exit_toks = malloc((w->n_recs + 1) * sizeof *e->exit_toks);
     e->exit_chars = malloc(w->n_recs + 1);
     e->exit_off = malloc((w->n_recs + 1) * sizeof *e->exit_off);

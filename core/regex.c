@@ -23,13 +23,17 @@ int32_t rx_nfa_state(rx_nfa *n) {
 }
 
 int rx_nfa_eps(rx_nfa *n, int32_t from, int32_t to) {
+    return rx_nfa_eps_kind(n, from, to, RX_EPS);
+}
+
+int rx_nfa_eps_kind(rx_nfa *n, int32_t from, int32_t to, int32_t kind) {
     if (n->ne == n->cape) {
         int32_t cap = n->cape ? n->cape * 2 : 256;
         rx_nedge *e = realloc(n->e, (size_t)cap * sizeof *e);
         if (!e) return -1;
         n->e = e, n->cape = cap;
     }
-    n->e[n->ne] = (rx_nedge){to, n->s[from].eps};
+    n->e[n->ne] = (rx_nedge){to, n->s[from].eps, kind};
     n->s[from].eps = n->ne++;
     return 0;
 }
@@ -49,6 +53,7 @@ typedef struct rx_build {
     err_t *err;
     rx_trie_edge *trie; // the current character set's trie (see chain)
     int n_trie, cap_trie;
+    int skip_look; // lookaheads build nothing (rx_nfa_add_node)
 } rx_build;
 
 static int32_t berr(rx_build *b) {
@@ -223,6 +228,18 @@ static int32_t frag(rx_build *b, int k, int32_t from) {
         for (int c = nd->kid; c >= 0 && from >= 0; c = b->a->nodes[c].next) from = frag(b, c, from);
         return from;
     case RN_REP: return frag_rep(b, nd, from);
+    case RN_LOOK:
+        // Lookaheads are the DFA-level path's (regex_look.c): here they were
+        // either checked and are left out, or stand where none is allowed.
+        if (b->skip_look) return from;
+        return err_set(b->err, "regex: %s '%s' is only supported right after a leading '^' (at offset %d)",
+                       nd->min ? "negative lookahead" : "lookahead", nd->min ? "(?!" : "(?=", nd->max);
+    case RN_BOL: case RN_EOL: {
+        int32_t t = rx_nfa_state(b->nfa);
+        if (t < 0 || rx_nfa_eps_kind(b->nfa, from, t, nd->kind == RN_BOL ? RX_EPS_BOL : RX_EPS_EOL)) return berr(b);
+        b->nfa->s[t].bnd = (uint8_t)b->json;
+        return t;
+    }
     }
     int32_t end = rx_nfa_state(b->nfa);
     if (end < 0) return berr(b);
@@ -243,20 +260,34 @@ static int32_t frag_any_star(rx_build *b, int32_t from) {
     return loop;
 }
 
-// The body: the top-level alternatives, each wrapped in .* on the sides its
-// anchors leave open (search), or as is (anchored).
-static int32_t frag_top(rx_build *b, int root, const int *anch, int search, int32_t from) {
-    int32_t end = rx_nfa_state(b->nfa);
-    if (end < 0) return berr(b);
-    b->nfa->s[end].bnd = (uint8_t)b->json;
-    int i = 0;
-    for (int c = b->a->nodes[root].kid; c >= 0; c = b->a->nodes[c].next, i++) {
-        int32_t s = frag_join(b, &from);
-        if (s >= 0 && search && !(anch[i] & 1)) s = frag_any_star(b, s);
-        if (s >= 0) s = frag(b, c, s);
-        if (s >= 0 && search && !(anch[i] & 2)) s = frag_any_star(b, s);
-        if (s < 0 || rx_nfa_eps(b->nfa, s, end)) return s < 0 ? -1 : berr(b);
+// Whether node k (an alternation: each of its alternatives; else k itself,
+// a sequence) begins (kind RN_BOL) or ends (RN_EOL) with that anchor.
+static int all_anchored(const rx_ast *a, int k, int kind) {
+    if (a->nodes[k].kind == RN_ALT) {
+        for (int c = a->nodes[k].kid; c >= 0; c = a->nodes[c].next)
+            if (!all_anchored(a, c, kind)) return 0;
+        return 1;
     }
+    int first = a->nodes[k].kid, last = first;
+    while (last >= 0 && a->nodes[last].next >= 0) last = a->nodes[last].next;
+    int at = kind == RN_BOL ? first : last;
+    return at >= 0 && a->nodes[at].kind == kind;
+}
+
+// The body: node k between `any characters` loops on the sides that ask for
+// one (head, tail). Search semantics is ECMA's RegExp.test: any characters,
+// the pattern, any characters, with ^ and $ as assertions; a side where
+// every alternative is anchored needs no loop (common, and it keeps the
+// subsets small). Anchored: the pattern alone.
+static int32_t frag_body(rx_build *b, int k, int head, int tail, int32_t from) {
+    int32_t s = from;
+    if (head && !all_anchored(b->a, k, RN_BOL)) s = frag_any_star(b, s);
+    if (s >= 0) s = frag(b, k, s);
+    if (s >= 0 && tail && !all_anchored(b->a, k, RN_EOL)) s = b->nfa->any_tail = frag_any_star(b, s);
+    if (s < 0) return -1;
+    int32_t end = rx_nfa_state(b->nfa);
+    if (end < 0 || rx_nfa_eps(b->nfa, s, end)) return berr(b);
+    b->nfa->s[end].bnd = (uint8_t)b->json;
     return end;
 }
 
@@ -268,21 +299,60 @@ static int32_t quote(rx_build *b, int32_t from) {
     return q;
 }
 
-int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, int32_t tag, err_t *err) {
-    rx_ast a;
-    if (rx_parse(&a, pattern, len, flags, err)) return -1;
-    rx_build b = {.nfa = n, .a = &a, .json = (flags & RX_JSON_STRING) != 0, .err = err};
+int32_t rx_nfa_add_node(rx_nfa *n, const rx_ast *a, int k, int head, int tail, unsigned flags, int32_t tag,
+                        err_t *err) {
+    rx_build b = {.nfa = n, .a = a, .json = (flags & RX_JSON_STRING) != 0, .err = err, .skip_look = k != a->root};
     int32_t start = rx_nfa_state(n), s = start < 0 ? berr(&b) : start;
     if (s >= 0 && b.json) {
         s = quote(&b, s);
         if (s >= 0) n->s[s].bnd = 1;
     }
-    if (s >= 0) s = frag_top(&b, a.root, a.anch, (flags & RX_SEARCH) != 0, s);
-    if (s >= 0 && b.json) s = quote(&b, s);
+    if (s >= 0) s = frag_body(&b, k, head, tail, s);
+    if (s >= 0 && b.json) n->s[s].fin = 1, s = quote(&b, s);
     if (s >= 0) n->s[s].tag = tag;
     free(b.trie);
-    rx_ast_free(&a);
     return s < 0 ? -1 : start;
+}
+
+// Adds DFA d as NFA states (one per DFA state, one edge state per run of
+// bytes with the same target), accepting with `tag`; returns its start.
+static int32_t nfa_add_dfa(rx_nfa *n, const rx_dfa *d, int32_t tag, err_t *err) {
+    int32_t base = n->n;
+    for (int32_t s = 0; s < d->n_states; s++) {
+        if (rx_nfa_state(n) < 0) return err_set(err, "regex: out of memory");
+        n->s[base + s].tag = d->accept[s] ? tag : -1;
+        n->s[base + s].bnd = d->char_end ? d->char_end[s] : 0;
+    }
+    for (int32_t s = 0; s < d->n_states; s++) {
+        const int32_t *row = d->next + (size_t)s * (size_t)d->n_classes;
+        for (int lo = 0, hi; lo < 256; lo = hi + 1) {
+            int32_t t = row[d->cls[lo]];
+            for (hi = lo; hi < 255 && row[d->cls[hi + 1]] == t;) hi++;
+            if (t < 0) continue;
+            int32_t e = rx_nfa_state(n);
+            if (e < 0 || rx_nfa_eps(n, base + s, e)) return err_set(err, "regex: out of memory");
+            n->s[e].lo = (uint8_t)lo, n->s[e].hi = (uint8_t)hi, n->s[e].out = base + t;
+        }
+    }
+    return base;
+}
+
+int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, int32_t tag, err_t *err) {
+    rx_ast a;
+    if (rx_parse(&a, pattern, len, flags, err)) return -1;
+    int search = (flags & RX_SEARCH) != 0;
+    if (search) rx_inline_tail_looks(&a);
+    int32_t s = -1;
+    if (rx_has_look(&a)) {
+        // Lookaheads are DFA products: build the DFA, then take it in.
+        rx_dfa *d = rx_compile_look(&a, flags, err);
+        if (d) s = nfa_add_dfa(n, d, tag, err);
+        rx_free(d);
+    } else {
+        s = rx_nfa_add_node(n, &a, a.root, search, search, flags, tag, err);
+    }
+    rx_ast_free(&a);
+    return s;
 }
 
 // The characters of s[0..len) from `at` on; the last state, or -1.
@@ -304,18 +374,28 @@ int32_t rx_nfa_add_literal(rx_nfa *n, const char *s, size_t len, int32_t tag, er
     rx_build b = {.nfa = n, .a = &a, .json = 1, .err = err};
     int32_t start = rx_nfa_state(n), at = start < 0 ? berr(&b) : quote(&b, start);
     if (at >= 0) n->s[at].bnd = 1, at = literal_chars(&b, s, len, at);
-    if (at >= 0) at = quote(&b, at);
+    if (at >= 0) n->s[at].fin = 1, at = quote(&b, at);
     if (at >= 0) n->s[at].tag = tag;
     free(b.trie);
     return at < 0 ? -1 : start;
 }
 
-rx_dfa *rx_compile(const char *pattern, size_t len, unsigned flags, err_t *err) {
-    rx_nfa n = {0};
-    n.start = rx_nfa_add(&n, pattern, len, flags, 0, err);
+rx_dfa *rx_compile_node(const rx_ast *a, int k, int head, int tail, unsigned flags, err_t *err) {
+    rx_nfa n = {.any_tail = -1};
+    n.start = rx_nfa_add_node(&n, a, k, head, tail, flags, 0, err);
     rx_dfa *d = NULL;
     if (n.start >= 0) d = rx_determinize(&n, (rx_labels){.json = (flags & RX_JSON_STRING) != 0}, err);
     rx_nfa_free(&n);
+    return d;
+}
+
+rx_dfa *rx_compile(const char *pattern, size_t len, unsigned flags, err_t *err) {
+    rx_ast a;
+    if (rx_parse(&a, pattern, len, flags, err)) return NULL;
+    int search = (flags & RX_SEARCH) != 0;
+    if (search) rx_inline_tail_looks(&a);
+    rx_dfa *d = rx_has_look(&a) ? rx_compile_look(&a, flags, err) : rx_compile_node(&a, a.root, search, search, flags, err);
+    rx_ast_free(&a);
     return d;
 }
 

@@ -9,11 +9,15 @@
 // Syntax: ECMA-262 as JSON Schema's "pattern" uses it: literals, `.`,
 // escapes (\d \D \w \W \s \S \t \n \r \f \v \0 \xHH \uHHHH \u{H..} \/ and
 // escaped punctuation), classes [...] with ranges and negation, groups
-// (...) and (?:...), alternation, quantifiers * + ? {n} {n,} {n,m} and their
-// lazy forms (same language), anchors ^ and $ at the ends of a top-level
-// alternative. Lookaround, backreferences, \b, \p{..}, anchors elsewhere:
-// an error naming the construct ("regex: lookahead '(?=' is not supported
-// at offset 7"), never a silent approximation.
+// (...), (?:...) and (?<name>...), alternation, quantifiers * + ? {n} {n,}
+// {n,m} and their lazy forms (same language), the assertions ^ and $
+// anywhere (no m flag: start and end of the string). A '{' that starts no
+// quantifier and lone '}' ']' are literals (Annex B, as Python's re reads
+// them). Lookaheads (?=X) (?!X) right after a top-level alternative's
+// leading ^ (the string begins, or does not begin, with a match of X).
+// Other lookaheads, lookbehind, backreferences, \b, \p{..}: an error
+// naming the construct ("regex: lookbehind '(?<=' is not supported at
+// offset 7"), never a silent approximation.
 //
 // Semantics over code points: the pattern matches decoded characters; the
 // DFA accepts their UTF-8 bytes (RX_BYTES off) or their JSON string

@@ -1,7 +1,7 @@
 // regex_dfa: from a byte NFA to the DFA the engine walks. Subset
-// construction over byte classes (intervals cut at every range end in the
-// NFA), with a hash table of NFA state sets; then trimming (drop what cannot
-// reach accept), Hopcroft minimization (states kept apart by their labels:
+// construction over byte classes (bytes no NFA range tells apart), with a
+// hash table of NFA state sets; then trimming (drop what cannot reach
+// accept), Hopcroft minimization (states kept apart by their labels:
 // accept, char_end, key_name, key_pats), a BFS renumbering from the start
 // and merging of byte classes whose columns are equal.
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include "regex_int.h"
 
-#define RX_MAX_POOL (1 << 22)           // NFA state ids in all subsets together
+#define RX_MAX_POOL (1 << 22) // subset entries in all subsets together
 
 static uint64_t hash_ints(const int32_t *v, size_t n) {
     uint64_t h = 1469598103934665603ull ^ n;
@@ -23,48 +23,82 @@ typedef struct subset {
     const rx_nfa *nfa;
     rx_labels lab;
     int32_t n_classes;
-    uint8_t cls[256];
-    rx_ivec pool;          // the NFA state sets, back to back
-    rx_ivec off, len;      // per DFA state: its set in pool
-    rx_ivec next;          // [n_states * n_classes]
-    int32_t *tab;       // open addressing: DFA state + 1, 0 empty
+    uint8_t cls[256];    // byte -> class
+    uint8_t iv[256];     // byte -> interval (see subset_classes)
+    uint8_t iv_cls[256]; // interval -> class
+    rx_ivec pool;        // the subsets (sorted entries, see ended()), back to back
+    rx_ivec off, len;    // per DFA state: its subset in pool
+    rx_ivec next;        // [n_states * n_classes]
+    int32_t *tab;        // open addressing: DFA state + 1, 0 empty
     size_t tab_cap;
-    int32_t *mark;      // per NFA state: generation of the last closure
+    int32_t *mark;       // per entry: generation of the last closure that met it
     int32_t gen;
-    rx_ivec stack, set;    // closure scratch
-    rx_ivec tmp;           // sort scratch
-    rx_ivec *bucket;       // per class: NFA targets
+    rx_ivec stack, set;  // closure scratch
+    rx_ivec tmp;         // sort scratch
+    rx_ivec *bucket;     // per class: the entries one byte of it leads to
     uint64_t *bucket_hash;
 } subset;
 
-// Byte classes: intervals between every lo and hi + 1 of the NFA's ranges.
+// Byte classes. First intervals: cut at every lo and hi + 1 of the NFA's
+// ranges, so each range is a run of intervals. Then intervals covered by
+// exactly the same ranges join one class: each distinct range splits the
+// classes it covers only in part.
 static void subset_classes(subset *S) {
-    uint8_t cut[257] = {0};
+    uint8_t cut[257] = {0}, seen[256 * 32] = {0}; // seen: a bit per (lo, hi)
     cut[0] = 1;
     for (int32_t i = 0; i < S->nfa->n; i++) {
         const rx_nstate *q = &S->nfa->s[i];
-        if (q->out < 0) continue;
-        cut[q->lo] = 1;
-        cut[q->hi + 1] = 1;
+        if (q->out >= 0) cut[q->lo] = 1, cut[q->hi + 1] = 1;
     }
-    int32_t c = -1;
-    for (int b = 0; b < 256; b++) {
-        c += cut[b];
-        S->cls[b] = (uint8_t)c;
+    int32_t n_iv = -1;
+    for (int b = 0; b < 256; b++) S->iv[b] = (uint8_t)(n_iv += cut[b]);
+    n_iv++;
+    int32_t ncls = 1, inside[256], total[256], fresh[256];
+    memset(S->iv_cls, 0, sizeof S->iv_cls);
+    for (int32_t i = 0; i < S->nfa->n; i++) {
+        const rx_nstate *q = &S->nfa->s[i];
+        int bit = q->lo * 256 + q->hi;
+        if (q->out < 0 || seen[bit >> 3] & (1 << (bit & 7))) continue;
+        seen[bit >> 3] |= (uint8_t)(1 << (bit & 7));
+        memset(inside, 0, (size_t)ncls * sizeof *inside), memset(total, 0, (size_t)ncls * sizeof *total);
+        for (int32_t j = 0; j < n_iv; j++) total[S->iv_cls[j]]++;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) inside[S->iv_cls[j]]++;
+        for (int32_t c = 0, n0 = ncls; c < n0; c++) fresh[c] = inside[c] && inside[c] < total[c] ? ncls++ : -1;
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++)
+            if (fresh[S->iv_cls[j]] >= 0) S->iv_cls[j] = (uint8_t)fresh[S->iv_cls[j]];
     }
-    S->n_classes = c + 1;
+    for (int b = 0; b < 256; b++) S->cls[b] = S->iv_cls[S->iv[b]];
+    S->n_classes = ncls;
 }
 
-// Whether the closure keeps state q: only states that consume a byte,
+// Subsets hold NFA states as q * 2 + ended: "ended" states were reached
+// through a $ assertion, so of their byte edges only the closing quote
+// (fin) counts.
+static int ended(int32_t e) {
+    return e & 1;
+}
+
+static const rx_nstate *nstate(const subset *S, int32_t e) {
+    return &S->nfa->s[e >> 1];
+}
+
+// Whether the byte edge of entry e can be taken.
+static int can_step(const subset *S, int32_t e) {
+    const rx_nstate *q = nstate(S, e);
+    return q->out >= 0 && (!ended(e) || q->fin);
+}
+
+// Whether the closure keeps entry e: only entries that consume a byte,
 // accept or mark a boundary tell sets apart.
-static int important(const rx_nstate *q) {
-    return q->out >= 0 || q->tag >= 0 || q->bnd;
+static int important(const subset *S, int32_t e) {
+    const rx_nstate *q = nstate(S, e);
+    return can_step(S, e) || q->tag >= 0 || q->bnd;
 }
 
-_Static_assert(RX_MAX_NFA <= (1 << 18), "sort_states sorts 18-bit state ids");
+_Static_assert(RX_MAX_NFA <= (1 << 18), "sort_states sorts 19-bit subset entries");
 
-// Sorts v[0..n) (NFA state ids, below 2^18):
-// insertion sort when short, else two 9-bit radix passes through tmp.
+// Sorts v[0..n) (subset entries, below 2^19, see ended()):
+// insertion sort when short, else two 10-bit radix passes through tmp.
 static int sort_states(int32_t *v, size_t n, rx_ivec *tmp) {
     if (n <= 48) {
         for (size_t i = 1; i < n; i++) {
@@ -77,32 +111,48 @@ static int sort_states(int32_t *v, size_t n, rx_ivec *tmp) {
     }
     if (rx_ivec_grow(tmp, n)) return -1;
     int32_t *src = v, *dst = tmp->v;
-    for (int shift = 0; shift < 18; shift += 9) {
-        int32_t cnt[513] = {0};
-        for (size_t i = 0; i < n; i++) cnt[((src[i] >> shift) & 511) + 1]++;
-        for (int b = 0; b < 512; b++) cnt[b + 1] += cnt[b];
-        for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 511]++] = src[i];
+    for (int shift = 0; shift < 20; shift += 10) {
+        int32_t cnt[1025] = {0};
+        for (size_t i = 0; i < n; i++) cnt[((src[i] >> shift) & 1023) + 1]++;
+        for (int b = 0; b < 1024; b++) cnt[b + 1] += cnt[b];
+        for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> shift) & 1023]++] = src[i];
         int32_t *t = src;
         src = dst, dst = t;
     }
     return 0; // two passes: the result is back in v
 }
 
-// The epsilon closure of S->stack's states into S->set (sorted).
-static int closure(subset *S) {
+// The epsilon closure of S->stack's entries into S->set (unsorted). ^
+// edges are taken only when bol (no character read yet); $ edges lead to
+// ended entries.
+static int closure_raw(subset *S, int bol) {
     S->gen++;
     S->set.n = 0;
     for (size_t i = 0; i < S->stack.n; i++) S->mark[S->stack.v[i]] = S->gen;
     while (S->stack.n) {
-        int32_t q = S->stack.v[--S->stack.n];
-        const rx_nstate *st = &S->nfa->s[q];
-        if (important(st) && rx_ivec_push(&S->set, q)) return -1;
-        for (int32_t e = st->eps; e >= 0; e = S->nfa->e[e].next) {
-            int32_t t = S->nfa->e[e].to;
+        int32_t e = S->stack.v[--S->stack.n];
+        if (important(S, e) && rx_ivec_push(&S->set, e)) return -1;
+        for (int32_t k = nstate(S, e)->eps; k >= 0; k = S->nfa->e[k].next) {
+            const rx_nedge *edge = &S->nfa->e[k];
+            if (edge->kind == RX_EPS_BOL && !bol) continue;
+            int32_t t = edge->to * 2 + (ended(e) || edge->kind == RX_EPS_EOL);
             if (S->mark[t] == S->gen) continue;
             S->mark[t] = S->gen;
             if (rx_ivec_push(&S->stack, t)) return -1;
         }
+    }
+    return 0;
+}
+
+// The closure, sorted. One that reaches the search tail is the tail's
+// closure alone (see rx_nfa.any_tail): .*[a-z]{1,255}.* then has a state
+// per count before the first letter, not a subset per run of letters.
+static int closure(subset *S, int bol) {
+    if (closure_raw(S, bol)) return -1;
+    int32_t tail = S->nfa->any_tail;
+    if (tail >= 0 && S->mark[tail * 2] == S->gen) {
+        S->stack.n = 0;
+        if (rx_ivec_push(&S->stack, tail * 2) || closure_raw(S, 0)) return -1;
     }
     return sort_states(S->set.v, S->set.n, &S->tmp);
 }
@@ -160,10 +210,14 @@ static int32_t same_bucket(subset *S, int32_t c) {
 static int expand(subset *S, int32_t d) {
     for (int32_t c = 0; c < S->n_classes; c++) S->bucket[c].n = 0;
     for (int32_t i = 0; i < S->len.v[d]; i++) {
-        const rx_nstate *q = &S->nfa->s[S->pool.v[S->off.v[d] + i]];
-        if (q->out < 0) continue;
-        for (int32_t c = S->cls[q->lo]; c <= S->cls[q->hi]; c++)
-            if (rx_ivec_push(&S->bucket[c], q->out)) return -1;
+        int32_t e = S->pool.v[S->off.v[d] + i];
+        if (!can_step(S, e)) continue;
+        const rx_nstate *q = nstate(S, e);
+        for (int32_t j = S->iv[q->lo]; j <= S->iv[q->hi]; j++) {
+            rx_ivec *bk = &S->bucket[S->iv_cls[j]];
+            if (bk->n && bk->v[bk->n - 1] == q->out * 2) continue; // this range met the class already
+            if (rx_ivec_push(bk, q->out * 2)) return -1;
+        }
     }
     if (rx_ivec_grow(&S->next, (size_t)(d + 1) * (size_t)S->n_classes)) return -1;
     for (int32_t c = 0; c < S->n_classes; c++) {
@@ -178,7 +232,8 @@ static int expand(subset *S, int32_t d) {
                 S->mark[q] = S->gen + 1;
                 if (rx_ivec_push(&S->stack, q)) return -1;
             }
-            if (closure(S)) return -1;
+            // Only the opening quote comes before the first character.
+            if (closure(S, d == 0 && S->lab.json)) return -1;
             if ((t = intern(S)) < 0) return t;
         }
         S->next.v[(size_t)d * (size_t)S->n_classes + (size_t)c] = t;
@@ -208,7 +263,7 @@ rx_dfa *rx_dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json) {
 static void subset_label(const subset *S, rx_dfa *out, int32_t d) {
     if (out->key_name) out->key_name[d] = -1;
     for (int32_t i = 0; i < S->len.v[d]; i++) {
-        const rx_nstate *q = &S->nfa->s[S->pool.v[S->off.v[d] + i]];
+        const rx_nstate *q = nstate(S, S->pool.v[S->off.v[d] + i]);
         if (q->bnd && out->char_end) out->char_end[d] = 1;
         if (q->tag < 0) continue;
         out->accept[d] = 1;
@@ -243,12 +298,11 @@ rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err) {
     subset_classes(&S);
     rx_dfa *d = NULL;
     int r = -1;
-    S.mark = calloc((size_t)n->n, sizeof *S.mark);
+    S.mark = calloc((size_t)n->n * 2, sizeof *S.mark);
     S.bucket = calloc((size_t)S.n_classes, sizeof *S.bucket);
     S.bucket_hash = calloc((size_t)S.n_classes, sizeof *S.bucket_hash);
-    if (S.mark && S.bucket && S.bucket_hash && !rx_ivec_push(&S.stack, n->start)) {
-        S.mark[n->start] = 1;
-        r = closure(&S);
+    if (S.mark && S.bucket && S.bucket_hash && !rx_ivec_push(&S.stack, n->start * 2)) {
+        r = closure(&S, 1);
         if (!r) r = intern(&S) < 0 ? -1 : 0;
         for (size_t i = 0; !r && i < S.off.n; i++) r = expand(&S, (int32_t)i);
     }

@@ -1,7 +1,8 @@
 // regex_int: what the regex module's files share: regex_parse.c (pattern to
-// syntax tree), regex.c (byte NFA), regex_dfa.c (subset construction,
-// trimming, minimization) and regex_ops.c (rx_keys, rx_intersect). Private
-// to the module.
+// syntax tree), regex.c (byte NFA, rx_compile), regex_dfa.c (subset
+// construction, trimming, minimization), regex_ops.c (rx_keys, products),
+// regex_look.c (leading lookaheads) and regex_format.c (formats, integer
+// ranges). Private to the module.
 #ifndef TESSERA_REGEX_INT_H
 #define TESSERA_REGEX_INT_H
 
@@ -55,8 +56,9 @@ typedef struct rx_set {
 } rx_set;
 
 // Nodes: a character set, a concatenation or alternation of the kid list,
-// or kid repeated {min,max}.
-enum { RN_SET, RN_CAT, RN_ALT, RN_REP };
+// kid repeated {min,max}, the assertions ^ (start of input) and $ (end),
+// or a lookahead over kid (min 1: negative; max: its offset in the pattern).
+enum { RN_SET, RN_CAT, RN_ALT, RN_REP, RN_BOL, RN_EOL, RN_LOOK };
 
 typedef struct rx_node {
     int kind;
@@ -70,7 +72,6 @@ typedef struct rx_ast {
     rx_node *nodes;
     int n_nodes, cap_nodes;
     int root;        // an RN_ALT: the top-level alternatives
-    int *anch;       // per top-level alternative: 1 it starts with ^, 2 it ends with $
     uint32_t max_cp; // 0x10FFFF, or 0xFF for RX_BYTES
 } rx_ast;
 
@@ -86,17 +87,25 @@ int rx_set_add(rx_set *s, uint32_t lo, uint32_t hi);
 // A byte NFA in Thompson form. A state has at most one byte edge
 // (lo..hi -> out) and any number of epsilon edges (a list in `edges`).
 // tag >= 0 marks an accepting state (rx_keys tells names and patterns apart
-// by tag); bnd marks a state between two characters of the decoded string.
+// by tag); bnd marks a state between two characters of the decoded string;
+// fin marks the state whose byte edge is the closing quote (JSON strings),
+// the one byte edge that may follow an end-of-input assertion.
 typedef struct rx_nstate {
     int32_t out;  // byte edge target, -1 none
     int32_t eps;  // first epsilon edge (index into edges), -1 none
     int32_t tag;  // -1: not accepting
     uint8_t lo, hi;
-    uint8_t bnd;
+    uint8_t bnd, fin;
 } rx_nstate;
+
+// Epsilon edges: plain, or the assertions ^ (taken only before the first
+// character) and $ (taken anywhere, but what follows may consume nothing
+// but the closing quote: the subset construction tracks "ended" states).
+enum { RX_EPS, RX_EPS_BOL, RX_EPS_EOL };
 
 typedef struct rx_nedge {
     int32_t to, next;
+    int32_t kind; // RX_EPS*
 } rx_nedge;
 
 typedef struct rx_nfa {
@@ -105,6 +114,10 @@ typedef struct rx_nfa {
     rx_nedge *e;
     int32_t ne, cape;
     int32_t start;
+    // Search semantics' trailing .* loop (-1: none). From there every
+    // continuation is accepted, so a subset holding it is that loop alone
+    // (rx_compile only: rx_keys' other branches still label what follows).
+    int32_t any_tail;
 } rx_nfa;
 
 // Labels the subset construction gives accepting DFA states: plain (every
@@ -119,11 +132,18 @@ typedef struct rx_labels {
 // Adds the NFA of pattern[0..len) (flags RX_*) to n, from a new state to a
 // new accepting state tagged `tag`; returns that start state or -1 with err.
 int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, int32_t tag, err_t *err);
+// The same from node k of a parsed pattern, with `any characters` before
+// it (head) and after it (tail) unless anchored there; lookaheads inside k
+// build nothing (their placement checked by the caller) unless k is the
+// root, where any lookahead is an error.
+int32_t rx_nfa_add_node(rx_nfa *n, const rx_ast *a, int k, int head, int tail, unsigned flags, int32_t tag,
+                        err_t *err);
 // Adds the quoted JSON encoding of the literal string s[0..len) (UTF-8),
 // accepting with `tag`; returns the start state or -1 with err.
 int32_t rx_nfa_add_literal(rx_nfa *n, const char *s, size_t len, int32_t tag, err_t *err);
 int32_t rx_nfa_state(rx_nfa *n);
 int rx_nfa_eps(rx_nfa *n, int32_t from, int32_t to);
+int rx_nfa_eps_kind(rx_nfa *n, int32_t from, int32_t to, int32_t kind);
 void rx_nfa_free(rx_nfa *n);
 
 // The trimmed, minimized DFA of n from n->start (subset construction over
@@ -133,6 +153,28 @@ rx_dfa *rx_determinize(const rx_nfa *n, rx_labels lab, err_t *err);
 // A new DFA of n_states x n_classes, with key labels (keys) and char_end
 // (json) when asked; next uninitialized, labels 0. NULL on out of memory.
 rx_dfa *rx_dfa_alloc(int32_t n_states, int32_t n_classes, int keys, int json);
+
+// The DFA of node k alone (as rx_nfa_add_node), trimmed and minimized.
+rx_dfa *rx_compile_node(const rx_ast *a, int k, int head, int tail, unsigned flags, err_t *err);
+
+// ---- lookaheads (regex_look.c) ----
+
+// Whether the pattern has a lookahead anywhere.
+int rx_has_look(const rx_ast *a);
+// Search semantics only: a positive lookahead ending a top-level
+// alternative becomes a plain group (the same strings match).
+void rx_inline_tail_looks(rx_ast *a);
+// rx_compile for a pattern with lookaheads: each top-level alternative's
+// DFA, intersected with (?=X) or with the complement of (?!X) for the
+// lookaheads right after its leading ^ (X then anything), all alternatives
+// united. A lookahead anywhere else is an error naming it.
+rx_dfa *rx_compile_look(const rx_ast *a, unsigned flags, err_t *err);
+
+// DFA products, reachable pairs only, trimmed and minimized: RX_AND accepts
+// what both accept, RX_ANDNOT what a accepts and b does not, RX_OR what
+// either accepts. char_end comes from a where a is alive, else from b.
+enum { RX_AND, RX_ANDNOT, RX_OR };
+rx_dfa *rx_product(const rx_dfa *a, const rx_dfa *b, int op, err_t *err);
 
 // Trims and minimizes d in place into a new DFA (d is freed either way);
 // NULL with err when nothing is accepted or on out of memory.

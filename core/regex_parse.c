@@ -1,7 +1,7 @@
 // regex_parse: ECMA-262 pattern syntax (as JSON Schema's "pattern" uses it)
 // into the syntax tree of regex_int.h: code point sets, concatenation,
 // alternation and counted repetition. Everything ECMA has and a DFA cannot
-// do (lookaround, backreferences, \b, \p{..}, inner anchors) is an error
+// do (lookbehind, backreferences, \b, \p{..}) is an error
 // naming the construct and its offset.
 #include <stdlib.h>
 #include <string.h>
@@ -284,7 +284,23 @@ static int parse_class(rx_parser *p) {
 
 // ---- atoms, quantifiers, sequences, alternation ----
 
-static int parse_alt(rx_parser *p, int top, int *anch);
+static int parse_alt(rx_parser *p, int top);
+
+// A lookahead (?=X) or (?!X) at `at`: an RN_LOOK node (min: negative,
+// max: its offset) over X. Where it may stand is checked when compiling.
+static int parse_look(rx_parser *p, int neg, size_t at) {
+    p->i += 2;
+    if (++p->depth > RX_MAX_DEPTH) return perr(p, "groups nested too deep");
+    int k = parse_alt(p, 0);
+    p->depth--;
+    if (k < 0) return -1;
+    if (p->i >= p->n || p->p[p->i] != ')') return err_set(p->err, "regex: missing ')' for '(' at offset %zu", at);
+    p->i++;
+    int look = node_new(p, RN_LOOK);
+    if (look < 0) return -1;
+    p->a.nodes[look].kid = k, p->a.nodes[look].min = neg, p->a.nodes[look].max = (int)at;
+    return look;
+}
 
 static int parse_group(rx_parser *p) {
     size_t at = p->i - 1;
@@ -297,22 +313,32 @@ static int parse_group(rx_parser *p) {
             const char *gt = memchr(q, '>', left);
             if (!gt) return perr(p, "unterminated group name");
             p->i += (size_t)(gt - q) + 1;
+        } else if (left >= 2 && (q[1] == '=' || q[1] == '!')) {
+            return parse_look(p, q[1] == '!', at);
         } else {
-            const char *what = left >= 2 && q[1] == '=' ? "lookahead '(?='"
-                               : left >= 2 && q[1] == '!' ? "negative lookahead '(?!'"
-                               : left >= 3 && q[1] == '<' && q[2] == '=' ? "lookbehind '(?<='"
+            const char *what = left >= 3 && q[1] == '<' && q[2] == '=' ? "lookbehind '(?<='"
                                : left >= 3 && q[1] == '<' ? "negative lookbehind '(?<!'"
                                                           : "group modifier '(?'";
             return err_set(p->err, "regex: %s is not supported at offset %zu", what, at);
         }
     }
     if (++p->depth > RX_MAX_DEPTH) return perr(p, "groups nested too deep");
-    int k = parse_alt(p, 0, NULL);
+    int k = parse_alt(p, 0);
     p->depth--;
     if (k < 0) return -1;
     if (p->i >= p->n || p->p[p->i] != ')') return err_set(p->err, "regex: missing ')' for '(' at offset %zu", at);
     p->i++;
     return k;
+}
+
+// Whether p->i starts a {n}, {n,} or {n,m} quantifier.
+static int is_braces(const rx_parser *p) {
+    size_t j = p->i + 1, d = j;
+    while (j < p->n && p->p[j] >= '0' && p->p[j] <= '9') j++;
+    if (j == d) return 0;
+    if (j < p->n && p->p[j] == ',')
+        for (j++; j < p->n && p->p[j] >= '0' && p->p[j] <= '9';) j++;
+    return j < p->n && p->p[j] == '}';
 }
 
 static int parse_atom(rx_parser *p) {
@@ -336,11 +362,17 @@ static int parse_atom(rx_parser *p) {
         return r < 0 ? -1 : node_cp(p, cp, cp);
     }
     case '*': case '+': case '?': p->i--; return perr(p, "nothing to repeat");
-    case '{': case '}': case ']': p->i--; return perr(p, "lone quantifier bracket");
-    case '^': case '$':
+    case '{':
         p->i--;
-        return err_set(p->err, "regex: anchor '%c' is only supported at the start / end of a top-level alternative, at offset %zu",
-                       c, p->i);
+        if (is_braces(p)) return perr(p, "nothing to repeat");
+        p->i++;
+        return node_cp(p, '{', '{');
+    // A '{' that is no quantifier, and lone '}' and ']', are literals, as
+    // ECMA's Annex B (and Python's re, which validators use) read them;
+    // the u flag would refuse them, but they can only mean themselves.
+    case '}': case ']': return node_cp(p, (uint8_t)c, (uint8_t)c);
+    case '^': return node_new(p, RN_BOL);
+    case '$': return node_new(p, RN_EOL);
     }
     p->i--;
     if (read_char(p, &cp)) return -1;
@@ -384,31 +416,30 @@ static int parse_quant(rx_parser *p, int atom) {
     case '+': min = 1, max = -1, p->i++; break;
     case '?': min = 0, max = 1, p->i++; break;
     case '{':
+        if (!is_braces(p)) return atom; // a literal '{' follows
         if (parse_braces(p, &min, &max)) return -1;
         break;
     default: return atom;
     }
     if (p->i < p->n && p->p[p->i] == '?') p->i++; // lazy: the same language
-    if (p->i < p->n && strchr("*+?{", p->p[p->i])) return perr(p, "nothing to repeat");
+    if (p->i < p->n && (strchr("*+?", p->p[p->i]) || (p->p[p->i] == '{' && is_braces(p))))
+        return perr(p, "nothing to repeat");
     int k = node_new(p, RN_REP);
     if (k < 0) return -1;
     p->a.nodes[k].kid = atom, p->a.nodes[k].min = min, p->a.nodes[k].max = max;
     return k;
 }
 
-// A sequence up to '|', ')' or the end. At the top level, leading '^' and a
-// final '$' set anch bits 1 and 2.
-static int parse_seq(rx_parser *p, int top, int *anch) {
+// A sequence up to '|', ')' or the end.
+static int parse_seq(rx_parser *p) {
     int cat = node_new(p, RN_CAT);
     if (cat < 0) return -1;
-    while (top && p->i < p->n && p->p[p->i] == '^') p->i++, *anch |= 1;
     while (p->i < p->n && p->p[p->i] != '|' && p->p[p->i] != ')') {
-        if (top && p->p[p->i] == '$' && (p->i + 1 == p->n || p->p[p->i + 1] == '|')) {
-            p->i++, *anch |= 2;
-            break;
-        }
         int a = parse_atom(p);
         if (a < 0) return -1;
+        int kind = p->a.nodes[a].kind;
+        if ((kind == RN_BOL || kind == RN_EOL || kind == RN_LOOK) && p->i < p->n && strchr("*+?{", p->p[p->i]))
+            return perr(p, "nothing to repeat"); // as ECMA's u mode says of ^* and $+
         a = parse_quant(p, a);
         if (a < 0) return -1;
         node_append(p, cat, a);
@@ -416,18 +447,14 @@ static int parse_seq(rx_parser *p, int top, int *anch) {
     return cat;
 }
 
-// Alternatives; at the top level each one is wrapped for search semantics
-// by the caller through anch (one entry per alternative).
-static int parse_alt(rx_parser *p, int top, int *anch) {
-    int alt = node_new(p, RN_ALT), n = 0;
+// Alternatives, up to ')' or (top) the end.
+static int parse_alt(rx_parser *p, int top) {
+    int alt = node_new(p, RN_ALT);
     if (alt < 0) return -1;
     for (;;) {
-        int a = 0;
-        int s = parse_seq(p, top, &a);
+        int s = parse_seq(p);
         if (s < 0) return -1;
-        if (top) anch[n] = a;
         node_append(p, alt, s);
-        n++;
         if (p->i >= p->n || p->p[p->i] != '|') break;
         p->i++;
     }
@@ -438,15 +465,13 @@ static int parse_alt(rx_parser *p, int top, int *anch) {
 void rx_ast_free(rx_ast *a) {
     for (int i = 0; i < a->n_nodes; i++) free(a->nodes[i].set.r);
     free(a->nodes);
-    free(a->anch);
     memset(a, 0, sizeof *a);
 }
 
 int rx_parse(rx_ast *a, const char *pattern, size_t len, unsigned flags, err_t *err) {
     rx_parser p = {.p = pattern, .n = len, .err = err};
     p.a.max_cp = flags & RX_BYTES ? 0xFF : RX_MAX_CP;
-    p.a.anch = calloc(len + 1, sizeof *p.a.anch);
-    p.a.root = p.a.anch ? parse_alt(&p, 1, p.a.anch) : err_set(err, "regex: out of memory");
+    p.a.root = parse_alt(&p, 1);
     *a = p.a;
     if (a->root < 0) return rx_ast_free(a), -1;
     return 0;

@@ -335,6 +335,18 @@ static void test_compiled(gm_vocab *v, const tok *t) {
     g = compile(v, "{\"type\": \"integer\", \"minimum\": -5, \"maximum\": 500}", 0);
     expect(g, "500", 1);
     expect(g, "50", 1);
+    gm_grammar_unref(g);
+    g = compile(v, "{\"type\": \"number\", \"multipleOf\": 1}", 0);
+    expect(g, "1643723400", 1);
+    expect(g, "1643723400.5", 0); // refused at its end
+    gm_grammar_unref(g);
+    g = compile(v, "{\"type\": \"number\", \"multipleOf\": 0.1, \"maximum\": 9223372036854776000}", 0);
+    expect(g, "0.3", 1);
+    expect(g, "0.35", 0);
+    expect(g, "9223372036854775000", 1);
+    expect(g, "9223372036854776001", 0); // equal to the bound as a double: undecidable, refused
+    gm_grammar_unref(g);
+    g = compile(v, "{\"type\": \"integer\", \"minimum\": -5, \"maximum\": 500}", 0);
     expect(g, "501", -1); // the compiler's integer range DFA: no dead-end prefix
     expect(g, "-6", -1);
     brute_mask(t, v, g, "-5");

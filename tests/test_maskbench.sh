@@ -4,12 +4,13 @@
 # 264 schemas), unpacked into $TESSERA_BUILD/testout/maskbench. Checks the
 # summary line: no false accepts (the engine let through output that breaks
 # the schema), no mask/matcher disagreement (maskbench exits non-zero), and
-# at least PASS_FLOOR schemas passing (measured; raise it when the engine
+# at least PASS_FLOOR schemas passing (measured 228 of 264 with regex, schema
+# and runtime merged on 3 Dec; raise it when the engine
 # gets better, never lower it to make a failure pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${TESSERA_BUILD:-build/san}
-PASS_FLOOR=${PASS_FLOOR:-200}
+PASS_FLOOR=${PASS_FLOOR:-215}
 tool=$BUILD/maskbench
 data=../shared/data/maskbench-public.tar.xz
 out=$BUILD/testout/maskbench

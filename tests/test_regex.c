@@ -126,6 +126,13 @@ static void test_json_string(void) {
     rx_free(d);
 }
 
+static void expect_error(const char *p, unsigned flags, const char *needle) {
+    err_t e = {{0}};
+    rx_dfa *d = rx_compile(p, strlen(p), flags, &e);
+    CHECK(d == NULL && strstr(e.msg, needle), "/%s/: want an error with \"%s\", got \"%s\"", p, needle, d ? "a DFA" : e.msg);
+    rx_free(d);
+}
+
 static void test_search(void) {
     unsigned f = RX_SEARCH | RX_JSON_STRING;
     expect("ab", f, L("ab", "xaby", "ab\n"), L("a", "ba", ""));
@@ -141,6 +148,32 @@ static void test_search(void) {
     expect("^[^\\d\\s]$", f, L("a", "é"), L("1", " ", "\n"));
     expect("^\\D\\W$", f, L("a!", "\n "), L("1!", "aa"));
     expect("^(?:x|y)(?<name>z)*?$", f, L("x", "yzz"), L("z"));
+    // Anchors inside groups and alternatives, as ECMA's assertions.
+    expect("(^$)|(^[a-f]{2}$)", f, L("", "ab"), L("abc", "xab", "a"));
+    expect("(^a)|(b$)", f, L("a", "ax", "b", "xb"), L("xa", "bx"));
+    expect("^([^,]+(,|$)){3,}$", f, L("a,b,c", "a,b,c,"), L("a,b", "a,,b,c"));
+    expect("(?:^|,)x(?:,|$)", f, L("x", "x,a", "a,x", "a,x,b"), L("ax", "xa", "a,xb"));
+    expect("(a|^)b", f, L("b", "ab", "bz", "xab"), L("xb", "a"));
+    // Braces that are no quantifier, lone } and ]: literals (Annex B, Python's re).
+    expect("^\\{\\{.+}}$", f, L("{{x}}"), L("{{}}", "{x}"));
+    expect("^a{,2}]{x$", f, L("a{,2}]{x"), L("aa"));
+    expect("^[[a-z]*]$", f, L("]", "[a]", "ab]"), L("a", "[a"));
+    expect("Normal|Fighting|Flying|Poison|Ground|Rock|Bug|Ghost|Steel|Fire|Water|Grass", f, L("Rock", "xFirex", "Bugs"), L("rock", ""));
+    expect("^list|date|number$", f, L("list1", "a date b", "a number"), L("a list", "number 1"));
+    // Lookaheads right after a leading ^: the string begins (not) with X.
+    expect("^(?!internal)[a-z]+$", f, L("public", "interna", "xinternal"), L("internal", "internals", "Public"));
+    expect("^(?=[^=]+$)(?!\\s+$)(.|\n)+$", f, L("a", "a b", "x\ny"), L(" ", "\n\t", "a=b", ""));
+    expect("^(?!pattern$).*$", f, L("patterns", "x", ""), L("pattern"));
+    expect("x$|^(?=ab)a", f, L("abc", "zx"), L("ac", "xa"));
+    expect("^(?!a)", f, L("", "b", "ba"), L("a", "ab"));
+    expect("^(?=a)", f, L("a", "ab"), L("", "b"));
+    expect("(?!ab)[a-c]{2}", RX_JSON_STRING, L("aa", "ba", "ac"), L("ab", "a")); // anchored: no ^ needed
+    expect_error("^(?=b)a", f, "matches no string");
+    // Searching, a lookahead that ends an alternative is a plain group.
+    expect("([^/]*/)*(?=\\.(yaml|json))", f, L("a/.yaml", "x.json", "a/b/.jsonx"), L("a/b.yml", "yaml"));
+    expect("(x|y)(?=[0-9]{2})", f, L("x12", "ay99b"), L("x1", "z12", "x 12"));
+    expect("^a|b(?=c)", f, L("a", "abc", "bc", "xbcx"), L("b", "xa", "cb"));
+    expect_error("a(?=b)c", f, "lookahead '(?=' is only supported right after a leading '^'");
     expect("^\\t\\n\\r\\f\\v\\x41\\cA$", f, L("\t\n\r\f\vA\x01"), NULL);
 }
 
@@ -152,31 +185,29 @@ static void test_nul(void) {
     rx_free(d);
 }
 
-static void expect_error(const char *p, unsigned flags, const char *needle) {
-    err_t e = {{0}};
-    rx_dfa *d = rx_compile(p, strlen(p), flags, &e);
-    CHECK(d == NULL && strstr(e.msg, needle), "/%s/: want an error with \"%s\", got \"%s\"", p, needle, d ? "a DFA" : e.msg);
-    rx_free(d);
-}
 
 static void test_errors(void) {
     unsigned f = RX_SEARCH | RX_JSON_STRING;
-    expect_error("a(?=b)", f, "lookahead '(?=' is not supported at offset 1");
-    expect_error("a(?!b)", f, "negative lookahead");
+    expect_error("a(?=b)$", f, "lookahead '(?=' is only supported right after a leading '^' (at offset 1)");
+    expect_error("(?=a)b", f, "lookahead '(?=' is only supported right after a leading '^'"); // searching: any position
+    expect_error("^((?!x).)*$", f, "negative lookahead '(?!' is only supported right after a leading '^' (at offset 2)");
+    expect_error("^(?=(?!a)b)c", f, "negative lookahead '(?!' is only supported unnested");
+    expect_error("^(?!a)*b", f, "nothing to repeat");
     expect_error("(?<=a)b", f, "lookbehind");
     expect_error("(?<!a)b", f, "negative lookbehind");
     expect_error("(a)\\1", f, "backreference");
     expect_error("\\bfoo", f, "word boundary");
     expect_error("\\p{L}", f, "Unicode property");
-    expect_error("a^b", f, "anchor '^'");
-    expect_error("(^a)", f, "anchor '^'");
-    expect_error("a$b", f, "anchor '$'");
+    expect_error("a^b", f, "matches no string"); // ^ and $ are assertions anywhere
+    expect_error("a$b", f, "matches no string");
+    expect_error("^*a", f, "nothing to repeat");
     expect_error("a{1,100000}", f, "too large");
     expect_error("a{99999999}", f, "too large");
     expect_error("[b-a]", f, "out of order");
     expect_error("[\\d-z]", f, "class escape in a range"); // a SyntaxError in ECMA's u mode too
     expect_error("a{3,2}", f, "out of order");
     expect_error("*a", f, "nothing to repeat");
+    expect_error("{2}a", f, "nothing to repeat");
     expect_error("a**", f, "nothing to repeat");
     expect_error("(a", f, "missing ')'");
     expect_error("a)", f, "unmatched ')'");
@@ -226,8 +257,24 @@ static void test_keys(void) {
     d = rx_keys(names, 0, pats, 1, 0, &e);
     CHECK(d && match_str(d, "x_y") && !match_str(d, "y"), "pattern-only keys");
     rx_free(d);
-    d = rx_keys(names, 1, (const char *[]){"(?=x)"}, 1, 0, &e);
-    CHECK(!d && strstr(e.msg, "lookahead"), "a bad key pattern names the construct: %s", e.msg);
+    d = rx_keys(names, 1, (const char *[]){"(?=x)b"}, 1, 0, &e);
+    CHECK(!d && strstr(e.msg, "key pattern 0 ((?=x)b)") && strstr(e.msg, "lookahead"), "a bad key pattern is named: %s", e.msg);
+    rx_free(d);
+    // A key pattern with a leading lookahead joins the union as its DFA.
+    d = rx_keys(names, 2, (const char *[]){"^(?!(id|and|or)$)[a-z]+$", "_"}, 2, 1, &e);
+    CHECK(d != NULL, "keys with a lookahead pattern: %s", e.msg);
+    struct { const char *key; int name; uint64_t pats; } look[] = {
+        {"id", 0, 0}, {"name", 1, 1}, {"and", -1, 0}, {"andy", -1, 1}, {"a_b", -1, 2}, {"A", -1, 0},
+    };
+    for (size_t i = 0; d && i < sizeof look / sizeof *look; i++) {
+        char enc[256];
+        size_t n = json_enc(look[i].key, enc);
+        int st = 0;
+        for (size_t j = 0; j < n && st >= 0; j++) st = d->next[st * d->n_classes + d->cls[(uint8_t)enc[j]]];
+        CHECK(st >= 0 && d->accept[st] && d->key_name[st] == look[i].name && d->key_pats[st] == look[i].pats,
+              "lookahead keys: %s", look[i].key);
+    }
+    if (d) check_trimmed(d, "lookahead keys");
     rx_free(d);
 }
 
