@@ -193,6 +193,14 @@ static int merge_both(js_cx *cx, cJSON *o, const char *k, const cJSON *a, const 
         double x = va->valuedouble, y = vb->valuedouble, q = x / y;
         if (x > 0 && y > 0 && fabs(q - nearbyint(q)) < 1e-12) return add_ref(o, k, va);
         if (x > 0 && y > 0 && fabs(1 / q - nearbyint(1 / q)) < 1e-12) return add_ref(o, k, vb);
+        if (x >= 1 && y >= 1 && x == floor(x) && y == floor(y) && x < 1e9 && y < 1e9) { // integers: their lcm
+            uint64_t g = (uint64_t)x, h = (uint64_t)y;
+            while (h) {
+                uint64_t r = g % h;
+                g = h, h = r;
+            }
+            return cJSON_AddNumberToObject(o, k, x / (double)g * y) ? 0 : err_set(cx->err, "schema: out of memory");
+        }
     }
     if (!strcmp(k, "format") && cJSON_IsString(va) && cJSON_IsString(vb)) {
         if (!rx_format(va->valuestring)) return add_ref(o, k, vb);
