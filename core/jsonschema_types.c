@@ -164,7 +164,7 @@ static int standard_format(const char *f) {
 
 // The DFA of a string schema's pattern(s) and format (-1 error, -2 empty),
 // or the any-string DFA.
-static int32_t string_dfa(js_cx *cx, const cJSON *s, const char *ptr) {
+int32_t cx_string_dfa(js_cx *cx, const cJSON *s, const char *ptr) {
     int32_t acc = -1;
     int r = 0;
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "pattern");
@@ -193,7 +193,7 @@ static int32_t string_node(js_cx *cx, const cJSON *s, const char *ptr) {
     int64_t lo = 0, hi = -1;
     if (count_of(cx, s, "minLength", ptr, &lo) < 0 || count_of(cx, s, "maxLength", ptr, &hi) < 0) return -1;
     if (hi >= 0 && lo > hi) return cx_never(cx);
-    int32_t d = string_dfa(cx, s, ptr);
+    int32_t d = cx_string_dfa(cx, s, ptr);
     if (d == -2) return cx_never(cx);
     if (d < 0) return -1;
     int32_t i = lexeme_node(cx, JS_LEX_STRING, d);
@@ -226,6 +226,10 @@ static int bounds_of(js_cx *cx, const cJSON *s, const char *ptr, num_bounds *b) 
         b->has_min = b->excl_min = true, b->min = em->valuedouble;
     if (cJSON_IsNumber(eM) && (!b->has_max || eM->valuedouble <= b->max))
         b->has_max = b->excl_max = true, b->max = eM->valuedouble;
+    // Past 2^53 a double stands for a range of decimals: move the bound
+    // two steps inward so that no number beyond the true bound passes.
+    if (b->has_min && fabs(b->min) >= 9007199254740992.0) b->min = nextafter(nextafter(b->min, INFINITY), INFINITY);
+    if (b->has_max && fabs(b->max) >= 9007199254740992.0) b->max = nextafter(nextafter(b->max, -INFINITY), -INFINITY);
     if ((r = cx_num(s, "multipleOf", &v)) < 0 || (r && v <= 0))
         return cx_fail(cx, "multipleOf", ptr, "expected a number above 0");
     if (r) b->multiple_of = v;
@@ -250,23 +254,28 @@ static int32_t number_node(js_cx *cx, const cJSON *s, const char *ptr) {
 }
 
 // Integers: the bounds become an exact DFA (rx_int_range) when they fit
-// int64; otherwise they stay node fields on the integer DFA.
-static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr) {
+// int64; otherwise they stay node fields on the integer DFA. zero_frac: a
+// "number" whose multipleOf is 1 also takes "12.0", "12.00" (integral
+// values, in number's syntax).
+static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr, int zero_frac) {
     num_bounds b;
     if (bounds_of(cx, s, ptr, &b) < 0) return -1;
     double lo = b.has_min ? (b.excl_min ? floor(b.min) + 1 : ceil(b.min)) : 0;
     double hi = b.has_max ? (b.excl_max ? ceil(b.max) - 1 : floor(b.max)) : 0;
     if (b.has_min && b.has_max && lo > hi) return cx_never(cx);
-    char buf[512];
-    int fits = fabs(lo) < 9e18 && fabs(hi) < 9e18;
-    int32_t i;
+    char buf[512], src[560];
+    const double top = 9223372036854774784.0; // the largest double below 2^63
+    if (b.has_max && hi > top) hi = top;      // int64 range: larger texts are refused
+    if (b.has_min && lo < -top) lo = -top;
+    int fits = fabs(lo) <= top && fabs(hi) <= top;
     if (fits && (b.has_min || b.has_max) &&
         rx_int_range(b.has_min, (int64_t)lo, b.has_max, (int64_t)hi, buf, sizeof buf) == 0) {
-        i = cx_lexeme(cx, JS_LEX_NUMBER, buf, RX_BYTES, ptr);
         b.has_min = b.has_max = false;
     } else {
-        i = cx_lexeme(cx, JS_LEX_NUMBER, RX_INTEGER, RX_BYTES, ptr);
+        snprintf(buf, sizeof buf, "%s", RX_INTEGER);
     }
+    snprintf(src, sizeof src, "(%s)%s", buf, zero_frac ? "(\\.0+)?" : "");
+    int32_t i = cx_lexeme(cx, JS_LEX_NUMBER, src, RX_BYTES, ptr);
     if (i >= 0) set_bounds(&cx->s->nodes[i], &b);
     return i;
 }
@@ -275,68 +284,6 @@ static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr) {
 
 int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_array(js_cx *cx, const cJSON *s, const char *ptr);
-
-static unsigned value_type(const cJSON *v) {
-    if (cJSON_IsNull(v)) return JT_NULL;
-    if (cJSON_IsBool(v)) return JT_BOOL;
-    if (cJSON_IsNumber(v)) return v->valuedouble == floor(v->valuedouble) ? JT_INT : JT_NUM;
-    if (cJSON_IsString(v)) return JT_STR;
-    if (cJSON_IsObject(v)) return JT_OBJ;
-    return JT_ARR;
-}
-
-static int64_t utf8_count(const char *s) {
-    int64_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) n += (*p & 0xC0) != 0x80;
-    return n;
-}
-
-static const char *const obj_kws[] = {"properties",    "required",      "additionalProperties", "patternProperties",
-                                      "minProperties", "maxProperties", "propertyNames"};
-static const char *const arr_kws[] = {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems"};
-
-static int has_any(const cJSON *s, const char *const *kws, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (cJSON_GetObjectItemCaseSensitive(s, kws[i])) return 1;
-    return 0;
-}
-
-// Whether enum value v satisfies its sibling keywords: 1 yes, 0 no, -1 a
-// sibling this compiler cannot evaluate on v (an error).
-static int value_ok(js_cx *cx, const cJSON *s, const cJSON *v, unsigned types, const char *ptr) {
-    unsigned t = value_type(v);
-    if (!(types & t)) return 0;
-    if (t == JT_STR) {
-        int64_t lo = 0, hi = -1, n = utf8_count(v->valuestring);
-        if (count_of(cx, s, "minLength", ptr, &lo) < 0 || count_of(cx, s, "maxLength", ptr, &hi) < 0) return -1;
-        if (n < lo || (hi >= 0 && n > hi)) return 0;
-        int32_t d = string_dfa(cx, s, ptr);
-        if (d == -2) return 0;
-        if (d < 0) return -1;
-        char *text;
-        if (cx_json_string_text(v->valuestring, &text)) return err_set(cx->err, "schema: out of memory");
-        int ok = rx_match(cx->s->dfas[d], text, strlen(text));
-        free(text);
-        return ok;
-    }
-    if (t & (JT_INT | JT_NUM)) {
-        num_bounds b;
-        if (bounds_of(cx, s, ptr, &b) < 0) return -1;
-        double x = v->valuedouble;
-        if (b.has_min && (x < b.min || (b.excl_min && x == b.min))) return 0;
-        if (b.has_max && (x > b.max || (b.excl_max && x == b.max))) return 0;
-        if (b.multiple_of > 0) {
-            double q = x / b.multiple_of;
-            if (fabs(q - nearbyint(q)) > 1e-9) return 0;
-        }
-        return 1;
-    }
-    if (t == JT_OBJ && has_any(s, obj_kws, sizeof obj_kws / sizeof *obj_kws))
-        return cx_fail(cx, "enum", ptr, "object values beside object keywords are not supported");
-    if (t == JT_ARR && has_any(s, arr_kws, sizeof arr_kws / sizeof *arr_kws))
-        return cx_fail(cx, "enum", ptr, "array values beside array keywords are not supported");
-    return 1;
-}
 
 // The node accepting exactly the JSON value v (numbers by value).
 static int32_t const_node(js_cx *cx, const cJSON *v, const char *ptr);
@@ -459,21 +406,7 @@ static int32_t const_node(js_cx *cx, const cJSON *v, const char *ptr) {
     return i;
 }
 
-// 1 if a member of list before v equals v (by JSON equality).
-static int in_list_before(const cJSON *list, const cJSON *v) {
-    for (const cJSON *e = list->child; e && e != v; e = e->next)
-        if (cJSON_Compare(e, v, 1)) return 1;
-    return 0;
-}
-
-// enum and const: the values the siblings allow, scalars of text as one
-// literal DFA, numbers as one number node with num_enum, objects and arrays
-// as structure.
-static int32_t enum_node(js_cx *cx, const cJSON *s, unsigned types, const char *ptr) {
-    const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum");
-    const cJSON *co = cJSON_GetObjectItemCaseSensitive(s, "const");
-    if (en && !cJSON_IsArray(en)) return cx_fail(cx, "enum", ptr, "expected an array"), -1;
-    int n = en ? cJSON_GetArraySize(en) : 1;
+int32_t cx_literals(js_cx *cx, const cJSON *const *vals, int n, const char *ptr) {
     int32_t *alts = malloc(((size_t)n + 2) * sizeof *alts);
     double *nums = malloc(((size_t)n + 1) * sizeof *nums);
     char *re = NULL;
@@ -484,12 +417,12 @@ static int32_t enum_node(js_cx *cx, const cJSON *s, unsigned types, const char *
         err_set(cx->err, "schema: out of memory");
         goto done;
     }
-    for (const cJSON *v = en ? en->child : co; v; v = en ? v->next : NULL) {
-        if (en && co && !cJSON_Compare(v, co, 1)) continue;
-        if (en && in_list_before(en, v)) continue;
-        int ok = value_ok(cx, s, v, types, ptr);
-        if (ok < 0) goto done;
-        if (!ok) continue;
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = vals[i];
+        if (cJSON_IsNumber(v) && fabs(v->valuedouble) >= 9007199254740992.0) {
+            cx_fail(cx, "enum", ptr, "the number %.17g is past 2^53 and cannot be compared exactly", v->valuedouble);
+            goto done;
+        }
         if (cJSON_IsNumber(v)) {
             nums[n_nums++] = v->valuedouble;
         } else if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
@@ -516,14 +449,19 @@ int32_t cx_typed(js_cx *cx, const cJSON *s, const char *ptr) {
     unsigned types;
     if (cx_types_of(s, &types) < 0) return cx_fail(cx, "type", ptr, "expected a type name or a list of them"), -1;
     if (cJSON_GetObjectItemCaseSensitive(s, "enum") || cJSON_GetObjectItemCaseSensitive(s, "const"))
-        return enum_node(cx, s, types, ptr);
+        return cx_listed_values(cx, s, ptr);
     int32_t alts[7];
     int n = 0;
     if ((types & JT_NULL) && (alts[n++] = literal_node(cx, "null", ptr)) < 0) return -1;
     if ((types & JT_BOOL) && (alts[n++] = literal_node(cx, "true|false", ptr)) < 0) return -1;
-    if (types & JT_NUM) {
+    // Numbers whose multipleOf is an integer are integers: the exact
+    // integer DFA (1: any integral text; more: digits only, so the engine's
+    // remainder test is on an integer).
+    double m;
+    int int_mult = (types & JT_NUM) && cx_num(s, "multipleOf", &m) > 0 && m >= 1 && m == floor(m);
+    if (types & JT_NUM && !int_mult) {
         if ((alts[n++] = number_node(cx, s, ptr)) < 0) return -1;
-    } else if ((types & JT_INT) && (alts[n++] = integer_node(cx, s, ptr)) < 0) {
+    } else if ((types & JT_INT) && (alts[n++] = integer_node(cx, s, ptr, int_mult && m == 1)) < 0) {
         return -1;
     }
     if ((types & JT_STR) && (alts[n++] = string_node(cx, s, ptr)) < 0) return -1;

