@@ -79,6 +79,7 @@ void gm_grammar_unref(gm_grammar *g) {
         for (int32_t st = 0; in->exit_state && st < g->s->dfas[i]->n_states; st++)
             free(atomic_load(&in->exit_state[st]));
         free(in->exit_state);
+        if (in->cache && in->cache->priv) gm_dfacache_free(in->cache);
     }
     free(g->info);
     js_free(g->s);
@@ -106,7 +107,8 @@ gm_matcher *gm_matcher_new(gm_grammar *g, err_t *err) {
     m->levels = malloc(levels * sizeof *m->levels);
     m->marks = malloc(levels * sizeof *m->marks);
     m->scratch = malloc(g->v->words * sizeof *m->scratch);
-    if (!m->levels || !m->marks || !m->scratch) {
+    m->lex = gm_lexscratch_new(g->v);
+    if (!m->levels || !m->marks || !m->scratch || !m->lex) {
         gm_matcher_free(m);
         return err_set(err, "grammar matcher: out of memory"), NULL;
     }
@@ -127,6 +129,7 @@ void gm_matcher_free(gm_matcher *m) {
     free(m->levels);
     free(m->marks);
     free(m->scratch);
+    gm_lexscratch_free(m->lex);
     gm_grammar_unref(m->g);
     free(m);
 }

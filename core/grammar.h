@@ -46,6 +46,23 @@ void gm_vocab_free(gm_vocab *v);
 // Words in a mask: ceil(vocab size / 32).
 size_t gm_mask_words(const gm_vocab *v);
 
+// The vocab's shared caches (per-DFA tables and per-state lexeme entries,
+// never evicted) stop growing at a byte budget: GM_CACHE_BUDGET unless set.
+// Past it, new entries are built per matcher for each mask and dropped
+// (same masks, slower: a first visit's cost on every visit). Set it before
+// the vocab is shared between threads.
+#define GM_CACHE_BUDGET ((size_t)256 << 20)
+void gm_vocab_set_cache_budget(gm_vocab *v, size_t bytes);
+
+typedef struct gm_cache_stats {
+    size_t bytes;         // held by published caches (counted on publish)
+    size_t entries;       // per-state entries published
+    size_t budget;
+    uint64_t unpublished; // builds refused by the budget so far
+} gm_cache_stats;
+// A snapshot (for /metrics); safe while other threads mask.
+gm_cache_stats gm_vocab_cache_stats(const gm_vocab *v);
+
 typedef struct gm_opts {
     // Most whitespace bytes (space, \t, \n, \r) allowed between two JSON
     // tokens: -1 unbounded (MaskBench, validation), 0 compact output. A bound

@@ -13,8 +13,12 @@
 //
 // Caches: the vocab keeps, per canonical DFA (grammar_vocab.c) and state,
 // the tokens that stay inside the lexeme and those that leave it grouped by
-// exit state and suffix. Entries are built on first use and published with
-// a compare-and-swap; they are never freed before the vocab (no bound yet).
+// exit state and suffix. Entries are built on first use (into the
+// matcher's gm_lexscratch) and published with a compare-and-swap; they are
+// never freed before the vocab. Publishing stops at the vocab's byte budget
+// (gm_vocab_set_cache_budget): past it an entry is built into the matcher's
+// scratch and used for that one mask, so memory stays bounded and readers
+// never race an eviction.
 #ifndef TESSERA_GRAMMAR_INT_H
 #define TESSERA_GRAMMAR_INT_H
 
@@ -82,9 +86,15 @@ typedef struct gm_dfacache {
     rx_dfa *own;            // the canonical DFA (gm_vocab_dfacache), the
                             // vocab's own; compared byte for byte on lookup
     int32_t n_states;
+    uint8_t *has_out;       // [n_states] 1: some byte moves on
+    bool priv;              // made past the budget: not in the vocab's lists,
+                            // no entries published, freed by its grammar
     _Atomic(gm_lexcache *) *states;
     struct gm_dfacache *next;
 } gm_dfacache;
+
+// A matcher's buffers for building lexeme cache entries (grammar_vocab.c).
+typedef struct gm_lexscratch gm_lexscratch;
 
 struct gm_vocab {
     const tok *t;
@@ -98,6 +108,11 @@ struct gm_vocab {
     int32_t *tok_next;        // the next id with the same bytes, -1
     // DFA caches by hash: lock-free push-only lists, GM_CACHE_BUCKETS heads
     _Atomic(gm_dfacache *) *caches;
+    // What the caches hold: DFA caches and entries published, counted on
+    // publish against cache_budget (gm_vocab_set_cache_budget).
+    size_t cache_budget;
+    _Atomic size_t cache_bytes, cache_entries;
+    _Atomic uint64_t cache_refused;
 };
 
 // ---- grammar --------------------------------------------------------------
@@ -179,6 +194,7 @@ struct gm_matcher {
     gm_set *levels;
     gm_mark *marks;
     uint32_t *scratch; // mask words: a lexeme's inside tokens less long ones
+    gm_lexscratch *lex;// where cache entries are built (and used, past the budget)
 };
 
 // grammar_match.c
@@ -212,10 +228,21 @@ size_t gm_mask_set(gm_matcher *m, uint32_t *bits);
 // a new array (the caller frees it): d's state -> canonical state. NULL
 // with err set on out of memory.
 gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **canon, err_t *err);
-// The entry for canonical state s, built on first use; NULL on out of memory.
-const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s);
-// e's per-token code point counts (e is c's entry for s); NULL on out of memory.
-const uint8_t *gm_lexcache_chars(const gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e);
+// A private cache (c->priv) with its DFA; published ones go with the vocab.
+void gm_dfacache_free(gm_dfacache *c);
+// The entry for canonical state s: the published one, else built into x
+// and published if the budget allows. An entry in x is valid until x's next
+// build (one mask). NULL on out of memory.
+const gm_lexcache *gm_lexcache_get(gm_vocab *v, gm_dfacache *c, int32_t s, gm_lexscratch *x);
+// e's per-token code point counts (e is gm_lexcache_get's answer for s),
+// published with e or kept in x like e; NULL on out of memory. Does not
+// disturb an entry in x.
+const uint8_t *gm_lexcache_chars(gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e,
+                                 gm_lexscratch *x);
+// A matcher's build buffers (the bitset and walk stack allocated now, the
+// rest grown on need and kept); NULL on out of memory.
+gm_lexscratch *gm_lexscratch_new(const gm_vocab *v);
+void gm_lexscratch_free(gm_lexscratch *x);
 void gm_vocab_free_caches(gm_vocab *v);
 
 // grammar.c: a grammar over an already compiled node graph (takes s).

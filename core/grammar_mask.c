@@ -146,7 +146,7 @@ static int mask_lexeme(gm_matcher *m, gm_arena *a, const gm_thread *t, uint32_t 
     const gm_frame *f = t->top;
     const js_node *n = &g->s->nodes[f->node];
     const gm_dfainfo *in = &g->info[f->dfa];
-    const gm_lexcache *e = gm_lexcache_get(v, in->cache, in->canon[f->state]);
+    const gm_lexcache *e = gm_lexcache_get(g->v, in->cache, in->canon[f->state], m->lex);
     const int32_t *kx = NULL;
     if (!e) return -1;
     if (in->exit_state && !(kx = key_exits(g, f->dfa, f->state, e))) return -1;
@@ -163,7 +163,7 @@ static int mask_lexeme(gm_matcher *m, gm_arena *a, const gm_thread *t, uint32_t 
         }
         for (size_t w = 0; w < v->words; w++) bits[w] |= src[w];
     } else {
-        const uint8_t *chars = gm_lexcache_chars(v, in->cache, in->canon[f->state], e);
+        const uint8_t *chars = gm_lexcache_chars(g->v, in->cache, in->canon[f->state], e, m->lex);
         if (!chars) return -1;
         for (size_t w = 0; w < v->words; w++) {
             for (uint32_t b = e->inside[w]; b; b &= b - 1) {

@@ -81,6 +81,7 @@ gm_vocab *gm_vocab_new(const tok *t, err_t *err) {
     v->tok_len = calloc((size_t)v->n_tokens, sizeof *v->tok_len);
     v->tok_next = malloc((size_t)v->n_tokens * sizeof *v->tok_next);
     v->caches = calloc(GM_CACHE_BUCKETS, sizeof *v->caches);
+    v->cache_budget = GM_CACHE_BUDGET;
     int32_t *ids = malloc((size_t)v->n_tokens * sizeof *ids);
     int32_t n = 0;
     if (!v->tok_bytes || !v->tok_len || !v->tok_next || !v->caches || !ids) goto oom;
@@ -323,8 +324,69 @@ static rx_dfa *dfa_copy(const rx_dfa *d, int32_t *map) {
     return c;
 }
 
+// ---- the cache budget ---------------------------------------------------------
+
+// Counts n more bytes against the budget: true if they fit (the caller
+// publishes), false and nothing counted if not.
+static bool budget_take(gm_vocab *v, size_t n) {
+    size_t before = atomic_fetch_add(&v->cache_bytes, n);
+    if (before + n <= v->cache_budget) return true;
+    atomic_fetch_sub(&v->cache_bytes, n);
+    atomic_fetch_add(&v->cache_refused, 1);
+    return false;
+}
+
+static void budget_give(gm_vocab *v, size_t n) {
+    atomic_fetch_sub(&v->cache_bytes, n);
+}
+
+void gm_vocab_set_cache_budget(gm_vocab *v, size_t bytes) {
+    v->cache_budget = bytes;
+}
+
+gm_cache_stats gm_vocab_cache_stats(const gm_vocab *v) {
+    return (gm_cache_stats){.bytes = atomic_load(&v->cache_bytes),
+                            .entries = atomic_load(&v->cache_entries),
+                            .budget = v->cache_budget,
+                            .unpublished = atomic_load(&v->cache_refused)};
+}
+
+static size_t dfacache_bytes(const gm_dfacache *c) {
+    size_t n = (size_t)c->n_states;
+    return sizeof *c + n * sizeof *c->states + sizeof *c->own + n * c->own->n_classes * sizeof *c->own->next +
+           n * (c->own->char_end ? 3 : 2);
+}
+
+void gm_dfacache_free(gm_dfacache *c) {
+    if (!c) return;
+    free(c->states);
+    free(c->has_out);
+    dfa_own_free(c->own);
+    free(c);
+}
+
+static gm_dfacache *dfacache_new(rx_dfa *own, uint64_t h) {
+    gm_dfacache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->hash = h;
+    c->n_states = own->n_states;
+    c->own = own;
+    c->states = calloc((size_t)own->n_states, sizeof *c->states);
+    c->has_out = calloc((size_t)own->n_states, 1);
+    if (!c->states || !c->has_out) {
+        c->own = NULL;
+        gm_dfacache_free(c);
+        return NULL;
+    }
+    for (int32_t s = 0; s < own->n_states; s++)
+        for (int32_t k = 0; k < own->n_classes; k++)
+            if (own->next[(size_t)s * own->n_classes + k] >= 0) c->has_out[s] = 1;
+    return c;
+}
+
 // Key DFAs are canonicalized (their states collapse into the free string's
-// where any key is allowed); other DFAs are looked up as they are.
+// where any key is allowed); other DFAs are looked up as they are. Past the
+// budget a new DFA's cache is private (the grammar frees it).
 gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_t *err) {
     int32_t quote = d->char_end ? d->next[d->cls['"']] : -1;
     bool canon = d->key_name && d->n_states <= GM_CANON_MAX;
@@ -333,30 +395,24 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
     *map = malloc((size_t)d->n_states * sizeof **map);
     rx_dfa *own = !*map ? NULL : canon ? (nb > 0 ? dfa_canon(d, block, nb, *map) : NULL) : dfa_copy(d, *map);
     free(block);
-    if (!own) {
-        free(*map);
-        *map = NULL;
-        return err_set(err, "grammar: out of memory"), NULL;
-    }
-    uint64_t h = dfa_hash(own);
+    uint64_t h = own ? dfa_hash(own) : 0;
     _Atomic(gm_dfacache *) *bucket = &v->caches[h % GM_CACHE_BUCKETS];
-    for (gm_dfacache *c = atomic_load(bucket); c; c = c->next)
+    for (gm_dfacache *c = own ? atomic_load(bucket) : NULL; c; c = c->next)
         if (c->hash == h && dfa_same(c->own, own)) {
             dfa_own_free(own);
             return c;
         }
-    gm_dfacache *c = calloc(1, sizeof *c);
-    if (c) c->states = calloc((size_t)own->n_states, sizeof *c->states);
-    if (!c || !c->states) {
-        free(c);
+    gm_dfacache *c = own ? dfacache_new(own, h) : NULL;
+    if (!c) {
         dfa_own_free(own);
         free(*map);
         *map = NULL;
         return err_set(err, "grammar: out of memory"), NULL;
     }
-    c->hash = h;
-    c->n_states = own->n_states;
-    c->own = own;
+    if (!budget_take(v, dfacache_bytes(c))) {
+        c->priv = true;
+        return c;
+    }
     // Push; a racing twin of the same DFA is harmless (both stay valid).
     gm_dfacache *head = atomic_load(bucket);
     do c->next = head;
@@ -383,9 +439,7 @@ void gm_vocab_free_caches(gm_vocab *v) {
         while (c) {
             gm_dfacache *next = c->next;
             for (int32_t s = 0; s < c->n_states; s++) lexcache_free(atomic_load(&c->states[s]));
-            free(c->states);
-            dfa_own_free(c->own);
-            free(c);
+            gm_dfacache_free(c);
             c = next;
         }
     }
@@ -399,17 +453,55 @@ typedef struct exit_rec {
     int32_t tok, state, off, chars;
 } exit_rec;
 
+// A matcher's buffers for building entries: every walk runs here, then the
+// entry is copied out to be published, or used from here for one mask when
+// the budget is spent. Grow-only, so a matcher stops allocating once it has
+// seen its largest entry.
+struct gm_lexscratch {
+    gm_lexcache e;       // the last entry built; its arrays are the buffers
+    size_t cap_exit;     // capacity of e's exit arrays
+    int32_t cap_long;    // capacity of e.long_toks / long_chars
+    exit_rec *recs;
+    size_t cap_recs;
+    int32_t *stack;      // the walk's per-depth states and counts
+    uint8_t *chars;      // per-token code point counts (n_tokens), on need
+};
+
+gm_lexscratch *gm_lexscratch_new(const gm_vocab *v) {
+    gm_lexscratch *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->e.inside = malloc(v->words * sizeof *x->e.inside);
+    x->stack = malloc(((size_t)v->max_depth + 1) * 2 * sizeof *x->stack);
+    if (!x->e.inside || !x->stack) {
+        gm_lexscratch_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+void gm_lexscratch_free(gm_lexscratch *x) {
+    if (!x) return;
+    free(x->e.inside);
+    free(x->e.long_toks);
+    free(x->e.long_chars);
+    free(x->e.exits);
+    free(x->e.exit_toks);
+    free(x->e.exit_chars);
+    free(x->e.exit_off);
+    free(x->recs);
+    free(x->stack);
+    free(x->chars);
+    free(x);
+}
+
 typedef struct walk_ctx {
     const gm_vocab *v;
     const rx_dfa *d;
-    uint8_t *has_out;
-    uint8_t *chars;      // per token counts, when wanted
-    int32_t *long_toks;  // tokens over GM_SHORT_CHARS
-    uint8_t *long_chars;
-    int32_t n_long, cap_long;
+    const uint8_t *has_out;
+    gm_lexscratch *x;
+    uint8_t *chars;      // chars only: per token counts, nothing else kept
     int32_t quote_state;
-    exit_rec *recs;
-    size_t n_recs, cap;
+    size_t n_recs;
 } walk_ctx;
 
 static _Thread_local const gm_vocab *cmp_vocab;
@@ -426,33 +518,37 @@ static int cmp_exit(const void *pa, const void *pb) {
 }
 
 static int add_exits(walk_ctx *w, int32_t from, int32_t to, int32_t state, int32_t off, int32_t chars) {
+    gm_lexscratch *x = w->x;
+    if (w->chars) return 0;
     for (int32_t i = from; i < to; i++) {
         for (int32_t t = w->v->nodes[i].token; t >= 0; t = w->v->tok_next[t]) {
-            if (w->n_recs == w->cap) {
-                size_t cap = w->cap ? 2 * w->cap : 256;
-                exit_rec *r = realloc(w->recs, cap * sizeof *r);
+            if (w->n_recs == x->cap_recs) {
+                size_t cap = x->cap_recs ? 2 * x->cap_recs : 256;
+                exit_rec *r = realloc(x->recs, cap * sizeof *r);
                 if (!r) return -1;
-                w->recs = r;
-                w->cap = cap;
+                x->recs = r;
+                x->cap_recs = cap;
             }
-            w->recs[w->n_recs++] = (exit_rec){t, state, off, chars};
+            x->recs[w->n_recs++] = (exit_rec){t, state, off, chars};
         }
     }
     return 0;
 }
 
 static int long_add(walk_ctx *w, int32_t t, uint8_t c) {
-    if (w->n_long == w->cap_long) {
-        int32_t cap = w->cap_long ? 2 * w->cap_long : 64;
-        int32_t *tk = realloc(w->long_toks, (size_t)cap * sizeof *tk);
-        if (tk) w->long_toks = tk;
-        uint8_t *ch = realloc(w->long_chars, (size_t)cap);
-        if (ch) w->long_chars = ch;
+    gm_lexscratch *x = w->x;
+    gm_lexcache *e = &x->e;
+    if (e->n_long == x->cap_long) {
+        int32_t cap = x->cap_long ? 2 * x->cap_long : 64;
+        int32_t *tk = realloc(e->long_toks, (size_t)cap * sizeof *tk);
+        if (tk) e->long_toks = tk;
+        uint8_t *ch = realloc(e->long_chars, (size_t)cap);
+        if (ch) e->long_chars = ch;
         if (!tk || !ch) return -1;
-        w->cap_long = cap;
+        x->cap_long = cap;
     }
-    w->long_toks[w->n_long] = t;
-    w->long_chars[w->n_long++] = c;
+    e->long_toks[e->n_long] = t;
+    e->long_chars[e->n_long++] = c;
     return 0;
 }
 
@@ -460,22 +556,25 @@ static bool boundary(const walk_ctx *w, int32_t s) {
     return (w->d->char_end && w->d->char_end[s]) || s == w->quote_state;
 }
 
-static uint8_t *has_out_table(const rx_dfa *d) {
-    uint8_t *h = calloc((size_t)d->n_states, 1);
-    if (!h) return NULL;
-    for (int32_t s = 0; s < d->n_states; s++)
-        for (int32_t c = 0; c < d->n_classes; c++)
-            if (d->next[(size_t)s * d->n_classes + c] >= 0) h[s] = 1;
-    return h;
+// An inside token t with c code points: its bit, or with w->chars its count.
+static int add_inside(walk_ctx *w, int32_t t, int32_t c) {
+    uint8_t c8 = (uint8_t)(c > 255 ? 255 : c);
+    gm_lexcache *e = &w->x->e;
+    if (w->chars) {
+        w->chars[t] = c8;
+        return 0;
+    }
+    e->inside[t / 32] |= 1u << (t % 32);
+    if (c8 > e->max_chars) e->max_chars = c8;
+    return c8 > GM_SHORT_CHARS ? long_add(w, t, c8) : 0;
 }
 
-// The trie walk with the DFA alone: inside tokens into e, exits into w.
-static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
+// The trie walk with the DFA alone: inside tokens into the scratch entry,
+// exits into the scratch records.
+static int walk_dfa(walk_ctx *w, int32_t start) {
     const gm_vocab *v = w->v;
     const rx_dfa *d = w->d;
-    int32_t *st = malloc(((size_t)v->max_depth + 1) * 2 * sizeof *st);
-    if (!st) return -1;
-    int32_t *ch = st + v->max_depth + 1;
+    int32_t *st = w->x->stack, *ch = st + v->max_depth + 1;
     st[0] = start;
     ch[0] = 0;
     for (int32_t i = 0; i < v->n_nodes;) {
@@ -492,44 +591,46 @@ static int walk_dfa(walk_ctx *w, gm_lexcache *e, int32_t start) {
                 rc = add_exits(w, i, nd->skip, p, nd->depth - 1, c);
             else if (to >= 0)
                 rc = add_exits(w, i, nd->skip, to, nd->depth, c + (boundary(w, p) && !d->accept[to]));
-            if (rc < 0) {
-                free(st);
-                return -1;
-            }
+            if (rc < 0) return -1;
             i = nd->skip;
             continue;
         }
         if (d->char_end && boundary(w, p) && !d->accept[to]) c++;
         st[nd->depth] = to;
         ch[nd->depth] = c;
-        for (int32_t t = nd->token; t >= 0; t = v->tok_next[t]) {
-            e->inside[t / 32] |= 1u << (t % 32);
-            uint8_t c8 = (uint8_t)(c > 255 ? 255 : c);
-            if (w->chars) w->chars[t] = c8;
-            if (c8 > e->max_chars) e->max_chars = c8;
-            if (c8 > GM_SHORT_CHARS && long_add(w, t, c8) < 0) {
-                free(st);
-                return -1;
-            }
-        }
+        for (int32_t t = nd->token; t >= 0; t = v->tok_next[t])
+            if (add_inside(w, t, c) < 0) return -1;
         i++;
     }
-    free(st);
+    return 0;
+}
+
+static int exits_reserve(gm_lexscratch *x, size_t n) {
+    if (n <= x->cap_exit) return 0;
+    gm_lexcache *e = &x->e;
+    int32_t *tk = realloc(e->exit_toks, n * sizeof *tk);
+    if (tk) e->exit_toks = tk;
+    uint8_t *ch = realloc(e->exit_chars, n);
+    if (ch) e->exit_chars = ch;
+    uint16_t *off = realloc(e->exit_off, n * sizeof *off);
+    if (off) e->exit_off = off;
+    gm_exit *ex = realloc(e->exits, n * sizeof *ex);
+    if (ex) e->exits = ex;
+    if (!tk || !ch || !off || !ex) return -1;
+    x->cap_exit = n;
     return 0;
 }
 
 // Groups the sorted exit records by (state, suffix).
-static int group_exits(walk_ctx *w, gm_lexcache *e) {
+static int group_exits(walk_ctx *w) {
+    gm_lexscratch *x = w->x;
+    gm_lexcache *e = &x->e;
     cmp_vocab = w->v;
-    if (w->n_recs) qsort(w->recs, w->n_recs, sizeof *w->recs, cmp_exit);
-    e->exit_toks = malloc((w->n_recs + 1) * sizeof *e->exit_toks);
-    e->exit_chars = malloc(w->n_recs + 1);
-    e->exit_off = malloc((w->n_recs + 1) * sizeof *e->exit_off);
-    e->exits = malloc((w->n_recs + 1) * sizeof *e->exits);
-    if (!e->exit_toks || !e->exit_chars || !e->exit_off || !e->exits) return -1;
+    if (w->n_recs) qsort(x->recs, w->n_recs, sizeof *x->recs, cmp_exit);
+    if (exits_reserve(x, w->n_recs + 1) < 0) return -1;
     e->n_exit_toks = (int32_t)w->n_recs;
     for (size_t i = 0; i < w->n_recs; i++) {
-        const exit_rec *r = &w->recs[i];
+        const exit_rec *r = &x->recs[i];
         e->exit_toks[i] = r->tok;
         e->exit_off[i] = (uint16_t)r->off;
         e->exit_chars[i] = (uint8_t)(r->chars > 255 ? 255 : r->chars);
@@ -547,53 +648,101 @@ static int group_exits(walk_ctx *w, gm_lexcache *e) {
     return 0;
 }
 
-// chars: also every inside token's count (n_tokens bytes), else NULL.
-static gm_lexcache *lexcache_build(const gm_vocab *v, const rx_dfa *d, int32_t s, uint8_t *chars) {
+// Builds c's entry for s into x->e (its arrays x's buffers). chars: only
+// every inside token's count into it (n_tokens bytes), x->e left alone.
+static int lexcache_build(const gm_vocab *v, const gm_dfacache *c, int32_t s, gm_lexscratch *x,
+                          uint8_t *chars) {
+    const rx_dfa *d = c->own;
+    walk_ctx w = {.v = v, .d = d, .has_out = c->has_out, .x = x, .chars = chars,
+                  .quote_state = d->char_end ? d->next[d->cls['"']] : -1};
+    if (!chars) {
+        gm_lexcache *e = &x->e;
+        memset(e->inside, 0, v->words * sizeof *e->inside);
+        e->n_long = e->n_exits = e->n_exit_toks = 0;
+        e->max_chars = 0;
+        atomic_store(&e->chars, NULL);
+    }
+    if (walk_dfa(&w, s) < 0) return -1;
+    return chars ? 0 : group_exits(&w);
+}
+
+static void *dup_bytes(const void *p, size_t n) {
+    void *q = malloc(n ? n : 1);
+    if (q && n) memcpy(q, p, n);
+    return q;
+}
+
+// Bytes an entry holds, as counted against the budget.
+static size_t lexcache_bytes(const gm_vocab *v, const gm_lexcache *e) {
+    return sizeof *e + v->words * sizeof *e->inside + (size_t)e->n_long * 5 +
+           (size_t)e->n_exits * sizeof *e->exits + ((size_t)e->n_exit_toks + 1) * 7;
+}
+
+// An exact-size copy of the scratch entry, to publish; NULL on out of memory.
+static gm_lexcache *lexcache_copy(const gm_vocab *v, const gm_lexcache *s) {
     gm_lexcache *e = calloc(1, sizeof *e);
-    walk_ctx w = {.v = v, .d = d, .quote_state = d->char_end ? d->next[d->cls['"']] : -1, .chars = chars};
     if (!e) return NULL;
-    e->inside = calloc(v->words, sizeof *e->inside);
-    w.has_out = has_out_table(d);
-    int rc = !e->inside || !w.has_out ? -1 : 0;
-    if (rc == 0) rc = walk_dfa(&w, e, s);
-    if (rc == 0) rc = group_exits(&w, e);
-    e->long_toks = w.long_toks;
-    e->long_chars = w.long_chars;
-    e->n_long = w.n_long;
-    free(w.recs);
-    free(w.has_out);
-    if (rc < 0) {
+    size_t nx = (size_t)s->n_exit_toks + 1;
+    e->n_long = s->n_long;
+    e->max_chars = s->max_chars;
+    e->n_exits = s->n_exits;
+    e->n_exit_toks = s->n_exit_toks;
+    e->inside = dup_bytes(s->inside, v->words * sizeof *s->inside);
+    e->long_toks = dup_bytes(s->long_toks, (size_t)s->n_long * sizeof *s->long_toks);
+    e->long_chars = dup_bytes(s->long_chars, (size_t)s->n_long);
+    e->exits = dup_bytes(s->exits, (size_t)s->n_exits * sizeof *s->exits);
+    e->exit_toks = dup_bytes(s->exit_toks, nx * sizeof *s->exit_toks);
+    e->exit_chars = dup_bytes(s->exit_chars, nx);
+    e->exit_off = dup_bytes(s->exit_off, nx * sizeof *s->exit_off);
+    if (!e->inside || !e->long_toks || !e->long_chars || !e->exits || !e->exit_toks || !e->exit_chars ||
+        !e->exit_off) {
         lexcache_free(e);
         return NULL;
     }
     return e;
 }
 
-const uint8_t *gm_lexcache_chars(const gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e) {
+const uint8_t *gm_lexcache_chars(gm_vocab *v, gm_dfacache *c, int32_t s, const gm_lexcache *e,
+                                 gm_lexscratch *x) {
     gm_lexcache *me = (gm_lexcache *)(uintptr_t)e; // only the atomic slot is written
-    uint8_t *x = atomic_load_explicit(&me->chars, memory_order_acquire);
-    if (x) return x;
-    uint8_t *mine = calloc((size_t)v->n_tokens, 1);
-    gm_lexcache *tmp = mine ? lexcache_build(v, c->own, s, mine) : NULL;
-    if (!tmp) {
-        free(mine);
+    uint8_t *have = atomic_load_explicit(&me->chars, memory_order_acquire);
+    if (have) return have;
+    size_t n = (size_t)v->n_tokens;
+    bool publish = e != &x->e && budget_take(v, n);
+    uint8_t *mine = publish ? malloc(n) : x->chars ? x->chars : (x->chars = malloc(n));
+    if (!mine || lexcache_build(v, c, s, x, mine) < 0) {
+        if (publish) {
+            free(mine);
+            budget_give(v, n);
+        }
         return NULL;
     }
-    lexcache_free(tmp);
-    if (atomic_compare_exchange_strong(&me->chars, &x, mine)) return mine;
+    if (!publish || atomic_compare_exchange_strong(&me->chars, &have, mine)) return mine;
     free(mine);
-    return x;
+    budget_give(v, n);
+    return have;
 }
 
-// The entry for (c, s), built on first use and published with a CAS (a
-// losing builder frees its copy). NULL only on out of memory.
-const gm_lexcache *gm_lexcache_get(const gm_vocab *v, gm_dfacache *c, int32_t s) {
+// The entry for (c, s): published, or built into x and published with a
+// CAS (a losing builder frees its copy), or past the budget (or in a
+// private cache) built into x and used from there until x's next build.
+// NULL only on out of memory.
+const gm_lexcache *gm_lexcache_get(gm_vocab *v, gm_dfacache *c, int32_t s, gm_lexscratch *x) {
     gm_lexcache *e = atomic_load_explicit(&c->states[s], memory_order_acquire);
     if (e) return e;
-    gm_lexcache *mine = lexcache_build(v, c->own, s, NULL);
-    if (!mine) return NULL;
-    if (atomic_compare_exchange_strong(&c->states[s], &e, mine)) return mine;
+    if (lexcache_build(v, c, s, x, NULL) < 0) return NULL;
+    size_t n = lexcache_bytes(v, &x->e);
+    if (c->priv || !budget_take(v, n)) return &x->e;
+    gm_lexcache *mine = lexcache_copy(v, &x->e);
+    if (!mine) {
+        budget_give(v, n);
+        return &x->e;
+    }
+    if (atomic_compare_exchange_strong(&c->states[s], &e, mine)) {
+        atomic_fetch_add(&v->cache_entries, 1);
+        return mine;
+    }
     lexcache_free(mine);
+    budget_give(v, n);
     return e;
 }
-

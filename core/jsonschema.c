@@ -1,7 +1,9 @@
 // jsonschema: js_compile's dispatch (one schema object normalized step by
-// step, see jsonschema_int.h), the node and DFA tables, and the per-type
-// nodes. $ref lives in jsonschema_ref.c, allOf and oneOf proofs in
-// jsonschema_merge.c, enum/const and objects/arrays in jsonschema_types.c.
+// step, see jsonschema_int.h), the node and DFA tables, anyOf / oneOf.
+// $ref lives in jsonschema_ref.c; allOf, dependencies, not and the oneOf
+// proofs in jsonschema_merge.c; lexemes and enum/const nodes in
+// jsonschema_types.c; objects and arrays in jsonschema_object.c; listed
+// values checked one by one in jsonschema_value.c.
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -332,7 +334,8 @@ static int32_t schema_body(js_cx *cx, const cJSON *s, const char *ptr) {
     }
     if (cJSON_GetObjectItemCaseSensitive(s, "anyOf")) return cx_alternatives(cx, s, "anyOf", ptr);
     if (cJSON_GetObjectItemCaseSensitive(s, "oneOf")) return cx_alternatives(cx, s, "oneOf", ptr);
-    if (cJSON_GetObjectItemCaseSensitive(s, "not")) return cx_not(cx, s, ptr);
+    if (cJSON_GetObjectItemCaseSensitive(s, "not") || cJSON_GetObjectItemCaseSensitive(s, "\x01nots"))
+        return cx_not(cx, s, ptr);
     return cx_typed(cx, s, ptr);
 }
 
@@ -389,15 +392,14 @@ static int32_t cx_alternatives(js_cx *cx, const cJSON *s, const char *key, const
         if (!alt[i]) goto done;
         i++;
     }
-    int proven = 0;
-    if (!strcmp(key, "oneOf") && (proven = cx_exclusive_required(cx, plain, alt, n, ptr)) < 0) goto done;
-    if (!strcmp(key, "oneOf") && !proven)
-        for (int x = 0; x < n; x++)
-            for (int y = x + 1; y < n; y++)
-                if (cx_may_overlap(cx, alt[x], alt[y])) {
-                    cx_fail(cx, "oneOf", ptr, "alternatives %d and %d may overlap", x, y);
-                    goto done;
-                }
+    if (!strcmp(key, "oneOf")) {
+        int x = 0, y = 0, e = cx_make_exclusive(cx, alt, n, ptr, &x, &y);
+        if (e < 0) goto done;
+        if (e == 0) {
+            cx_fail(cx, "oneOf", ptr, "alternatives %d and %d may overlap", x, y);
+            goto done;
+        }
+    }
     for (i = 0; i < n; i++) {
         char ap[1100];
         snprintf(ap, sizeof ap, "%s/%d", p, i);

@@ -1,14 +1,20 @@
 // jsonschema_int: the schema compiler's private state, shared by
-// core/jsonschema.c (dispatch, types, nodes, DFAs), core/jsonschema_ref.c
-// ($ref, $id, anchors, drafts) and core/jsonschema_merge.c (allOf merged
-// into one schema, oneOf disjointness). Not a public contract.
+// core/jsonschema.c (dispatch, nodes, DFAs, anyOf/oneOf),
+// core/jsonschema_ref.c ($ref, $id, anchors, drafts),
+// core/jsonschema_merge.c (allOf merged into one schema, dependencies, not,
+// oneOf disjointness), core/jsonschema_types.c (lexemes, enum/const nodes),
+// core/jsonschema_object.c (objects, arrays) and core/jsonschema_value.c
+// (a schema checked on one known value). Not a public contract.
 //
 // How a schema is compiled: cx_schema normalizes one schema object at a
-// time: $ref is resolved, allOf becomes one merged schema (a new cJSON
-// object the compiler owns, whose members borrow the parts' values), anyOf
-// and oneOf distribute the rest of the schema into each alternative, `not`
-// becomes a narrower schema; what is left (type, enum and the per-type
-// keywords) becomes per-type nodes. Merging works on JSON, not on nodes, so
+// time: $ref is resolved, a schema listing its values (enum/const) keeps
+// those the whole schema accepts, allOf becomes one merged schema (a new
+// cJSON object the compiler owns, whose members borrow the parts' values),
+// dependencies become anyOf, anyOf and oneOf distribute the rest of the
+// schema into each alternative, `not` becomes a narrower schema; what is
+// left (type and the per-type keywords) becomes per-type nodes. Private
+// keys a merge writes: "\x01patterns" (more patterns), "\x01nots" (more
+// nots). Merging works on JSON, not on nodes, so
 // the node graph is written once and never inspected while it grows.
 #ifndef TESSERA_JSONSCHEMA_INT_H
 #define TESSERA_JSONSCHEMA_INT_H
@@ -107,6 +113,8 @@ int cx_has_other(const cJSON *s, const char *const *skip, int n_skip);
 // jsonschema_types.c
 int32_t cx_typed(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_not(js_cx *cx, const cJSON *s, const char *ptr);
+// The DFA a string schema's pattern(s) and format make (-2: empty).
+int32_t cx_string_dfa(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_array(js_cx *cx, const cJSON *s, const char *ptr);
 // The node accepting exactly the values vals[0..n) (numbers by value).
@@ -145,12 +153,10 @@ const cJSON *cx_dependencies(js_cx *cx, const cJSON *s, const char *ptr);
 const cJSON *cx_merge(js_cx *cx, const cJSON *a, const cJSON *b, const char *ptr);
 // The schema with $ref at its top resolved (siblings merged in 2019-09+).
 const cJSON *cx_deref(js_cx *cx, const cJSON *s, const char *ptr);
-// oneOf alternatives that only require keys ({"required": [...]}) become
-// disjoint: each also forbids what every other one requires (one of its
-// keys absent). plain[]: the alternatives, alt[]: the same merged with the
-// schema around them, rewritten in place: 1; 0 when the form does not
-// apply; -1 with an error.
-int cx_exclusive_required(js_cx *cx, const cJSON *const *plain, const cJSON **alt, int n, const char *ptr);
+// oneOf alternatives made pairwise disjoint where a proof fails, by
+// trimming alternatives that require keys (see the .c): 1 done, 0 the pair
+// *x, *y may overlap, -1 error.
+int cx_make_exclusive(js_cx *cx, const cJSON **alt, int n, const char *ptr, int *x, int *y);
 // 0 proven disjoint, 1 may overlap.
 int cx_may_overlap(js_cx *cx, const cJSON *a, const cJSON *b);
 

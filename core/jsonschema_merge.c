@@ -84,7 +84,7 @@ static const char *const validation_kws[] = {
     "minItems", "uniqueItems", "contains", "maxContains", "minContains", "maxProperties", "minProperties", "required",
     "properties", "patternProperties", "additionalProperties", "dependencies", "dependentRequired",
     "dependentSchemas", "propertyNames", "if", "then", "else", "anyOf", "oneOf", "not", "unevaluatedItems",
-    "unevaluatedProperties", "$recursiveRef", "$dynamicRef", "extends", "disallow", "divisibleBy",
+    "unevaluatedProperties", "$recursiveRef", "$dynamicRef", "extends", "disallow", "divisibleBy", "\x01nots",
 };
 
 static int is_validation(const char *k) {
@@ -153,6 +153,22 @@ static int merge_patterns(js_cx *cx, cJSON *o, const cJSON *a, const cJSON *b) {
     return 0;
 }
 
+// Both parts carry a `not`: the merge keeps one and gathers the others in
+// "\x01nots", applied one after the other (cx_not).
+static int merge_nots(js_cx *cx, cJSON *o, const cJSON *a, const cJSON *b) {
+    if (cJSON_GetObjectItemCaseSensitive(o, "\x01nots") || cJSON_GetObjectItemCaseSensitive(o, "not")) return 0;
+    cJSON *arr = cJSON_AddArrayToObject(o, "\x01nots");
+    if (!arr) return err_set(cx->err, "schema: out of memory");
+    const cJSON *sides[2] = {a, b};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(sides[i], "not"), *m;
+        if (n) cJSON_AddItemReferenceToArray(arr, cx_mut(n));
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(sides[i], "\x01nots"))
+            cJSON_AddItemReferenceToArray(arr, cx_mut(m));
+    }
+    return 0;
+}
+
 // One keyword both parts carry.
 static int merge_both(js_cx *cx, cJSON *o, const char *k, const cJSON *a, const cJSON *b, const cJSON *va,
                       const cJSON *vb, const char *ptr) {
@@ -177,12 +193,21 @@ static int merge_both(js_cx *cx, cJSON *o, const char *k, const cJSON *a, const 
         double x = va->valuedouble, y = vb->valuedouble, q = x / y;
         if (x > 0 && y > 0 && fabs(q - nearbyint(q)) < 1e-12) return add_ref(o, k, va);
         if (x > 0 && y > 0 && fabs(1 / q - nearbyint(1 / q)) < 1e-12) return add_ref(o, k, vb);
+        if (x >= 1 && y >= 1 && x == floor(x) && y == floor(y) && x < 1e9 && y < 1e9) { // integers: their lcm
+            uint64_t g = (uint64_t)x, h = (uint64_t)y;
+            while (h) {
+                uint64_t r = g % h;
+                g = h, h = r;
+            }
+            return cJSON_AddNumberToObject(o, k, x / (double)g * y) ? 0 : err_set(cx->err, "schema: out of memory");
+        }
     }
     if (!strcmp(k, "format") && cJSON_IsString(va) && cJSON_IsString(vb)) {
         if (!rx_format(va->valuestring)) return add_ref(o, k, vb);
         if (!rx_format(vb->valuestring)) return add_ref(o, k, va);
     }
     if (!strcmp(k, "const")) return 1; // two different constants: nothing matches
+    if (!strcmp(k, "not") || !strcmp(k, "\x01nots")) return merge_nots(cx, o, a, b);
     if (!strcmp(k, "anyOf") && cJSON_GetArraySize(va) * cJSON_GetArraySize(vb) <= 64) {
         cJSON *arr = cJSON_AddArrayToObject(o, "anyOf");
         const cJSON *x, *y;
@@ -352,6 +377,8 @@ const cJSON *cx_merge(js_cx *cx, const cJSON *a, const cJSON *b, const char *ptr
             const cJSON *vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], k);
             if (!vo && !strcmp(k, "pattern")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "\x01patterns");
             if (!vo && !strcmp(k, "\x01patterns")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "pattern");
+            if (!vo && !strcmp(k, "not")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "\x01nots");
+            if (!vo && !strcmp(k, "\x01nots")) vo = cJSON_GetObjectItemCaseSensitive(sides[1 - i], "not");
             int r = vo ? merge_both(cx, o, k, a, b, i ? vo : m, i ? m : vo, ptr) : add_ref(o, k, m);
             if (r > 0) return cx_own(cx, cJSON_CreateFalse());
             if (r < 0) return NULL;
@@ -462,11 +489,50 @@ static int objects_disjoint(js_cx *cx, const cJSON *a, const cJSON *b, int depth
     return 0;
 }
 
+// 1 if b accepts none of the values a lists (enum / const at its top).
+static int listed_outside(js_cx *cx, const cJSON *a, const cJSON *b) {
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(a, "enum"), *co = cJSON_GetObjectItemCaseSensitive(a, "const");
+    if (!cJSON_IsArray(en) && !co) return 0;
+    err_t saved = *cx->err;
+    int out = 1;
+    for (const cJSON *v = co ? co : en->child; v && out; v = co ? NULL : v->next)
+        out = cx_value_ok(cx, b, v, "") == 0;
+    *cx->err = saved;
+    return out;
+}
+
+// A string schema's DFA, with short length bounds folded in (-2: empty).
+static int32_t sized_dfa(js_cx *cx, const cJSON *s, double lo, double hi) {
+    int32_t d = cx_string_dfa(cx, s, "");
+    if (d < 0 || (hi < 0 && lo <= 0) || hi > 64 || lo > 64) return d;
+    char re[64];
+    if (hi >= 0) snprintf(re, sizeof re, "[\\s\\S]{%d,%d}", (int)lo, (int)hi);
+    else snprintf(re, sizeof re, "[\\s\\S]{%d,}", (int)lo);
+    int32_t len = cx_dfa(cx, re, RX_JSON_STRING, "oneOf", "");
+    return len < 0 ? len : cx_dfa_and(cx, d, len, "oneOf", "");
+}
+
+// 1 if no string both accept: their pattern / format DFAs do not meet, or
+// their length ranges do not.
+static int strings_disjoint(js_cx *cx, const cJSON *a, const cJSON *b) {
+    double la = 0, ha = -1, lb = 0, hb = -1;
+    cx_num(a, "minLength", &la), cx_num(a, "maxLength", &ha);
+    cx_num(b, "minLength", &lb), cx_num(b, "maxLength", &hb);
+    if ((ha >= 0 && lb > ha) || (hb >= 0 && la > hb)) return 1;
+    err_t saved = *cx->err;
+    int32_t da = sized_dfa(cx, a, la, ha), db = da >= 0 ? sized_dfa(cx, b, lb, hb) : da;
+    int32_t both = da >= 0 && db >= 0 ? cx_dfa_and(cx, da, db, "oneOf", "") : -1;
+    *cx->err = saved;
+    return da == -2 || db == -2 || both == -2;
+}
+
 int cx_may_overlap(js_cx *cx, const cJSON *a, const cJSON *b) {
     if (cJSON_IsFalse(a) || cJSON_IsFalse(b)) return 0;
     if (!cJSON_IsObject(a) || !cJSON_IsObject(b)) return 1;
     unsigned t = types_eff(a) & types_eff(b);
     if (!t || literals_disjoint(a, b)) return 0;
+    if (listed_outside(cx, a, b) || listed_outside(cx, b, a)) return 0;
+    if (t == JT_STR && strings_disjoint(cx, a, b)) return 0;
     if (t == JT_OBJ && objects_disjoint(cx, a, b, 0)) return 0;
     return 1;
 }
@@ -487,22 +553,41 @@ static const cJSON *not_required(js_cx *cx, const cJSON *req) {
     return cJSON_GetArraySize(arr) == 1 ? cx_own(cx, cJSON_DetachItemFromArray(arr, 0)) : any;
 }
 
-int cx_exclusive_required(js_cx *cx, const cJSON *const *plain, const cJSON **alt, int n, const char *ptr) {
-    static const char *const only_req[] = {"required"};
-    if (n > 8) return 0;
-    for (int i = 0; i < n; i++) {
-        const cJSON *r = cJSON_GetObjectItemCaseSensitive(plain[i], "required");
-        if (!cJSON_IsObject(plain[i]) || cx_has_other(plain[i], only_req, 1) || !cJSON_IsArray(r) || !r->child)
-            return 0;
-        const cJSON *k;
-        cJSON_ArrayForEach(k, r) if (!cJSON_IsString(k)) return 0;
-    }
+// The keys a requires and b does not, as a new owned array.
+static const cJSON *required_minus(js_cx *cx, const cJSON *a, const cJSON *b) {
+    cJSON *out = cx_own(cx, cJSON_CreateArray());
+    if (!out) return OOM(cx);
+    const cJSON *k;
+    cJSON_ArrayForEach(k, cJSON_GetObjectItemCaseSensitive(a, "required"))
+        if (cJSON_IsString(k) && !is_required(b, k->valuestring)) cJSON_AddItemReferenceToArray(out, cx_mut(k));
+    return out;
+}
+
+// A oneOf made exclusive by trimming. Two alternatives not proven
+// disjoint may still be made so when each requires keys: alternative i
+// keeps only the objects missing some key alternative j requires, and j
+// likewise, so no value is left in both (values outside the trim are
+// dropped: false rejects, never false accepts). Non-object values must not
+// be shared (their types disjoint), since "required" says nothing about
+// them. 1: every pair is disjoint now (alt[] rewritten); 0: some pair may
+// overlap (*x, *y name it); -1 error.
+int cx_make_exclusive(js_cx *cx, const cJSON **alt, int n, const char *ptr, int *x, int *y) {
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) {
-            if (i == j) continue;
-            const cJSON *neg = not_required(cx, cJSON_GetObjectItemCaseSensitive(plain[j], "required"));
-            alt[i] = neg ? cx_merge(cx, alt[i], neg, ptr) : NULL;
-            if (!alt[i]) return -1;
+        for (int j = i + 1; j < n; j++) {
+            if (!cx_may_overlap(cx, alt[i], alt[j])) continue;
+            // Each trims by the keys only the other requires.
+            const cJSON *ri = required_minus(cx, alt[i], alt[j]), *rj = ri ? required_minus(cx, alt[j], alt[i]) : NULL;
+            if (!rj) return -1;
+            unsigned shared = types_eff(alt[i]) & types_eff(alt[j]) & ~(unsigned)JT_OBJ;
+            if (shared || cJSON_GetArraySize(ri) == 0 || cJSON_GetArraySize(rj) == 0) {
+                *x = i, *y = j;
+                return 0;
+            }
+            const cJSON *ni = not_required(cx, ri), *nj = ni ? not_required(cx, rj) : NULL;
+            const cJSON *ai = nj ? cx_merge(cx, alt[i], nj, ptr) : NULL;
+            const cJSON *aj = ai ? cx_merge(cx, alt[j], ni, ptr) : NULL;
+            if (!aj) return -1;
+            alt[i] = ai, alt[j] = aj;
         }
     return 1;
 }
@@ -549,12 +634,31 @@ const cJSON *cx_dependencies(js_cx *cx, const cJSON *s, const char *ptr) {
 
 // `not` in the forms that narrow the rest exactly: not {} (nothing), not a
 // type list (those types dropped), not {"required": [k]} (k forbidden).
+// The `not` to apply first: "not", else the first of "\x01nots" (the
+// nots an allOf merge gathered), and s without it.
+static const cJSON *next_not(js_cx *cx, const cJSON *s, cJSON **rest) {
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(s, "not");
+    if (n) {
+        *rest = cx_without(cx, s, "not");
+        return *rest ? n : NULL;
+    }
+    const cJSON *more = cJSON_GetObjectItemCaseSensitive(s, "\x01nots");
+    if (!(*rest = cx_without(cx, s, "\x01nots"))) return NULL;
+    cJSON *left = cJSON_AddArrayToObject(*rest, "\x01nots");
+    if (!left) return OOM(cx);
+    for (const cJSON *m = more->child ? more->child->next : NULL; m; m = m->next)
+        cJSON_AddItemReferenceToArray(left, cx_mut(m));
+    if (!left->child) cJSON_DeleteItemFromObjectCaseSensitive(*rest, "\x01nots");
+    return more->child;
+}
+
 int32_t cx_not(js_cx *cx, const cJSON *s, const char *ptr) {
     char p[1024];
     cx_ptr_join(p, sizeof p, ptr, "not");
-    const cJSON *n = cx_deref(cx, cJSON_GetObjectItemCaseSensitive(s, "not"), p);
-    cJSON *rest = n ? cx_without(cx, s, "not") : NULL;
-    if (!rest) return -1;
+    cJSON *rest = NULL;
+    const cJSON *n = next_not(cx, s, &rest);
+    n = n ? cx_deref(cx, n, p) : NULL;
+    if (!n || !rest) return -1;
     if (cJSON_IsFalse(n)) return cx_schema(cx, rest, ptr);
     if (cJSON_IsTrue(n) || !cx_has_other(n, NULL, 0)) return cx_new_node(cx, JS_NEVER);
     static const char *const only_type[] = {"type"};
@@ -575,12 +679,11 @@ int32_t cx_not(js_cx *cx, const cJSON *s, const char *ptr) {
     }
     static const char *const only_req[] = {"required"};
     const cJSON *req = cJSON_GetObjectItemCaseSensitive(n, "required");
-    if (!cx_has_other(n, only_req, 1) && cJSON_GetArraySize(req) == 1 && cJSON_IsString(req->child)) {
-        cJSON *f = cx_own(cx, cJSON_CreateObject());
-        cJSON *props = f ? cJSON_AddObjectToObject(f, "properties") : NULL;
-        if (!props || !cJSON_AddFalseToObject(props, req->child->valuestring))
-            return err_set(cx->err, "schema: out of memory"), -1;
-        const cJSON *m = cx_merge(cx, rest, f, ptr);
+    if (!cx_has_other(n, only_req, 1) && cJSON_GetArraySize(req) >= 1) {
+        const cJSON *k;
+        cJSON_ArrayForEach(k, req) if (!cJSON_IsString(k)) return cx_fail(cx, "required", p, "expected strings"), -1;
+        const cJSON *f = not_required(cx, req);
+        const cJSON *m = f ? cx_merge(cx, rest, f, ptr) : NULL;
         return m ? cx_schema(cx, m, ptr) : -1;
     }
     return cx_fail(cx, "not", ptr, "not supported for this subschema"), -1;

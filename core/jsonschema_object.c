@@ -19,6 +19,11 @@ typedef struct obj_build {
     const char **names;
     js_prop *out;
     int n;
+    // propertyNames as a list of names (pn_list) or one pattern (pn_pat,
+    // its DFA pn_dfa); both NULL / -1 when it says nothing.
+    const cJSON *pn_list;
+    const char *pn_pat;
+    int32_t pn_dfa;
 } obj_build;
 
 static int32_t sub_schema(js_cx *cx, const cJSON *s, const char *ptr, const char *kw, const char *key) {
@@ -80,32 +85,66 @@ static int32_t name_node(js_cx *cx, obj_build *b, const char *name, const char *
     return b->addl >= 0 ? b->addl : -2;
 }
 
+// Whether propertyNames lets key `name` appear.
+static int name_allowed(const js_cx *cx, const obj_build *b, const char *name) {
+    if (b->pn_list) {
+        const cJSON *v;
+        cJSON_ArrayForEach(v, b->pn_list) if (cJSON_IsString(v) && !strcmp(v->valuestring, name)) return 1;
+        return 0;
+    }
+    if (!b->pn_pat) return 1;
+    char *text;
+    if (cx_json_string_text(name, &text)) return 0;
+    int ok = rx_match(cx->s->dfas[b->pn_dfa], text, strlen(text));
+    free(text);
+    return ok;
+}
+
+static void add_name(obj_build *b, const char *name) {
+    for (int i = 0; i < b->n; i++)
+        if (!strcmp(b->names[i], name)) return;
+    b->names[b->n++] = name;
+}
+
 // props[] for every property name, then every required name not among
-// them. -2: a required key can never appear (the object is impossible).
+// them (and, when propertyNames lists the names, those), less the names
+// propertyNames forbids. -2: a required key can never appear (the object
+// is impossible).
 static int collect_names(js_cx *cx, obj_build *b, const char *ptr) {
-    int cap = cJSON_GetArraySize(b->props) + cJSON_GetArraySize(b->req) + 1;
+    int cap = cJSON_GetArraySize(b->props) + cJSON_GetArraySize(b->req) + cJSON_GetArraySize(b->pn_list) + 1;
     b->names = calloc((size_t)cap, sizeof *b->names);
     b->out = calloc((size_t)cap, sizeof *b->out);
     if (!b->names || !b->out) return err_set(cx->err, "schema: out of memory");
     const cJSON *m;
-    cJSON_ArrayForEach(m, b->props) b->names[b->n++] = m->string;
+    cJSON_ArrayForEach(m, b->props) {
+        for (int k = 0; k < b->n; k++)
+            if (!strcmp(b->names[k], m->string)) return cx_fail(cx, "properties", ptr, "duplicate name '%s'", m->string);
+        add_name(b, m->string);
+    }
     cJSON_ArrayForEach(m, b->req) {
         if (!cJSON_IsString(m)) return cx_fail(cx, "required", ptr, "expected strings");
-        int seen = 0;
-        for (int i = 0; i < b->n && !seen; i++) seen = !strcmp(b->names[i], m->valuestring);
-        if (!seen) b->names[b->n++] = m->valuestring;
+        add_name(b, m->valuestring);
     }
+    cJSON_ArrayForEach(m, b->pn_list) if (cJSON_IsString(m)) add_name(b, m->valuestring);
+    int k = 0;
     for (int i = 0; i < b->n; i++) {
-        for (int k = 0; k < i; k++)
-            if (!strcmp(b->names[k], b->names[i])) return cx_fail(cx, "properties", ptr, "duplicate name '%s'", b->names[i]);
-        b->out[i].required = is_required(b->req, b->names[i]);
-        if (!(b->out[i].name = strdup(b->names[i]))) return err_set(cx->err, "schema: out of memory");
-        int32_t node = name_node(cx, b, b->names[i], ptr);
-        if (node == -2 && b->out[i].required) return -2;
+        const char *name = b->names[i];
+        int req = is_required(b->req, name);
+        if (!name_allowed(cx, b, name)) {
+            if (req) return -2;
+            continue;
+        }
+        int32_t node = name_node(cx, b, name, ptr);
+        if (node == -2 && req) return -2;
+        if (node == -2 && !cJSON_GetObjectItemCaseSensitive(b->props, name)) continue; // listed, but no schema takes it
         if (node == -2) node = cx_never(cx); // a property false: the key may not appear
         if (node < 0) return -1;
-        b->out[i].node = node;
+        b->names[k] = name;
+        b->out[k].required = req;
+        b->out[k].node = node;
+        if (!(b->out[k++].name = strdup(name))) return b->n = k, err_set(cx->err, "schema: out of memory");
     }
+    b->n = k;
     return 0;
 }
 
@@ -125,7 +164,7 @@ static char *keys_key(const obj_build *b, int any) {
 }
 
 static int32_t key_dfa(js_cx *cx, const obj_build *b, const char *ptr) {
-    int any = b->addl >= 0;
+    int any = b->addl >= 0 && !b->pn_list && !b->pn_pat;
     if (!any && !b->n && !b->np) return cx_any_keys(cx); // the caller sets max_props 0
     char *key = keys_key(b, any);
     if (!key) return err_set(cx->err, "schema: out of memory"), -1;
@@ -137,19 +176,40 @@ static int32_t key_dfa(js_cx *cx, const obj_build *b, const char *ptr) {
     return cx_dfa_add(cx, d, key);
 }
 
-// propertyNames: only the forms that say nothing about string keys.
-static int check_property_names(js_cx *cx, const cJSON *s, const char *ptr, int64_t *max_props) {
+// propertyNames: true / a string type (nothing said), false (no keys), a
+// list of names (enum / const), or one pattern (then no patternProperties
+// beside it). Anything else is refused.
+static int property_names(js_cx *cx, const cJSON *s, const char *ptr, obj_build *b, int64_t *max_props) {
     const cJSON *pn = cJSON_GetObjectItemCaseSensitive(s, "propertyNames");
+    b->pn_dfa = -1;
     if (!pn || cJSON_IsTrue(pn) || cx->draft < JS_DRAFT6) return 0;
     if (cJSON_IsFalse(pn)) {
         *max_props = 0;
         return 0;
     }
-    static const char *const skip[] = {"type"};
+    char p[1024];
+    cx_ptr_join(p, sizeof p, ptr, "propertyNames");
+    if (!(pn = cx_deref(cx, pn, p))) return -1;
+    static const char *const skip[] = {"type", "pattern", "enum", "const"};
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(pn, "type");
-    if (cJSON_IsObject(pn) && !cx_has_other(pn, skip, 1) && (!t || (cJSON_IsString(t) && !strcmp(t->valuestring, "string"))))
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(pn, "pattern");
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(pn, "enum"), *co = cJSON_GetObjectItemCaseSensitive(pn, "const");
+    if (!cJSON_IsObject(pn) || cx_has_other(pn, skip, 4) || (t && !(cJSON_IsString(t) && !strcmp(t->valuestring, "string"))))
+        return cx_fail(cx, "propertyNames", ptr, "not supported (constrains every key)");
+    if (co || cJSON_IsArray(en)) {
+        if (pat || (co && en)) return cx_fail(cx, "propertyNames", ptr, "not supported (a list and more)");
+        cJSON *list = co ? cx_own(cx, cJSON_CreateArray()) : NULL;
+        if (co && (!list || !cJSON_AddItemReferenceToArray(list, cx_mut(co)))) return err_set(cx->err, "schema: out of memory");
+        b->pn_list = co ? list : en;
         return 0;
-    return cx_fail(cx, "propertyNames", ptr, "not supported (constrains every key)");
+    }
+    if (!cJSON_IsString(pat)) return 0;
+    if (b->pats && b->pats->child) return cx_fail(cx, "propertyNames", ptr, "a pattern beside patternProperties is not supported");
+    int32_t d = cx_dfa(cx, pat->valuestring, RX_JSON_STRING | RX_SEARCH, "propertyNames", p);
+    if (d == -2) *max_props = 0; // no key matches
+    else if (d < 0) return -1;
+    else b->pn_pat = pat->valuestring, b->pn_dfa = d;
+    return 0;
 }
 
 int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr) {
@@ -164,7 +224,7 @@ int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr) {
     double d;
     if (cx_num(s, "minProperties", &d) > 0) lo = (int64_t)d;
     if (cx_num(s, "maxProperties", &d) > 0) hi = (int64_t)d;
-    if (check_property_names(cx, s, ptr, &hi) < 0) return -1;
+    if (property_names(cx, s, ptr, &b, &hi) < 0) return -1;
     const cJSON *ad = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
     b.addl = !ad || cJSON_IsTrue(ad) ? cx_any(cx) : cJSON_IsFalse(ad) ? -1 : sub_schema(cx, ad, ptr, "additionalProperties", NULL);
     if (ad && !cJSON_IsFalse(ad) && b.addl < 0) return -1;
@@ -176,6 +236,11 @@ int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr) {
         goto fail;
     }
     if (c < 0) goto fail;
+    if (b.pn_list) b.np = 0; // listed names only: patterns were merged into them
+    if (b.pn_pat && b.addl >= 0) { // other keys: those matching the pattern, valued by additionalProperties
+        b.pat_src[b.np] = b.pn_pat;
+        b.pat_schema[b.np++] = NULL;
+    }
     int32_t kd = key_dfa(cx, &b, ptr);
     int32_t *pn = malloc(((size_t)b.np + 1) * sizeof *pn);
     if (kd < 0 || !pn) {
@@ -183,7 +248,8 @@ int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr) {
         goto fail;
     }
     for (int j = 0; j < b.np; j++)
-        if ((pn[j] = sub_schema(cx, b.pat_schema[j], ptr, "patternProperties", b.pat_src[j])) < 0) {
+        if ((pn[j] = b.pat_schema[j] ? sub_schema(cx, b.pat_schema[j], ptr, "patternProperties", b.pat_src[j])
+                                     : b.addl) < 0) {
             free(pn);
             goto fail;
         }
@@ -199,7 +265,7 @@ int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr) {
     o->n_patterns = b.np;
     o->additional = b.addl;
     o->min_props = lo;
-    o->max_props = b.addl < 0 && !b.n && !b.np ? 0 : hi;
+    o->max_props = !(b.addl >= 0 && !b.pn_list && !b.pn_pat) && !b.n && !b.np ? 0 : hi;
     free(b.names);
     return r;
 fail:

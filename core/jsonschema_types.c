@@ -164,7 +164,7 @@ static int standard_format(const char *f) {
 
 // The DFA of a string schema's pattern(s) and format (-1 error, -2 empty),
 // or the any-string DFA.
-static int32_t string_dfa(js_cx *cx, const cJSON *s, const char *ptr) {
+int32_t cx_string_dfa(js_cx *cx, const cJSON *s, const char *ptr) {
     int32_t acc = -1;
     int r = 0;
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(s, "pattern");
@@ -193,7 +193,7 @@ static int32_t string_node(js_cx *cx, const cJSON *s, const char *ptr) {
     int64_t lo = 0, hi = -1;
     if (count_of(cx, s, "minLength", ptr, &lo) < 0 || count_of(cx, s, "maxLength", ptr, &hi) < 0) return -1;
     if (hi >= 0 && lo > hi) return cx_never(cx);
-    int32_t d = string_dfa(cx, s, ptr);
+    int32_t d = cx_string_dfa(cx, s, ptr);
     if (d == -2) return cx_never(cx);
     if (d < 0) return -1;
     int32_t i = lexeme_node(cx, JS_LEX_STRING, d);

@@ -225,6 +225,7 @@ static int check_body(vcx *v, const cJSON *s, const cJSON *x) {
     if (kw(s, "anyOf") && (r = count_of(v, kw(s, "anyOf"), x, 1)) <= 0) return r;
     if (kw(s, "oneOf") && (r = count_of(v, kw(s, "oneOf"), x, 2)) != 1) return r < 0 ? -1 : 0;
     if (kw(s, "not") && (r = check(v, kw(s, "not"), x)) != 0) return r < 0 ? -1 : 0;
+    cJSON_ArrayForEach(e, kw(s, "\x01nots")) if ((r = check(v, e, x)) != 0) return r < 0 ? -1 : 0;
     const cJSON *iff = v->cx->draft >= JS_DRAFT7 ? kw(s, "if") : NULL;
     if (iff) {
         int c = check(v, iff, x);

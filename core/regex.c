@@ -314,11 +314,43 @@ int32_t rx_nfa_add_node(rx_nfa *n, const rx_ast *a, int k, int head, int tail, u
     return s < 0 ? -1 : start;
 }
 
+// Adds DFA d as NFA states (one per DFA state, one edge state per run of
+// bytes with the same target), accepting with `tag`; returns its start.
+static int32_t nfa_add_dfa(rx_nfa *n, const rx_dfa *d, int32_t tag, err_t *err) {
+    int32_t base = n->n;
+    for (int32_t s = 0; s < d->n_states; s++) {
+        if (rx_nfa_state(n) < 0) return err_set(err, "regex: out of memory");
+        n->s[base + s].tag = d->accept[s] ? tag : -1;
+        n->s[base + s].bnd = d->char_end ? d->char_end[s] : 0;
+    }
+    for (int32_t s = 0; s < d->n_states; s++) {
+        const int32_t *row = d->next + (size_t)s * (size_t)d->n_classes;
+        for (int lo = 0, hi; lo < 256; lo = hi + 1) {
+            int32_t t = row[d->cls[lo]];
+            for (hi = lo; hi < 255 && row[d->cls[hi + 1]] == t;) hi++;
+            if (t < 0) continue;
+            int32_t e = rx_nfa_state(n);
+            if (e < 0 || rx_nfa_eps(n, base + s, e)) return err_set(err, "regex: out of memory");
+            n->s[e].lo = (uint8_t)lo, n->s[e].hi = (uint8_t)hi, n->s[e].out = base + t;
+        }
+    }
+    return base;
+}
+
 int32_t rx_nfa_add(rx_nfa *n, const char *pattern, size_t len, unsigned flags, int32_t tag, err_t *err) {
     rx_ast a;
     if (rx_parse(&a, pattern, len, flags, err)) return -1;
     int search = (flags & RX_SEARCH) != 0;
-    int32_t s = rx_nfa_add_node(n, &a, a.root, search, search, flags, tag, err);
+    if (search) rx_inline_tail_looks(&a);
+    int32_t s = -1;
+    if (rx_has_look(&a)) {
+        // Lookaheads are DFA products: build the DFA, then take it in.
+        rx_dfa *d = rx_compile_look(&a, flags, err);
+        if (d) s = nfa_add_dfa(n, d, tag, err);
+        rx_free(d);
+    } else {
+        s = rx_nfa_add_node(n, &a, a.root, search, search, flags, tag, err);
+    }
     rx_ast_free(&a);
     return s;
 }
@@ -361,6 +393,7 @@ rx_dfa *rx_compile(const char *pattern, size_t len, unsigned flags, err_t *err) 
     rx_ast a;
     if (rx_parse(&a, pattern, len, flags, err)) return NULL;
     int search = (flags & RX_SEARCH) != 0;
+    if (search) rx_inline_tail_looks(&a);
     rx_dfa *d = rx_has_look(&a) ? rx_compile_look(&a, flags, err) : rx_compile_node(&a, a.root, search, search, flags, err);
     rx_ast_free(&a);
     return d;

@@ -1,7 +1,7 @@
 // regex_dfa: from a byte NFA to the DFA the engine walks. Subset
-// construction over byte classes (intervals cut at every range end in the
-// NFA), with a hash table of NFA state sets; then trimming (drop what cannot
-// reach accept), Hopcroft minimization (states kept apart by their labels:
+// construction over byte classes (bytes no NFA range tells apart), with a
+// hash table of NFA state sets; then trimming (drop what cannot reach
+// accept), Hopcroft minimization (states kept apart by their labels:
 // accept, char_end, key_name, key_pats), a BFS renumbering from the start
 // and merging of byte classes whose columns are equal.
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include "regex_int.h"
 
-#define RX_MAX_POOL (1 << 22)           // NFA state ids in all subsets together
+#define RX_MAX_POOL (1 << 22) // subset entries in all subsets together
 
 static uint64_t hash_ints(const int32_t *v, size_t n) {
     uint64_t h = 1469598103934665603ull ^ n;
@@ -23,19 +23,19 @@ typedef struct subset {
     const rx_nfa *nfa;
     rx_labels lab;
     int32_t n_classes;
-    uint8_t cls[256];   // byte -> class
-    uint8_t iv[256];    // byte -> interval (see subset_classes)
+    uint8_t cls[256];    // byte -> class
+    uint8_t iv[256];     // byte -> interval (see subset_classes)
     uint8_t iv_cls[256]; // interval -> class
-    rx_ivec pool;          // the NFA state sets, back to back
-    rx_ivec off, len;      // per DFA state: its set in pool
-    rx_ivec next;          // [n_states * n_classes]
-    int32_t *tab;       // open addressing: DFA state + 1, 0 empty
+    rx_ivec pool;        // the subsets (sorted entries, see ended()), back to back
+    rx_ivec off, len;    // per DFA state: its subset in pool
+    rx_ivec next;        // [n_states * n_classes]
+    int32_t *tab;        // open addressing: DFA state + 1, 0 empty
     size_t tab_cap;
-    int32_t *mark;      // per NFA state: generation of the last closure
+    int32_t *mark;       // per entry: generation of the last closure that met it
     int32_t gen;
-    rx_ivec stack, set;    // closure scratch
-    rx_ivec tmp;           // sort scratch
-    rx_ivec *bucket;       // per class: NFA targets
+    rx_ivec stack, set;  // closure scratch
+    rx_ivec tmp;         // sort scratch
+    rx_ivec *bucket;     // per class: the entries one byte of it leads to
     uint64_t *bucket_hash;
 } subset;
 

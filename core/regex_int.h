@@ -1,7 +1,8 @@
 // regex_int: what the regex module's files share: regex_parse.c (pattern to
-// syntax tree), regex.c (byte NFA), regex_dfa.c (subset construction,
-// trimming, minimization) and regex_ops.c (rx_keys, rx_intersect). Private
-// to the module.
+// syntax tree), regex.c (byte NFA, rx_compile), regex_dfa.c (subset
+// construction, trimming, minimization), regex_ops.c (rx_keys, products),
+// regex_look.c (leading lookaheads) and regex_format.c (formats, integer
+// ranges). Private to the module.
 #ifndef TESSERA_REGEX_INT_H
 #define TESSERA_REGEX_INT_H
 
@@ -160,6 +161,9 @@ rx_dfa *rx_compile_node(const rx_ast *a, int k, int head, int tail, unsigned fla
 
 // Whether the pattern has a lookahead anywhere.
 int rx_has_look(const rx_ast *a);
+// Search semantics only: a positive lookahead ending a top-level
+// alternative becomes a plain group (the same strings match).
+void rx_inline_tail_looks(rx_ast *a);
 // rx_compile for a pattern with lookaheads: each top-level alternative's
 // DFA, intersected with (?=X) or with the complement of (?!X) for the
 // lookaheads right after its leading ^ (X then anything), all alternatives

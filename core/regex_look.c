@@ -24,6 +24,17 @@ int rx_has_look(const rx_ast *a) {
     return first_look(a, a->root) >= 0;
 }
 
+// Under search semantics P(?=Y) at the very end of an alternative matches
+// where PY does (what follows is free anyway), so such a lookahead becomes
+// a plain group: its node turns into a sequence of its one alternation.
+void rx_inline_tail_looks(rx_ast *a) {
+    for (int c = a->nodes[a->root].kid; c >= 0; c = a->nodes[c].next) {
+        int last = a->nodes[c].kid;
+        while (last >= 0 && a->nodes[last].next >= 0) last = a->nodes[last].next;
+        if (last >= 0 && a->nodes[last].kind == RN_LOOK && !a->nodes[last].min) a->nodes[last].kind = RN_CAT;
+    }
+}
+
 static int look_error(const rx_node *nd, const char *where, err_t *err) {
     return err_set(err, "regex: %s '%s' is only supported %s (at offset %d)", nd->min ? "negative lookahead" : "lookahead",
                    nd->min ? "(?!" : "(?=", where, nd->max);

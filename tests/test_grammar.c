@@ -338,12 +338,12 @@ static void test_compiled(gm_vocab *v, const tok *t) {
     gm_grammar_unref(g);
     g = compile(v, "{\"type\": \"number\", \"multipleOf\": 1}", 0);
     expect(g, "1643723400", 1);
-    expect(g, "1643723400.5", 0); // refused at its end
+    expect(g, "1643723400.5", -1); // multipleOf 1 is the integer DFA (schema 481c55c): refused at ".5"
     gm_grammar_unref(g);
     g = compile(v, "{\"type\": \"number\", \"multipleOf\": 0.1, \"maximum\": 9223372036854776000}", 0);
     expect(g, "0.3", 1);
     expect(g, "0.35", 0);
-    expect(g, "9223372036854775000", 1);
+    expect(g, "9223372036854770000", 1); // the schema moves bounds past 2^53 two doubles inward (481c55c)
     expect(g, "9223372036854776001", 0); // equal to the bound as a double: undecidable, refused
     gm_grammar_unref(g);
     g = compile(v, "{\"type\": \"integer\", \"minimum\": -5, \"maximum\": 500}", 0);
@@ -407,6 +407,65 @@ static void test_threads(const tok *t) {
     gm_vocab_free(v2);
 }
 
+// The masks along text for schema json on vocab v (n + 1 masks of words
+// words each, a new array), NULL if it did not compile.
+static uint32_t *mask_run(gm_vocab *v, const tok *t, const char *json, const char *text, size_t *n) {
+    err_t e = {0};
+    int32_t *ids = tok_encode(t, text, strlen(text), 0, n, &e);
+    gm_grammar *g = compile(v, json, -1);
+    gm_matcher *m = g ? gm_matcher_new(g, &e) : NULL;
+    size_t words = gm_mask_words(v);
+    uint32_t *out = ids && m ? calloc((*n + 1) * words, sizeof *out) : NULL;
+    for (size_t i = 0; out && i <= *n; i++) {
+        gm_mask(m, out + i * words);
+        if (i < *n) CHECK(gm_accept_token(m, ids[i]) == 0, "budget text token %zu refused", i);
+    }
+    gm_matcher_free(m);
+    gm_grammar_unref(g);
+    free(ids);
+    return out;
+}
+
+// A vocab whose cache budget is spent (nothing published, or only part)
+// gives the same masks as one with room, and its cache stays within it.
+static void test_budget(const tok *t) {
+    // sku's maxLength 8 takes the per-token code point counts near its end.
+    const char *text = "{\"id\": 7, \"items\": [{\"sku\": \"Q-\u00e9t\u00e9 12\", \"qty\": 0.25}], "
+                       "\"status\": \"paid\", \"note\": \"a budget of nothing\"}";
+    err_t e = {0};
+    gm_vocab *full = gm_vocab_new(t, &e);
+    size_t n = 0;
+    uint32_t *want = full ? mask_run(full, t, ORDER_SCHEMA, text, &n) : NULL;
+    CHECK(want, "budget: reference masks");
+    if (!want) return;
+    gm_cache_stats fs = gm_vocab_cache_stats(full);
+    CHECK(fs.budget == GM_CACHE_BUDGET && fs.entries > 0 && fs.bytes > 0 && fs.unpublished == 0,
+          "default budget: %zu entries %zu bytes %llu unpublished", fs.entries, fs.bytes,
+          (unsigned long long)fs.unpublished);
+    size_t budgets[3] = {0, fs.bytes / 3, fs.bytes / 3 * 2};
+    for (int b = 0; b < 3; b++) {
+        gm_vocab *v = gm_vocab_new(t, &e);
+        gm_vocab_set_cache_budget(v, budgets[b]);
+        size_t n2 = 0;
+        uint32_t *got = v ? mask_run(v, t, ORDER_SCHEMA, text, &n2) : NULL;
+        // Twice: the second run meets the published entries and the refused ones again.
+        uint32_t *again = got ? mask_run(v, t, ORDER_SCHEMA, text, &n2) : NULL;
+        size_t sz = (n + 1) * gm_mask_words(full) * sizeof *want;
+        CHECK(got && again && n2 == n && !memcmp(got, want, sz) && !memcmp(again, want, sz),
+              "budget %zu: masks differ from the unbounded vocab's", budgets[b]);
+        gm_cache_stats s = gm_vocab_cache_stats(v);
+        CHECK(s.bytes <= budgets[b] && s.unpublished > 0 && s.entries < fs.entries,
+              "budget %zu: %zu bytes %zu entries %llu unpublished", budgets[b], s.bytes, s.entries,
+              (unsigned long long)s.unpublished);
+        if (b == 0) CHECK(s.bytes == 0 && s.entries == 0, "budget 0: %zu bytes published", s.bytes);
+        free(got);
+        free(again);
+        gm_vocab_free(v);
+    }
+    free(want);
+    gm_vocab_free(full);
+}
+
 static void test_tokenizer(const char *path) {
     err_t e = {0};
     tok *t = tok_open(path, &e);
@@ -421,6 +480,7 @@ static void test_tokenizer(const char *path) {
     test_compiled(v, t);
     gm_vocab_free(v);
     if (!strcmp(path, LLAMA3_TOK)) test_threads(t);
+    if (!strcmp(path, LLAMA3_TOK)) test_budget(t);
     tok_free(t);
 }
 

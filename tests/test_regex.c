@@ -169,6 +169,11 @@ static void test_search(void) {
     expect("^(?=a)", f, L("a", "ab"), L("", "b"));
     expect("(?!ab)[a-c]{2}", RX_JSON_STRING, L("aa", "ba", "ac"), L("ab", "a")); // anchored: no ^ needed
     expect_error("^(?=b)a", f, "matches no string");
+    // Searching, a lookahead that ends an alternative is a plain group.
+    expect("([^/]*/)*(?=\\.(yaml|json))", f, L("a/.yaml", "x.json", "a/b/.jsonx"), L("a/b.yml", "yaml"));
+    expect("(x|y)(?=[0-9]{2})", f, L("x12", "ay99b"), L("x1", "z12", "x 12"));
+    expect("^a|b(?=c)", f, L("a", "abc", "bc", "xbcx"), L("b", "xa", "cb"));
+    expect_error("a(?=b)c", f, "lookahead '(?=' is only supported right after a leading '^'");
     expect("^\\t\\n\\r\\f\\v\\x41\\cA$", f, L("\t\n\r\f\vA\x01"), NULL);
 }
 
@@ -183,10 +188,10 @@ static void test_nul(void) {
 
 static void test_errors(void) {
     unsigned f = RX_SEARCH | RX_JSON_STRING;
-    expect_error("a(?=b)", f, "lookahead '(?=' is only supported right after a leading '^' (at offset 1)");
+    expect_error("a(?=b)$", f, "lookahead '(?=' is only supported right after a leading '^' (at offset 1)");
     expect_error("(?=a)b", f, "lookahead '(?=' is only supported right after a leading '^'"); // searching: any position
     expect_error("^((?!x).)*$", f, "negative lookahead '(?!' is only supported right after a leading '^' (at offset 2)");
-    expect_error("^(?=(?!a)b)", f, "negative lookahead '(?!' is only supported unnested");
+    expect_error("^(?=(?!a)b)c", f, "negative lookahead '(?!' is only supported unnested");
     expect_error("^(?!a)*b", f, "nothing to repeat");
     expect_error("(?<=a)b", f, "lookbehind");
     expect_error("(?<!a)b", f, "negative lookbehind");
@@ -252,8 +257,24 @@ static void test_keys(void) {
     d = rx_keys(names, 0, pats, 1, 0, &e);
     CHECK(d && match_str(d, "x_y") && !match_str(d, "y"), "pattern-only keys");
     rx_free(d);
-    d = rx_keys(names, 1, (const char *[]){"(?=x)"}, 1, 0, &e);
-    CHECK(!d && strstr(e.msg, "lookahead"), "a bad key pattern names the construct: %s", e.msg);
+    d = rx_keys(names, 1, (const char *[]){"(?=x)b"}, 1, 0, &e);
+    CHECK(!d && strstr(e.msg, "key pattern 0 ((?=x)b)") && strstr(e.msg, "lookahead"), "a bad key pattern is named: %s", e.msg);
+    rx_free(d);
+    // A key pattern with a leading lookahead joins the union as its DFA.
+    d = rx_keys(names, 2, (const char *[]){"^(?!(id|and|or)$)[a-z]+$", "_"}, 2, 1, &e);
+    CHECK(d != NULL, "keys with a lookahead pattern: %s", e.msg);
+    struct { const char *key; int name; uint64_t pats; } look[] = {
+        {"id", 0, 0}, {"name", 1, 1}, {"and", -1, 0}, {"andy", -1, 1}, {"a_b", -1, 2}, {"A", -1, 0},
+    };
+    for (size_t i = 0; d && i < sizeof look / sizeof *look; i++) {
+        char enc[256];
+        size_t n = json_enc(look[i].key, enc);
+        int st = 0;
+        for (size_t j = 0; j < n && st >= 0; j++) st = d->next[st * d->n_classes + d->cls[(uint8_t)enc[j]]];
+        CHECK(st >= 0 && d->accept[st] && d->key_name[st] == look[i].name && d->key_pats[st] == look[i].pats,
+              "lookahead keys: %s", look[i].key);
+    }
+    if (d) check_trimmed(d, "lookahead keys");
     rx_free(d);
 }
 
