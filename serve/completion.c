@@ -712,6 +712,16 @@ completion *completion_open(const completion_env *env) {
 
 void completion_set_engine(completion *c, const srv_engine *engine) { c->engine = engine; }
 
+void completion_grammar_metrics(completion *c, metrics_requests *r) {
+    gc_stats st;
+    gc_get_stats(c->gc, &st);
+    r->grammar = (metrics_grammar){.hits = st.hits, .misses = st.misses, .compile_errors = st.compile_errors,
+                                   .evictions = st.evictions, .entries = st.entries, .bytes = (int64_t)st.bytes,
+                                   .compile_seconds = (double)st.compile_us / 1e6,
+                                   .vocab_cache_bytes = (int64_t)st.vocab.bytes,
+                                   .vocab_cache_unpublished = (int64_t)st.vocab.unpublished};
+}
+
 void completion_stop(completion *c) {
     if (c) c->stopping = 1;
 }

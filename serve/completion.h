@@ -71,6 +71,10 @@ void completion_handle(completion *c, const http_req *q, http_res *res, const tn
 // stop, which come after.
 void completion_stop(completion *c);
 
+// Fills r->grammar from the grammar cache (loop thread, before a
+// /metrics render).
+void completion_grammar_metrics(completion *c, metrics_requests *r);
+
 // After the loop has drained (no job is left).
 void completion_free(completion *c);
 

@@ -178,4 +178,7 @@ void gc_get_stats(gc_cache *c, gc_stats *out) {
     pthread_mutex_lock(&c->mu);
     *out = c->st;
     pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&c->vocab_mu);
+    if (c->vocab) out->vocab = gm_vocab_cache_stats(c->vocab); // safe while others mask
+    pthread_mutex_unlock(&c->vocab_mu);
 }

@@ -44,6 +44,7 @@ typedef struct gc_stats {
     int64_t compile_us;  // time spent compiling (misses), microseconds
     size_t bytes;        // grammar bytes held by the cache now
     int entries;
+    gm_cache_stats vocab; // the vocab's shared lexeme caches (zero before it is built)
 } gc_stats;
 
 void gc_get_stats(gc_cache *c, gc_stats *out);

@@ -145,6 +145,21 @@ static void engine_text(buf *b, const metrics_engine *e) {
     put(b, "tessera_grammar_mask_wait_seconds_total %.9g\n", e->grammar_mask_wait_seconds_sum);
 }
 
+static void grammar_text(buf *b, const metrics_grammar *g) {
+    counter(b, "tessera_grammar_cache_hits_total", "response_format schemas found compiled in the grammar cache.", g->hits);
+    counter(b, "tessera_grammar_cache_misses_total", "response_format schemas compiled (cache misses).", g->misses);
+    counter(b, "tessera_grammar_cache_evictions_total", "Grammars evicted from the cache (LRU past its byte bound).",
+            g->evictions);
+    gauge(b, "tessera_grammar_cache_entries", "Grammars in the cache.", g->entries);
+    gauge(b, "tessera_grammar_cache_bytes", "Bytes of the grammars in the cache.", g->bytes);
+    metric(b, "tessera_grammar_compile_seconds_total", "counter", "Seconds spent compiling schemas.");
+    put(b, "tessera_grammar_compile_seconds_total %.9g\n", g->compile_seconds);
+    gauge(b, "tessera_grammar_vocab_cache_bytes", "Bytes of the token-mask caches shared by every grammar.",
+          g->vocab_cache_bytes);
+    counter(b, "tessera_grammar_vocab_cache_unpublished_total",
+            "Mask cache entries not kept because the shared caches reached their budget.", g->vocab_cache_unpublished);
+}
+
 char *metrics_text(const metrics_requests *r, const metrics_engine *e) {
     buf b = {malloc(4096), 0, 4096};
     metric(&b, "tessera_requests_total", "counter", "HTTP requests answered, by endpoint and status.");
@@ -155,6 +170,7 @@ char *metrics_text(const metrics_requests *r, const metrics_engine *e) {
             r->structured_requests);
     counter(&b, "tessera_structured_schema_errors_total", "Requests refused because the engine cannot enforce their schema.",
             r->structured_schema_errors);
+    grammar_text(&b, &r->grammar);
     if (e) engine_text(&b, e);
     failures_text(&b, r, e);
     return b.p;

@@ -37,6 +37,13 @@ typedef struct metrics_engine {
 // Adds one step of `seconds` (and `tokens` batched) to m.
 void metrics_observe_step(metrics_engine *m, double seconds, int tokens);
 
+// The grammar cache's numbers (serve/gcache.h), a snapshot per scrape.
+typedef struct metrics_grammar {
+    int64_t hits, misses, compile_errors, evictions, entries, bytes;
+    double compile_seconds;
+    int64_t vocab_cache_bytes, vocab_cache_unpublished;
+} metrics_grammar;
+
 // The server's side: requests answered, by endpoint and status.
 #define METRICS_MAX_ROWS 128
 typedef struct metrics_requests {
@@ -56,6 +63,7 @@ typedef struct metrics_requests {
     // Requests with response_format json_object / json_schema whose
     // grammar was ready (compiled or cached), and those refused because their schema was.
     int64_t structured_requests, structured_schema_errors;
+    metrics_grammar grammar; // filled by completion_grammar_metrics before each render
 } metrics_requests;
 
 // Counts one answered request. endpoint is the route's pattern

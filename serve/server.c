@@ -154,6 +154,7 @@ static void route_metrics(srv *s, const http_req *q, http_res *res) {
         s->engine.stats(s->engine.ctx, &st);
     }
     metrics_count_request(&s->requests, reply_endpoint(q->path), 200); // this scrape counts itself
+    completion_grammar_metrics(s->gen, &s->requests);
     char *text = metrics_text(&s->requests, has ? &st : NULL);
     // The connection limits' counters (http.h), after the rest.
     http_stats hs;

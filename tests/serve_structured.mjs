@@ -212,6 +212,11 @@ await step('metrics', async () => {
     check(val('tessera_structured_schema_errors_total') >= 2, 'schema errors counted');
     check(val('tessera_grammar_masks_total') > 50, 'masks counted');
     check(val('tessera_grammar_mask_seconds_total') > 0, 'mask time counted');
+    // Three schemas and json_object's were compiled; every other request found its grammar.
+    check(val('tessera_grammar_cache_misses_total') >= 4, `cache misses: ${val('tessera_grammar_cache_misses_total')}`);
+    check(val('tessera_grammar_cache_hits_total') >= 6, `cache hits: ${val('tessera_grammar_cache_hits_total')}`);
+    check(val('tessera_grammar_cache_entries') >= 3 && val('tessera_grammar_cache_bytes') > 0, 'cache entries and bytes');
+    check(val('tessera_grammar_vocab_cache_bytes') > 0, 'the vocab caches are counted');
 });
 
 finish('serve_structured');
