@@ -103,6 +103,7 @@ struct gm_vocab {
     gm_tnode *nodes;
     int32_t n_nodes;
     int32_t max_depth;
+    uint16_t byte_depth[256]; // the deepest trie depth each byte reaches
     const uint8_t **tok_bytes;// per id, NULL for special / empty
     int32_t *tok_len;
     int32_t *tok_next;        // the next id with the same bytes, -1

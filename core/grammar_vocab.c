@@ -62,6 +62,8 @@ static int trie_build(gm_vocab *v, const int32_t *ids, int32_t n, err_t *err) {
                                               .depth = (uint16_t)(depth + 1), .token = -1};
             path[depth] = v->n_nodes++;
         }
+        for (int32_t j = common; j < len; j++)
+            if (v->byte_depth[v->tok_bytes[id][j]] < j + 1) v->byte_depth[v->tok_bytes[id][j]] = (uint16_t)(j + 1);
         v->nodes[path[len - 1]].token = id;
         if (len > v->max_depth) v->max_depth = len;
         prev = id;
@@ -517,19 +519,24 @@ static int cmp_exit(const void *pa, const void *pb) {
     return a->tok < b->tok ? -1 : a->tok > b->tok;
 }
 
-static int add_exits(walk_ctx *w, int32_t from, int32_t to, int32_t state, int32_t off, int32_t chars) {
+// Room for one more exit record.
+static int recs_reserve(walk_ctx *w) {
     gm_lexscratch *x = w->x;
+    if (w->n_recs < x->cap_recs) return 0;
+    size_t cap = x->cap_recs ? 2 * x->cap_recs : 256;
+    exit_rec *r = realloc(x->recs, cap * sizeof *r);
+    if (!r) return -1;
+    x->recs = r;
+    x->cap_recs = cap;
+    return 0;
+}
+
+static int add_exits(walk_ctx *w, int32_t from, int32_t to, int32_t state, int32_t off, int32_t chars) {
     if (w->chars) return 0;
     for (int32_t i = from; i < to; i++) {
         for (int32_t t = w->v->nodes[i].token; t >= 0; t = w->v->tok_next[t]) {
-            if (w->n_recs == x->cap_recs) {
-                size_t cap = x->cap_recs ? 2 * x->cap_recs : 256;
-                exit_rec *r = realloc(x->recs, cap * sizeof *r);
-                if (!r) return -1;
-                x->recs = r;
-                x->cap_recs = cap;
-            }
-            x->recs[w->n_recs++] = (exit_rec){t, state, off, chars};
+            if (recs_reserve(w) < 0) return -1;
+            w->x->recs[w->n_recs++] = (exit_rec){t, state, off, chars};
         }
     }
     return 0;
@@ -648,6 +655,119 @@ static int group_exits(walk_ctx *w) {
     return 0;
 }
 
+// ---- a first visit from a sibling state's entry ------------------------------
+//
+// Counted repetitions ([a-z_-]{162}, (?:\S+\s+){0,49}\S+) have long runs of
+// states that differ only in how far they are from the end: every token
+// walks from one as from the next, except where the exit states land. When
+// a published sibling p walks like s for every byte string a token could
+// spell (pairs of states explored breadth first, as deep as the bytes of
+// each class reach in the trie), s's entry is p's with each exit token's
+// exit state replayed from s: a few DFA steps per exit token instead of a
+// walk of the whole trie.
+#define GM_PAIR_MAX 512   // state pairs explored per sibling tried
+#define GM_SIBLING_TRIES 2
+#define GM_SIBLING_SCAN 64 // states either side looked at
+
+// The same walk decisions from a and b for one byte: dead on the same
+// classes, both accepting or not, both boundaries or not, both with a way on.
+static bool state_alike(const gm_dfacache *c, int32_t quote, int32_t a, int32_t b) {
+    const rx_dfa *d = c->own;
+    if (d->accept[a] != d->accept[b] || c->has_out[a] != c->has_out[b] || (a == quote) != (b == quote))
+        return false;
+    if (d->char_end && d->char_end[a] != d->char_end[b]) return false;
+    const int32_t *ra = d->next + (size_t)a * d->n_classes, *rb = d->next + (size_t)b * d->n_classes;
+    for (int32_t k = 0; k < d->n_classes; k++)
+        if ((ra[k] < 0) != (rb[k] < 0)) return false;
+    return true;
+}
+
+typedef struct pair_walk {
+    int32_t a[GM_PAIR_MAX], b[GM_PAIR_MAX], depth[GM_PAIR_MAX];
+    int64_t seen[2 * GM_PAIR_MAX]; // open addressing, -1 empty
+    int32_t n;
+} pair_walk;
+
+// Adds (a, b) at depth t unless seen; false when the table is full.
+static bool pair_push(pair_walk *pw, int32_t a, int32_t b, int32_t t) {
+    int64_t key = (int64_t)a << 32 | (uint32_t)b;
+    size_t h = (size_t)((uint64_t)key * 0x9e3779b97f4a7c15ull >> 40) & (2 * GM_PAIR_MAX - 1);
+    while (pw->seen[h] >= 0) {
+        if (pw->seen[h] == key) return true;
+        h = (h + 1) & (2 * GM_PAIR_MAX - 1);
+    }
+    if (pw->n == GM_PAIR_MAX) return false;
+    pw->seen[h] = key;
+    pw->a[pw->n] = a;
+    pw->b[pw->n] = b;
+    pw->depth[pw->n++] = t;
+    return true;
+}
+
+// Whether every token walks from p as from s (see above). cdepth[k]: the
+// deepest trie depth a byte of class k reaches.
+static bool walks_alike(const gm_dfacache *c, int32_t quote, const uint16_t *cdepth, int32_t p, int32_t s,
+                        pair_walk *pw) {
+    const rx_dfa *d = c->own;
+    memset(pw->seen, 0xff, sizeof pw->seen);
+    pw->n = 0;
+    pair_push(pw, p, s, 0);
+    for (int32_t i = 0; i < pw->n; i++) {
+        int32_t a = pw->a[i], b = pw->b[i], t = pw->depth[i];
+        if (!state_alike(c, quote, a, b)) return false;
+        for (int32_t k = 0; k < d->n_classes; k++) {
+            int32_t na = d->next[(size_t)a * d->n_classes + k], nb = d->next[(size_t)b * d->n_classes + k];
+            if (na < 0 || na == nb || cdepth[k] <= t) continue; // equal states walk alike
+            if (!pair_push(pw, na, nb, t + 1)) return false;
+        }
+    }
+    return true;
+}
+
+// A published entry of a state that walks like s, or NULL. Nearby states
+// first (counters are numbered in a row).
+static const gm_lexcache *sibling(const gm_vocab *v, const gm_dfacache *c, int32_t s) {
+    const rx_dfa *d = c->own;
+    int32_t quote = d->char_end ? d->next[d->cls['"']] : -1, tries = 0;
+    uint16_t cdepth[256] = {0};
+    pair_walk *pw = NULL;
+    const gm_lexcache *found = NULL;
+    for (int b = 0; b < 256; b++)
+        if (cdepth[d->cls[b]] < v->byte_depth[b]) cdepth[d->cls[b]] = v->byte_depth[b];
+    for (int32_t dist = 1; dist <= GM_SIBLING_SCAN && !found && tries < GM_SIBLING_TRIES; dist++) {
+        for (int side = 0; side < 2 && !found && tries < GM_SIBLING_TRIES; side++) {
+            int32_t p = side ? s + dist : s - dist;
+            if (p < 0 || p >= c->n_states) continue;
+            const gm_lexcache *e = atomic_load_explicit(&c->states[p], memory_order_acquire);
+            if (!e || !state_alike(c, quote, p, s)) continue;
+            if (!pw && !(pw = malloc(sizeof *pw))) return NULL;
+            tries++;
+            if (walks_alike(c, quote, cdepth, p, s, pw)) found = e;
+        }
+    }
+    free(pw);
+    return found;
+}
+
+// s's entry into x->e from its sibling's src: the same tokens inside, the
+// same exit tokens with their exit states replayed from s.
+static int derive(walk_ctx *w, const gm_lexcache *src, int32_t s) {
+    const gm_vocab *v = w->v;
+    const rx_dfa *d = w->d;
+    gm_lexcache *e = &w->x->e;
+    memcpy(e->inside, src->inside, v->words * sizeof *e->inside);
+    e->max_chars = src->max_chars;
+    for (int32_t k = 0; k < src->n_long; k++)
+        if (long_add(w, src->long_toks[k], src->long_chars[k]) < 0) return -1;
+    for (int32_t k = 0; k < src->n_exit_toks; k++) {
+        int32_t t = src->exit_toks[k], off = src->exit_off[k], st = s;
+        for (int32_t i = 0; i < off; i++) st = d->next[(size_t)st * d->n_classes + d->cls[v->tok_bytes[t][i]]];
+        if (recs_reserve(w) < 0) return -1;
+        w->x->recs[w->n_recs++] = (exit_rec){t, st, off, src->exit_chars[k]};
+    }
+    return group_exits(w);
+}
+
 // Builds c's entry for s into x->e (its arrays x's buffers). chars: only
 // every inside token's count into it (n_tokens bytes), x->e left alone.
 static int lexcache_build(const gm_vocab *v, const gm_dfacache *c, int32_t s, gm_lexscratch *x,
@@ -661,6 +781,10 @@ static int lexcache_build(const gm_vocab *v, const gm_dfacache *c, int32_t s, gm
         e->n_long = e->n_exits = e->n_exit_toks = 0;
         e->max_chars = 0;
         atomic_store(&e->chars, NULL);
+    }
+    if (!chars && !c->priv) {
+        const gm_lexcache *src = sibling(v, c, s);
+        if (src) return derive(&w, src, s);
     }
     if (walk_dfa(&w, s) < 0) return -1;
     return chars ? 0 : group_exits(&w);
