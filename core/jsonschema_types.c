@@ -226,10 +226,6 @@ static int bounds_of(js_cx *cx, const cJSON *s, const char *ptr, num_bounds *b) 
         b->has_min = b->excl_min = true, b->min = em->valuedouble;
     if (cJSON_IsNumber(eM) && (!b->has_max || eM->valuedouble <= b->max))
         b->has_max = b->excl_max = true, b->max = eM->valuedouble;
-    // Past 2^53 a double stands for a range of decimals: move the bound
-    // two steps inward so that no number beyond the true bound passes.
-    if (b->has_min && fabs(b->min) >= 9007199254740992.0) b->min = nextafter(nextafter(b->min, INFINITY), INFINITY);
-    if (b->has_max && fabs(b->max) >= 9007199254740992.0) b->max = nextafter(nextafter(b->max, -INFINITY), -INFINITY);
     if ((r = cx_num(s, "multipleOf", &v)) < 0 || (r && v <= 0))
         return cx_fail(cx, "multipleOf", ptr, "expected a number above 0");
     if (r) b->multiple_of = v;
@@ -254,12 +250,16 @@ static int32_t number_node(js_cx *cx, const cJSON *s, const char *ptr) {
 }
 
 // Integers: the bounds become an exact DFA (rx_int_range) when they fit
-// int64; otherwise they stay node fields on the integer DFA. zero_frac: a
-// "number" whose multipleOf is 1 also takes "12.0", "12.00" (integral
-// values, in number's syntax).
-static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr, int zero_frac) {
+// int64; otherwise they stay node fields on the integer DFA.
+static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr) {
     num_bounds b;
     if (bounds_of(cx, s, ptr, &b) < 0) return -1;
+    // Past 2^53 a double stands for a range of integers: the bound moves one
+    // double inward, inside the true bound, for the exact range DFA. (Number
+    // bounds stay: the engine refuses an integer text that equals a bound
+    // past 2^53 as a double.)
+    if (b.has_min && fabs(b.min) >= 9007199254740992.0) b.min = nextafter(b.min, INFINITY);
+    if (b.has_max && fabs(b.max) >= 9007199254740992.0) b.max = nextafter(b.max, -INFINITY);
     double lo = b.has_min ? (b.excl_min ? floor(b.min) + 1 : ceil(b.min)) : 0;
     double hi = b.has_max ? (b.excl_max ? ceil(b.max) - 1 : floor(b.max)) : 0;
     if (b.has_min && b.has_max && lo > hi) return cx_never(cx);
@@ -274,7 +274,7 @@ static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr, int zero
     } else {
         snprintf(buf, sizeof buf, "%s", RX_INTEGER);
     }
-    snprintf(src, sizeof src, "(%s)%s", buf, zero_frac ? "(\\.0+)?" : "");
+    snprintf(src, sizeof src, "(%s)", buf);
     int32_t i = cx_lexeme(cx, JS_LEX_NUMBER, src, RX_BYTES, ptr);
     if (i >= 0) set_bounds(&cx->s->nodes[i], &b);
     return i;
@@ -454,14 +454,9 @@ int32_t cx_typed(js_cx *cx, const cJSON *s, const char *ptr) {
     int n = 0;
     if ((types & JT_NULL) && (alts[n++] = literal_node(cx, "null", ptr)) < 0) return -1;
     if ((types & JT_BOOL) && (alts[n++] = literal_node(cx, "true|false", ptr)) < 0) return -1;
-    // Numbers whose multipleOf is an integer are integers: the exact
-    // integer DFA (1: any integral text; more: digits only, so the engine's
-    // remainder test is on an integer).
-    double m;
-    int int_mult = (types & JT_NUM) && cx_num(s, "multipleOf", &m) > 0 && m >= 1 && m == floor(m);
-    if (types & JT_NUM && !int_mult) {
+    if (types & JT_NUM) {
         if ((alts[n++] = number_node(cx, s, ptr)) < 0) return -1;
-    } else if ((types & JT_INT) && (alts[n++] = integer_node(cx, s, ptr, int_mult && m == 1)) < 0) {
+    } else if ((types & JT_INT) && (alts[n++] = integer_node(cx, s, ptr)) < 0) {
         return -1;
     }
     if ((types & JT_STR) && (alts[n++] = string_node(cx, s, ptr)) < 0) return -1;
