@@ -53,7 +53,7 @@ gm_grammar *gm_grammar_from_schema(gm_vocab *v, js_schema *s, const gm_opts *o, 
     g->v = v;
     g->s = s;
     g->ws_max = o ? o->ws_max : -1;
-    if (check_nodes(s, err) < 0 || info_init(g, err) < 0) {
+    if (check_nodes(s, err) < 0 || info_init(g, err) < 0 || gm_keys_init(g, err) < 0) {
         gm_grammar_unref(g);
         return NULL;
     }
@@ -82,6 +82,7 @@ void gm_grammar_unref(gm_grammar *g) {
         if (in->cache && in->cache->priv) gm_dfacache_free(in->cache);
     }
     free(g->info);
+    gm_keys_free(g);
     js_free(g->s);
     free(g);
 }

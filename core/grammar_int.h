@@ -129,11 +129,20 @@ typedef struct gm_dfainfo {
     _Atomic(int32_t *) *exit_state;
 } gm_dfainfo;
 
+// An object node's keys (grammar_keys.c): per key DFA state, the
+// properties some completion of the key names (words per state) and flags.
+typedef struct gm_keyinfo {
+    uint64_t *names;
+    uint8_t *flags;
+    size_t words;
+} gm_keyinfo;
+
 struct gm_grammar {
     atomic_int refs;
     gm_vocab *v;
     js_schema *s;
     gm_dfainfo *info; // [s->n_dfas]
+    gm_keyinfo *keys; // [s->n_nodes], filled for JS_OBJECT nodes
     int ws_max;
 };
 
@@ -221,6 +230,17 @@ int gm_thread_copy(const gm_grammar *g, gm_arena *a, const gm_thread *t, gm_thre
 bool gm_lex_counted(const gm_grammar *g, const gm_frame *f);
 // Number lexemes whose end runs numeric checks (they keep their text).
 bool gm_lex_numeric(const js_node *n);
+
+// grammar_keys.c
+int gm_keys_init(gm_grammar *g, err_t *err);
+void gm_keys_free(gm_grammar *g);
+// Whether the key being read in object frame obj, now in key DFA state
+// `state`, can still become a key obj accepts (an unseen property, a
+// pattern or an additional key).
+bool gm_key_viable(const gm_grammar *g, const gm_frame *obj, int32_t state);
+// Whether every state the key can move on to from `state` is viable, so the
+// vocab's per-state lexeme cache is exact here; else the mask walks.
+bool gm_key_cacheable(const gm_grammar *g, const gm_frame *obj, int32_t state);
 
 // grammar_mask.c
 size_t gm_mask_set(gm_matcher *m, uint32_t *bits);

@@ -193,6 +193,9 @@ static int mask_lexeme(gm_matcher *m, gm_arena *a, const gm_thread *t, uint32_t 
 static bool fast_path(const gm_grammar *g, const gm_thread *t) {
     const gm_frame *f = t->top;
     if (!f || f->kind != FR_LEX) return false;
+    // a key whose completions may all be seen properties: walked
+    if (f->up && f->up->kind == FR_OBJECT && f->up->phase == PH_KEY && !gm_key_cacheable(g, f->up, f->state))
+        return false;
     return f->num == NULL; // numbers with checks need their text: walked
 }
 

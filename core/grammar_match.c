@@ -303,6 +303,7 @@ static void lex_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8
         gm_thread_step(g, a, &pt, b, out);
         return;
     }
+    if (is_key_lex(f) && g->info[f->dfa].has_out[to] && !gm_key_viable(g, f->up, to)) return;
     int32_t count = f->count;
     if (gm_lex_counted(g, f) && !lex_count(g, f, to, &count)) return;
     gm_frame *nf = frame_new(a, f);
@@ -326,11 +327,13 @@ static void lex_start(const gm_grammar *g, gm_arena *a, const gm_frame *up, int3
     const rx_dfa *d = g->s->dfas[dfa];
     int32_t to = d->next[d->cls[b]];
     if (to < 0) return;
+    bool key = up && up->kind == FR_OBJECT && up->phase == PH_KEY;
+    if (key && g->info[dfa].has_out[to] && !gm_key_viable(g, up, to)) return;
     gm_frame *f = frame_new(a, NULL);
     if (!f) return;
     *f = (gm_frame){.up = up, .node = node, .kind = FR_LEX, .depth = up ? up->depth + 1 : 0,
                     .dfa = dfa, .state = to, .prop = -1};
-    if (!(up && up->kind == FR_OBJECT && up->phase == PH_KEY) && gm_lex_numeric(node_at(g, node))) {
+    if (!key && gm_lex_numeric(node_at(g, node))) {
         char *s = gm_arena_alloc(a, 1);
         if (!s) return;
         s[0] = (char)b;
