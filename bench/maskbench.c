@@ -1,7 +1,7 @@
 // maskbench: the grammar engine (core/grammar.h) on MaskBench files, scored
 // as MaskBench scores engines (/work/shared/data/README.md).
 //
-//   build/maskbench --tokenizer DIR PATH... [--fail-list FILE]
+//   build/maskbench --tokenizer DIR PATH... [--fail-list FILE] [--cache-mib N]
 //
 // PATH: MaskBench .json files or folders of them. Per schema: TTFM = compile
 // + matcher + first mask. Per test: the text tokenized (no special tokens),
@@ -9,7 +9,8 @@
 // accepted; accepted iff every token was allowed and the value is complete.
 // Every token's mask bit is also checked against gm_accept_token's own
 // answer (a disagreement is an engine bug, counted and printed).
-// Single-threaded. The last stdout line is the summary JSON object.
+// Single-threaded. The last stdout line is the summary JSON object, with
+// the vocab's cache at the end (--cache-mib: its budget, else the default).
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -206,12 +207,14 @@ static void run_dir(bench *b, const char *dir) {
 int main(int argc, char **argv) {
     bench b = {0};
     const char *tokdir = NULL, *faillist = NULL;
+    long cache_mib = -1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tokdir = argv[++i];
         else if (!strcmp(argv[i], "--fail-list") && i + 1 < argc) faillist = argv[++i];
+        else if (!strcmp(argv[i], "--cache-mib") && i + 1 < argc) cache_mib = atol(argv[++i]);
     }
     if (!tokdir) {
-        fprintf(stderr, "usage: maskbench --tokenizer DIR PATH... [--fail-list FILE]\n");
+        fprintf(stderr, "usage: maskbench --tokenizer DIR PATH... [--fail-list FILE] [--cache-mib N]\n");
         return 2;
     }
     err_t e = {0};
@@ -224,9 +227,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "maskbench: --fail-list %s: cannot write\n", faillist);
         return 1;
     }
+    if (cache_mib >= 0) gm_vocab_set_cache_budget(b.v, (size_t)cache_mib << 20);
     b.bits = calloc(gm_mask_words(b.v), sizeof *b.bits);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") || !strcmp(argv[i], "--fail-list")) {
+        if (!strcmp(argv[i], "--tokenizer") || !strcmp(argv[i], "--fail-list") || !strcmp(argv[i], "--cache-mib")) {
             i++;
             continue;
         }
@@ -236,13 +240,15 @@ int main(int argc, char **argv) {
     }
     qsort(b.tbm.v, b.tbm.n, sizeof *b.tbm.v, cmp_double);
     qsort(b.ttfm.v, b.ttfm.n, sizeof *b.ttfm.v, cmp_double);
+    gm_cache_stats cs = gm_vocab_cache_stats(b.v);
     if (b.disagree) fprintf(stderr, "maskbench: %d mask/matcher disagreements (engine bug)\n", b.disagree);
     printf("{\"schemas\": %d, \"passing\": %d, \"compile_error\": %d, \"false_reject\": %d, "
            "\"false_accept\": %d, \"tbm_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
-           "\"ttfm_us\": {\"p50\": %.1f, \"p99\": %.1f}}\n",
+           "\"ttfm_us\": {\"p50\": %.1f, \"p99\": %.1f}, "
+           "\"cache\": {\"mib\": %.1f, \"entries\": %zu, \"unpublished\": %llu}}\n",
            b.schemas, b.passing, b.compile_error, b.false_reject, b.false_accept, pct(&b.tbm, 0.5),
            pct(&b.tbm, 0.9), pct(&b.tbm, 0.99), b.tbm.n ? b.tbm.v[b.tbm.n - 1] : 0, pct(&b.ttfm, 0.5),
-           pct(&b.ttfm, 0.99));
+           pct(&b.ttfm, 0.99), cs.bytes / 1048576.0, cs.entries, (unsigned long long)cs.unpublished);
     if (b.fail) fclose(b.fail);
     free(b.bits);
     free(b.tbm.v);

@@ -89,8 +89,11 @@ void gm_grammar_unref(gm_grammar *g) {
 
 size_t gm_grammar_bytes(const gm_grammar *g) {
     size_t n = sizeof *g + (size_t)g->s->n_nodes * sizeof(js_node);
-    for (int32_t i = 0; i < g->s->n_dfas; i++)
+    for (int32_t i = 0; i < g->s->n_dfas; i++) {
         n += rx_bytes(g->s->dfas[i]) + (size_t)g->s->dfas[i]->n_states;
+        if (g->info[i].cache->priv) // past the vocab's budget: the grammar's own copy
+            n += rx_bytes(g->s->dfas[i]) + (size_t)g->s->dfas[i]->n_states * (sizeof(void *) + 1);
+    }
     for (int32_t i = 0; i < g->s->n_nodes; i++) {
         const js_node *nd = &g->s->nodes[i];
         n += (size_t)nd->n_alts * 4 + (size_t)nd->n_props * sizeof(js_prop) +

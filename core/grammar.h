@@ -76,7 +76,8 @@ typedef struct gm_opts {
 gm_grammar *gm_compile_json_schema(gm_vocab *v, const cJSON *schema, const gm_opts *o, err_t *err);
 void gm_grammar_ref(gm_grammar *g);
 void gm_grammar_unref(gm_grammar *g);
-// Bytes the grammar holds (not the vocab's shared caches), for cache bounds.
+// Bytes the grammar holds (not the vocab's shared caches; a DFA cache made
+// past the vocab's budget is the grammar's), for cache bounds.
 size_t gm_grammar_bytes(const gm_grammar *g);
 
 // A new matcher at the start of g's value (takes a reference to g).

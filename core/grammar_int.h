@@ -60,10 +60,18 @@ typedef struct gm_exit {
     int32_t tok_off, n_toks;  // into exit_toks / exit_chars
 } gm_exit;
 
+// An inside bitset shared by every published entry with that set.
+typedef struct gm_bits {
+    uint64_t hash;
+    struct gm_bits *next;
+    uint32_t w[]; // mask words
+} gm_bits;
+
 // The cached walk of every token through one DFA from one state.
 typedef struct gm_lexcache {
     uint32_t *inside;       // tokens all of whose bytes stay in the DFA (and
-                            // do not end the lexeme)
+                            // do not end the lexeme); published: shared
+                            // (gm_bits), read only
     // Code points each inside token starts (strings with char_end): the few
     // over GM_SHORT_CHARS listed here; every token's count built on first
     // need (a bounded string within GM_SHORT_CHARS of its maxLength).
@@ -109,6 +117,8 @@ struct gm_vocab {
     int32_t *tok_next;        // the next id with the same bytes, -1
     // DFA caches by hash: lock-free push-only lists, GM_CACHE_BUCKETS heads
     _Atomic(gm_dfacache *) *caches;
+    // Published entries' inside bitsets, one per distinct set, the same way
+    _Atomic(struct gm_bits *) *bitsets;
     // What the caches hold: DFA caches and entries published, counted on
     // publish against cache_budget (gm_vocab_set_cache_budget).
     size_t cache_budget;

@@ -153,6 +153,64 @@ static bool number_ok(const js_node *n, const char *num, int len) {
     return true;
 }
 
+// ---- number prefixes within bounds -------------------------------------------
+//
+// A number prefix that no completion can bring within minimum/maximum is
+// refused at once, so a sampling model never walks into a dead end. Before
+// an exponent mark, the completions of a prefix with significant digits D
+// (leading zeros dropped) are every number whose digits begin with D, at
+// any scale (more digits, a fraction, an exponent of either sign): per
+// decade k the range [0.D, 0.D + 10^-len(D)) x 10^k. A prefix with no
+// significant digit yet ("-", "0", "-0.00") reaches every number of its
+// sign and 0. What stays unrefused until the number ends: prefixes past an
+// exponent mark, more than 15 significant digits (doubles cannot tell),
+// ranges within a relative 1e-12 of a bound, and multipleOf / enum values.
+
+typedef struct num_range {
+    double lo, hi;
+    bool lo_in, hi_in; // ends included
+} num_range;
+
+static bool range_meets(num_range a, num_range b) {
+    double lo = fmax(a.lo, b.lo), hi = fmin(a.hi, b.hi);
+    bool lo_in = (a.lo != lo || a.lo_in) && (b.lo != lo || b.lo_in);
+    bool hi_in = (a.hi != hi || a.hi_in) && (b.hi != hi || b.hi_in);
+    return lo < hi || (lo == hi && lo_in && hi_in);
+}
+
+// Whether some positive number whose digits begin with m's (m in [0.1, 1),
+// u = 10^-digits) lies in r, r's ends positive magnitudes.
+static bool digits_meet(double m, double u, num_range r) {
+    if (!(r.hi > 0)) return false;
+    if (r.lo <= 0 || isinf(r.hi) || r.hi / r.lo > 100) return true; // tiny or huge numbers, or a whole decade
+    for (int k = (int)floor(log10(r.lo)) - 1; k <= (int)floor(log10(r.hi)) + 2; k++) {
+        double p = pow(10, k);
+        num_range d = {m * p * (1 - 1e-12), (m + u) * p * (1 + 1e-12), true, true};
+        if (range_meets(d, r)) return true;
+    }
+    return false;
+}
+
+static bool num_prefix_ok(const js_node *n, const char *num, int len) {
+    if (!n->has_min && !n->has_max) return true;
+    num_range r = {n->has_min ? n->minimum : -INFINITY, n->has_max ? n->maximum : INFINITY,
+                   n->has_min && !n->excl_min, n->has_max && !n->excl_max};
+    bool neg = len && num[0] == '-';
+    double m = 0, u = 1;
+    int sig = 0;
+    for (int i = neg; i < len; i++) {
+        char c = num[i];
+        if (c == 'e' || c == 'E') return true;
+        if (c < '0' || c > '9' || (sig == 0 && c == '0')) continue;
+        if (++sig > 15) return true;
+        u /= 10;
+        m += (c - '0') * u;
+    }
+    if (neg) r = (num_range){-r.hi, -r.lo, r.hi_in, r.lo_in}; // magnitudes
+    if (sig == 0) return range_meets((num_range){0, INFINITY, true, false}, r);
+    return digits_meet(m, u, r);
+}
+
 // ---- objects and arrays -----------------------------------------------------
 
 static bool obj_required_seen(const js_node *n, const gm_frame *f) {
@@ -318,6 +376,7 @@ static void lex_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8
         s[f->num_len] = (char)b;
         nf->num = s;
         nf->num_len++;
+        if (!num_prefix_ok(node_at(g, f->node), s, nf->num_len)) return;
     }
     lex_settle(g, a, nf, out);
 }
@@ -339,6 +398,7 @@ static void lex_start(const gm_grammar *g, gm_arena *a, const gm_frame *up, int3
         s[0] = (char)b;
         f->num = s;
         f->num_len = 1;
+        if (!num_prefix_ok(node_at(g, node), s, 1)) return;
     }
     lex_settle(g, a, f, out);
 }

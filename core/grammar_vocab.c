@@ -83,10 +83,11 @@ gm_vocab *gm_vocab_new(const tok *t, err_t *err) {
     v->tok_len = calloc((size_t)v->n_tokens, sizeof *v->tok_len);
     v->tok_next = malloc((size_t)v->n_tokens * sizeof *v->tok_next);
     v->caches = calloc(GM_CACHE_BUCKETS, sizeof *v->caches);
+    v->bitsets = calloc(GM_CACHE_BUCKETS, sizeof *v->bitsets);
     v->cache_budget = GM_CACHE_BUDGET;
     int32_t *ids = malloc((size_t)v->n_tokens * sizeof *ids);
     int32_t n = 0;
-    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !v->caches || !ids) goto oom;
+    if (!v->tok_bytes || !v->tok_len || !v->tok_next || !v->caches || !v->bitsets || !ids) goto oom;
     for (int32_t id = 0; id < v->n_tokens; id++) {
         size_t len = 0;
         const char *b = tok_token_bytes(t, id, &len);
@@ -422,9 +423,9 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
     return c;
 }
 
+// A published entry; its inside bitset belongs to the vocab's shared set.
 static void lexcache_free(gm_lexcache *e) {
     if (!e) return;
-    free(e->inside);
     free(e->long_toks);
     free(e->long_chars);
     free(atomic_load(&e->chars));
@@ -447,6 +448,16 @@ void gm_vocab_free_caches(gm_vocab *v) {
     }
     free(v->caches);
     v->caches = NULL;
+    for (int b = 0; v->bitsets && b < GM_CACHE_BUCKETS; b++) {
+        gm_bits *x = atomic_load(&v->bitsets[b]);
+        while (x) {
+            gm_bits *next = x->next;
+            free(x);
+            x = next;
+        }
+    }
+    free(v->bitsets);
+    v->bitsets = NULL;
 }
 
 // ---- one cache entry: every token walked through one DFA from one state ----
@@ -796,14 +807,41 @@ static void *dup_bytes(const void *p, size_t n) {
     return q;
 }
 
-// Bytes an entry holds, as counted against the budget.
-static size_t lexcache_bytes(const gm_vocab *v, const gm_lexcache *e) {
-    return sizeof *e + v->words * sizeof *e->inside + (size_t)e->n_long * 5 +
-           (size_t)e->n_exits * sizeof *e->exits + ((size_t)e->n_exit_toks + 1) * 7;
+// Bytes an entry holds beside its shared inside bitset, as counted against
+// the budget.
+static size_t lexcache_bytes(const gm_lexcache *e) {
+    return sizeof *e + (size_t)e->n_long * 5 + (size_t)e->n_exits * sizeof *e->exits +
+           ((size_t)e->n_exit_toks + 1) * 7;
 }
 
-// An exact-size copy of the scratch entry, to publish; NULL on out of memory.
-static gm_lexcache *lexcache_copy(const gm_vocab *v, const gm_lexcache *s) {
+// ---- shared inside bitsets ------------------------------------------------------
+//
+// Most states of a lexeme keep the same tokens inside (every state of a free
+// string's body, most of a pattern's), so published entries share equal
+// bitsets: one copy per distinct set, found by hash, pushed lock-free.
+
+static const uint32_t *bits_find(const gm_vocab *v, const uint32_t *w, uint64_t h) {
+    for (gm_bits *b = atomic_load(&v->bitsets[h % GM_CACHE_BUCKETS]); b; b = b->next)
+        if (b->hash == h && !memcmp(b->w, w, v->words * sizeof *w)) return b->w;
+    return NULL;
+}
+
+// A shared copy of w (counted by the caller); NULL on out of memory.
+static const uint32_t *bits_add(gm_vocab *v, const uint32_t *w, uint64_t h) {
+    gm_bits *b = malloc(sizeof *b + v->words * sizeof *w);
+    if (!b) return NULL;
+    b->hash = h;
+    memcpy(b->w, w, v->words * sizeof *w);
+    _Atomic(gm_bits *) *bucket = &v->bitsets[h % GM_CACHE_BUCKETS];
+    gm_bits *head = atomic_load(bucket);
+    do b->next = head;
+    while (!atomic_compare_exchange_weak(bucket, &head, b));
+    return b->w;
+}
+
+// An exact-size copy of the scratch entry over the shared bitset inside,
+// to publish; NULL on out of memory.
+static gm_lexcache *lexcache_copy(const gm_lexcache *s, const uint32_t *inside) {
     gm_lexcache *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     size_t nx = (size_t)s->n_exit_toks + 1;
@@ -811,7 +849,7 @@ static gm_lexcache *lexcache_copy(const gm_vocab *v, const gm_lexcache *s) {
     e->max_chars = s->max_chars;
     e->n_exits = s->n_exits;
     e->n_exit_toks = s->n_exit_toks;
-    e->inside = dup_bytes(s->inside, v->words * sizeof *s->inside);
+    e->inside = (uint32_t *)(uintptr_t)inside; // shared, never written
     e->long_toks = dup_bytes(s->long_toks, (size_t)s->n_long * sizeof *s->long_toks);
     e->long_chars = dup_bytes(s->long_chars, (size_t)s->n_long);
     e->exits = dup_bytes(s->exits, (size_t)s->n_exits * sizeof *s->exits);
@@ -855,18 +893,20 @@ const gm_lexcache *gm_lexcache_get(gm_vocab *v, gm_dfacache *c, int32_t s, gm_le
     gm_lexcache *e = atomic_load_explicit(&c->states[s], memory_order_acquire);
     if (e) return e;
     if (lexcache_build(v, c, s, x, NULL) < 0) return NULL;
-    size_t n = lexcache_bytes(v, &x->e);
-    if (c->priv || !budget_take(v, n)) return &x->e;
-    gm_lexcache *mine = lexcache_copy(v, &x->e);
-    if (!mine) {
-        budget_give(v, n);
-        return &x->e;
-    }
+    if (c->priv) return &x->e;
+    uint64_t h = fnv(0xcbf29ce484222325ull, x->e.inside, v->words * sizeof *x->e.inside);
+    const uint32_t *inside = bits_find(v, x->e.inside, h);
+    size_t n = lexcache_bytes(&x->e) + (inside ? 0 : sizeof(gm_bits) + v->words * sizeof *inside);
+    if (!budget_take(v, n)) return &x->e;
+    gm_lexcache *mine = NULL;
+    if (!inside) inside = bits_add(v, x->e.inside, h); // counted above even if the entry is lost
+    if (inside) mine = lexcache_copy(&x->e, inside);
+    if (!mine) return &x->e;
     if (atomic_compare_exchange_strong(&c->states[s], &e, mine)) {
         atomic_fetch_add(&v->cache_entries, 1);
         return mine;
     }
     lexcache_free(mine);
-    budget_give(v, n);
+    budget_give(v, lexcache_bytes(&x->e));
     return e;
 }
