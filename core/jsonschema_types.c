@@ -65,6 +65,21 @@ int cx_json_string_text(const char *s, char **out) {
     return 0;
 }
 
+// Appends regex source as it is.
+static int lit_append_raw(char **buf, size_t *len, size_t *cap, const char *src) {
+    size_t n = strlen(src);
+    if (*len + n + 1 > *cap) {
+        size_t c = (*len + n + 1) * 2;
+        char *b = realloc(*buf, c);
+        if (!b) return -1;
+        *buf = b;
+        *cap = c;
+    }
+    memcpy(*buf + *len, src, n + 1);
+    *len += n;
+    return 0;
+}
+
 // Appends text as an RX_BYTES regex matching exactly its bytes.
 static int lit_append(char **buf, size_t *len, size_t *cap, const char *text) {
     size_t need = *len + 4 * strlen(text) + 2;
@@ -366,9 +381,48 @@ static int32_t const_array(js_cx *cx, const cJSON *v, const char *ptr) {
     return i;
 }
 
+// Appends to re (RX_BYTES) the number texts that spell v: its shortest
+// round-trip text as Python's json.dumps writes it, with any number of
+// trailing fraction zeros ("2", "2.0", "2.50"; -0 is 0). Other spellings
+// (2e0, 0.25e1) are refused: a possible false reject, never a false accept,
+// and every prefix the DFA takes has a completion in the enum (a number DFA
+// with the values checked at its end would let a sampling model write
+// digits no value starts with).
+static int number_text_add(char **re, size_t *len, size_t *cap, double v) {
+    char t[40], r[128];
+    if (v == 0) v = 0; // -0
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(t, sizeof t, "%.0f", v);
+    } else {
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(t, sizeof t, "%.*g", prec, v);
+            if (strtod(t, NULL) == v) break;
+        }
+    }
+    size_t k = 0;
+    bool frac = false, expo = false;
+    for (const char *c = t; *c && k + 4 < sizeof r; c++) {
+        if (*c == '.') frac = true;
+        if (*c == 'e') expo = true;
+        if (*c == '.' || *c == '+' || *c == '-') r[k++] = '\\';
+        r[k++] = *c;
+    }
+    r[k] = 0;
+    const char *tail = expo ? "" : frac ? "0*" : "(\\.0+)?";
+    if (*len && lit_append_raw(re, len, cap, "|")) return -1;
+    if (lit_append_raw(re, len, cap, "(?:") || lit_append_raw(re, len, cap, r) || lit_append_raw(re, len, cap, tail))
+        return -1;
+    return lit_append_raw(re, len, cap, ")");
+}
+
 static int32_t number_enum_node(js_cx *cx, const double *vals, int n, const char *ptr) {
-    int32_t i = cx_lexeme(cx, JS_LEX_NUMBER, RX_NUMBER, RX_BYTES, ptr);
-    if (i < 0) return -1;
+    char *re = NULL;
+    size_t len = 0, cap = 0;
+    for (int k = 0; k < n; k++)
+        if (number_text_add(&re, &len, &cap, vals[k])) return free(re), err_set(cx->err, "schema: out of memory"), -1;
+    int32_t i = re ? cx_lexeme(cx, JS_LEX_NUMBER, re, RX_BYTES, ptr) : cx_never(cx);
+    free(re);
+    if (i < 0 || cx->s->nodes[i].kind != JS_LEXEME) return i;
     double *e = malloc((size_t)n * sizeof *e);
     if (!e) return err_set(cx->err, "schema: out of memory"), -1;
     memcpy(e, vals, (size_t)n * sizeof *e);

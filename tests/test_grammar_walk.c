@@ -19,7 +19,7 @@ static const char *SCHEMAS[] = {
     "\"s2\":{\"type\":\"boolean\"}},\"additionalProperties\":false}",
     // property names that are prefixes of each other
     "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"boolean\"},\"ab\":{\"type\":\"null\"},"
-    "\"abc\":{\"enum\":[\"x\",2]}},\"required\":[\"ab\"],\"additionalProperties\":false}",
+    "\"abc\":{\"enum\":[1,2.5,-3]}},\"required\":[\"ab\"],\"additionalProperties\":false}",
     // additional keys allowed beside named ones
     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9}},"
     "\"additionalProperties\":{\"type\":\"boolean\"},\"maxProperties\":3}",
