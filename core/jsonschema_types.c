@@ -254,19 +254,26 @@ static void set_bounds(js_node *n, const num_bounds *b) {
     n->multiple_of = b->multiple_of;
 }
 
+static int32_t whole_node(js_cx *cx, const cJSON *s, const char *ptr, bool zero_fraction);
+
 static int32_t number_node(js_cx *cx, const cJSON *s, const char *ptr) {
     num_bounds b;
     if (bounds_of(cx, s, ptr, &b) < 0) return -1;
     if (b.has_min && b.has_max && (b.min > b.max || (b.min == b.max && (b.excl_min || b.excl_max))))
         return cx_never(cx);
+    // A whole multipleOf allows whole numbers only: the integer DFA with an
+    // optional zero fraction (exact bounds, no fraction a sampling model
+    // could start and never finish; "1e3" is refused, a possible false reject).
+    if (b.multiple_of >= 1 && b.multiple_of == floor(b.multiple_of)) return whole_node(cx, s, ptr, true);
     int32_t i = cx_lexeme(cx, JS_LEX_NUMBER, RX_NUMBER, RX_BYTES, ptr);
     if (i >= 0) set_bounds(&cx->s->nodes[i], &b);
     return i;
 }
 
 // Integers: the bounds become an exact DFA (rx_int_range) when they fit
-// int64; otherwise they stay node fields on the integer DFA.
-static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr) {
+// int64; otherwise they stay node fields on the integer DFA. zero_fraction:
+// "12.0", "12.00" too (type number with a whole multipleOf).
+static int32_t whole_node(js_cx *cx, const cJSON *s, const char *ptr, bool zero_fraction) {
     num_bounds b;
     if (bounds_of(cx, s, ptr, &b) < 0) return -1;
     // Past 2^53 a double stands for a range of integers: the bound moves one
@@ -289,10 +296,14 @@ static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr) {
     } else {
         snprintf(buf, sizeof buf, "%s", RX_INTEGER);
     }
-    snprintf(src, sizeof src, "(%s)", buf);
+    snprintf(src, sizeof src, "(%s)%s", buf, zero_fraction ? "(\\.0+)?" : "");
     int32_t i = cx_lexeme(cx, JS_LEX_NUMBER, src, RX_BYTES, ptr);
     if (i >= 0) set_bounds(&cx->s->nodes[i], &b);
     return i;
+}
+
+static int32_t integer_node(js_cx *cx, const cJSON *s, const char *ptr) {
+    return whole_node(cx, s, ptr, false);
 }
 
 // ---- enum / const ---------------------------------------------------------------------
