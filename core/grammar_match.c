@@ -162,9 +162,12 @@ static bool number_ok(const js_node *n, const char *num, int len) {
 // any scale (more digits, a fraction, an exponent of either sign): per
 // decade k the range [0.D, 0.D + 10^-len(D)) x 10^k. A prefix with no
 // significant digit yet ("-", "0", "-0.00") reaches every number of its
-// sign and 0. What stays unrefused until the number ends: prefixes past an
-// exponent mark, more than 15 significant digits (doubles cannot tell),
-// ranges within a relative 1e-12 of a bound, and multipleOf / enum values.
+// sign and 0. Past an exponent mark, exponent_meets. Refused as too long
+// for the number text kept (GM_NUM_TEXT): a mantissa past 40 bytes, an
+// exponent past 4 digits (possible false rejects). What stays unrefused
+// until the number ends: more than 15 significant digits within a relative
+// 1e-12 of a bound, and multipleOf values (the compiler makes number enums
+// and whole multipleOf exact DFAs).
 
 typedef struct num_range {
     double lo, hi;
@@ -191,18 +194,60 @@ static bool digits_meet(double m, double u, num_range r) {
     return false;
 }
 
+// Past the exponent mark the mantissa is fixed (magnitude mant) and the
+// exponent digits so far spell ex: the exponents still reachable are ex
+// itself and those spelled by more digits (at most 4 in all); before a
+// digit, any (either sign while no sign is written: sign 0). Whether mant x 10^e meets r (magnitudes) for one of them.
+static bool exponent_meets(double mant, int sign, const char *digits, int n_digits, num_range r) {
+    if (!(r.hi > 0)) return false;
+    if (mant == 0) return range_meets((num_range){0, 0, true, true}, r);
+    if (n_digits > 4) return false; // 10^10000 and beyond: not a double
+    int ex = 0;
+    for (int i = 0; i < n_digits; i++) ex = ex * 10 + (digits[i] - '0');
+    // the exponents whose value lands in r, with a relative 1e-12 slack
+    double lo_e = ceil(r.lo > 0 ? log10(r.lo / mant) - 1e-12 : -INFINITY);
+    double hi_e = floor(isinf(r.hi) ? INFINITY : log10(r.hi / mant) + 1e-12);
+    if (lo_e > hi_e) return false;
+    if (n_digits == 0) // [0, 9999] for '+', [-9999, 0] for '-', both for no sign
+        return (sign >= 0 && hi_e >= 0 && lo_e <= 9999) || (sign <= 0 && lo_e <= 0 && hi_e >= -9999);
+    double e = sign < 0 ? -ex : ex;
+    if (lo_e <= e && e <= hi_e) return true;
+    // k more digits: |e| in [ex 10^k, ex 10^k + 10^k - 1]
+    for (int k = 1, p = 10; n_digits + k <= 4; k++, p *= 10) {
+        double a = (double)ex * p, b = a + p - 1;
+        if (sign < 0 ? fmax(lo_e, -b) <= fmin(hi_e, -a) : fmax(lo_e, a) <= fmin(hi_e, b)) return true;
+    }
+    return false;
+}
+
 static bool num_prefix_ok(const js_node *n, const char *num, int len) {
     if (!n->has_min && !n->has_max) return true;
     num_range r = {n->has_min ? n->minimum : -INFINITY, n->has_max ? n->maximum : INFINITY,
                    n->has_min && !n->excl_min, n->has_max && !n->excl_max};
+    // the text must end within GM_NUM_TEXT: 40 bytes of mantissa (a '.'
+    // wants a digit after it) leave room for a 4-digit exponent
+    const char *e = memchr(num, 'e', (size_t)len);
+    if (!e) e = memchr(num, 'E', (size_t)len);
+    int mant_len = e ? (int)(e - num) : len;
+    if (mant_len > 40 || (!e && len == 40 && num[len - 1] == '.')) return false;
     bool neg = len && num[0] == '-';
     double m = 0, u = 1;
     int sig = 0;
     for (int i = neg; i < len; i++) {
         char c = num[i];
-        if (c == 'e' || c == 'E') return true;
+        if (c == 'e' || c == 'E') {
+            if (neg) r = (num_range){-r.hi, -r.lo, r.hi_in, r.lo_in};
+            int k = i + 1;
+            int sign = k < len && num[k] == '-' ? -1 : k < len && num[k] == '+' ? 1 : 0;
+            if (sign) k++;
+            else if (k < len) sign = 1; // digits without a sign
+            char mant[GM_NUM_TEXT + 1];
+            memcpy(mant, num + neg, (size_t)(i - neg));
+            mant[i - neg] = '\0';
+            return exponent_meets(strtod(mant, NULL), sign, num + k, len - k, r);
+        }
         if (c < '0' || c > '9' || (sig == 0 && c == '0')) continue;
-        if (++sig > 15) return true;
+        if (++sig > 15) continue; // past what a double tells: m stays (digits_meet has slack)
         u /= 10;
         m += (c - '0') * u;
     }

@@ -34,6 +34,9 @@ static const char *SCHEMAS[] = {
     "{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"t\":{\"const\":\"a\"}},\"required\":[\"t\"],"
     "\"additionalProperties\":false},{\"type\":\"object\",\"properties\":{\"t\":{\"const\":\"b\"},"
     "\"n\":{\"type\":\"integer\",\"minimum\":-5,\"maximum\":5}},\"required\":[\"t\",\"n\"],\"additionalProperties\":false}]}",
+    // numbers with bounds: digits, fractions and exponents that can still land inside
+    "{\"type\":\"array\",\"maxItems\":4,\"items\":{\"type\":\"number\",\"minimum\":0.5,\"maximum\":100}}",
+    "{\"type\":\"number\",\"exclusiveMinimum\":-2.5,\"exclusiveMaximum\":-0.001}",
 };
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -64,7 +67,7 @@ static int32_t pick(const tok *t, const uint32_t *bits, int32_t vocab) {
 
 // Every allowed token of a small mask, one step ahead: accepted, and then
 // either complete or with something allowed.
-static void look_ahead(gm_grammar *g, const int32_t *prefix, int n_prefix, const uint32_t *bits, int32_t vocab,
+static void look_ahead(const tok *t, gm_grammar *g, const int32_t *prefix, int n_prefix, const uint32_t *bits, int32_t vocab,
                        size_t words, const char *schema) {
     uint32_t *next = malloc(words * sizeof *next);
     err_t e = {0};
@@ -74,7 +77,13 @@ static void look_ahead(gm_grammar *g, const int32_t *prefix, int n_prefix, const
         for (int i = 0; i < n_prefix; i++) gm_accept_token(m, prefix[i]);
         CHECK(gm_accept_token(m, id) == 0, "schema %s: allowed token %d refused", schema, id);
         size_t n = gm_mask(m, next);
-        CHECK(n > 0 || gm_is_complete(m), "schema %s: dead end after token %d", schema, id);
+        if (n == 0 && !gm_is_complete(m)) {
+            char *text = tok_decode(t, prefix, (size_t)n_prefix, 0, NULL);
+            size_t len;
+            const char *b = tok_token_bytes(t, id, &len);
+            CHECK(0, "schema %s: dead end after %s + token %d '%.*s'", schema, text, id, (int)len, b);
+            free(text);
+        }
         gm_matcher_free(m);
     }
     free(next);
@@ -105,7 +114,7 @@ static void walks(const tok *t, gm_vocab *v, const char *schema, int n_walks) {
                 free(text);
                 break;
             }
-            if (n <= 48) look_ahead(g, path, step, bits, vocab, words, schema);
+            if (n <= 48) look_ahead(t, g, path, step, bits, vocab, words, schema);
             if (done && rnd() % 3 == 0) break;
             int32_t id = pick(t, bits, vocab);
             CHECK(gm_accept_token(m, id) == 0, "schema %s: masked token %d refused", schema, id);
