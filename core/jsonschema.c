@@ -302,6 +302,7 @@ cJSON *cx_without(js_cx *cx, const cJSON *s, const char *drop) {
 
 // 1 if s has a member other than annotations and the ones in skip[].
 int cx_has_other(const cJSON *s, const char *const *skip, int n_skip) {
+    if (!cJSON_IsObject(s)) return 1; // not a schema object: the caller's checks refuse it
     const cJSON *m;
     cJSON_ArrayForEach(m, s) {
         int skipped = cx_is_annotation(m->string);

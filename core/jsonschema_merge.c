@@ -659,6 +659,8 @@ int32_t cx_not(js_cx *cx, const cJSON *s, const char *ptr) {
     const cJSON *n = next_not(cx, s, &rest);
     n = n ? cx_deref(cx, n, p) : NULL;
     if (!n || !rest) return -1;
+    if (!cJSON_IsObject(n) && !cJSON_IsBool(n))
+        return cx_fail(cx, "not", ptr, "expected a schema (an object or a boolean)"), -1;
     if (cJSON_IsFalse(n)) return cx_schema(cx, rest, ptr);
     if (cJSON_IsTrue(n) || !cx_has_other(n, NULL, 0)) return cx_new_node(cx, JS_NEVER);
     static const char *const only_type[] = {"type"};
