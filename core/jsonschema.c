@@ -194,6 +194,19 @@ int32_t cx_dfa_and(js_cx *cx, int32_t a, int32_t b, const char *kw, const char *
     return cx_dfa_add(cx, d, k);
 }
 
+int32_t cx_dfa_and_try(js_cx *cx, int32_t a, int32_t b) {
+    char key[48];
+    snprintf(key, sizeof key, "&%d,%d", a < b ? a : b, a < b ? b : a);
+    int32_t i = dfa_find(cx, key);
+    if (i >= 0) return i;
+    err_t e = {{0}};
+    rx_dfa *d = rx_intersect(cx->s->dfas[a], cx->s->dfas[b], &e);
+    if (!d) return is_empty_error(&e) ? -2 : strstr(e.msg, "out of memory") ? err_set(cx->err, "%s", e.msg) : -3;
+    char *k = strdup(key);
+    if (!k) return rx_free(d), err_set(cx->err, "schema: out of memory"), -1;
+    return cx_dfa_add(cx, d, k);
+}
+
 // ---- the "any value" node ---------------------------------------------------
 
 #define RX_NUMBER "-?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)?"

@@ -104,6 +104,9 @@ int cx_types_of(const cJSON *s, unsigned *types);
 int cx_json_string_text(const char *s, char **out);
 // Adds d under dedupe key `key` (takes both).
 int32_t cx_dfa_add(js_cx *cx, rx_dfa *d, char *key);
+// The intersection of DFAs a and b: -2 empty, -3 too large (no error: the
+// caller keeps a), -1 out of memory.
+int32_t cx_dfa_and_try(js_cx *cx, int32_t a, int32_t b);
 int32_t cx_anyof_node(js_cx *cx, const int32_t *alts, int32_t n);
 int32_t cx_dfa_and(js_cx *cx, int32_t a, int32_t b, const char *kw, const char *ptr);
 int32_t cx_lexeme(js_cx *cx, js_lex lex, const char *src, unsigned flags, const char *ptr);

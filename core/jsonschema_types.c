@@ -204,11 +204,34 @@ int32_t cx_string_dfa(js_cx *cx, const cJSON *s, const char *ptr) {
     return acc;
 }
 
+// A pattern or format with a length bound: the bound joins the DFA where
+// the product stays small, so no prefix the DFA takes runs out of room
+// before the pattern can finish (the engine's code-point counter alone
+// would let "^\d+\.\d+$" under maxLength 4 write four digits). A
+// larger product keeps the counter alone (such a dead end stays possible).
+// -2: no string fits.
+#define LEN_DFA_MAX 512
+static int32_t length_narrow(js_cx *cx, const cJSON *s, int32_t d, int64_t lo, int64_t hi, const char *ptr) {
+    if ((lo == 0 && hi < 0) || hi > LEN_DFA_MAX || lo > LEN_DFA_MAX) return d;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(s, "format");
+    bool shaped = cJSON_GetObjectItemCaseSensitive(s, "pattern") || cJSON_GetObjectItemCaseSensitive(s, "\x01patterns") ||
+                  (cJSON_IsString(f) && rx_format(f->valuestring));
+    if (!shaped) return d; // any string: the counter is exact
+    char src[64];
+    if (hi >= 0) snprintf(src, sizeof src, "[\\s\\S]{%lld,%lld}", (long long)lo, (long long)hi);
+    else snprintf(src, sizeof src, "[\\s\\S]{%lld,}", (long long)lo);
+    int32_t len = cx_dfa(cx, src, RX_JSON_STRING, "maxLength", ptr);
+    if (len < 0) return len;
+    int32_t r = cx_dfa_and_try(cx, d, len);
+    return r == -3 ? d : r;
+}
+
 static int32_t string_node(js_cx *cx, const cJSON *s, const char *ptr) {
     int64_t lo = 0, hi = -1;
     if (count_of(cx, s, "minLength", ptr, &lo) < 0 || count_of(cx, s, "maxLength", ptr, &hi) < 0) return -1;
     if (hi >= 0 && lo > hi) return cx_never(cx);
     int32_t d = cx_string_dfa(cx, s, ptr);
+    if (d >= 0) d = length_narrow(cx, s, d, lo, hi, ptr);
     if (d == -2) return cx_never(cx);
     if (d < 0) return -1;
     int32_t i = lexeme_node(cx, JS_LEX_STRING, d);

@@ -40,6 +40,14 @@ static const char *SCHEMAS[] = {
     "{\"type\":\"number\",\"exclusiveMinimum\":-2.5,\"exclusiveMaximum\":-0.001}",
 };
 
+// tok_decode of the ids, blanks shown as '~' so a message stays one line.
+static char *shown(const tok *t, const int32_t *ids, size_t n) {
+    char *text = tok_decode(t, ids, n, 0, NULL);
+    for (char *c = text; c && *c; c++)
+        if (*c == '\n' || *c == '\t' || *c == '\r') *c = '~';
+    return text;
+}
+
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) {
     rng ^= rng << 13;
@@ -79,11 +87,10 @@ static void look_ahead(const tok *t, gm_grammar *g, const int32_t *prefix, int n
         CHECK(gm_accept_token(m, id) == 0, "schema %s: allowed token %d refused", schema, id);
         size_t n = gm_mask(m, next);
         if (n == 0 && !gm_is_complete(m)) {
-            char *text = tok_decode(t, prefix, (size_t)n_prefix, 0, NULL);
-            size_t len;
-            const char *b = tok_token_bytes(t, id, &len);
-            CHECK(0, "schema %s: dead end after %s + token %d '%.*s'", schema, text, id, (int)len, b);
+            char *text = shown(t, prefix, (size_t)n_prefix), *tk = shown(t, &id, 1);
+            CHECK(0, "schema %s: dead end after %s + token %d '%s' (~: a blank)", schema, text, id, tk);
             free(text);
+            free(tk);
         }
         gm_matcher_free(m);
     }
@@ -108,9 +115,7 @@ static void walks(const tok *t, gm_vocab *v, const char *schema, int n_walks) {
             size_t n = gm_mask(m, bits);
             bool done = gm_is_complete(m);
             if (n == 0) {
-                char *text = tok_decode(t, path, (size_t)step, 0, NULL);
-                for (char *c = text; *c; c++)
-                    if (*c == '\n' || *c == '\t' || *c == '\r') *c = '~';
+                char *text = shown(t, path, (size_t)step);
                 CHECK(done, "schema %s walk %d: empty mask after %s (~: a blank)", schema, w, text);
                 free(text);
                 break;
