@@ -254,6 +254,22 @@ bool gm_key_cacheable(const gm_grammar *g, const gm_frame *obj, int32_t state);
 
 // grammar_mask.c
 size_t gm_mask_set(gm_matcher *m, uint32_t *bits);
+// grammar_canon.c: DFA identities for the vocab's caches
+#define GM_CANON_MAX 4000 // key DFAs past this many states keep their own form
+uint64_t gm_fnv(uint64_t h, const void *p, size_t n);
+// A hash of the tables a token walk depends on (not the key labels).
+uint64_t gm_dfa_hash(const rx_dfa *d);
+bool gm_dfa_same(const rx_dfa *a, const rx_dfa *b);
+// Frees a DFA the vocab owns (tables only, no key labels).
+void gm_dfa_own_free(rx_dfa *d);
+// Moore blocks of d's states (key labels ignored): block[] per state;
+// returns the number of blocks, -1 on out of memory.
+int32_t gm_dfa_blocks(const rx_dfa *d, int32_t quote, int32_t *block);
+// A new DFA of d's blocks, numbered breadth first (map: state -> new state).
+rx_dfa *gm_dfa_canon(const rx_dfa *d, const int32_t *block, int32_t nb, int32_t *map);
+// A copy of d's tables (map: the identity), for a DFA kept as it is.
+rx_dfa *gm_dfa_copy(const rx_dfa *d, int32_t *map);
+
 // grammar_vocab.c
 // The vocab's cache for d's canonical form (found or added) and, in *canon,
 // a new array (the caller frees it): d's state -> canonical state. NULL

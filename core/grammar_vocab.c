@@ -127,206 +127,6 @@ size_t gm_mask_words(const gm_vocab *v) {
     return v->words;
 }
 
-// ---- the vocab's DFA caches -------------------------------------------------
-
-// A word at a time (the tables run to megabytes), then the tail bytes.
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const uint8_t *b = p;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x;
-        memcpy(&x, b + i, 8);
-        h = (h ^ x) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
-static uint64_t dfa_hash(const rx_dfa *d) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    h = fnv(h, &d->n_states, sizeof d->n_states);
-    h = fnv(h, &d->n_classes, sizeof d->n_classes);
-    h = fnv(h, d->cls, sizeof d->cls);
-    h = fnv(h, d->next, (size_t)d->n_states * d->n_classes * sizeof *d->next);
-    h = fnv(h, d->accept, (size_t)d->n_states);
-    if (d->char_end) h = fnv(h, d->char_end, (size_t)d->n_states);
-    return h;
-}
-
-// Same tables (what a token walk depends on; key tables are not part of it).
-static bool dfa_same(const rx_dfa *a, const rx_dfa *b) {
-    if (a->n_states != b->n_states || a->n_classes != b->n_classes) return false;
-    if (memcmp(a->cls, b->cls, sizeof a->cls)) return false;
-    if (memcmp(a->next, b->next, (size_t)a->n_states * a->n_classes * sizeof *a->next)) return false;
-    if (memcmp(a->accept, b->accept, (size_t)a->n_states)) return false;
-    if (!a->char_end != !b->char_end) return false;
-    return !a->char_end || !memcmp(a->char_end, b->char_end, (size_t)a->n_states);
-}
-
-static void dfa_own_free(rx_dfa *d) {
-    if (!d) return;
-    free(d->next);
-    free(d->accept);
-    free(d->char_end);
-    free(d);
-}
-
-// ---- canonical DFAs -----------------------------------------------------------
-
-// Moore refinement: states with the same accept / char_end / quote-state
-// flags and, class by class, successors in the same block end in one block.
-// Each round hashes every state's row (its block, its successors' blocks)
-// into a table of first holders. block[] gets each state's block; returns
-// the number of blocks, -1 on out of memory. Only key DFAs need it (the
-// regex compiler's other DFAs are minimal already; a key DFA's states differ
-// by which key they name), up to GM_CANON_MAX states.
-#define GM_CANON_MAX 4000
-
-static uint64_t row_hash(const int32_t *r, int32_t w) {
-    return fnv(0xcbf29ce484222325ull, r, (size_t)w * sizeof *r);
-}
-
-static int32_t refine_round(const rx_dfa *d, int32_t *block, int32_t *rows, int32_t *table, size_t cap,
-                            int32_t *next_block) {
-    int32_t n = d->n_states, k = d->n_classes, w = k + 1, nb = 0;
-    for (int32_t s = 0; s < n; s++) {
-        int32_t *r = rows + (size_t)s * w;
-        r[0] = block[s];
-        for (int32_t c = 0; c < k; c++) {
-            int32_t t = d->next[(size_t)s * k + c];
-            r[c + 1] = t < 0 ? -1 : block[t];
-        }
-    }
-    for (size_t i = 0; i < cap; i++) table[i] = -1;
-    for (int32_t s = 0; s < n; s++) {
-        const int32_t *r = rows + (size_t)s * w;
-        size_t h = row_hash(r, w) & (cap - 1);
-        while (table[h] >= 0 && memcmp(rows + (size_t)table[h] * w, r, (size_t)w * sizeof *r))
-            h = (h + 1) & (cap - 1);
-        if (table[h] < 0) {
-            table[h] = s;
-            next_block[s] = nb++;
-        } else {
-            next_block[s] = next_block[table[h]];
-        }
-    }
-    memcpy(block, next_block, (size_t)n * sizeof *block);
-    return nb;
-}
-
-static int32_t dfa_blocks(const rx_dfa *d, int32_t quote, int32_t *block) {
-    int32_t n = d->n_states, w = d->n_classes + 1, nb = -1;
-    size_t cap = 16;
-    while (cap < 2 * (size_t)n) cap *= 2;
-    int32_t *rows = malloc((size_t)n * w * sizeof *rows), *table = malloc(cap * sizeof *table);
-    int32_t *nextb = malloc((size_t)n * sizeof *nextb);
-    if (rows && table && nextb) {
-        for (int32_t s = 0; s < n; s++)
-            block[s] = d->accept[s] | (d->char_end ? d->char_end[s] << 1 : 0) | (s == quote) << 2;
-        for (int32_t prev = -1; (nb = refine_round(d, block, rows, table, cap, nextb)) != prev;) prev = nb;
-    }
-    free(rows);
-    free(table);
-    free(nextb);
-    return nb;
-}
-
-// The canonical DFA over the blocks: states numbered breadth first from the
-// start, bytes grouped into classes by their columns in first-byte order.
-// map[s] gets each original state's canonical state.
-static rx_dfa *dfa_canon(const rx_dfa *d, const int32_t *block, int32_t nb, int32_t *map) {
-    int32_t k = d->n_classes;
-    int32_t *rep = malloc((size_t)nb * sizeof *rep), *id = malloc((size_t)nb * sizeof *id);
-    int32_t *queue = malloc((size_t)nb * sizeof *queue);
-    rx_dfa *c = calloc(1, sizeof *c);
-    int32_t ccls[256], nq = 0, nc = 0;
-    if (!rep || !id || !queue || !c) goto fail;
-    for (int32_t b = 0; b < nb; b++) id[b] = -1;
-    for (int32_t s = d->n_states - 1; s >= 0; s--) rep[block[s]] = s;
-    id[block[0]] = nq;
-    queue[nq++] = block[0];
-    for (int32_t qi = 0; qi < nq; qi++)
-        for (int b = 0; b < 256; b++) {
-            int32_t t = d->next[(size_t)rep[queue[qi]] * k + d->cls[b]];
-            if (t >= 0 && id[block[t]] < 0) {
-                id[block[t]] = nq;
-                queue[nq++] = block[t];
-            }
-        }
-    // A class's column: its canonical target from every canonical state.
-    // Equal columns merge; canonical classes are numbered in byte order.
-    int32_t eq[256], num[256];
-    for (int32_t a = 0; a < k; a++) {
-        eq[a] = a;
-        for (int32_t b = 0; b < a && eq[a] == a; b++) {
-            if (eq[b] != b) continue;
-            bool same = true;
-            for (int32_t q = 0; q < nq && same; q++) {
-                int32_t ta = d->next[(size_t)rep[queue[q]] * k + a];
-                int32_t tb = d->next[(size_t)rep[queue[q]] * k + b];
-                same = (ta < 0 ? -1 : id[block[ta]]) == (tb < 0 ? -1 : id[block[tb]]);
-            }
-            if (same) eq[a] = b;
-        }
-        num[a] = -1;
-    }
-    for (int b = 0; b < 256; b++) {
-        int32_t r = eq[d->cls[b]];
-        if (num[r] < 0) num[r] = nc++;
-        ccls[b] = num[r];
-    }
-    c->n_states = nq;
-    c->n_classes = nc;
-    c->next = malloc((size_t)nq * nc * sizeof *c->next);
-    c->accept = malloc((size_t)nq);
-    c->char_end = d->char_end ? malloc((size_t)nq) : NULL;
-    if (!c->next || !c->accept || (d->char_end && !c->char_end)) goto fail;
-    for (int b = 0; b < 256; b++) c->cls[b] = (uint8_t)ccls[b];
-    for (int32_t q = 0; q < nq; q++) {
-        int32_t r = rep[queue[q]];
-        c->accept[q] = d->accept[r];
-        if (c->char_end) c->char_end[q] = d->char_end[r];
-        for (int b = 0; b < 256; b++) {
-            int32_t t = d->next[(size_t)r * k + d->cls[b]];
-            c->next[(size_t)q * nc + ccls[b]] = t < 0 ? -1 : id[block[t]];
-        }
-    }
-    for (int32_t s = 0; s < d->n_states; s++) map[s] = id[block[s]];
-    free(rep);
-    free(id);
-    free(queue);
-    return c;
-fail:
-    free(rep);
-    free(id);
-    free(queue);
-    dfa_own_free(c);
-    return NULL;
-}
-
-// A plain copy of the tables a token walk reads, for DFAs the regex
-// compiler already minimized (every DFA but a key DFA).
-static rx_dfa *dfa_copy(const rx_dfa *d, int32_t *map) {
-    rx_dfa *c = calloc(1, sizeof *c);
-    size_t n = (size_t)d->n_states;
-    if (!c) return NULL;
-    *c = (rx_dfa){.n_states = d->n_states, .n_classes = d->n_classes};
-    memcpy(c->cls, d->cls, sizeof c->cls);
-    c->next = malloc(n * d->n_classes * sizeof *c->next);
-    c->accept = malloc(n);
-    c->char_end = d->char_end ? malloc(n) : NULL;
-    if (!c->next || !c->accept || (d->char_end && !c->char_end)) {
-        dfa_own_free(c);
-        return NULL;
-    }
-    memcpy(c->next, d->next, n * d->n_classes * sizeof *c->next);
-    memcpy(c->accept, d->accept, n);
-    if (d->char_end) memcpy(c->char_end, d->char_end, n);
-    for (int32_t s = 0; s < d->n_states; s++) map[s] = s;
-    return c;
-}
-
 // ---- the cache budget ---------------------------------------------------------
 
 // Counts n more bytes against the budget: true if they fit (the caller
@@ -364,7 +164,7 @@ void gm_dfacache_free(gm_dfacache *c) {
     if (!c) return;
     free(c->states);
     free(c->has_out);
-    dfa_own_free(c->own);
+    gm_dfa_own_free(c->own);
     free(c);
 }
 
@@ -394,20 +194,20 @@ gm_dfacache *gm_vocab_dfacache(gm_vocab *v, const rx_dfa *d, int32_t **map, err_
     int32_t quote = d->char_end ? d->next[d->cls['"']] : -1;
     bool canon = d->key_name && d->n_states <= GM_CANON_MAX;
     int32_t *block = canon ? malloc((size_t)d->n_states * sizeof *block) : NULL;
-    int32_t nb = block ? dfa_blocks(d, quote, block) : -1;
+    int32_t nb = block ? gm_dfa_blocks(d, quote, block) : -1;
     *map = malloc((size_t)d->n_states * sizeof **map);
-    rx_dfa *own = !*map ? NULL : canon ? (nb > 0 ? dfa_canon(d, block, nb, *map) : NULL) : dfa_copy(d, *map);
+    rx_dfa *own = !*map ? NULL : canon ? (nb > 0 ? gm_dfa_canon(d, block, nb, *map) : NULL) : gm_dfa_copy(d, *map);
     free(block);
-    uint64_t h = own ? dfa_hash(own) : 0;
+    uint64_t h = own ? gm_dfa_hash(own) : 0;
     _Atomic(gm_dfacache *) *bucket = &v->caches[h % GM_CACHE_BUCKETS];
     for (gm_dfacache *c = own ? atomic_load(bucket) : NULL; c; c = c->next)
-        if (c->hash == h && dfa_same(c->own, own)) {
-            dfa_own_free(own);
+        if (c->hash == h && gm_dfa_same(c->own, own)) {
+            gm_dfa_own_free(own);
             return c;
         }
     gm_dfacache *c = own ? dfacache_new(own, h) : NULL;
     if (!c) {
-        dfa_own_free(own);
+        gm_dfa_own_free(own);
         free(*map);
         *map = NULL;
         return err_set(err, "grammar: out of memory"), NULL;
@@ -894,7 +694,7 @@ const gm_lexcache *gm_lexcache_get(gm_vocab *v, gm_dfacache *c, int32_t s, gm_le
     if (e) return e;
     if (lexcache_build(v, c, s, x, NULL) < 0) return NULL;
     if (c->priv) return &x->e;
-    uint64_t h = fnv(0xcbf29ce484222325ull, x->e.inside, v->words * sizeof *x->e.inside);
+    uint64_t h = gm_fnv(0xcbf29ce484222325ull, x->e.inside, v->words * sizeof *x->e.inside);
     const uint32_t *inside = bits_find(v, x->e.inside, h);
     size_t n = lexcache_bytes(&x->e) + (inside ? 0 : sizeof(gm_bits) + v->words * sizeof *inside);
     if (!budget_take(v, n)) return &x->e;

@@ -333,7 +333,8 @@ static void test_compiled(gm_vocab *v, const tok *t) {
     brute_mask(t, v, g, "\"                                x\"");
     gm_grammar_unref(g);
     // Number prefixes that no completion brings within the bounds are
-    // refused at once; exponents reach any scale, so they stay open.
+    // refused at once; past the exponent mark, when no exponent the digits
+    // so far can still become brings the mantissa within them.
     g = compile(v, "{\"type\": \"number\", \"minimum\": 1.5, \"maximum\": 1.6}", 0);
     expect(g, "1.55", 1);
     expect(g, "1.6", 1);
@@ -344,7 +345,12 @@ static void test_compiled(gm_vocab *v, const tok *t) {
     expect(g, "15e-1", 1); // 15 may still become 1.5
     expect(g, "0.15e1", 1);
     expect(g, "0.00", 0);  // no significant digit yet: open
-    expect(g, "1.4e", 0);  // past the exponent mark: refused at the end only
+    expect(g, "1.4e", -1); // no exponent brings 1.4 into [1.5, 1.6]
+    expect(g, "1.5e", 0);  // 1.5e0 still can
+    expect(g, "1.5e0", 1);
+    expect(g, "1.5e1", -1); // 15, and more exponent digits only grow it
+    expect(g, "150e-", 0);
+    expect(g, "150e-2", 1);
     brute_mask(t, v, g, "1.5");
     gm_grammar_unref(g);
     g = compile(v, "{\"type\": \"number\", \"exclusiveMinimum\": 0, \"maximum\": 1e300}", 0);
