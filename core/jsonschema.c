@@ -176,35 +176,33 @@ int32_t cx_dfa(js_cx *cx, const char *src, unsigned flags, const char *kw, const
     return cx_dfa_add(cx, d, key);
 }
 
-// The intersection of DFAs a and b (-2: empty).
-int32_t cx_dfa_and(js_cx *cx, int32_t a, int32_t b, const char *kw, const char *ptr) {
+// The intersection of DFAs a and b, deduplicated: -2 empty, -3 refused by
+// rx_intersect (its reason in *e), -1 out of memory.
+static int32_t dfa_and(js_cx *cx, int32_t a, int32_t b, err_t *e) {
     if (a == b) return a;
     char key[48];
     snprintf(key, sizeof key, "&%d,%d", a < b ? a : b, a < b ? b : a);
     int32_t i = dfa_find(cx, key);
     if (i >= 0) return i;
-    err_t e = {{0}};
-    rx_dfa *d = rx_intersect(cx->s->dfas[a], cx->s->dfas[b], &e);
-    if (!d) {
-        if (is_empty_error(&e)) return -2;
-        return cx_fail(cx, kw, ptr, "%s", e.msg), -1;
-    }
+    rx_dfa *d = rx_intersect(cx->s->dfas[a], cx->s->dfas[b], e);
+    if (!d) return is_empty_error(e) ? -2 : -3;
     char *k = strdup(key);
     if (!k) return rx_free(d), err_set(cx->err, "schema: out of memory"), -1;
     return cx_dfa_add(cx, d, k);
 }
 
-int32_t cx_dfa_and_try(js_cx *cx, int32_t a, int32_t b) {
-    char key[48];
-    snprintf(key, sizeof key, "&%d,%d", a < b ? a : b, a < b ? b : a);
-    int32_t i = dfa_find(cx, key);
-    if (i >= 0) return i;
+// The intersection of DFAs a and b (-2: empty).
+int32_t cx_dfa_and(js_cx *cx, int32_t a, int32_t b, const char *kw, const char *ptr) {
     err_t e = {{0}};
-    rx_dfa *d = rx_intersect(cx->s->dfas[a], cx->s->dfas[b], &e);
-    if (!d) return is_empty_error(&e) ? -2 : strstr(e.msg, "out of memory") ? err_set(cx->err, "%s", e.msg) : -3;
-    char *k = strdup(key);
-    if (!k) return rx_free(d), err_set(cx->err, "schema: out of memory"), -1;
-    return cx_dfa_add(cx, d, k);
+    int32_t r = dfa_and(cx, a, b, &e);
+    return r == -3 ? cx_fail(cx, kw, ptr, "%s", e.msg), -1 : r;
+}
+
+int32_t cx_dfa_and_try(js_cx *cx, int32_t a, int32_t b) {
+    err_t e = {{0}};
+    int32_t r = dfa_and(cx, a, b, &e);
+    if (r == -3 && strstr(e.msg, "out of memory")) return err_set(cx->err, "%s", e.msg);
+    return r;
 }
 
 // ---- the "any value" node ---------------------------------------------------

@@ -288,14 +288,21 @@ static int parse_alt(rx_parser *p, int top);
 
 // A lookahead (?=X) or (?!X) at `at`: an RN_LOOK node (min: negative,
 // max: its offset) over X. Where it may stand is checked when compiling.
-static int parse_look(rx_parser *p, int neg, size_t at) {
-    p->i += 2;
+// A group's alternatives up to its ')' (the '(' at `at`).
+static int parse_inner(rx_parser *p, size_t at) {
     if (++p->depth > RX_MAX_DEPTH) return perr(p, "groups nested too deep");
     int k = parse_alt(p, 0);
     p->depth--;
     if (k < 0) return -1;
     if (p->i >= p->n || p->p[p->i] != ')') return err_set(p->err, "regex: missing ')' for '(' at offset %zu", at);
     p->i++;
+    return k;
+}
+
+static int parse_look(rx_parser *p, int neg, size_t at) {
+    p->i += 2;
+    int k = parse_inner(p, at);
+    if (k < 0) return -1;
     int look = node_new(p, RN_LOOK);
     if (look < 0) return -1;
     p->a.nodes[look].kid = k, p->a.nodes[look].min = neg, p->a.nodes[look].max = (int)at;
@@ -322,13 +329,7 @@ static int parse_group(rx_parser *p) {
             return err_set(p->err, "regex: %s is not supported at offset %zu", what, at);
         }
     }
-    if (++p->depth > RX_MAX_DEPTH) return perr(p, "groups nested too deep");
-    int k = parse_alt(p, 0);
-    p->depth--;
-    if (k < 0) return -1;
-    if (p->i >= p->n || p->p[p->i] != ')') return err_set(p->err, "regex: missing ')' for '(' at offset %zu", at);
-    p->i++;
-    return k;
+    return parse_inner(p, at);
 }
 
 // Whether p->i starts a {n}, {n,} or {n,m} quantifier.

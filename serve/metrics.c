@@ -82,6 +82,12 @@ static void counter(buf *b, const char *name, const char *help, int64_t v) {
     put(b, "%s %lld\n", name, (long long)v);
 }
 
+// A counter of seconds (a float).
+static void counter_s(buf *b, const char *name, const char *help, double v) {
+    metric(b, name, "counter", help);
+    put(b, "%s %.9g\n", name, v);
+}
+
 static void gauge(buf *b, const char *name, const char *help, int64_t v) {
     metric(b, name, "gauge", help);
     put(b, "%s %lld\n", name, (long long)v);
@@ -138,11 +144,11 @@ static void engine_text(buf *b, const metrics_engine *e) {
             e->grammar_sequences);
     counter(b, "tessera_grammar_masks_total", "Allowed-token masks computed for constrained sequences.",
             e->grammar_masks);
-    metric(b, "tessera_grammar_mask_seconds_total", "counter", "Seconds spent computing grammar masks (all threads).");
-    put(b, "tessera_grammar_mask_seconds_total %.9g\n", e->grammar_mask_seconds_sum);
-    metric(b, "tessera_grammar_mask_wait_seconds_total", "counter",
-           "Seconds steps waited for grammar masks after the forward pass (mask time the forward did not hide).");
-    put(b, "tessera_grammar_mask_wait_seconds_total %.9g\n", e->grammar_mask_wait_seconds_sum);
+    counter_s(b, "tessera_grammar_mask_seconds_total", "Seconds spent computing grammar masks (all threads).",
+              e->grammar_mask_seconds_sum);
+    counter_s(b, "tessera_grammar_mask_wait_seconds_total",
+              "Seconds steps waited for grammar masks after the forward pass (mask time the forward did not hide).",
+              e->grammar_mask_wait_seconds_sum);
 }
 
 static void grammar_text(buf *b, const metrics_grammar *g) {
@@ -152,8 +158,7 @@ static void grammar_text(buf *b, const metrics_grammar *g) {
             g->evictions);
     gauge(b, "tessera_grammar_cache_entries", "Grammars in the cache.", g->entries);
     gauge(b, "tessera_grammar_cache_bytes", "Bytes of the grammars in the cache.", g->bytes);
-    metric(b, "tessera_grammar_compile_seconds_total", "counter", "Seconds spent compiling schemas.");
-    put(b, "tessera_grammar_compile_seconds_total %.9g\n", g->compile_seconds);
+    counter_s(b, "tessera_grammar_compile_seconds_total", "Seconds spent compiling schemas.", g->compile_seconds);
     gauge(b, "tessera_grammar_vocab_cache_bytes", "Bytes of the token-mask caches shared by every grammar.",
           g->vocab_cache_bytes);
     counter(b, "tessera_grammar_vocab_cache_unpublished_total",
