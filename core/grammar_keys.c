@@ -124,7 +124,7 @@ void gm_keys_free(gm_grammar *g) {
 
 bool gm_key_viable(const gm_grammar *g, const gm_frame *obj, int32_t state) {
     const gm_keyinfo *ki = &g->keys[obj->node];
-    if (ki->flags[state] & KI_ANY) return true;
+    if (!ki->flags || (ki->flags[state] & KI_ANY)) return true; // no facts: the key's end decides
     const uint64_t *ns = ki->names + (size_t)state * ki->words;
     for (size_t w = 0; w < ki->words; w++) {
         uint64_t seen = obj->seen ? obj->seen[w] : 0;
@@ -135,6 +135,7 @@ bool gm_key_viable(const gm_grammar *g, const gm_frame *obj, int32_t state) {
 
 bool gm_key_cacheable(const gm_grammar *g, const gm_frame *obj, int32_t state) {
     const gm_keyinfo *ki = &g->keys[obj->node];
+    if (!ki->flags) return false;
     if (ki->flags[state] & KI_ALL_ANY) return true;
     if (ki->flags[state] & KI_BAD) return false;
     const uint64_t *ns = ki->names + (size_t)state * ki->words;
