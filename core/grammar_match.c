@@ -197,7 +197,8 @@ static bool digits_meet(double m, double u, num_range r) {
 // Past the exponent mark the mantissa is fixed (magnitude mant) and the
 // exponent digits so far spell ex: the exponents still reachable are ex
 // itself and those spelled by more digits (at most 4 in all); before a
-// digit, any (either sign while no sign is written: sign 0). Whether mant x 10^e meets r (magnitudes) for one of them.
+// digit, any (either sign while no sign is written: sign 0). Whether
+// mant x 10^e meets r (magnitudes) for one of them.
 static bool exponent_meets(double mant, int sign, const char *digits, int n_digits, num_range r) {
     if (!(r.hi > 0)) return false;
     if (mant == 0) return range_meets((num_range){0, 0, true, true}, r);
