@@ -45,7 +45,6 @@ struct tc_parser {
     tc_format format;
     char **names;
     int n_names;
-    int in_think;
     uint64_t rng;
     tc_emit_fn emit;
     void *ud;
@@ -490,7 +489,6 @@ tc_parser *tc_new(const tc_opts *o) {
     tc_parser *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->format = o->format;
-    p->in_think = o->in_think;
     p->rng = o->id_seed;
     p->emit = o->emit;
     p->ud = o->ud;

@@ -8,10 +8,12 @@
 //              blocks; a leading <think>...</think> (Qwen3) is reasoning,
 //              reported apart as vLLM's reasoning_content is.
 //   TC_LLAMA3  Llama 3.1 JSON calls, as vLLM's llama3_json parser reads
-//              them: the reply is a call only when it starts (after
-//              whitespace and an optional <|python_tag|>) with '{'; one or
-//              more {"name": N, "parameters"|"arguments": {...}} objects
-//              separated by ';'. Any other reply is content.
+//              them when streaming: the reply is a call only when it
+//              starts with '{' (after an optional <|python_tag|>; leading
+//              blanks are allowed too); one or more {"name": N,
+//              "parameters"|"arguments": {...}} objects separated by ';'.
+//              Any other reply is content (vLLM's non-streaming path also
+//              finds JSON mid-text; we keep the one streaming rule).
 //
 // Decisions (the caller can rely on them):
 //   - Text that may still become a tag (`<tool`, `<thi`, leading blanks in

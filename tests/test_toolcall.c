@@ -187,6 +187,25 @@ static void test_parallel_calls(void) {
     CHECK(call_is(&o, 1, "get_order_status", "{\"order_id\": \"A-17\"}"));
     CHECK(strcmp(o.evs[0].id, o.evs[3].id) != 0, "ids differ: %s %s", o.evs[0].id, o.evs[3].id);
     drop(&o);
+    // The blanks after </tool_call> are separators; text after them is content.
+    parse_all(&o, TC_HERMES, 0, "<tool_call>\n" WEATHER "\n</tool_call>\n\nDone.\n<tool_call>" WEATHER "</tool_call>");
+    CHECK(o.rc == 0 && o.n == 7 && o.evs[3].kind == TC_CONTENT && strcmp(o.evs[3].text, "Done.\n") == 0);
+    CHECK(call_is(&o, 0, "get_weather", WEATHER_ARGS) && call_is(&o, 1, "get_weather", WEATHER_ARGS));
+    drop(&o);
+}
+
+// A failed parser stays failed; the calls counted are the ended ones.
+static void test_after_error(void) {
+    outcome o;
+    memset(&o, 0, sizeof o);
+    tc_opts opts = {.format = TC_HERMES, .tool_names = TOOLS, .n_tools = 3, .emit = on_event, .ud = &o};
+    tc_parser *p = tc_new(&opts);
+    const char *ok = "<tool_call>" WEATHER "</tool_call>", *bad = "<tool_call>{\"name\": \"echo\", \"arguments\": {]}";
+    CHECK(tc_feed(p, ok, strlen(ok)) == 0 && tc_n_calls(p) == 1 && strcmp(tc_error(p), "") == 0);
+    CHECK(tc_feed(p, bad, strlen(bad)) == -1 && strstr(tc_error(p), "tool call 1 (echo)"), "%s", tc_error(p));
+    CHECK(tc_feed(p, "x", 1) == -1 && tc_finish(p) == -1 && tc_n_calls(p) == 1);
+    tc_free(p);
+    drop(&o);
 }
 
 static void test_text_before_call(void) {
@@ -354,5 +373,6 @@ int main(void) {
     test_unterminated_call();
     test_held_whole();
     test_llama3();
+    test_after_error();
     return check_finish("test_toolcall");
 }
