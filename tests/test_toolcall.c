@@ -360,6 +360,36 @@ static void test_llama3(void) {
     drop(&o);
 }
 
+// Random replies spliced from tag and JSON fragments: whatever they parse
+// to, every chunking must agree and no delta may split a character or an
+// escape.
+static void test_random_replies(void) {
+    static const char *const frags[] = {
+        "<tool_call>", "</tool_call>", "<think>", "</think>", "<tool", "<", "\n", " ", "é", "😀", "\\", "\"",
+        "{", "}", "[", "]", ";", "<|python_tag|>", "text", WEATHER, "{\"name\": \"echo\", \"arguments\": {",
+        "\"a\": \"x\\\"y\\u00e9\"", "{\"name\": \"echo\"", ", \"parameters\": ", "\"k\": [1, {\"z\": null}]",
+    };
+    unsigned r = 7;
+    int calls = 0, errors = 0, reasoning = 0;
+    for (int t = 0; t < 2000; t++) {
+        char text[1024] = "";
+        r = r * 1103515245u + 12345u;
+        int parts = 1 + (int)((r >> 16) % 12);
+        for (int i = 0; i < parts; i++) {
+            r = r * 1103515245u + 12345u;
+            strcat(text, frags[(r >> 16) % (sizeof frags / sizeof *frags)]);
+        }
+        outcome o;
+        parse_all(&o, t % 2 ? TC_LLAMA3 : TC_HERMES, t % 5 == 0, text);
+        calls += count(&o, TC_CALL_END);
+        errors += o.rc != 0;
+        reasoning += count(&o, TC_REASONING);
+        drop(&o);
+    }
+    printf("random replies: %d calls, %d errors, %d with reasoning\n", calls, errors, reasoning);
+    CHECK(calls > 0 && errors > 0 && reasoning > 0, "the fragments reach calls, errors and reasoning");
+}
+
 int main(void) {
     test_single_call();
     test_parallel_calls();
@@ -374,5 +404,6 @@ int main(void) {
     test_held_whole();
     test_llama3();
     test_after_error();
+    test_random_replies();
     return check_finish("test_toolcall");
 }
