@@ -560,8 +560,48 @@ static void test_segments(void) {
                "|M0:<|start_header_id|>user<|end_header_id|>\n\n|C0:u|M0:<|eot_id|>");
 }
 
+// chat_render_tools refuses what it cannot render as the template does,
+// naming the message and call; a content-less assistant message needs calls.
+static void test_tool_errors(void) {
+    err_t err = {{0}};
+    cJSON *args = cJSON_CreateObject(), *str = cJSON_CreateString("{}"), *def = cJSON_CreateObject();
+    const cJSON *defs[] = {def};
+    chat_tool_call good = {.name = "f", .arguments = args}, bad_args = {.name = "f", .arguments = str};
+    chat_tool_call no_name = {.arguments = args};
+    chat_msg m[] = {{"user", "x", NULL}, {"assistant", NULL, NULL}};
+    chat_calls calls[] = {{NULL, 0}, {&good, 1}};
+    chat_tools tools = {.defs = defs, .n_defs = 1, .calls = calls};
+    chat_prompt *p = chat_render_tools(CHAT_QWEN25, m, 2, NULL, &tools, &err);
+    CHECK(p && strstr(p->text, "<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n"
+                                "</tool_call><|im_end|>\n") && strstr(p->text, "\n<tools>\n{}\n</tools>"),
+          "%s", p ? p->text : err.msg);
+    chat_prompt_free(p);
+    CHECK(chat_render_tools(CHAT_LLAMA31, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "tools") && strstr(err.msg, "llama3.1"), "%s", err.msg);
+    tools.n_defs = 0;
+    CHECK(chat_render_tools(CHAT_CHATML, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 (assistant)") && strstr(err.msg, "chatml"), "%s", err.msg);
+    calls[1].calls = &bad_args;
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 tool_calls[0] (f): arguments"), "%s", err.msg);
+    calls[1].calls = &no_name;
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 tool_calls[0]: name"), "%s", err.msg);
+    calls[0] = (chat_calls){&good, 1};
+    calls[1] = (chat_calls){NULL, 0};
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 0 (user): only an assistant") || strstr(err.msg, "message 1 (assistant): content"),
+          "%s", err.msg);
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, NULL, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 (assistant): content is missing"), "%s", err.msg);
+    cJSON_Delete(args);
+    cJSON_Delete(str);
+    cJSON_Delete(def);
+}
+
 static int cmd_unit(void) {
     test_errors();
+    test_tool_errors();
     test_detect();
     test_config();
     test_python_trim();
