@@ -336,21 +336,38 @@ static void render_llama3(render *r, chat_family f, const chat_msg *msgs, int n,
 // Llama 3.1: the first system message moves into a system turn that always
 // exists and always carries the knowledge/today dates (date_string's
 // default, since we pass none). Tool results go in ipython turns; the
-// template's tojson quotes a string content (a string is iterable).
+// template's tojson quotes a string content (a string is iterable). With
+// tools, the system turn says "Environment: ipython" and the first user
+// message carries the tools (tools_in_user_message, the default); a call
+// is an assistant turn of {"name": ..., "parameters": ...} JSON.
 static void render_llama31(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
-    int first = is_role(&msgs[0], "system") ? 1 : 0;
+    int first = is_role(&msgs[0], "system") ? 1 : 0, tools = chat_has_tools(r);
     markup(r, o->bos_token ? o->bos_token : LLAMA3_BOS);
     r->msg = first ? 0 : -1;
-    markup(r, "<|start_header_id|>system<|end_header_id|>\n\n"
-              "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+    markup(r, "<|start_header_id|>system<|end_header_id|>\n\n");
+    if (tools) markup(r, "Environment: ipython\n");
+    markup(r, "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
     if (first) content(r, py_strip(view_of(msgs[0].content)));
     markup(r, "<|eot_id|>");
     for (int i = first; i < n; i++) {
-        if (is_role(&msgs[i], "tool")) {
+        if (tools && i == first) {
+            r->msg = i;  // the first user message, behind the tools
+            markup(r, "<|start_header_id|>user<|end_header_id|>\n\n");
+            chat_llama31_tools_text(r);
+            content(r, py_strip(view_of(msgs[i].content)));
+            markup(r, "<|eot_id|>");
+        } else if (is_role(&msgs[i], "tool")) {
             r->msg = i;
             markup(r, "<|start_header_id|>ipython<|end_header_id|>\n\n");
             json_string(r, msgs[i].content);
             markup(r, "<|eot_id|>");
+        } else if (chat_n_calls(r, i) > 0) {
+            r->msg = i;
+            markup(r, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+            r->trained = 1;
+            chat_llama31_call(r, i);
+            markup(r, "<|eot_id|>");
+            r->trained = 0;
         } else {
             llama3_turn(r, i, msgs[i].role, msgs[i].content);
         }

@@ -50,18 +50,31 @@
 // trim() is Python's str.strip(): Unicode whitespace as Python defines it
 // (this differs from JavaScript's trim on U+001C..U+001F and U+FEFF).
 //
-// Tools and assistant tool calls (chat_tools, chat_render_tools)
-// render in qwen2.5 and qwen3 as their templates do: a system turn with
-// "# Tools", one `tool | tojson` line per tool inside <tools></tools> and the
-// call instructions (holding the first system message, if any); each call as
-// <tool_call>\n{"name": NAME, "arguments": ARGS-as-tojson}\n</tool_call>.
-// tojson is Python's json.dumps(ensure_ascii=False) with ", " and ": ", keys
-// in the order given; numbers print as integers when integral (cJSON keeps
-// no distinction between 1 and 1.0), else as Python's float repr.
+// Tools and assistant tool calls (chat_tools, chat_render_tools) render as
+// the templates do:
+//   qwen2.5, qwen3  a system turn with "# Tools", one `tool | tojson` line
+//              per tool inside <tools></tools> and the call instructions
+//              (holding the first system message, if any; qwen2.5's default
+//              one otherwise); each call as
+//              <tool_call>\n{"name": NAME, "arguments": ARGS}\n</tool_call>
+//              after the content (qwen2.5 drops an empty content and its
+//              newline; qwen3 a null content counts as "").
+//   llama3.1   "Environment: ipython\n" opens the system turn; the first
+//              user message (which must follow the system one) is preceded
+//              by the template's instructions and each tool as
+//              tojson(indent=4) (tools_in_user_message, its default); a call
+//              is an assistant turn {"name": NAME, "parameters": ARGS}, one
+//              call per message, content ignored. No tools means no tools
+//              key: that template would render an empty list as tools.
+// tojson is Python's json.dumps(ensure_ascii=False): ", " and ": " (with an
+// indent "," and ": "), keys in the order given; numbers print as integers
+// when integral (cJSON keeps no distinction between 1 and 1.0), else as
+// Python's float repr.
 //
-// Not supported: tools and tool_calls in llama3.1 (refused, not rendered
-// wrong), tools in the other families; the date override of llama3.1;
-// templates outside these families (chat_detect says so rather than guessing).
+// Not supported: tools and tool_calls in the other families (refused, not
+// rendered wrong); llama3.1's builtin_tools, custom_tools,
+// tools_in_user_message=false and date override; templates outside these
+// families (chat_detect says so rather than guessing).
 #ifndef TESSERA_CHAT_H
 #define TESSERA_CHAT_H
 
@@ -123,7 +136,7 @@ typedef struct chat_calls {
 // "function": {"name", "description", "parameters"}}), each printed whole
 // with tojson; n_defs == 0: no tools. calls is NULL, or one chat_calls per
 // message (n of them), n = 0 for a message without calls; only assistant
-// messages may have calls. qwen2.5 and qwen3 only.
+// messages may have calls. qwen2.5, qwen3 and llama3.1 only.
 typedef struct chat_tools {
     const struct cJSON *const *defs;
     int n_defs;
@@ -160,7 +173,8 @@ typedef enum chat_seg_kind { CHAT_MARKUP, CHAT_CONTENT } chat_seg_kind;
 typedef struct chat_seg {
     size_t start, end;
     int msg_index;       // the message whose turn it belongs to; -1 for none (bos,
-                         // a default system turn, the generation prompt)
+                         // a default system turn, the generation prompt, and
+                         // qwen's tools turn when no system message holds it)
     chat_seg_kind kind;
     int trained;         // 1 inside an assistant message's chat_span
 } chat_seg;

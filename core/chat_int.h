@@ -51,4 +51,11 @@ void chat_qwen_tools_turn(render *r, chat_family f, const chat_msg *msgs);
 // whether the first one starts with "\n".
 void chat_qwen_tool_calls(render *r, int i, int newline_first);
 
+// Llama 3.1: the tools text of the first user turn (instructions, then each
+// tool as tojson(indent=4) and a blank line), before that message's content.
+void chat_llama31_tools_text(render *r);
+
+// Llama 3.1: message i's one call as {"name": NAME, "parameters": ARGS}.
+void chat_llama31_call(render *r, int i);
+
 #endif

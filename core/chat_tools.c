@@ -37,8 +37,16 @@ static void json_num(util_buf *b, double v) {
     util_buf_puts(b, num);
 }
 
-// tojson with no indent: ", " between items, ": " after keys, keys in order.
-static void json_value(util_buf *b, const cJSON *v) {
+// A newline and the indent of depth levels (tojson(indent=N)).
+static void json_newline(util_buf *b, int indent, int depth) {
+    util_buf_puts(b, "\n");
+    for (int k = 0; k < indent * depth; k++) util_buf_puts(b, " ");
+}
+
+// tojson: with no indent ", " between items and ": " after keys; with an
+// indent, "," and a newline between items, each on its own indented line,
+// an empty array or object as [] or {}. Keys in order.
+static void json_value(util_buf *b, const cJSON *v, int indent, int depth) {
     if (cJSON_IsString(v)) json_str(b, v->valuestring);
     else if (cJSON_IsNumber(v)) json_num(b, v->valuedouble);
     else if (cJSON_IsTrue(v)) util_buf_puts(b, "true");
@@ -47,18 +55,20 @@ static void json_value(util_buf *b, const cJSON *v) {
         int obj = cJSON_IsObject(v);
         util_buf_puts(b, obj ? "{" : "[");
         for (const cJSON *it = v->child; it; it = it->next) {
-            if (it != v->child) util_buf_puts(b, ", ");
+            if (it != v->child) util_buf_puts(b, indent ? "," : ", ");
+            if (indent) json_newline(b, indent, depth + 1);
             if (obj) json_str(b, it->string), util_buf_puts(b, ": ");
-            json_value(b, it);
+            json_value(b, it, indent, depth + 1);
         }
+        if (indent && v->child) json_newline(b, indent, depth);
         util_buf_puts(b, obj ? "}" : "]");
     } else util_buf_puts(b, "null");
 }
 
-// `v | tojson`, as content: its strings are the client's (chat.h).
-static void tojson(render *r, const cJSON *v) {
+// `v | tojson(indent=indent)`, as content: its strings are the client's (chat.h).
+static void tojson(render *r, const cJSON *v, int indent) {
     util_buf b = {0};
-    json_value(&b, v);
+    json_value(&b, v, indent, 0);
     if (b.oom) r->oom = 1;
     else chat_put(r, CHAT_CONTENT, (view){b.p, b.len});
     free(b.p);
@@ -66,10 +76,16 @@ static void tojson(render *r, const cJSON *v) {
 
 int chat_tools_validate(chat_family f, const chat_msg *msgs, int n, const chat_tools *tools, err_t *err) {
     if (!tools) return 0;
-    int qwen = f == CHAT_QWEN25 || f == CHAT_QWEN3;
-    if (tools->n_defs > 0 && !qwen)
-        return err_set(err, "chat: tools: the %s chat template is not rendered with tools here (qwen2.5 and "
-                            "qwen3 are)", chat_family_name(f));
+    int ok = f == CHAT_QWEN25 || f == CHAT_QWEN3 || f == CHAT_LLAMA31;
+    if (tools->n_defs > 0 && !ok)
+        return err_set(err, "chat: tools: the %s chat template is not rendered with tools here (qwen2.5, "
+                            "qwen3 and llama3.1 are)", chat_family_name(f));
+    // Llama 3.1 puts the tools into the first message after the system one,
+    // as a user turn whatever its role; we take only a user message there.
+    int first = strcmp(msgs[0].role, "system") == 0 ? 1 : 0;
+    if (tools->n_defs > 0 && f == CHAT_LLAMA31 && (first >= n || strcmp(msgs[first].role, "user") != 0))
+        return err_set(err, "chat: tools: the llama3.1 chat template puts them in the first user message, and "
+                            "message %d is %s", first, first >= n ? "missing" : msgs[first].role);
     for (int t = 0; t < tools->n_defs; t++)
         if (!tools->defs || !cJSON_IsObject(tools->defs[t]))
             return err_set(err, "chat: tools[%d]: expected a JSON object", t);
@@ -78,9 +94,12 @@ int chat_tools_validate(chat_family f, const chat_msg *msgs, int n, const chat_t
         if (cs->n <= 0) continue;
         if (strcmp(msgs[i].role, "assistant") != 0)
             return err_set(err, "chat: message %d (%s): only an assistant message has tool_calls", i, msgs[i].role);
-        if (!qwen)
+        if (!ok)
             return err_set(err, "chat: message %d (assistant): tool_calls are not rendered for the %s chat "
-                                "template here (qwen2.5 and qwen3 are)", i, chat_family_name(f));
+                                "template here (qwen2.5, qwen3 and llama3.1 are)", i, chat_family_name(f));
+        if (f == CHAT_LLAMA31 && cs->n != 1)
+            return err_set(err, "chat: message %d (assistant): %d tool_calls, and the llama3.1 chat template "
+                                "takes exactly one per message", i, cs->n);
         for (int k = 0; k < cs->n; k++) {
             const chat_tool_call *c = &cs->calls[k];
             if (!c->name) return err_set(err, "chat: message %d tool_calls[%d]: name is missing", i, k);
@@ -107,7 +126,7 @@ void chat_qwen_tools_turn(render *r, chat_family f, const chat_msg *msgs) {
                             "You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
     for (int t = 0; t < r->tools->n_defs; t++) {
         put_str(r, CHAT_MARKUP, "\n");
-        tojson(r, r->tools->defs[t]);
+        tojson(r, r->tools->defs[t], 0);
     }
     put_str(r, CHAT_MARKUP, "\n</tools>\n\nFor each function call, return a json object with function name and "
                             "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
@@ -120,7 +139,27 @@ void chat_qwen_tool_calls(render *r, int i, int newline_first) {
         put_str(r, CHAT_MARKUP, k > 0 || newline_first ? "\n<tool_call>\n{\"name\": \"" : "<tool_call>\n{\"name\": \"");
         put_str(r, CHAT_CONTENT, c->name);
         put_str(r, CHAT_MARKUP, "\", \"arguments\": ");
-        tojson(r, c->arguments);
+        tojson(r, c->arguments, 0);
         put_str(r, CHAT_MARKUP, "}\n</tool_call>");
     }
+}
+
+void chat_llama31_tools_text(render *r) {
+    put_str(r, CHAT_MARKUP, "Given the following functions, please respond with a JSON for a function call "
+                            "with its proper arguments that best answers the given prompt.\n\n"
+                            "Respond in the format {\"name\": function name, \"parameters\": dictionary of "
+                            "argument name and its value}.Do not use variables.\n\n");
+    for (int t = 0; t < r->tools->n_defs; t++) {
+        tojson(r, r->tools->defs[t], 4);
+        put_str(r, CHAT_MARKUP, "\n\n");
+    }
+}
+
+void chat_llama31_call(render *r, int i) {
+    const chat_tool_call *c = &r->tools->calls[i].calls[0];
+    put_str(r, CHAT_MARKUP, "{\"name\": \"");
+    put_str(r, CHAT_CONTENT, c->name);
+    put_str(r, CHAT_MARKUP, "\", \"parameters\": ");
+    tojson(r, c->arguments, 0);
+    put_str(r, CHAT_MARKUP, "}");
 }

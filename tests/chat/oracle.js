@@ -130,8 +130,10 @@ function specialTokens(cfg) {
 // Tool cases: the request's tools (0-3 of TOOL_DEFS, in a random order) and
 // a conversation with assistant tool calls (one to three, i.e. parallel),
 // tool results, null or empty content, and further turns. Only the families
-// whose templates chat_render_tools renders (qwen2.5, qwen3).
-const TOOL_FAMILIES = { "qwen2.5": 60, qwen3: 60 };
+// whose templates chat_render_tools renders (qwen2.5, qwen3, llama3.1: one
+// call per message, as its template demands; no tools key when there are
+// none, since its template renders an empty list as tools).
+const TOOL_FAMILIES = { "qwen2.5": 60, qwen3: 60, "llama3.1": 60 };
 const TOOL_DEFS = [
   { type: "function", function: { name: "get_weather", description: "Weather for a city; \"quoted\" and ünïcödé 天气",
     parameters: { type: "object", properties: { city: { type: "string" }, unit: { type: "string", enum: ["c", "f"] } },
@@ -159,7 +161,7 @@ function toolConversation(fam, r) {
   for (let t = 1 + Math.floor(r() * 3); t > 0; t--) {
     msgs.push({ role: "user", content: text() });
     const calls = [];
-    for (let k = 1 + Math.floor(r() * 3); k > 0; k--) {
+    for (let k = fam === "llama3.1" ? 1 : 1 + Math.floor(r() * 3); k > 0; k--) {
       const def = pick(TOOL_DEFS).function;
       calls.push({ id: `call_${++id}`, type: "function", function: { name: def.name, arguments: pick(TOOL_ARGS) } });
     }
@@ -223,9 +225,10 @@ function main() {
       const r = rng(100000 + seed++);
       const { msgs: messages, tools } = toolConversation(t.family, r);
       const add_generation_prompt = r() < 0.5;
-      const expected = { js: tpl.render({ messages, tools, add_generation_prompt, ...specials }) };
-      cases.push({ id: `${t.family}-tools-${i}`, config: t.config, family: t.family, portable: true, messages, tools,
-                   add_generation_prompt, enable_thinking: null, expected });
+      const withTools = t.family === "llama3.1" && tools.length === 0 ? {} : { tools };
+      const expected = { js: tpl.render({ messages, ...withTools, add_generation_prompt, ...specials }) };
+      cases.push({ id: `${t.family}-tools-${i}`, config: t.config, family: t.family, portable: true, messages,
+                   ...withTools, add_generation_prompt, enable_thinking: null, expected });
     }
   }
   for (const [fam, why] of Object.entries(stats.lenml_unparsable))

@@ -185,7 +185,8 @@ static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int
             why = "not maximal";
         else if (mi < -1 || mi >= n || (g->kind == CHAT_CONTENT && mi < 0 && !tools)) why = "bad msg_index";
         else if (g->trained && (mi < 0 || strcmp(m[mi].role, "assistant") != 0)) why = "trained outside assistant";
-        else if (tools && (mi < 0 || (tools->calls && tools->calls[mi].n > 0) || (mi == 0 && tools->n_defs > 0))) {
+        else if (tools && (mi < 0 || (tools->calls && tools->calls[mi].n > 0) || (mi == 0 && tools->n_defs > 0) ||
+                           (f == CHAT_LLAMA31 && tools->n_defs > 0 && strcmp(m[mi].role, "user") == 0))) {
             // Tool JSON and call names: pinned by test_tool_segments instead.
         } else if (g->kind == CHAT_CONTENT && !(f == CHAT_LLAMA31 && strcmp(m[mi].role, "tool") == 0)) {
             char *text = strndup(p->text + g->start, g->end - g->start);
@@ -576,8 +577,16 @@ static void test_tool_errors(void) {
                                 "</tool_call><|im_end|>\n") && strstr(p->text, "\n<tools>\n{}\n</tools>"),
           "%s", p ? p->text : err.msg);
     chat_prompt_free(p);
+    CHECK(chat_render_tools(CHAT_LLAMA3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "tools") && strstr(err.msg, "llama3 "), "%s", err.msg);
+    chat_msg sys_only[] = {{"system", "s", NULL}};
+    CHECK(chat_render_tools(CHAT_LLAMA31, sys_only, 1, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "first user message") && strstr(err.msg, "message 1 is missing"), "%s", err.msg);
+    chat_tool_call two[] = {good, good};
+    calls[1].calls = two, calls[1].n = 2;
     CHECK(chat_render_tools(CHAT_LLAMA31, m, 2, NULL, &tools, &err) == NULL);
-    CHECK(strstr(err.msg, "tools") && strstr(err.msg, "llama3.1"), "%s", err.msg);
+    CHECK(strstr(err.msg, "message 1 (assistant): 2 tool_calls"), "%s", err.msg);
+    calls[1] = (chat_calls){&good, 1};
     tools.n_defs = 0;
     CHECK(chat_render_tools(CHAT_CHATML, m, 2, NULL, &tools, &err) == NULL);
     CHECK(strstr(err.msg, "message 1 (assistant)") && strstr(err.msg, "chatml"), "%s", err.msg);
