@@ -217,8 +217,6 @@ static void chatml_turn(render *r, int i, const char *role, view text) {
     markup(r, "\n");
 }
 
-// chatml, qwen2, qwen2.5: the templates differ only in the default system
-// turn and in whether tool messages are folded into user turns.
 // A Qwen2.5 assistant turn with tool calls: the content only when it is
 // not empty, then the calls. The first "\n" (of the content or of the first
 // call) stands where the generation prompt's does, so it is not trained.
