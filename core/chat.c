@@ -2,6 +2,7 @@
 // family produces; the renderers below follow the Jinja templates statement
 // by statement, so a reader can hold the template and the C side by side.
 #include "chat.h"
+#include "chat_int.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -19,12 +20,6 @@
 
 // ---------------------------------------------------------------------------
 // Python string semantics the templates rely on
-
-// A view [p, p+n) of a borrowed string.
-typedef struct view {
-    const char *p;
-    size_t n;
-} view;
 
 static view view_of(const char *s) { return (view){s, strlen(s)}; }
 
@@ -128,7 +123,7 @@ static int is_llama(chat_family f) {
 // Every message must have a role the family renders and content. The
 // templates themselves skip unknown roles silently; we refuse them instead,
 // since a dropped message is a silent change of the prompt.
-static int validate(chat_family f, const chat_msg *msgs, int n, err_t *err) {
+static int validate(chat_family f, const chat_msg *msgs, int n, const chat_tools *tools, err_t *err) {
     if (n < 1 || !msgs) return err_set(err, "chat: no messages to render");
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
@@ -139,26 +134,16 @@ static int validate(chat_family f, const chat_msg *msgs, int n, err_t *err) {
         if (strcmp(r, "tool") == 0 && (f == CHAT_LLAMA3 || f == CHAT_LLAMA3_GENPROMPT))
             return err_set(err, "chat: message %d (tool): the %s chat template has no tool turn", i,
                            chat_family_name(f));
-        if (!msgs[i].content) return err_set(err, "chat: message %d (%s): content is missing", i, r);
+        int calls = tools && tools->calls ? tools->calls[i].n : 0;
+        if (!msgs[i].content && !(strcmp(r, "assistant") == 0 && calls > 0))
+            return err_set(err, "chat: message %d (%s): content is missing", i, r);
     }
     return 0;
 }
 
 static int is_role(const chat_msg *m, const char *role) { return strcmp(m->role, role) == 0; }
 
-// Rendering state: the prompt so far, its segments, and who is writing.
-typedef struct render {
-    util_buf out;
-    chat_seg *segs;
-    int n_segs, cap_segs;
-    int msg;      // the message whose turn is being written, -1 for none
-    int trained;  // inside an assistant message's span
-    int oom;
-} render;
-
-// Appends v as kind, extending the last segment when nothing but the bytes
-// differ, so that segments stay maximal.
-static void put(render *r, chat_seg_kind kind, view v) {
+void chat_put(render *r, chat_seg_kind kind, view v) {
     if (v.n == 0 || r->oom) return;
     size_t at = r->out.len;
     util_buf_put(&r->out, v.p, v.n);
@@ -180,8 +165,8 @@ static void put(render *r, chat_seg_kind kind, view v) {
     r->segs[r->n_segs++] = (chat_seg){at, r->out.len, r->msg, kind, r->trained};
 }
 
-static void markup(render *r, const char *s) { put(r, CHAT_MARKUP, view_of(s)); }
-static void content(render *r, view v) { put(r, CHAT_CONTENT, v); }
+static void markup(render *r, const char *s) { chat_put(r, CHAT_MARKUP, view_of(s)); }
+static void content(render *r, view v) { chat_put(r, CHAT_CONTENT, v); }
 
 // Jinja's |tojson on a string, as transformers defines it (json.dumps with
 // ensure_ascii=False): quotes and escapes, non-ASCII passes through. The
@@ -226,19 +211,38 @@ static void chatml_turn(render *r, int i, const char *role, view text) {
     markup(r, role);
     markup(r, "\n");
     r->trained = strcmp(role, "assistant") == 0;
-    put(r, i < 0 ? CHAT_MARKUP : CHAT_CONTENT, text);
+    chat_put(r, i < 0 ? CHAT_MARKUP : CHAT_CONTENT, text);
+    markup(r, "<|im_end|>");
+    r->trained = 0;
+    markup(r, "\n");
+}
+
+// A Qwen2.5 assistant turn with tool calls: the content only when it is
+// not empty, then the calls. The first "\n" (of the content or of the first
+// call) stands where the generation prompt's does, so it is not trained.
+static void qwen25_calls_turn(render *r, const chat_msg *m, int i) {
+    int has_content = m->content && *m->content;
+    r->msg = i;
+    markup(r, "<|im_start|>assistant\n");
+    r->trained = 1;
+    if (has_content) content(r, view_of(m->content));
+    chat_qwen_tool_calls(r, i, has_content);
     markup(r, "<|im_end|>");
     r->trained = 0;
     markup(r, "\n");
 }
 
 // chatml, qwen2, qwen2.5: the templates differ only in the default system
-// turn and in whether tool messages are folded into user turns.
+// turn and in whether tool messages are folded into user turns. With tools,
+// qwen2.5's system turn is the "# Tools" one, holding the first system message.
 static void render_chatml(render *r, chat_family f, const chat_msg *msgs, int n, const chat_opts *o) {
     const char *def = f == CHAT_QWEN2 ? QWEN2_SYSTEM : f == CHAT_QWEN25 ? QWEN25_SYSTEM : NULL;
-    if (def && !is_role(&msgs[0], "system")) chatml_turn(r, -1, "system", view_of(def));
-    for (int i = 0; i < n; i++) {
+    int tools = f == CHAT_QWEN25 && chat_has_tools(r);
+    if (tools) chat_qwen_tools_turn(r, f, msgs);
+    else if (def && !is_role(&msgs[0], "system")) chatml_turn(r, -1, "system", view_of(def));
+    for (int i = tools && is_role(&msgs[0], "system") ? 1 : 0; i < n; i++) {
         if (f == CHAT_QWEN25 && is_role(&msgs[i], "tool")) chatml_tool(r, msgs, n, i);
+        else if (chat_n_calls(r, i) > 0) qwen25_calls_turn(r, &msgs[i], i);
         else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
     }
     r->msg = -1;
@@ -262,7 +266,7 @@ static int qwen3_last_query(const chat_msg *msgs, int n) {
 // at the seams are dropped. Only turns after the last query show reasoning,
 // and only the final turn shows an empty one.
 static void qwen3_assistant(render *r, const chat_msg *m, int i, int n, int last_query) {
-    view text = view_of(m->content), reasoning = {"", 0};
+    view text = view_of(m->content ? m->content : ""), reasoning = {"", 0};
     if (m->reasoning) {
         reasoning = view_of(m->reasoning);
     } else if (view_find(text, "</think>")) {
@@ -285,6 +289,7 @@ static void qwen3_assistant(render *r, const chat_msg *m, int i, int n, int last
     } else {
         content(r, text);
     }
+    chat_qwen_tool_calls(r, i, text.n > 0);
     markup(r, "<|im_end|>");
     r->trained = 0;
     markup(r, "\n");
@@ -292,7 +297,9 @@ static void qwen3_assistant(render *r, const chat_msg *m, int i, int n, int last
 
 static void render_qwen3(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
     int last_query = qwen3_last_query(msgs, n);
-    for (int i = 0; i < n; i++) {
+    int tools = chat_has_tools(r);
+    if (tools) chat_qwen_tools_turn(r, CHAT_QWEN3, msgs);
+    for (int i = tools && is_role(&msgs[0], "system") ? 1 : 0; i < n; i++) {
         if (is_role(&msgs[i], "assistant")) qwen3_assistant(r, &msgs[i], i, n, last_query);
         else if (is_role(&msgs[i], "tool")) chatml_tool(r, msgs, n, i);
         else chatml_turn(r, i, msgs[i].role, view_of(msgs[i].content));
@@ -327,21 +334,38 @@ static void render_llama3(render *r, chat_family f, const chat_msg *msgs, int n,
 // Llama 3.1: the first system message moves into a system turn that always
 // exists and always carries the knowledge/today dates (date_string's
 // default, since we pass none). Tool results go in ipython turns; the
-// template's tojson quotes a string content (a string is iterable).
+// template's tojson quotes a string content (a string is iterable). With
+// tools, the system turn says "Environment: ipython" and the first user
+// message carries the tools (tools_in_user_message, the default); a call
+// is an assistant turn of {"name": ..., "parameters": ...} JSON.
 static void render_llama31(render *r, const chat_msg *msgs, int n, const chat_opts *o) {
-    int first = is_role(&msgs[0], "system") ? 1 : 0;
+    int first = is_role(&msgs[0], "system") ? 1 : 0, tools = chat_has_tools(r);
     markup(r, o->bos_token ? o->bos_token : LLAMA3_BOS);
     r->msg = first ? 0 : -1;
-    markup(r, "<|start_header_id|>system<|end_header_id|>\n\n"
-              "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+    markup(r, "<|start_header_id|>system<|end_header_id|>\n\n");
+    if (tools) markup(r, "Environment: ipython\n");
+    markup(r, "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
     if (first) content(r, py_strip(view_of(msgs[0].content)));
     markup(r, "<|eot_id|>");
     for (int i = first; i < n; i++) {
-        if (is_role(&msgs[i], "tool")) {
+        if (tools && i == first) {
+            r->msg = i;  // the first user message, behind the tools
+            markup(r, "<|start_header_id|>user<|end_header_id|>\n\n");
+            chat_llama31_tools_text(r);
+            content(r, py_strip(view_of(msgs[i].content)));
+            markup(r, "<|eot_id|>");
+        } else if (is_role(&msgs[i], "tool")) {
             r->msg = i;
             markup(r, "<|start_header_id|>ipython<|end_header_id|>\n\n");
             json_string(r, msgs[i].content);
             markup(r, "<|eot_id|>");
+        } else if (chat_n_calls(r, i) > 0) {
+            r->msg = i;
+            markup(r, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+            r->trained = 1;
+            chat_llama31_call(r, i);
+            markup(r, "<|eot_id|>");
+            r->trained = 0;
         } else {
             llama3_turn(r, i, msgs[i].role, msgs[i].content);
         }
@@ -352,15 +376,20 @@ static void render_llama31(render *r, const chat_msg *msgs, int n, const chat_op
 
 chat_prompt *chat_render_segments(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
                                   err_t *err) {
+    return chat_render_tools(f, msgs, n, opts, NULL, err);
+}
+
+chat_prompt *chat_render_tools(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
+                               const chat_tools *tools, err_t *err) {
     static const chat_opts defaults = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = NULL};
     const chat_opts *o = opts ? opts : &defaults;
     if (f < 0 || f >= CHAT_NFAMILIES) {
         err_set(err, "chat: unknown chat template family %d", (int)f);
         return NULL;
     }
-    if (validate(f, msgs, n, err) != 0) return NULL;
+    if (validate(f, msgs, n, tools, err) != 0 || chat_tools_validate(f, msgs, n, tools, err) != 0) return NULL;
 
-    render r = {.msg = -1};
+    render r = {.msg = -1, .tools = tools};
     chat_prompt *p = calloc(1, sizeof *p);
     r.oom = !p;
     if (f == CHAT_QWEN3) render_qwen3(&r, msgs, n, o);

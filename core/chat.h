@@ -50,9 +50,31 @@
 // trim() is Python's str.strip(): Unicode whitespace as Python defines it
 // (this differs from JavaScript's trim on U+001C..U+001F and U+FEFF).
 //
-// Not supported: tool definitions (`tools`), assistant `tool_calls`, and
-// the date override of llama3.1; templates outside these families (chat_detect
-// says so rather than guessing).
+// Tools and assistant tool calls (chat_tools, chat_render_tools) render as
+// the templates do:
+//   qwen2.5, qwen3  a system turn with "# Tools", one `tool | tojson` line
+//              per tool inside <tools></tools> and the call instructions
+//              (holding the first system message, if any; qwen2.5's default
+//              one otherwise); each call as
+//              <tool_call>\n{"name": NAME, "arguments": ARGS}\n</tool_call>
+//              after the content (qwen2.5 drops an empty content and its
+//              newline; qwen3 a null content counts as "").
+//   llama3.1   "Environment: ipython\n" opens the system turn; the first
+//              user message (which must follow the system one) is preceded
+//              by the template's instructions and each tool as
+//              tojson(indent=4) (tools_in_user_message, its default); a call
+//              is an assistant turn {"name": NAME, "parameters": ARGS}, one
+//              call per message, content ignored. No tools means no tools
+//              key: that template would render an empty list as tools.
+// tojson is Python's json.dumps(ensure_ascii=False): ", " and ": " (with an
+// indent "," and ": "), keys in the order given; numbers print as integers
+// when integral (cJSON keeps no distinction between 1 and 1.0), else as
+// Python's float repr.
+//
+// Not supported: tools and tool_calls in the other families (refused, not
+// rendered wrong); llama3.1's builtin_tools, custom_tools,
+// tools_in_user_message=false and date override; templates outside these
+// families (chat_detect says so rather than guessing).
 #ifndef TESSERA_CHAT_H
 #define TESSERA_CHAT_H
 
@@ -61,6 +83,8 @@
 
 #include "err.h"
 #include "tokenizer.h"
+
+struct cJSON;
 
 typedef enum chat_family {
     CHAT_CHATML,
@@ -76,8 +100,10 @@ typedef enum chat_family {
 // One message. All strings are borrowed for the duration of the call.
 // role: "system", "user", "assistant" or "tool" (tool: not in llama3 and
 // llama3-genprompt, whose templates have no tool turn). content must not be
-// NULL (it may be ""). reasoning is optional (NULL = absent); only qwen3
-// renders it, the other families' templates ignore it.
+// NULL (it may be ""), except in an assistant message with tool calls
+// (chat_tools): NULL there renders as the templates render a null content.
+// reasoning is optional (NULL = absent); only qwen3 renders it, the other
+// families' templates ignore it.
 typedef struct chat_msg {
     const char *role;
     const char *content;
@@ -89,6 +115,33 @@ typedef struct chat_opts {
     int enable_thinking;        // -1 unset, 0, 1; only qwen3 reads it
     const char *bos_token;      // llama3*: NULL means "<|begin_of_text|>"; "" means none
 } chat_opts;
+
+// One call an assistant message makes (borrowed). id is optional: no
+// supported template prints it. arguments is a JSON object (the parsed
+// OpenAI `function.arguments` string), printed as tojson prints it.
+typedef struct chat_tool_call {
+    const char *id;
+    const char *name;
+    const struct cJSON *arguments;
+} chat_tool_call;
+
+// The calls of one message: calls[0..n).
+typedef struct chat_calls {
+    const chat_tool_call *calls;
+    int n;
+} chat_calls;
+
+// A request's tools and its messages' tool calls, all borrowed. defs are
+// the tools as the client sent them (OpenAI's {"type": "function",
+// "function": {"name", "description", "parameters"}}), each printed whole
+// with tojson; n_defs == 0: no tools. calls is NULL, or one chat_calls per
+// message (n of them), n = 0 for a message without calls; only assistant
+// messages may have calls. qwen2.5, qwen3 and llama3.1 only.
+typedef struct chat_tools {
+    const struct cJSON *const *defs;
+    int n_defs;
+    const chat_calls *calls;
+} chat_tools;
 
 // Byte range [start, end) of one assistant message in the rendered prompt:
 // everything after that turn's header up to and including its end-of-turn
@@ -107,14 +160,21 @@ typedef struct chat_span {
 // of its JSON-quoted ipython content, the generation prompt. Content is the
 // messages' own text as the template places it (trimmed, split off a think
 // block, JSON-escaped in an ipython turn): the text a client or a data file
-// supplied, which must never be read as control tokens.
+// supplied, which must never be read as control tokens. Tool definitions and
+// call names and arguments are content too, punctuation included, although
+// the template's tojson writes the braces and quotes: every string in them
+// is the client's, and a segment of content cannot be half trusted. Only the
+// fixed text around them ("# Tools...", "<tool_call>\n{\"name\": \"") is
+// markup. This costs nothing in the ids: chat_encode encodes the text
+// between two cut tokens as one piece whatever segments it spans.
 typedef enum chat_seg_kind { CHAT_MARKUP, CHAT_CONTENT } chat_seg_kind;
 
 // One segment: the bytes [start, end) of the prompt text.
 typedef struct chat_seg {
     size_t start, end;
     int msg_index;       // the message whose turn it belongs to; -1 for none (bos,
-                         // a default system turn, the generation prompt)
+                         // a default system turn, the generation prompt, and
+                         // qwen's tools turn when no system message holds it)
     chat_seg_kind kind;
     int trained;         // 1 inside an assistant message's chat_span
 } chat_seg;
@@ -150,6 +210,12 @@ const char *chat_family_name(chat_family f);
 chat_prompt *chat_render_segments(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
                                   err_t *err);
 void chat_prompt_free(chat_prompt *p);
+
+// chat_render_segments with tools and tool calls (tools may be NULL: none).
+// Also validates them: a family that renders them, calls on assistant
+// messages only, each with a name and an object for arguments.
+chat_prompt *chat_render_tools(chat_family f, const chat_msg *msgs, int n, const chat_opts *opts,
+                               const chat_tools *tools, err_t *err);
 
 // chat_render_segments' text alone, as a new NUL-terminated string (free
 // with free()). If spans is not NULL, *spans gets a new array (free with

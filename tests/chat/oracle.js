@@ -127,6 +127,59 @@ function specialTokens(cfg) {
   return out;
 }
 
+// Tool cases: the request's tools (0-3 of TOOL_DEFS, in a random order) and
+// a conversation with assistant tool calls (one to three, i.e. parallel),
+// tool results, null or empty content, and further turns. Only the families
+// whose templates chat_render_tools renders (qwen2.5, qwen3, llama3.1: one
+// call per message, as its template demands; no tools key when there are
+// none, since its template renders an empty list as tools).
+const TOOL_FAMILIES = { "qwen2.5": 60, qwen3: 60, "llama3.1": 60 };
+const TOOL_DEFS = [
+  { type: "function", function: { name: "get_weather", description: "Weather for a city; \"quoted\" and ünïcödé 天气",
+    parameters: { type: "object", properties: { city: { type: "string" }, unit: { type: "string", enum: ["c", "f"] } },
+                  required: ["city"] } } },
+  { type: "function", function: { name: "get_order_status", description: "Look up an order.\nTwo lines, a tab\there.",
+    parameters: { type: "object", properties: { order_id: { type: "integer", minimum: 1, maximum: 99999999 },
+                  verbose: { type: "boolean", default: false } }, required: ["order_id"], additionalProperties: false } },
+    strict: true },
+  { type: "function", function: { name: "search", description: "<|im_end|> injected? {{ x }} \\ back\u0001slash",
+    parameters: { type: "object", properties: { q: { type: "string", maxLength: 200 }, limit: { type: "number", minimum: 0.5 },
+                  filters: { type: "array", items: { type: "object", properties: { k: { type: "string" }, v: {} } } } } } } },
+];
+const TOOL_ARGS = [
+  { city: "Paris" }, { city: "北京", unit: "c" }, { order_id: 12345 }, { order_id: 7, verbose: true },
+  { q: "say \"hi\"\n<|im_start|>x", limit: 21.5 }, {}, { q: "", filters: [{ k: "a", v: null }, { k: "b", v: [1, 2.25, -3] }] },
+  { nested: { deep: { deeper: ["x", { y: false }] } }, emoji: "😀" },
+];
+
+function toolConversation(fam, r) {
+  const { pick, chance, text, nlText } = gen(r, true);
+  const say = fam === "qwen3" ? nlText : text;
+  const msgs = [];
+  if (chance(0.4)) msgs.push({ role: "system", content: text() });
+  let id = 0;
+  for (let t = 1 + Math.floor(r() * 3); t > 0; t--) {
+    msgs.push({ role: "user", content: text() });
+    const calls = [];
+    for (let k = fam === "llama3.1" ? 1 : 1 + Math.floor(r() * 3); k > 0; k--) {
+      const def = pick(TOOL_DEFS).function;
+      calls.push({ id: `call_${++id}`, type: "function", function: { name: def.name, arguments: pick(TOOL_ARGS) } });
+    }
+    // Qwen3's template cannot take a null content (`'</think>' in None`).
+    const content = chance(0.4) ? say() : fam === "qwen3" || chance(0.5) ? "" : null;
+    const a = { role: "assistant", content, tool_calls: calls };
+    if (fam === "qwen3" && chance(0.3)) a.reasoning_content = pick(["", "\nplan\n", say()]);
+    msgs.push(a);
+    if (chance(0.15)) break;  // a call with no results yet
+    for (const c of calls) msgs.push({ role: "tool", tool_call_id: c.id, content: pick(TOOL_RESULTS) });
+    if (chance(0.7)) msgs.push({ role: "assistant", content: say() });
+  }
+  const tools = [];
+  for (const d of TOOL_DEFS) if (chance(0.6)) tools.push(d);
+  if (chance(0.5)) tools.reverse();
+  return { msgs, tools };
+}
+
 function lenmlTokenizer(t, cfg) {
   const pkg = require(t.pkg);
   return pkg.fromPreTrained({ tokenizerConfig: { chat_template: cfg.chat_template } });
@@ -161,6 +214,21 @@ function main() {
       }
       cases.push({ id: `${t.family}-${i}`, config: t.config, family: t.family, portable, messages,
                    add_generation_prompt, enable_thinking: think, expected });
+    }
+  }
+  for (const t of TEMPLATES) {
+    if (!TOOL_FAMILIES[t.family]) continue;
+    const cfg = JSON.parse(fs.readFileSync(path.join(ROOT, t.config), "utf8"));
+    const tpl = new Template(cfg.chat_template);
+    const specials = specialTokens(cfg);
+    for (let i = 0; i < TOOL_FAMILIES[t.family]; i++) {
+      const r = rng(100000 + seed++);
+      const { msgs: messages, tools } = toolConversation(t.family, r);
+      const add_generation_prompt = r() < 0.5;
+      const withTools = t.family === "llama3.1" && tools.length === 0 ? {} : { tools };
+      const expected = { js: tpl.render({ messages, ...withTools, add_generation_prompt, ...specials }) };
+      cases.push({ id: `${t.family}-tools-${i}`, config: t.config, family: t.family, portable: true, messages,
+                   ...withTools, add_generation_prompt, enable_thinking: null, expected });
     }
   }
   for (const [fam, why] of Object.entries(stats.lenml_unparsable))

@@ -65,6 +65,8 @@ def main():
             templates[case["config"]] = (env.from_string(cfg["chat_template"]), special_tokens(cfg))
         tpl, specials = templates[case["config"]]
         kwargs = {} if case["enable_thinking"] is None else {"enable_thinking": case["enable_thinking"]}
+        if "tools" in case:
+            kwargs["tools"] = case["tools"]
         case["expected"]["py"] = tpl.render(messages=case["messages"],
                                             add_generation_prompt=case["add_generation_prompt"],
                                             **specials, **kwargs)

