@@ -21,20 +21,9 @@ for b in serve tools/mkmodel tools/mkadapter; do
     [ -x "$BUILD/$b" ] || { echo "bench/serve.sh: build $BUILD/$b first (make)" >&2; exit 1; }
 done
 
-tmp=$(mktemp -d /tmp/tessera_serve_bench.XXXXXX)
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-"$BUILD/tools/mkmodel" --arch qwen3 --out "$tmp/model" --hidden 256 --layers 4 \
-    --heads 4 --kv-heads 2 --intermediate 704 >/dev/null
+. bench/lib.sh
+bench_init serve
+bench_model
 mkdir -p "$tmp/adapters"
 names=()
 for i in $(seq 0 15); do
@@ -44,20 +33,9 @@ for i in $(seq 0 15); do
     names+=("$n")
 done
 
-args=(--model "$tmp/model" --adapters "$tmp/adapters" --port 0 --max-loras 16 --max-num-seqs 64)
+args=(--model "$tmp/model" --adapters "$tmp/adapters" --max-loras 16 --max-num-seqs 64)
 [ -n "$THREADS" ] && args+=(--threads "$THREADS")
-"$BUILD/serve" "${args[@]}" >"$tmp/serve.log" 2>&1 &
-pid=$!
-
-port=
-for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || { echo "bench/serve.sh: serve exited" >&2; cat "$tmp/serve.log" >&2; exit 1; }
-    port=$(sed -n 's/.*listening .*port=\([0-9][0-9]*\).*/\1/p' "$tmp/serve.log" | head -n1)
-    if [ -n "$port" ] && curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then break; fi
-    port=
-    sleep 0.1
-done
-[ -n "$port" ] || { echo "bench/serve.sh: no /health within 30 s" >&2; cat "$tmp/serve.log" >&2; exit 1; }
+bench_serve "${args[@]}"
 echo "serve pid $pid port $port threads ${THREADS:-all ($(nproc))}; model: qwen3 hidden 256, 4 layers, intermediate 704, vocab 151669; 16 adapters rank 16 all-linear"
 
 rc=0
