@@ -13,7 +13,20 @@
 // joined with "\n" (as vLLM does); an assistant message may have null
 // content. Refused with a 400 naming the field, because silently ignoring
 // them would give wrong answers: other content part types (images, audio),
-// assistant tool_calls, a non-empty `tools` and `function` messages.
+// legacy `functions` / `function_call` and `function` messages.
+//
+// Tools (api_tools.c): `tools` (type "function": name [a-zA-Z0-9_-]{1,64},
+// unique; description; parameters, an object; strict), `tool_choice`
+// ("none", "auto", "required", {"type":"function","function":{"name"}}
+// naming a declared tool; "auto" by default with tools, "none" without;
+// "required" or a named choice without tools is a 400), and
+// `parallel_tool_calls` (default true). History: an assistant message may
+// carry `tool_calls` ([{"id","type":"function","function":{"name",
+// "arguments"}}], arguments a string holding JSON; content then may be null
+// or absent); a `tool` message needs `tool_call_id` naming a call of an
+// earlier assistant message not yet answered (400 otherwise). tools and
+// a non-text response_format together (with tool_choice other than "none")
+// are refused: one grammar per reply.
 //
 // response_format (both endpoints; vLLM takes it on completions too):
 // {"type":"text"}; {"type":"json_object"} (any JSON object: the schema
@@ -82,11 +95,36 @@ typedef enum api_role { API_ROLE_SYSTEM, API_ROLE_USER, API_ROLE_ASSISTANT, API_
 
 const char *api_role_name(api_role r); // "system", ...
 
+// One call of an assistant history message.
+typedef struct api_tool_call {
+    char *id;         // as the client sent it
+    char *name;
+    char *arguments;  // function.arguments as sent (checked: parses as JSON)
+} api_tool_call;
+
 typedef struct api_message {
     api_role role;
     char *content;    // the text parts joined; "" for a null assistant content
+    int null_content; // assistant content was null or absent (content is "")
     char *name;       // optional participant name, NULL if absent
+    api_tool_call *tool_calls; // assistant: its calls (NULL, n_tool_calls 0: none)
+    int n_tool_calls;
+    char *tool_call_id;        // tool: the earlier call it answers; else NULL
 } api_message;
+
+// One declared tool (type "function").
+typedef struct api_tool {
+    char *name;       // [a-zA-Z0-9_-]{1,64}, unique in the request
+    char *parameters; // the parameters schema as JSON text (cJSON's unformatted print); NULL = not given
+    int strict;       // function.strict is true
+} api_tool;
+
+typedef enum api_tool_choice {
+    API_TOOLS_NONE,     // never call (the default without tools)
+    API_TOOLS_AUTO,     // the model decides (the default with tools)
+    API_TOOLS_REQUIRED, // at least one call, no text
+    API_TOOLS_NAMED,    // exactly one call of tools[tool_choice_index]
+} api_tool_choice;
 
 // One completions prompt: text, or token ids (ids != NULL).
 typedef struct api_prompt {
@@ -138,6 +176,13 @@ typedef struct api_request {
     char *schema_name;        // json_schema.name; NULL for text and json_object
     int strict;               // json_schema.strict: -1 not given or null, 0, 1 (read, not used:
                               // every schema is enforced exactly or refused)
+    // tools (chat only; api_tools.c)
+    api_tool *tools;
+    int n_tools;
+    char *tools_json;         // the `tools` array as sent (JSON text), for the chat template; NULL = none
+    api_tool_choice tool_choice;
+    int tool_choice_index;    // API_TOOLS_NAMED: index into tools
+    int parallel_tool_calls;  // 1 unless the client sent false
 } api_request;
 
 // Parse a body into out (owned by the caller: free with api_request_free,
@@ -169,11 +214,24 @@ typedef struct api_token_logprob {
     int n_top;
 } api_token_logprob;
 
+// One tool call of an answer (borrowed strings).
+typedef struct api_out_call {
+    const char *id;           // "call_..."
+    const char *name;
+    const char *arguments;    // JSON text, len bytes
+    size_t len;
+} api_out_call;
+
 // One choice of a finished (non-streamed) answer.
 typedef struct api_choice {
     int index;
-    const char *text;         // the generated text
+    const char *text;         // the generated text (chat: the message content)
     size_t len;
+    int null_text;            // chat: content is null (a reply of tool calls only)
+    const char *reasoning;    // chat: reasoning_content, reasoning_len bytes; NULL = no such field
+    size_t reasoning_len;
+    const api_out_call *calls;// chat: message.tool_calls; NULL/0 = no such field
+    int n_calls;
     const char *finish_reason;// "stop", "length", ... or NULL (null)
     const api_token_logprob *logprobs; // NULL = logprobs not requested
     int n_logprobs;
@@ -185,8 +243,9 @@ typedef struct api_usage {
 } api_usage;
 
 // {"id","object":"chat.completion","created","model","choices":[{"index",
-// "message":{"role":"assistant","content"},"logprobs","finish_reason"}],
-// "usage":{...}}
+// "message":{"role":"assistant","content","reasoning_content"?,
+// "tool_calls"?:[{"id","type":"function","function":{"name","arguments"}}]},
+// "logprobs","finish_reason"}],"usage":{...}}
 char *api_chat_completion_json(const char *id, int64_t created, const char *model, const api_choice *choices,
                                int n_choices, const api_usage *usage);
 
@@ -203,6 +262,25 @@ char *api_text_completion_json(const char *id, int64_t created, const char *mode
 char *api_chat_chunk_json(const char *id, int64_t created, const char *model, int index, int role_delta,
                           const char *text, size_t len, const char *finish_reason,
                           const api_token_logprob *logprobs, int n_logprobs, int with_usage_null);
+
+// One streamed chat delta: each part is left out when NULL / negative.
+typedef struct api_delta {
+    int role;                 // "role":"assistant"
+    const char *content;      // "content", content_len bytes
+    size_t content_len;
+    const char *reasoning;    // "reasoning_content", reasoning_len bytes
+    size_t reasoning_len;
+    int call_index;           // >= 0: "tool_calls":[{"index": call_index, ...}]
+    const char *call_id;      // the call's first delta: "id", "type":"function", "function":{"name"}
+    const char *call_name;
+    const char *args;         // "function":{"arguments": args_len bytes} (the first delta sends "")
+    size_t args_len;
+} api_delta;
+
+// A chat chunk with a general delta (api_chat_chunk_json is the content-only case).
+char *api_chat_delta_json(const char *id, int64_t created, const char *model, int index, const api_delta *d,
+                          const char *finish_reason, const api_token_logprob *logprobs, int n_logprobs,
+                          int with_usage_null);
 
 // The last chunk of an include_usage stream: "choices":[] and the usage.
 char *api_chat_usage_chunk_json(const char *id, int64_t created, const char *model, const api_usage *usage);

@@ -121,6 +121,31 @@ typedef struct srv_request {
     // tokens up to it are free, then up to SRV_THINK_WS whitespace-only
     // tokens (the template's "\n\n"), then the grammar.
     int32_t think_end;
+    // Tool calls (sched_grammar.c; exclusive with grammar). call_grammar
+    // is one call's JSON object (borrowed like grammar): Hermes
+    // {"name", "arguments"}, Llama 3.1 {"name", "parameters"}, anyOf the
+    // tools the reply may call. After a reasoning block (think_end, as
+    // above) the modes are:
+    //   SRV_TOOLS_OFF       no constraint (no tools)
+    //   SRV_TOOLS_BAN       tool_choice "none": a call never opens (Hermes:
+    //                       call_open is masked; Llama: no first token
+    //                       starting with '{')
+    //   SRV_TOOLS_AUTO      free text; a call, once opened (Hermes: the
+    //                       call_open token; Llama: a first token starting
+    //                       with '{'), is held to call_grammar until it
+    //                       closes (Hermes: up to SRV_CALL_WS whitespace
+    //                       tokens, then call_close; Llama: a stop id)
+    //   SRV_TOOLS_REQUIRED  calls only: Hermes: call_open first; after each
+    //                       call_close, up to SRV_CALL_WS whitespace tokens,
+    //                       then call_open again or a stop id; Llama: the
+    //                       reply is one call, then a stop id
+    // max_calls > 0 caps the calls (parallel_tool_calls false, a named
+    // tool_choice: 1); at the cap call_open is masked. Llama 3.1 has one
+    // call per reply.
+    int tools_mode;             // SRV_TOOLS_*
+    gm_grammar *call_grammar;
+    int32_t call_open, call_close; // Hermes' <tool_call>, </tool_call>; -1 for Llama 3.1
+    int max_calls;              // 0 = no cap
     srv_sink sink;
     void *engine_data;          // the engine's own
 } srv_request;
@@ -128,6 +153,9 @@ typedef struct srv_request {
 enum { SRV_SUBMIT_OK = 0, SRV_SUBMIT_BUSY = 1 };
 
 #define SRV_THINK_WS 2
+#define SRV_CALL_WS 2
+
+enum { SRV_TOOLS_OFF, SRV_TOOLS_BAN, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED };
 
 typedef struct srv_engine {
     void *ctx;
