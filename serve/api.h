@@ -227,14 +227,14 @@ typedef struct api_choice {
     int index;
     const char *text;         // the generated text (chat: the message content)
     size_t len;
+    const char *finish_reason;// "stop", "length", ... or NULL (null)
+    const api_token_logprob *logprobs; // NULL = logprobs not requested
+    int n_logprobs;
     int null_text;            // chat: content is null (a reply of tool calls only)
     const char *reasoning;    // chat: reasoning_content, reasoning_len bytes; NULL = no such field
     size_t reasoning_len;
     const api_out_call *calls;// chat: message.tool_calls; NULL/0 = no such field
     int n_calls;
-    const char *finish_reason;// "stop", "length", ... or NULL (null)
-    const api_token_logprob *logprobs; // NULL = logprobs not requested
-    int n_logprobs;
 } api_choice;
 
 typedef struct api_usage {
