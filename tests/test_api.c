@@ -363,7 +363,8 @@ static const char *str_at(const cJSON *o, const char *path0, const char *path1) 
 static void test_chat_completion_json(void) {
     api_top_logprob top[2] = {{"Hi", 2, -0.25f}, {"\xe4\xb8", 2, -1.5f}};
     api_token_logprob lps[2] = {{"Hi", 2, -0.25f, top, 2}, {"!", 1, -INFINITY, NULL, 0}};
-    api_choice ch[2] = {{0, "Hi!", 3, "stop", lps, 2}, {1, "Yo", 2, "length", NULL, 0}};
+    api_choice ch[2] = {{.index = 0, .text = "Hi!", .len = 3, .finish_reason = "stop", .logprobs = lps, .n_logprobs = 2},
+                        {.index = 1, .text = "Yo", .len = 2, .finish_reason = "length"}};
     api_usage u = {10, 5};
     char *s = api_chat_completion_json("chatcmpl-1", 1700000000, "acme-bot", ch, 2, &u);
     cJSON *o = cJSON_Parse(s);
@@ -457,7 +458,7 @@ static void test_chunks_json(void) {
 static void test_text_completion_json(void) {
     api_top_logprob top[2] = {{" a", 2, -0.1f}, {" b", 2, -2.5f}};
     api_token_logprob lps[2] = {{" a", 2, -0.1f, top, 2}, {"c", 1, -1.0f, NULL, 0}};
-    api_choice ch[1] = {{0, " ac", 3, "length", lps, 2}};
+    api_choice ch[1] = {{.index = 0, .text = " ac", .len = 3, .finish_reason = "length", .logprobs = lps, .n_logprobs = 2}};
     api_usage u = {2, 2};
     char *s = api_text_completion_json("cmpl-1", 5, "base", ch, 1, &u);
     cJSON *o = cJSON_Parse(s);
