@@ -1,5 +1,6 @@
 // api: OpenAI request validation and error bodies. See api.h. The response
-// objects are built in api_response.c.
+// objects are built in api_response.c, the tool-calling fields read in
+// api_tools.c (api_int.h holds what they share).
 //
 // Error messages follow OpenAI's wording where it has one ("Invalid type
 // for 'n': expected an integer, but got a string instead.") so that clients
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_int.h"
 #include "utf8.h"
 
 // ---- errors -------------------------------------------------------------------
@@ -92,38 +94,6 @@ static int check_utf8_tree(const cJSON *v, char *path, size_t cap, api_error *e)
 
 // ---- field readers ----------------------------------------------------------------
 
-static const char *type_name(const cJSON *v) {
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsBool(v)) return "a boolean";
-    // A literal past double's range (1e309) parses as infinity: it is
-    // neither an integer nor a usable decimal, so say what it is.
-    if (cJSON_IsNumber(v) && !isfinite(v->valuedouble)) return "a number out of range";
-    if (cJSON_IsNumber(v)) return v->valuedouble == floor(v->valuedouble) ? "an integer" : "a decimal";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    if (cJSON_IsNull(v)) return "null";
-    return "an unknown value";
-}
-
-// The field, or NULL when absent or null.
-static const cJSON *field(const cJSON *o, const char *name) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
-static int wrong_type(api_error *e, const char *param, const char *expected, const cJSON *v) {
-    return api_err_invalid(e, param, "Invalid type for '%s': expected %s, but got %s instead.", param, expected,
-                           type_name(v));
-}
-
-static int read_bool(const cJSON *o, const char *name, int *out, api_error *e) {
-    const cJSON *v = field(o, name);
-    if (!v) return 0;
-    if (!cJSON_IsBool(v)) return wrong_type(e, name, "a boolean", v);
-    *out = cJSON_IsTrue(v);
-    return 0;
-}
-
 // A number in [lo, hi]; *has set to 1 when given.
 static int read_num(const cJSON *o, const char *name, double lo, double hi, float *out, int *has, api_error *e) {
     const cJSON *v = field(o, name);
@@ -169,8 +139,6 @@ static int read_string(const cJSON *o, const char *name, char **out, api_error *
     *out = strdup(v->valuestring);
     return *out ? 0 : api_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
 }
-
-static int oom(api_error *e) { return api_err_set(e, 500, "server_error", NULL, NULL, "out of memory"); }
 
 // ---- the shared sampling fields ------------------------------------------------------
 
@@ -279,13 +247,6 @@ static int read_common(const cJSON *o, api_request *r, api_error *e) {
 
 // ---- response_format ------------------------------------------------------------
 
-// OpenAI's rule for json_schema.name: a-z, A-Z, 0-9, '_' and '-', at most 64.
-static int schema_name_ok(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64) return 0;
-    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == n;
-}
-
 // The json_schema object: name, description, schema, strict.
 static int read_json_schema(const cJSON *js, api_request *r, api_error *e) {
     const char *p = "response_format.json_schema";
@@ -295,7 +256,7 @@ static int read_json_schema(const cJSON *js, api_request *r, api_error *e) {
     p = "response_format.json_schema.name";
     if (!name) return api_err_invalid(e, p, "Missing required parameter: '%s'.", p);
     if (!cJSON_IsString(name)) return wrong_type(e, p, "a string", name);
-    if (!schema_name_ok(name->valuestring))
+    if (!name_ok(name->valuestring))
         return api_err_invalid(e, p, "Invalid '%s': string does not match pattern. Expected a string of 1 to 64 "
                                      "characters that matches the pattern '^[a-zA-Z0-9_-]+$'.", p);
     if (!(r->schema_name = strdup(name->valuestring))) return oom(e);
@@ -345,6 +306,7 @@ static void request_init(api_request *r, api_kind kind) {
     r->repetition_penalty = 1;
     r->enable_thinking = -1;
     r->strict = -1;
+    r->parallel_tool_calls = 1;
 }
 
 // Parses the body as one JSON object; a 400 when it is not one.
@@ -458,18 +420,18 @@ static int read_message(const cJSON *m, int i, api_message *out, api_error *e) {
     snprintf(p, sizeof p, "messages[%d].role", i);
     if (!role) return api_err_invalid(e, p, "Missing required parameter: '%s'.", p);
     if (!cJSON_IsString(role)) return wrong_type(e, p, "a string", role);
+    if (strcmp(role->valuestring, "function") == 0)
+        return api_err_invalid(e, p, "Invalid value: 'function'. The legacy role 'function' is not supported: send "
+                                     "a function's result as a message with role 'tool' and the 'tool_call_id' of the call.");
     if (parse_role(role->valuestring, &out->role) != 0)
         return api_err_invalid(e, p, "Invalid value: '%s'. Supported values are: 'system', 'developer', 'user', 'assistant', and 'tool'.",
                                role->valuestring);
-    const cJSON *tc = field(m, "tool_calls");
-    if (tc && !(cJSON_IsArray(tc) && cJSON_GetArraySize(tc) == 0)) {
-        snprintf(p, sizeof p, "messages[%d].tool_calls", i);
-        return api_err_invalid(e, p, "Tool calls are not supported by this server ('%s').", p);
-    }
+    if (api_read_message_tools(m, i, out, e) != 0) return -1;
     const cJSON *content = field(m, "content");
     snprintf(p, sizeof p, "messages[%d].content", i);
     if (!content) {
         if (out->role != API_ROLE_ASSISTANT) return api_err_invalid(e, p, "Missing required parameter: '%s'.", p);
+        out->null_content = 1;
         out->content = strdup("");
         if (!out->content) return oom(e);
     } else if (read_content(content, p, &out->content, e) != 0) {
@@ -484,12 +446,13 @@ static int read_message(const cJSON *m, int i, api_message *out, api_error *e) {
 
 // Features we cannot honour and that would silently change the answer.
 static int refuse_unsupported_chat(const cJSON *o, api_error *e) {
-    const cJSON *tools = field(o, "tools");
-    if (tools && !(cJSON_IsArray(tools) && cJSON_GetArraySize(tools) == 0))
-        return api_err_invalid(e, "tools", "Tools (function calling) are not supported by this server.");
     const cJSON *fns = field(o, "functions");
     if (fns && !(cJSON_IsArray(fns) && cJSON_GetArraySize(fns) == 0))
-        return api_err_invalid(e, "functions", "Functions (function calling) are not supported by this server.");
+        return api_err_invalid(e, "functions", "Invalid 'functions': the legacy 'functions' parameter is not "
+                                               "supported by this server; use 'tools' instead.");
+    if (field(o, "function_call"))
+        return api_err_invalid(e, "function_call", "Invalid 'function_call': the legacy 'function_call' parameter "
+                                                   "is not supported by this server; use 'tool_choice' instead.");
     const cJSON *mod = field(o, "modalities");
     if (mod && cJSON_IsArray(mod)) {
         for (const cJSON *x = mod->child; x; x = x->next)
@@ -518,7 +481,8 @@ int api_parse_chat(const char *body, size_t len, api_request *r, api_error *e) {
         api_err_invalid(e, "messages", "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.");
         goto done;
     }
-    if (read_common(o, r, e) != 0 || refuse_unsupported_chat(o, e) != 0 || read_response_format(o, r, e) != 0)
+    if (read_common(o, r, e) != 0 || refuse_unsupported_chat(o, e) != 0 || read_response_format(o, r, e) != 0 ||
+        api_read_tools(o, r, e) != 0)
         goto done;
     if (!(r->messages = calloc((size_t)n, sizeof *r->messages))) {
         oom(e);
@@ -529,6 +493,7 @@ int api_parse_chat(const char *body, size_t len, api_request *r, api_error *e) {
         r->n_messages = i + 1;
         if (read_message(m, i, &r->messages[i], e) != 0) goto done;
     }
+    if (api_check_tool_answers(r, e) != 0) goto done;
     if (read_bool(o, "logprobs", &r->logprobs, e)) goto done;
     int64_t top = 0;
     int has_top = 0;
@@ -653,6 +618,7 @@ void api_request_free(api_request *r) {
         free(r->messages[i].content);
         free(r->messages[i].name);
     }
+    api_tools_free(r); // before the messages: it frees their tool parts
     free(r->messages);
     for (int i = 0; i < r->n_prompts; i++) {
         free(r->prompts[i].text);

@@ -18,13 +18,15 @@
 // Tools (api_tools.c): `tools` (type "function": name [a-zA-Z0-9_-]{1,64},
 // unique; description; parameters, an object; strict), `tool_choice`
 // ("none", "auto", "required", {"type":"function","function":{"name"}}
-// naming a declared tool; "auto" by default with tools, "none" without;
-// "required" or a named choice without tools is a 400), and
-// `parallel_tool_calls` (default true). History: an assistant message may
-// carry `tool_calls` ([{"id","type":"function","function":{"name",
-// "arguments"}}], arguments a string holding JSON; content then may be null
-// or absent); a `tool` message needs `tool_call_id` naming a call of an
-// earlier assistant message not yet answered (400 otherwise). tools and
+// naming a declared tool; "auto" by default with tools, "none" without,
+// also when "auto" is sent without tools; "required" or a named choice
+// without tools is a 400), and `parallel_tool_calls` (default true); at
+// most 128 tools. History: an assistant message may carry `tool_calls`
+// ([{"id","type":"function","function":{"name","arguments"}}], type may be
+// left out, arguments a string holding a JSON object; content then may be
+// null or absent); a call's name need not be a declared tool. A `tool`
+// message needs `tool_call_id` naming a call of an earlier assistant
+// message not yet answered (400 otherwise). tools and
 // a non-text response_format together (with tool_choice other than "none")
 // are refused: one grammar per reply.
 //
@@ -99,7 +101,7 @@ const char *api_role_name(api_role r); // "system", ...
 typedef struct api_tool_call {
     char *id;         // as the client sent it
     char *name;
-    char *arguments;  // function.arguments as sent (checked: parses as JSON)
+    char *arguments;  // function.arguments as sent (checked: holds a JSON object)
 } api_tool_call;
 
 typedef struct api_message {

@@ -62,7 +62,8 @@ static void test_chat_full(void) {
         "{\"role\":\"developer\",\"content\":\"dev\"},"
         "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\",\"text\":\"b\"}],\"name\":\"bob\"},"
         "{\"role\":\"assistant\",\"content\":null},"
-        "{\"role\":\"assistant\",\"content\":\"ok\",\"tool_calls\":[]},"
+        "{\"role\":\"assistant\",\"content\":\"ok\",\"tool_calls\":[{\"id\":\"x\",\"type\":\"function\","
+        "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
         "{\"role\":\"tool\",\"content\":\"42\",\"tool_call_id\":\"x\"}],"
         "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"max_tokens\":5,\"max_completion_tokens\":7,"
         "\"temperature\":0,\"top_p\":0.5,\"seed\":-3,\"stop\":[\"a\",\"bc\"],\"presence_penalty\":-2,"
@@ -76,7 +77,8 @@ static void test_chat_full(void) {
     CHECK(r.n_messages == 6);
     CHECK(r.messages[0].role == API_ROLE_SYSTEM && r.messages[1].role == API_ROLE_SYSTEM);
     CHECK(strcmp(r.messages[2].content, "a\nb") == 0 && strcmp(r.messages[2].name, "bob") == 0);
-    CHECK(r.messages[3].role == API_ROLE_ASSISTANT && strcmp(r.messages[3].content, "") == 0);
+    CHECK(r.messages[3].role == API_ROLE_ASSISTANT && strcmp(r.messages[3].content, "") == 0 && r.messages[3].null_content);
+    CHECK(r.messages[4].n_tool_calls == 1 && !r.messages[4].null_content && strcmp(r.messages[5].tool_call_id, "x") == 0);
     CHECK(r.messages[5].role == API_ROLE_TOOL && strcmp(r.messages[5].content, "42") == 0);
     CHECK(r.stream && r.include_usage);
     CHECK(r.max_tokens == 7, "max_completion_tokens wins: %lld", (long long)r.max_tokens);
@@ -154,7 +156,7 @@ static void test_chat_invalid(void) {
              "expected an object");
     bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\",\"name\":1}]}", "messages[0].name", NULL);
     bad_chat("{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"1\"}]}]}",
-             "messages[0].tool_calls", "not supported");
+             "messages[0].tool_calls[0].function", "Missing"); // more in test_api_tools
     // Types and ranges, each naming its param.
     bad_chat(CHAT(",\"temperature\":\"hot\""), "temperature", "expected a decimal, but got a string");
     bad_chat(CHAT(",\"temperature\":2.5"), "temperature", "above maximum");
@@ -207,7 +209,6 @@ static void test_chat_invalid(void) {
     bad_chat(CHAT(",\"chat_template_kwargs\":[]"), "chat_template_kwargs", NULL);
     bad_chat(CHAT(",\"chat_template_kwargs\":{\"enable_thinking\":\"no\"}"), "chat_template_kwargs.enable_thinking", NULL);
     // Features we refuse rather than ignore.
-    bad_chat(CHAT(",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]"), "tools", "not supported");
     bad_chat(CHAT(",\"functions\":[{\"name\":\"f\"}]"), "functions", "not supported");
     bad_chat(CHAT(",\"modalities\":[\"text\",\"audio\"]"), "modalities", NULL);
 }
