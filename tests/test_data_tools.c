@@ -286,13 +286,16 @@ static void test_bad_lines(void) {
         "{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": \"x\"}}], \"messages\": [" U
         ", " A "]}\n"
         "{" TOOLS ", \"messages\": [" U ", " CALL("1", "f", "\"{} x\"") "]}\n"
-        "{" TOOLS ", \"parallel_tool_calls\": \"no\", \"messages\": [" U ", " A "]}\n";
+        "{" TOOLS ", \"parallel_tool_calls\": \"no\", \"messages\": [" U ", " A "]}\n"
+        "{\"tools\": [], \"functions\": [{\"name\": \"f\"}], \"messages\": [" U ", " CALL("1", "f", "\"{}\"") ", " A "]}\n";
     const char *path = tmpfile_with(text);
     data_opts o = opts(qwen, CHAT_QWEN3);
     data_report rep;
     err_t e = {{0}};
     data_set *ds = data_load(path, &o, &rep, &e);
-    CHECK(ds && data_count(ds) == 1 && rep.bad == 18, "%s: %lld bad", e.msg, (long long)rep.bad);
+    CHECK(ds && data_count(ds) == 2 && rep.bad == 18, "%s: %lld bad", e.msg, (long long)rep.bad);
+    // Line 20: "tools": [] beside legacy functions declares the functions.
+    CHECK(ds && data_get(ds, 1)->line == 20 && data_get(ds, 1)->n_tools == 1 && data_get(ds, 1)->n_calls == 1);
     CHECK(has_bad(&rep, 2, "messages[1].tool_calls[0].function.name: calls \"g\", which the line does not declare "
                            "(it declares f)"));
     CHECK(has_bad(&rep, 3, "messages[1].tool_calls[0].function.name: calls \"f\", and the line declares no tools"));
