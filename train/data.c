@@ -237,17 +237,17 @@ int td_read_content(td_conv *c, const cJSON *v, const char *path, const char **o
     }
     if (!cJSON_IsArray(v))
         return td_bad(why, "%s: expected a string or an array of text parts, got %s", path,
-                   td_desc(v, d, sizeof d));
+                      td_desc(v, d, sizeof d));
     const char *text = "";
     int j = 0;
     for (const cJSON *p = v->child; p; p = p->next, j++) {
         const cJSON *type = td_get(p, "type"), *t = td_get(p, "text");
         if (!cJSON_IsObject(p) || !cJSON_IsString(type))
             return td_bad(why, "%s[%d]: expected {\"type\": \"text\", \"text\": \"...\"}, got %s", path, j,
-                       td_desc(p, d, sizeof d));
+                          td_desc(p, d, sizeof d));
         if (strcmp(type->valuestring, "text") != 0)
             return td_bad(why, "%s[%d].type: unsupported content part %s (only \"text\")", path, j,
-                       td_clip(type->valuestring, d, sizeof d));
+                          td_clip(type->valuestring, d, sizeof d));
         if (!cJSON_IsString(t))
             return td_bad(why, "%s[%d].text: expected a string, got %s", path, j, td_desc(t, d, sizeof d));
         if (!(text = j == 0 ? t->valuestring : td_conv_join(c, text, "\n", t->valuestring))) return TD_OOM;
@@ -359,16 +359,17 @@ static int parse_alpaca(const cJSON *root, td_conv *c, err_t *why) {
     if (hist && !cJSON_IsNull(hist)) {
         if (!cJSON_IsArray(hist))
             return td_bad(why, "history: expected an array of [instruction, output], got %s",
-                       td_desc(hist, d, sizeof d));
+                          td_desc(hist, d, sizeof d));
         int i = 0;
         for (const cJSON *h = hist->child; h; h = h->next, i++) {
             const cJSON *q = cJSON_GetArrayItem(h, 0), *a = cJSON_GetArrayItem(h, 1);
             if (!cJSON_IsArray(h) || cJSON_GetArraySize(h) != 2 || !cJSON_IsString(q) || !cJSON_IsString(a))
                 return td_bad(why, "history[%d]: expected [instruction, output] (two strings), got %s", i,
-                           td_desc(h, d, sizeof d));
+                              td_desc(h, d, sizeof d));
             if (!*q->valuestring || !*a->valuestring)
                 return td_bad(why, "history[%d][%d]: empty content", i, *q->valuestring ? 1 : 0);
-            if ((rc = td_conv_add(c, "user", q->valuestring, 1)) || (rc = td_conv_add(c, "assistant", a->valuestring, 1)))
+            if ((rc = td_conv_add(c, "user", q->valuestring, 1)) ||
+                (rc = td_conv_add(c, "assistant", a->valuestring, 1)))
                 return rc;
         }
     }
@@ -591,10 +592,10 @@ static int load_line(loader *L, char *line, size_t len, int too_long, err_t *why
         rc = td_bad(why, "not a JSON object (got %s)", td_desc(root, d, sizeof d));
     } else if (f == DATA_FMT_NONE) {
         rc = td_bad(why, "unknown format: expected \"messages\" (openai-chat), \"conversations\" (sharegpt) "
-                 "or \"instruction\" and \"output\" (alpaca)");
+                    "or \"instruction\" and \"output\" (alpaca)");
     } else if (L->rep->format != DATA_FMT_NONE && f != L->rep->format) {
         rc = td_bad(why, "format %s, but the file is %s (set by line %" PRId64 ")", data_format_name(f),
-                 data_format_name(L->rep->format), L->rep->format_line);
+                    data_format_name(L->rep->format), L->rep->format_line);
     } else {
         rc = f == DATA_FMT_OPENAI ? parse_openai(root, &L->c, why)
            : f == DATA_FMT_ALPACA ? parse_alpaca(root, &L->c, why)
