@@ -12,7 +12,8 @@
 #   - the ShareGPT form (tools_sharegpt.jsonl) and llama3.1 dry runs; a
 #     template without a tool format refuses the lines, naming them;
 #   - the fine-tuning jobs API takes the file unchanged (upload, job,
-#     succeeded: validation is train --dry-run, the same loader), and fails
+#     succeeded: validation is train --dry-run, the same loader; its event
+#     counts the examples with tools and the calls), and fails
 #     a job whose file calls an undeclared tool with invalid_training_file
 #     naming the line and the reason.
 set -euo pipefail
@@ -104,6 +105,10 @@ job() { # job FILE_ID: creates a 2-epoch job, waits (120 s at most) until it end
 j=$(job "$(upload $fix/tools_openai.jsonl)")
 [ "$(printf '%s' "$j" | jfield o.status)" = succeeded ] || bad "the tools file's job did not succeed: $j"
 [ -n "$(printf '%s' "$j" | jfield o.fine_tuned_model)" ] || bad "no fine_tuned_model: $j"
+ev=$(curl -sS "http://127.0.0.1:$port/v1/fine_tuning/jobs/$(printf '%s' "$j" | jfield o.id)/events?limit=100" \
+    -H 'Authorization: Bearer sk-test' | jfield 'o.data.map(e => e.message).join(" | ")')
+[[ "$ev" == *"Files validated: 4 training examples (4 with tools, 5 tool calls), "*" tokens"* ]] ||
+    bad "no validation event counting the tools: $ev"
 sed '2s/"name": "get_weather", "arguments"/"name": "get_time", "arguments"/' $fix/tools_openai.jsonl >"$tmp/bad.jsonl"
 j=$(job "$(upload "$tmp/bad.jsonl")")
 [ "$(printf '%s' "$j" | jfield o.status)/$(printf '%s' "$j" | jfield o.error.code)" = failed/invalid_training_file ] ||
