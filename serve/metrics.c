@@ -149,6 +149,9 @@ static void engine_text(buf *b, const metrics_engine *e) {
     counter_s(b, "tessera_grammar_mask_wait_seconds_total",
               "Seconds steps waited for grammar masks after the forward pass (mask time the forward did not hide).",
               e->grammar_mask_wait_seconds_sum);
+    counter(b, "tessera_tool_call_sequences_total",
+            "Sequences under a tool-call constraint (tools with tool_choice none, auto, required or a named tool).",
+            e->tool_sequences);
 }
 
 static void grammar_text(buf *b, const metrics_grammar *g) {

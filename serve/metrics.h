@@ -32,6 +32,9 @@ typedef struct metrics_engine {
     // forward (the part the forward did not hide).
     int64_t grammar_sequences, grammar_masks;
     double grammar_mask_seconds_sum, grammar_mask_wait_seconds_sum;
+    // Tool calls: sequences started under a tool-call constraint (tools
+    // with tool_choice none, auto or required; their masks count above).
+    int64_t tool_sequences;
 } metrics_engine;
 
 // Adds one step of `seconds` (and `tokens` batched) to m.

@@ -544,7 +544,7 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
         err_set(err, "out of memory");
         goto fail;
     }
-    if (sched_grammar_init(e, err) < 0) goto fail;
+    if (sched_grammar_init(e, srv_tokenizer(s), err) < 0) goto fail;
     if (uv_async_init(srv_loop(s), &e->async, on_async) != 0) {
         err_set(err, "cannot create the engine's async handle");
         goto fail;

@@ -5,9 +5,10 @@
 //                     one step (plan, forward, sample), create/free
 //   sched_adapters.c  adapters: the load list, the loader thread, the slot
 //                     table
-//   sched_grammar.c   structured output: each constrained sequence's
-//                     matcher and allowed-token bitset, and the mask
-//                     workers that fill the bitsets while the forward runs
+//   sched_grammar.c   structured output and tool calls: each constrained
+//                     sequence's phase, matcher and allowed-token bitset,
+//                     and the mask workers that fill the bitsets while the
+//                     forward runs
 //
 // Threads and who touches what:
 //   loop thread:   submit, cancel, stop, the async callback (sink calls);
@@ -31,9 +32,22 @@
 
 enum { SEQ_WAIT, SEQ_RUN, SEQ_DONE };
 
-// A constrained sequence's phase: in a reasoning block (free), just after
-// it (whitespace or the value's first token), inside the value.
-enum { SEQ_G_THINK = 1, SEQ_G_WS, SEQ_G_ON };
+// A constrained sequence's phase (sched_grammar.c draws the machine):
+//   THINK  in a reasoning block: free until think_end
+//   WS     whitespace (ws_left more) or the matcher's first token: after
+//          a reasoning block (response_format), after a Hermes call_open
+//   ON     inside the matcher's value (the response_format value, a call)
+//   FREE   tools: free text; Hermes: call_open opens a call (masked under
+//          SRV_TOOLS_BAN and at max_calls)
+//   FIRST  tools, Llama 3.1: the reply's first token (after ws_left blank
+//          ones): one starting with '{' opens the call, any other makes
+//          the rest free text
+//   OPEN   tools, Hermes SRV_TOOLS_REQUIRED, between calls: whitespace
+//          (ws_left more), call_open, or a stop id once a call is done
+//   CLOSE  tools, Hermes: the call is complete: whitespace (ws_left more)
+//          or call_close
+// Which phases have a mask: sched_grammar_allowed.
+enum { SEQ_G_THINK = 1, SEQ_G_WS, SEQ_G_ON, SEQ_G_FREE, SEQ_G_FIRST, SEQ_G_OPEN, SEQ_G_CLOSE };
 
 typedef struct sreq sreq;
 
@@ -50,10 +64,12 @@ typedef struct seq {
     int slot;           // adapter slot while running; -1 = base
     uint64_t admitted;  // admission order: preemption takes the latest
     int planned;        // tokens in this step's batch
-    gm_matcher *gm;     // structured output: NULL = free text
-    int gphase;         // SEQ_G_*: where the sequence is in its constraint
-    int ws_left;        // SEQ_G_WS: whitespace tokens still allowed before the value
-    uint32_t *allowed;  // (mask_words) this step's allowed tokens
+    gm_matcher *gm;     // the value's or the current call's matcher; NULL: none (free text, a ban)
+    int tools;          // SRV_TOOLS_*: OFF for free text and response_format
+    int n_calls;        // tools: calls opened so far
+    int gphase;         // SEQ_G_*: where the sequence is in its constraint; 0 = unconstrained
+    int ws_left;        // WS, FIRST, OPEN, CLOSE (and ON just before CLOSE): whitespace tokens still allowed
+    uint32_t *allowed;  // (mask_words) this step's allowed tokens; NULL when unconstrained
     size_t n_allowed;   // bits set in allowed
     struct seq *next;   // inbox / waiting list
 } seq;
@@ -131,7 +147,9 @@ struct sched {
 
     // structured output (sched_grammar.c)
     size_t mask_words;         // words of an allowed bitset: covers the model's and the tokenizer's ids
-    uint32_t *ws_bits;         // tokens made of whitespace only (after a reasoning block)
+    const tok *gtok;           // the tokenizer the bitsets index (dead-end logs)
+    uint32_t *ws_bits;         // tokens made of whitespace only (after a reasoning block, around calls)
+    uint32_t *brace_bits;      // tokens whose bytes start with '{' after any blanks (Llama 3.1 calls)
     pthread_t *mthreads;
     int n_mthreads;
     pthread_mutex_t mmu;       // the step's mask jobs
@@ -173,13 +191,17 @@ void *sched_loader_main(void *arg);
 
 // ---- structured output (sched_grammar.c) -----------------------------------------
 
-// The whitespace tokens and the mask threads. 0, or -1 + err.
-int sched_grammar_init(sched *e, err_t *err);
+// The whitespace and brace tokens of t (borrowed: it must outlive e; NULL:
+// no tokenizer, no such tokens) and the mask threads. Needs e->V and
+// e->o.max_num_seqs; e->mu guards the stats it adds to. 0, or -1 + err.
+int sched_grammar_init(sched *e, const tok *t, err_t *err);
 // Joins the mask threads and frees what init made.
 void sched_grammar_free(sched *e);
 
-// A sequence of a request with a grammar: its matcher and bitset (submit,
-// loop thread). 0, or -1 + err. A request without one: nothing, 0.
+// A sequence of a request with a grammar or a tool-call constraint
+// (tools_mode not OFF): its phase, matcher and bitset (submit, loop
+// thread). 0, or -1 + err (also for SRV_TOOLS_AUTO / REQUIRED without a
+// call_grammar). A request with neither: nothing, 0.
 int sched_grammar_seq_open(sched *e, seq *s, err_t *err);
 // Frees the sequence's matcher and bitset (any thread that owns s).
 void sched_grammar_seq_close(seq *s);
@@ -193,14 +215,15 @@ void sched_masks_end(sched *e);
 // The bitset to sample s with this step (NULL: every token).
 const uint32_t *sched_grammar_allowed(const seq *s);
 
-// Advances s's matcher by the token just sampled. 0, or -1 when the
-// matcher refuses a token its own mask allowed (an engine bug: logged;
-// the caller finishes the sequence with an error).
+// Advances s's phase and matcher by the token just sampled (a free
+// phase's token too: it may open a call). 0, or -1 when the token is one
+// the mask did not allow or the matcher refuses one its own mask allowed
+// (an engine bug: logged; the caller finishes the sequence with an error).
 int sched_grammar_took(sched *e, seq *s, const sampler_result *res);
 
 // Logs a grammar that allows no token where its value is not complete (an
-// engine bug: a prefix it accepted has no completion), with the end of
-// the text so far.
+// engine bug: a prefix it accepted has no completion), with the phase,
+// the call it was in and the end of the text so far.
 void sched_grammar_log_dead_end(sched *e, const seq *s);
 
 #endif
