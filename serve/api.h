@@ -265,7 +265,9 @@ char *api_chat_chunk_json(const char *id, int64_t created, const char *model, in
                           const char *text, size_t len, const char *finish_reason,
                           const api_token_logprob *logprobs, int n_logprobs, int with_usage_null);
 
-// One streamed chat delta: each part is left out when NULL / negative.
+// One streamed chat delta: each part is left out when NULL / negative (and
+// the call part also when it has no id, name or args, so a zeroed
+// api_delta carries no call).
 typedef struct api_delta {
     int role;                 // "role":"assistant"
     const char *content;      // "content", content_len bytes

@@ -48,7 +48,7 @@ static char *utf8_lossy(const char *s, size_t n) {
 static cJSON *str_n(const char *s, size_t n) {
     char *t = malloc(n + 1);
     if (!t) return cJSON_CreateNull();
-    memcpy(t, s, n);
+    if (n) memcpy(t, s, n);
     t[n] = '\0';
     cJSON *v = cJSON_CreateString(t);
     free(t);
@@ -154,18 +154,45 @@ static char *print_free(cJSON *o) {
 
 static cJSON *reason_json(const char *r) { return r ? cJSON_CreateString(r) : cJSON_CreateNull(); }
 
+// {"id","type":"function","function":{"name","arguments"}}: one call, as
+// the SDKs read it in message.tool_calls.
+static cJSON *call_json(const api_out_call *c) {
+    cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", c->id);
+    cJSON_AddStringToObject(o, "type", "function");
+    cJSON_AddStringToObject(fn, "name", c->name);
+    cJSON_AddItemToObject(fn, "arguments", str_n(c->arguments ? c->arguments : "", c->arguments ? c->len : 0));
+    cJSON_AddItemToObject(o, "function", fn);
+    return o;
+}
+
+// The message of a finished chat choice: content (null for a reply of
+// calls only), reasoning_content and tool_calls when there are any.
+static cJSON *chat_message(const api_choice *c) {
+    cJSON *msg = cJSON_CreateObject();
+    cJSON_AddStringToObject(msg, "role", "assistant");
+    if (c->null_text)
+        cJSON_AddNullToObject(msg, "content");
+    else
+        cJSON_AddItemToObject(msg, "content", str_n(c->text ? c->text : "", c->text ? c->len : 0));
+    if (c->reasoning) cJSON_AddItemToObject(msg, "reasoning_content", str_n(c->reasoning, c->reasoning_len));
+    if (c->calls && c->n_calls > 0) {
+        cJSON *calls = cJSON_AddArrayToObject(msg, "tool_calls");
+        for (int k = 0; k < c->n_calls; k++) cJSON_AddItemToArray(calls, call_json(&c->calls[k]));
+    }
+    cJSON_AddNullToObject(msg, "refusal");
+    return msg;
+}
+
 char *api_chat_completion_json(const char *id, int64_t created, const char *model, const api_choice *choices,
                                int n_choices, const api_usage *usage) {
     cJSON *o = envelope(id, "chat.completion", created, model);
     cJSON *arr = cJSON_AddArrayToObject(o, "choices");
     for (int i = 0; i < n_choices; i++) {
         const api_choice *c = &choices[i];
-        cJSON *ch = cJSON_CreateObject(), *msg = cJSON_CreateObject();
+        cJSON *ch = cJSON_CreateObject();
         cJSON_AddNumberToObject(ch, "index", c->index);
-        cJSON_AddStringToObject(msg, "role", "assistant");
-        cJSON_AddItemToObject(msg, "content", str_n(c->text ? c->text : "", c->text ? c->len : 0));
-        cJSON_AddNullToObject(msg, "refusal");
-        cJSON_AddItemToObject(ch, "message", msg);
+        cJSON_AddItemToObject(ch, "message", chat_message(c));
         cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(c->logprobs, c->n_logprobs));
         cJSON_AddItemToObject(ch, "finish_reason", reason_json(c->finish_reason));
         cJSON_AddItemToArray(arr, ch);
@@ -191,25 +218,59 @@ char *api_text_completion_json(const char *id, int64_t created, const char *mode
     return print_free(o);
 }
 
-char *api_chat_chunk_json(const char *id, int64_t created, const char *model, int index, int role_delta,
-                          const char *text, size_t len, const char *finish_reason,
-                          const api_token_logprob *logprobs, int n_logprobs, int with_usage_null) {
+// One entry of a delta's tool_calls: the index always; id, type and name on
+// the call's first delta; arguments whenever given (the first sends "").
+static cJSON *call_delta_json(const api_delta *d) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", d->call_index);
+    if (d->call_id) {
+        cJSON_AddStringToObject(o, "id", d->call_id);
+        cJSON_AddStringToObject(o, "type", "function");
+    }
+    if (d->call_name || d->args) {
+        cJSON *fn = cJSON_AddObjectToObject(o, "function");
+        if (d->call_name) cJSON_AddStringToObject(fn, "name", d->call_name);
+        if (d->args) cJSON_AddItemToObject(fn, "arguments", str_n(d->args, d->args_len));
+    }
+    return o;
+}
+
+static cJSON *delta_json(const api_delta *d) {
+    cJSON *delta = cJSON_CreateObject();
+    if (!d) return delta;
+    if (d->role) cJSON_AddStringToObject(delta, "role", "assistant");
+    if (d->content) cJSON_AddItemToObject(delta, "content", str_n(d->content, d->content_len));
+    if (d->reasoning) cJSON_AddItemToObject(delta, "reasoning_content", str_n(d->reasoning, d->reasoning_len));
+    // A call part with nothing in it is left out too, so a zeroed
+    // api_delta (call_index 0) carries no call.
+    if (d->call_index >= 0 && (d->call_id || d->call_name || d->args)) {
+        cJSON *calls = cJSON_AddArrayToObject(delta, "tool_calls");
+        cJSON_AddItemToArray(calls, call_delta_json(d));
+    }
+    return delta;
+}
+
+char *api_chat_delta_json(const char *id, int64_t created, const char *model, int index, const api_delta *d,
+                          const char *finish_reason, const api_token_logprob *logprobs, int n_logprobs,
+                          int with_usage_null) {
     cJSON *o = envelope(id, "chat.completion.chunk", created, model);
     cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-    cJSON *ch = cJSON_CreateObject(), *delta = cJSON_CreateObject();
+    cJSON *ch = cJSON_CreateObject();
     cJSON_AddNumberToObject(ch, "index", index);
-    if (role_delta) {
-        cJSON_AddStringToObject(delta, "role", "assistant");
-        cJSON_AddStringToObject(delta, "content", "");
-    } else if (text) {
-        cJSON_AddItemToObject(delta, "content", str_n(text, len));
-    }
-    cJSON_AddItemToObject(ch, "delta", delta);
+    cJSON_AddItemToObject(ch, "delta", delta_json(d));
     cJSON_AddItemToObject(ch, "logprobs", chat_logprobs(logprobs, n_logprobs));
     cJSON_AddItemToObject(ch, "finish_reason", reason_json(finish_reason));
     cJSON_AddItemToArray(arr, ch);
     if (with_usage_null) cJSON_AddNullToObject(o, "usage");
     return print_free(o);
+}
+
+char *api_chat_chunk_json(const char *id, int64_t created, const char *model, int index, int role_delta,
+                          const char *text, size_t len, const char *finish_reason,
+                          const api_token_logprob *logprobs, int n_logprobs, int with_usage_null) {
+    api_delta d = {.role = role_delta, .content = role_delta ? "" : text, .content_len = role_delta ? 0 : len,
+                   .call_index = -1};
+    return api_chat_delta_json(id, created, model, index, &d, finish_reason, logprobs, n_logprobs, with_usage_null);
 }
 
 char *api_chat_usage_chunk_json(const char *id, int64_t created, const char *model, const api_usage *usage) {

@@ -311,6 +311,163 @@ static void test_history_invalid(void) {
         "messages[1].tool_calls[2].function", "Missing");
 }
 
+// ---- responses ---------------------------------------------------------------------
+
+static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
+
+static int str_is(const cJSON *v, const char *want) { return cJSON_IsString(v) && strcmp(v->valuestring, want) == 0; }
+
+static const cJSON *message_of(const cJSON *root, int i) { return get(cJSON_GetArrayItem(get(root, "choices"), i), "message"); }
+
+static void test_completion_calls_json(void) {
+    // Arguments are taken by length: the bytes after len are not part of it.
+    const char *args0 = "{\"city\": \"Paris\\n\", \"q\": \"\xe4\xb8\x96\"}XX";
+    api_out_call calls[2] = {{.id = "call_a1", .name = "get_weather", .arguments = args0, .len = strlen(args0) - 2},
+                             {.id = "call_b2", .name = "get_time", .arguments = "{}", .len = 2}};
+    api_choice ch[3] = {
+        {.index = 0, .text = "", .len = 0, .finish_reason = "tool_calls", .null_text = 1, .calls = calls, .n_calls = 2},
+        {.index = 1, .text = "Checking.", .len = 9, .finish_reason = "tool_calls", .reasoning = "think\nhard!", .reasoning_len = 10,
+         .calls = calls + 1, .n_calls = 1},
+        {.index = 2, .text = "plain", .len = 5, .finish_reason = "stop", .reasoning = "", .reasoning_len = 0},
+    };
+    api_usage u = {7, 3};
+    char *s = api_chat_completion_json("chatcmpl-9", 5, "m", ch, 3, &u);
+    cJSON *o = cJSON_Parse(s);
+    CHECK(o != NULL, "%s", s);
+    const cJSON *m0 = message_of(o, 0), *m1 = message_of(o, 1), *m2 = message_of(o, 2);
+    // Choice 0: calls only: content null, no reasoning_content.
+    CHECK(str_is(get(m0, "role"), "assistant"));
+    CHECK(cJSON_IsNull(get(m0, "content")), "content null: %s", s);
+    CHECK(get(m0, "reasoning_content") == NULL);
+    CHECK(str_is(get(cJSON_GetArrayItem(get(o, "choices"), 0), "finish_reason"), "tool_calls"));
+    const cJSON *tc = get(m0, "tool_calls");
+    CHECK(cJSON_IsArray(tc) && cJSON_GetArraySize(tc) == 2);
+    const cJSON *c0 = cJSON_GetArrayItem(tc, 0), *c1 = cJSON_GetArrayItem(tc, 1);
+    CHECK(str_is(get(c0, "id"), "call_a1") && str_is(get(c0, "type"), "function"));
+    CHECK(str_is(get(get(c0, "function"), "name"), "get_weather"));
+    CHECK(str_is(get(get(c0, "function"), "arguments"), "{\"city\": \"Paris\\n\", \"q\": \"\xe4\xb8\x96\"}"),
+          "arguments: the exact text, a string: %s", s);
+    CHECK(cJSON_GetArraySize(c0) == 3 && cJSON_GetArraySize(get(c0, "function")) == 2, "no other keys");
+    // What a client does: parse the arguments string.
+    cJSON *args = cJSON_Parse(get(get(c0, "function"), "arguments")->valuestring);
+    CHECK(args && str_is(get(args, "city"), "Paris\n"));
+    cJSON_Delete(args);
+    CHECK(str_is(get(c1, "id"), "call_b2") && str_is(get(get(c1, "function"), "arguments"), "{}"));
+    // Choice 1: text before a call, and reasoning.
+    CHECK(str_is(get(m1, "content"), "Checking."));
+    CHECK(str_is(get(m1, "reasoning_content"), "think\nhard"), "reasoning by length");
+    CHECK(cJSON_GetArraySize(get(m1, "tool_calls")) == 1 && str_is(get(cJSON_GetArrayItem(get(m1, "tool_calls"), 0), "id"), "call_b2"));
+    // Choice 2: no calls: no tool_calls key; an empty reasoning is still there.
+    CHECK(str_is(get(m2, "content"), "plain") && get(m2, "tool_calls") == NULL);
+    CHECK(str_is(get(m2, "reasoning_content"), ""));
+    CHECK(cJSON_IsNull(get(m2, "refusal")));
+    cJSON_Delete(o);
+    free(s);
+    // A plain choice has exactly the keys it had before tools.
+    api_choice plain = {.index = 0, .text = "x", .len = 1, .finish_reason = "stop"};
+    s = api_chat_completion_json("c", 1, "m", &plain, 1, NULL);
+    o = cJSON_Parse(s);
+    const cJSON *m = message_of(o, 0);
+    CHECK(cJSON_GetArraySize(m) == 3 && str_is(get(m, "content"), "x") && cJSON_IsNull(get(m, "refusal")), "%s", s);
+    CHECK(get(o, "usage") == NULL);
+    cJSON_Delete(o);
+    free(s);
+}
+
+// The chunk's delta, parsed; *root to free.
+static const cJSON *delta_of(const api_delta *d, const char *finish, int usage_null, cJSON **root) {
+    char *s = api_chat_delta_json("chatcmpl-1", 9, "m", 1, d, finish, NULL, 0, usage_null);
+    CHECK(s && strchr(s, '\n') == NULL, "one line for SSE: %s", s);
+    *root = cJSON_Parse(s);
+    CHECK(*root != NULL, "%s", s);
+    free(s);
+    CHECK(str_is(get(*root, "object"), "chat.completion.chunk") && str_is(get(*root, "id"), "chatcmpl-1"));
+    const cJSON *c = cJSON_GetArrayItem(get(*root, "choices"), 0);
+    CHECK(cJSON_GetObjectItem(c, "index")->valueint == 1);
+    return get(c, "delta");
+}
+
+static void test_delta_json(void) {
+    cJSON *o;
+    // The first delta of a call: index, id, type, name, arguments "".
+    api_delta first = {.call_index = 0, .call_id = "call_x", .call_name = "get_weather", .args = "", .args_len = 0};
+    const cJSON *d = delta_of(&first, NULL, 0, &o);
+    CHECK(cJSON_GetArraySize(d) == 1 && get(d, "content") == NULL && get(d, "role") == NULL);
+    const cJSON *tc = get(d, "tool_calls");
+    CHECK(cJSON_GetArraySize(tc) == 1);
+    const cJSON *c = cJSON_GetArrayItem(tc, 0);
+    CHECK(cJSON_IsNumber(get(c, "index")) && get(c, "index")->valueint == 0);
+    CHECK(str_is(get(c, "id"), "call_x") && str_is(get(c, "type"), "function"));
+    CHECK(str_is(get(get(c, "function"), "name"), "get_weather") && str_is(get(get(c, "function"), "arguments"), ""));
+    CHECK(cJSON_GetArraySize(c) == 4 && cJSON_GetArraySize(get(c, "function")) == 2);
+    CHECK(get(o, "usage") == NULL && cJSON_IsNull(get(cJSON_GetArrayItem(get(o, "choices"), 0), "finish_reason")));
+    cJSON_Delete(o);
+    // Later deltas: the index and an arguments fragment only (by length).
+    api_delta more = {.call_index = 2, .args = "{\"city\": \"Pa\"junk", .args_len = 12};
+    d = delta_of(&more, NULL, 1, &o);
+    c = cJSON_GetArrayItem(get(d, "tool_calls"), 0);
+    CHECK(get(c, "index")->valueint == 2 && get(c, "id") == NULL && get(c, "type") == NULL);
+    CHECK(cJSON_GetArraySize(c) == 2 && cJSON_GetArraySize(get(c, "function")) == 1);
+    CHECK(str_is(get(get(c, "function"), "arguments"), "{\"city\": \"Pa"), "a fragment, by length");
+    CHECK(cJSON_IsNull(get(o, "usage")));
+    cJSON_Delete(o);
+    // Content and reasoning deltas, by length; no call part.
+    api_delta text = {.content = "Hello\"x", .content_len = 6, .call_index = -1};
+    d = delta_of(&text, NULL, 0, &o);
+    CHECK(cJSON_GetArraySize(d) == 1 && str_is(get(d, "content"), "Hello\""));
+    cJSON_Delete(o);
+    api_delta think = {.reasoning = "hmm\n", .reasoning_len = 4, .call_index = -1};
+    d = delta_of(&think, NULL, 0, &o);
+    CHECK(cJSON_GetArraySize(d) == 1 && str_is(get(d, "reasoning_content"), "hmm\n") && get(d, "content") == NULL);
+    cJSON_Delete(o);
+    // The role delta; a zeroed delta (call_index 0, nothing else) is {}.
+    api_delta role = {.role = 1, .call_index = -1};
+    d = delta_of(&role, NULL, 0, &o);
+    CHECK(cJSON_GetArraySize(d) == 1 && str_is(get(d, "role"), "assistant"));
+    cJSON_Delete(o);
+    api_delta zero = {0};
+    d = delta_of(&zero, "tool_calls", 0, &o);
+    CHECK(cJSON_IsObject(d) && cJSON_GetArraySize(d) == 0, "empty delta");
+    CHECK(str_is(get(cJSON_GetArrayItem(get(o, "choices"), 0), "finish_reason"), "tool_calls"));
+    cJSON_Delete(o);
+    d = delta_of(NULL, "stop", 0, &o);
+    CHECK(cJSON_IsObject(d) && cJSON_GetArraySize(d) == 0, "NULL delta is {}");
+    cJSON_Delete(o);
+    // Everything at once, in one delta.
+    api_delta all = {.role = 1, .content = "", .reasoning = "r", .reasoning_len = 1, .call_index = 1, .call_id = "call_y",
+                     .call_name = "f", .args = "{}", .args_len = 2};
+    d = delta_of(&all, NULL, 0, &o);
+    CHECK(str_is(get(d, "role"), "assistant") && str_is(get(d, "content"), "") && str_is(get(d, "reasoning_content"), "r"));
+    c = cJSON_GetArrayItem(get(d, "tool_calls"), 0);
+    CHECK(get(c, "index")->valueint == 1 && str_is(get(c, "id"), "call_y") && str_is(get(get(c, "function"), "arguments"), "{}"));
+    cJSON_Delete(o);
+}
+
+// api_chat_chunk_json is api_chat_delta_json with a content-only delta.
+static void test_chunk_is_delta(void) {
+    api_token_logprob lp = {"a", 1, -0.5f, NULL, 0};
+    api_delta d1 = {.role = 1, .content = "", .call_index = -1}, d2 = {.content = "ab\n", .content_len = 3, .call_index = -1},
+              d3 = {.call_index = -1};
+    char *a = api_chat_chunk_json("i", 3, "m", 0, 1, NULL, 0, NULL, NULL, 0, 0);
+    char *b = api_chat_delta_json("i", 3, "m", 0, &d1, NULL, NULL, 0, 0);
+    CHECK(strcmp(a, b) == 0, "%s vs %s", a, b);
+    CHECK(strcmp(a, "{\"id\":\"i\",\"object\":\"chat.completion.chunk\",\"created\":3,\"model\":\"m\","
+                    "\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                    "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}") == 0, "%s", a);
+    free(a);
+    free(b);
+    a = api_chat_chunk_json("i", 3, "m", 1, 0, "ab\nc", 3, "stop", &lp, 1, 1);
+    b = api_chat_delta_json("i", 3, "m", 1, &d2, "stop", &lp, 1, 1);
+    CHECK(strcmp(a, b) == 0, "%s vs %s", a, b);
+    free(a);
+    free(b);
+    a = api_chat_chunk_json("i", 3, "m", 0, 0, NULL, 0, "length", NULL, 0, 0);
+    b = api_chat_delta_json("i", 3, "m", 0, &d3, "length", NULL, 0, 0);
+    CHECK(strcmp(a, b) == 0 && strstr(a, "\"delta\":{}"), "%s vs %s", a, b);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     test_no_tools();
     test_tools_parsed();
@@ -320,5 +477,8 @@ int main(void) {
     test_tool_choice_invalid();
     test_legacy_refused();
     test_history_invalid();
+    test_completion_calls_json();
+    test_delta_json();
+    test_chunk_is_delta();
     return check_finish("test_api_tools");
 }
