@@ -164,6 +164,21 @@ await step('parallel_tool_calls false: at most one call', async () => {
     else eq(many, 1, 'llama3.1: one call per reply');
 });
 
+await step('a tool schema with $defs and $ref (as zod and pydantic write them)', async () => {
+    // Nested in the call's schema, its "#/$defs/..." refs must still point
+    // into it.
+    const place = fn('find_place', { type: 'object', properties: { loc: { $ref: '#/$defs/city' },
+                                                                    near: { type: 'array', items: { $ref: '#/$defs/city' }, maxItems: 2 } },
+                                     required: ['loc'], additionalProperties: false,
+                                     $defs: { city: { enum: ['Oslo', 'Rome'] } } }, { strict: true });
+    schemaOf.find_place = place.function.parameters;
+    for (const seed of SEEDS.slice(0, 3)) {
+        const r = await api.chat.completions.create(base({ seed, tools: [TOOLS[0], place],
+                                                           tool_choice: { type: 'function', function: { name: 'find_place' } } }));
+        eq(callsOnly(r, `$ref seed ${seed}`, ['find_place']).length, 1, `$ref seed ${seed}: one call`);
+    }
+});
+
 // ---- none and auto ---------------------------------------------------------------------------
 
 // The token that opens a call: <tool_call>, or Llama's '{'.
