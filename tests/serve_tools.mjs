@@ -107,7 +107,7 @@ function jsonScan(s, st) {
 async function streamed(body, what) {
     const s = await api.chat.completions.create({ ...body, stream: true });
     let content = '', reasoning = '', fin = null, sawContent = false;
-    const calls = [], states = [];
+    const calls = [], states = [], lps = [];
     for await (const ch of s) {
         for (const x of ch.choices) {
             const d = x.delta;
@@ -127,10 +127,11 @@ async function streamed(body, what) {
                 check(!frag.includes('\ufffd'), `${what}: fragment with a broken character ${JSON.stringify(frag)}`);
                 check(jsonScan(frag, states[t.index]).esc === 0, `${what}: fragment ends mid-escape ${JSON.stringify(frag)}`);
             }
+            for (const t of x.logprobs?.content ?? []) lps.push(t.token);
             if (x.finish_reason) fin = x.finish_reason;
         }
     }
-    return { content: sawContent || !calls.length ? content : null, reasoning, calls, fin };
+    return { content: sawContent || !calls.length ? content : null, reasoning, calls, fin, lps };
 }
 
 // ---- forced calls --------------------------------------------------------------------------
@@ -147,6 +148,14 @@ await step('named: one call of that tool', async () => {
                                 `named seed ${seed}`, ['set_alarm']);
         eq(calls.length, 1, `named seed ${seed}: one call`);
     }
+});
+
+await step('n = 2: each choice its own calls', async () => {
+    const r = await api.chat.completions.create(base({ seed: 7, n: 2, tool_choice: 'required' }));
+    eq(r.choices.length, 2, 'n=2: choices');
+    for (const c of r.choices) callsOnly({ choices: [c] }, `n=2 choice ${c.index}`);
+    const ids = r.choices.flatMap((c) => c.message.tool_calls ?? []).map((t) => t.id);
+    eq(new Set(ids).size, ids.length, 'n=2: call ids are unique');
 });
 
 await step('parallel_tool_calls false: at most one call', async () => {
@@ -221,7 +230,7 @@ await step('auto: well-formed calls when it calls', async () => {
 
 await step('stream = non-stream with the same seed', async () => {
     const bodies = [
-        base({ seed: 31, tool_choice: 'required' }),
+        base({ seed: 31, tool_choice: 'required', logprobs: true }),
         base({ seed: 32, tool_choice: { type: 'function', function: { name: 'get_order_status' } } }),
         base({ seed: 33, tool_choice: 'auto', parallel_tool_calls: false, max_tokens: 60, logit_bias: { [OPEN]: 100 } }),
         base({ seed: 34, tool_choice: 'none', max_tokens: 30 }),
@@ -237,6 +246,9 @@ await step('stream = non-stream with the same seed', async () => {
         const strip = (cs) => (cs ?? []).map((c) => [c.function.name, c.function.arguments]);
         eq(strip(s.calls), strip(m.tool_calls), `${what}: calls`);
         s.calls.forEach((tc, k) => validCall(tc, `${what} call ${k}`));
+        // Every sampled token's logprob comes once, in order, whatever
+        // part of the reply it fed.
+        if (body.logprobs) eq(s.lps, r.choices[0].logprobs.content.map((t) => t.token), `${what}: logprob tokens`);
     }
 });
 
