@@ -4,13 +4,14 @@
 // several seeds, with tool schemas whose values end (enums, bounded
 // integers, short strings, nested objects). What it checks, per family
 // (FAMILY=qwen3: the Qwen3 template, Hermes <tool_call> blocks;
-// FAMILY=llama3.1: Llama 3.1's JSON calls):
+// FAMILY=qwen2.5: the same calls, no reasoning; FAMILY=llama3.1: Llama
+// 3.1's JSON calls):
 //   - tool_choice "required" and a named tool: only calls, each naming a
 //     declared tool (the named one) with arguments that parse and match
 //     its parameters (ajv), ids call_..., finish_reason "tool_calls",
 //     content null;
 //   - parallel_tool_calls false caps the calls at one;
-//   - "none" never returns tool_calls, even with the call tag pushed by
+//   - "none" renders the tools yet never returns tool_calls, even with the call tag pushed by
 //     logit_bias; "auto" returns well-formed calls when it calls;
 //   - streaming with a seed = non-streaming with that seed (content,
 //     reasoning, names, arguments, finish); each call's first delta has
@@ -59,8 +60,12 @@ const MSG = [{ role: 'user', content: 'What is the weather in Paris, and where i
 const NO_THINK = { chat_template_kwargs: { enable_thinking: false } };
 const MAX = 400;
 const SEEDS = [1, 2, 3, 4, 5, 6];
-const base = (extra) => ({ model: 'tiny', messages: MSG, tools: TOOLS, max_tokens: MAX, temperature: 1, ...NO_THINK,
-                           ...extra });
+// After a Hermes call the model may open another or stop; a random one
+// opens call after call until max_tokens, so requests push it to stop
+// (the parallel-calls check below asks without the push).
+const STOP = HERMES ? { [idOf('<|im_end|>')]: 4 } : {};
+const base = (extra = {}) => ({ model: 'tiny', messages: MSG, tools: TOOLS, max_tokens: MAX, temperature: 1, ...NO_THINK,
+                                ...extra, logit_bias: { ...STOP, ...extra.logit_bias } });
 
 // A call as a client reads it: id, type, a declared name, arguments that
 // parse to an object matching the tool's parameters.
@@ -165,7 +170,7 @@ await step('parallel_tool_calls false: at most one call', async () => {
                                                                          parallel_tool_calls: false })),
                                 `parallel false seed ${seed}`);
         eq(calls.length, 1, `parallel false seed ${seed}: one call`);
-        const all = await api.chat.completions.create(base({ seed, tool_choice: 'required' }));
+        const all = await api.chat.completions.create({ ...base({ seed, tool_choice: 'required' }), logit_bias: {} });
         many = Math.max(many, all.choices[0].message.tool_calls?.length ?? 0);
     }
     // Llama 3.1 makes one call per reply; Hermes replies may hold several.
@@ -195,6 +200,13 @@ const OPEN = HERMES ? idOf('<tool_call>') : idOf('{');
 
 await step('none: never a call, even pushed', async () => {
     check(Number.isInteger(OPEN), 'the tokenizer has the call-opening token');
+    // The tools are still in the prompt (as OpenAI and vLLM do: the model
+    // knows them, the engine bans the calls).
+    const bare = { model: 'tiny', messages: MSG, max_tokens: 1, ...NO_THINK };
+    const without = await api.chat.completions.create(bare);
+    const withNone = await api.chat.completions.create({ ...bare, tools: TOOLS, tool_choice: 'none' });
+    check(withNone.usage.prompt_tokens > without.usage.prompt_tokens + 50,
+          `none renders the tools: ${withNone.usage.prompt_tokens} vs ${without.usage.prompt_tokens} prompt tokens`);
     for (const seed of SEEDS.slice(0, 3)) {
         const r = await api.chat.completions.create(base({ seed, tool_choice: 'none', max_tokens: 40,
                                                            logit_bias: { [OPEN]: 100 } }));
@@ -255,13 +267,13 @@ await step('stream = non-stream with the same seed', async () => {
 // ---- Qwen3 reasoning ----------------------------------------------------------------------------
 
 await step('reasoning goes to reasoning_content', async () => {
-    if (!HERMES) return;
+    if (FAMILY !== 'qwen3') return;
     const open = idOf('<think>'), close = idOf('</think>');
     // Pushed (not forced) so that some seeds open a block and close it.
     let blocks = 0;
     for (const seed of [41, 42, 43, 44, 45, 46, 47, 48]) {
         const body = { model: 'tiny', messages: MSG, tools: TOOLS, tool_choice: 'required', max_tokens: MAX,
-                       temperature: 1, seed, logprobs: true, logit_bias: { [open]: 9, [close]: 9 } };
+                       temperature: 1, seed, logprobs: true, logit_bias: { [open]: 9, [close]: 9, ...STOP } };
         const r = await api.chat.completions.create(body);
         const c = r.choices[0], m = c.message;
         const toks = c.logprobs.content.map((t) => t.token);

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Tool calling through the real engine on tiny random-weight models, the
-# Qwen3 template (Hermes <tool_call> blocks, reasoning) and Llama 3.1's
-# (JSON calls), judged by the openai SDK and ajv: tests/serve_tools.mjs
-# says what it checks. Here too: a template without a tool format refuses
-# tools with a 400 naming it, and the engine never refused a token its own
-# masks allowed.
+# Qwen3 and Qwen2.5 templates (Hermes <tool_call> blocks; Qwen3's
+# reasoning) and Llama 3.1's (JSON calls), judged by the openai SDK and
+# ajv: tests/serve_tools.mjs says what it checks. Here too: a template
+# without a tool format refuses tools with a 400 naming it, and the engine
+# never refused a token its own masks allowed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -34,6 +34,7 @@ run_family() {
 }
 
 run_family qwen3 "$tmp/qwen3"
+run_family qwen2.5 "$tmp/qwen3" --chat-template qwen2.5
 run_family llama3.1 "$tmp/llama3" --chat-template llama3.1
 
 # The original Llama 3 template has no tool format: 400 naming it.
