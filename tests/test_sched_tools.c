@@ -585,6 +585,10 @@ int main(void) {
         contract_errors(&qw);
         scripted_hermes(&qw);
         walks(&qw, 3);
+        // every choice counted once; the call masks went through the mask threads
+        CHECK(qw.e->st.tool_sequences > 3 * 72 && qw.e->st.grammar_sequences == 0 && qw.e->st.grammar_masks > 1000,
+              "stats: %lld tool sequences, %lld masks", (long long)qw.e->st.tool_sequences,
+              (long long)qw.e->st.grammar_masks);
     }
     fam_close(&qw);
     // and without (a grammar compiled as response_format's): unnatural, still sound
