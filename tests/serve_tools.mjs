@@ -193,6 +193,23 @@ await step('a tool schema with $defs and $ref (as zod and pydantic write them)',
     }
 });
 
+await step('a call cut by max_tokens or a stop string is no error', async () => {
+    // The request's own limit, not a fault: 200, finish_reason "length"
+    // (or "stop"), and only finished calls listed.
+    // (Cut inside the arguments, after the call has begun: the first '}'
+    // closes them at the earliest; test_serve_tools.sh finds the log line.)
+    for (const [extra, fin] of [[{ max_tokens: 40 }, 'length'], [{ stop: ['}'] }, 'stop']]) {
+        for (const seed of SEEDS.slice(0, 2)) {
+            const what = `cut ${JSON.stringify(extra)} seed ${seed}`;
+            const r = await api.chat.completions.create(base({ seed, tool_choice: 'required', ...extra }));
+            eq(r.choices[0].finish_reason, fin, `${what}: finish_reason`);
+            (r.choices[0].message.tool_calls ?? []).forEach((tc, i) => validCall(tc, `${what} call ${i}`));
+            const st = await streamed(base({ seed, tool_choice: 'required', ...extra }), what);
+            eq(st.fin, fin, `${what}: streamed finish_reason`);
+        }
+    }
+});
+
 // ---- none and auto ---------------------------------------------------------------------------
 
 // The token that opens a call: <tool_call>, or Llama's '{'.
