@@ -200,6 +200,22 @@ static gm_grammar *compile_text(gc_cache *gc, chat_family f, int ws_max, char *t
     return g;
 }
 
+// The compiler's "KEYWORD at POINTER: reason" points into the call's
+// schema; the client wrote the parameters: the pointer is made relative to
+// them (dropping "/properties/arguments" and the "/allOf/0" args_schema
+// may have wrapped them in).
+static void params_pointer(char *msg, chat_family f) {
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, " at /properties/%s", f == CHAT_LLAMA31 ? "parameters" : "arguments");
+    char *at = strstr(msg, prefix);
+    if (!at) return;
+    char *rest = at + strlen(prefix);
+    if (strncmp(rest, "/allOf/0", 8) == 0) rest += 8;
+    const char *root = *rest == '/' ? "" : "/";
+    memmove(at + 4 + strlen(root), rest, strlen(rest) + 1);
+    memcpy(at + 4, root, strlen(root));
+}
+
 // The combined grammar failed: finds the tools whose own call the engine
 // refuses. A strict one is the client's error (400 naming its parameters);
 // a non-strict one is marked loose and logged. Returns the number marked,
@@ -218,6 +234,7 @@ static int find_refused(gc_cache *gc, const api_request *q, chat_family f, int w
             gm_grammar_unref(g);
             continue;
         }
+        params_pointer(err.msg, f);
         if (q->tools[i].strict) {
             char param[96];
             snprintf(param, sizeof param, "tools[%d].function.parameters", i);

@@ -348,7 +348,13 @@ const UNIQUE = { type: 'object', properties: { tags: { type: 'array', items: { e
 
 await step('a strict schema the engine refuses is a 400', async () => {
     await bad({ tools: [TOOLS[0], fn('tag', UNIQUE, { strict: true })], tool_choice: 'required' },
-              'tools[1].function.parameters', 'uniqueItems', 'strict uniqueItems');
+              'tools[1].function.parameters', 'uniqueItems at /properties/tags:', 'strict uniqueItems');
+    // Parameters without "type": "object" (held to an object by the call's
+    // schema): the pointer still names their own path.
+    const { type, ...untyped } = UNIQUE;
+    void type;
+    await bad({ tools: [fn('tag', untyped, { strict: true })], tool_choice: 'auto' },
+              'tools[0].function.parameters', 'uniqueItems at /properties/tags:', 'untyped strict uniqueItems');
 });
 
 await step('a non-strict one falls back to any object', async () => {
