@@ -538,6 +538,22 @@ static void scripted_hermes(fam *f) {
 #define LCALL "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"when\": {\"day\": 3}}}"
 
 static void scripted_llama(fam *f) {
+    // Llama 3.1's <|python_tag|> is 128010, <|reserved_special_token_5|> in
+    // these Llama 3 files: named so, a call after it is held to its grammar
+    CHECK(f->e->python_tag < 0, "the npm Llama 3 files have a <|python_tag|>");
+    f->e->python_tag = 128010;
+    const char *tag = "<|reserved_special_token_5|>";
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s%s", tag, LCALL);
+    script(f, SRV_TOOLS_AUTO, 0, 0, buf, 1, "llama auto: a call after <|python_tag|>");
+    snprintf(buf, sizeof buf, "%s{\"name\": \"get_time\", \"parameters\": {}}", tag);
+    script(f, SRV_TOOLS_AUTO, 0, 0, buf, 0, "llama auto: an unconstrained call after <|python_tag|>");
+    snprintf(buf, sizeof buf, "%s%s", tag, LCALL);
+    script(f, SRV_TOOLS_BAN, 0, 0, buf, 0, "llama ban: a call after <|python_tag|>");
+    snprintf(buf, sizeof buf, "%s%s%s%s", tag, tag, tag, LCALL);
+    script(f, SRV_TOOLS_AUTO, 0, 0, buf, 0, "llama auto: <|python_tag|> past SRV_CALL_WS");
+    f->e->python_tag = -1;
+
     script(f, SRV_TOOLS_REQUIRED, 0, 0, LCALL, 1, "llama required call");
     script(f, SRV_TOOLS_AUTO, 0, 0, LCALL, 1, "llama auto call");
     script(f, SRV_TOOLS_AUTO, 0, 0, "It is sunny in Paris {today}.", 1, "llama auto text");
