@@ -1,6 +1,7 @@
 // completion: generation jobs, from the parsed body to the SSE stream or
 // the final JSON. See completion.h.
 #include "completion.h"
+#include "completion_tools.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 #include "gcache.h"
 #include "log.h"
+#include "logprobs.h"
 #include "registry.h"
 #include "reply.h"
 #include "util.h"
@@ -39,16 +41,18 @@ enum { JOB_TOKENIZING, JOB_GENERATING, JOB_DONE };
 
 typedef struct choice {
     int index;
+    job *job;
     tok_stream *ts;
     util_buf text;             // non-streamed: the text so far
     util_buf held;             // text held back: it may be the start of a stop string
-    api_token_logprob *lps;    // non-streamed logprobs (strings owned)
-    int n_lps, cap_lps;
+    lp_list lps;               // non-streamed logprobs
     int tokens;                // tokens received
     int completion_tokens;
     const char *finish;        // decided finish_reason (a stop string matched), else NULL
     int cut;                   // a stop string matched: later tokens are ignored
-    int done, error;
+    int done, error;           // error: the answer is a 500 (later tokens are ignored)
+    ct_reply *reply;           // chat with tools or Qwen3: the reply parser, else NULL
+    api_token_logprob *lp;     // streamed with a parser: the logprob waiting for a chunk
 } choice;
 
 typedef struct job_gen {
@@ -78,6 +82,8 @@ struct job {
     int n_choices, n_done;
     int64_t prompt_tokens;
     gm_grammar *grammar;       // response_format's (a held reference), NULL = free text
+    gm_grammar *call_grammar;  // the tools' (a held reference), NULL = no call may be made
+    char tool_err[256];        // a reply parser's error (the 500's message), "" = none
     api_error err;
     int failed;                // err holds the answer
     int closed;                // the client is gone
@@ -86,13 +92,6 @@ struct job {
     int replied;
     int status;                // for the log
 };
-
-// The strings and arrays of one logprob entry (owned, shown const).
-static void free_logprob(api_token_logprob *lp) {
-    util_free_const(lp->token);
-    for (int t = 0; t < lp->n_top; t++) util_free_const(lp->top[t].token);
-    util_free_const(lp->top);
-}
 
 static void job_free(job *j) {
     completion *s = j->s;
@@ -110,12 +109,13 @@ static void job_free(job *j) {
         tok_stream_free(c->ts);
         free(c->text.p);
         free(c->held.p);
-        for (int k = 0; k < c->n_lps; k++) free_logprob(&c->lps[k]);
-        free(c->lps);
+        lp_list_free(&c->lps);
+        ct_reply_free(c->reply);
     }
     free(j->choices);
     if (j->adapter) reg_entry_unref(j->adapter);
     if (j->grammar) gm_grammar_unref(j->grammar); // every choice has finished: the engine is done with it
+    if (j->call_grammar) gm_grammar_unref(j->call_grammar);
     api_request_free(&j->req);
     free(j);
 }
@@ -139,43 +139,65 @@ static void job_reply_error(job *j) {
 
 // ---- jobs: the stream of text ---------------------------------------------------------
 
-// The decoded text of one token id (a new string; U+FFFD for a partial character).
-static char *token_text(const completion_env *s, int32_t id, size_t *len) {
-    char *t = tok_decode(s->tok, &id, 1, 0, len);
-    if (!t) {
-        *len = 0;
-        return strdup("");
-    }
-    return t;
-}
-
-// Builds the logprob entry of a sampled token (strings owned by the entry).
-static int make_logprob(const completion_env *s, const sampler_result *r, api_token_logprob *out) {
-    memset(out, 0, sizeof *out);
-    out->token = token_text(s, r->token, &out->len);
-    out->logprob = r->logprob;
-    if (r->n_top > 0) {
-        api_top_logprob *top = calloc((size_t)r->n_top, sizeof *top);
-        if (!top) return -1;
-        for (int k = 0; k < r->n_top; k++) {
-            top[k].token = token_text(s, r->top[k].token, &top[k].len);
-            top[k].logprob = r->top[k].logprob;
-        }
-        out->top = top;
-        out->n_top = r->n_top;
-    }
-    return out->token ? 0 : -1;
-}
-
 // Sends one SSE event with a built JSON text.
 static void sse_send(job *j, char *json) {
     if (json) http_res_sse_data(j->res, json, strlen(json));
     free(json);
 }
 
+static void job_cancel_choice(job *j, int ci);
+
+// A streamed delta of a reply parser (ct_send_fn), with the logprob of
+// the token whose text made it, if it is the first chunk of that text.
+static void choice_send_delta(void *ud, const api_delta *d) {
+    choice *c = ud;
+    job *j = c->job;
+    const api_request *q = &j->req;
+    api_token_logprob *lp = c->lp;
+    c->lp = NULL;
+    if (j->streaming)
+        sse_send(j, api_chat_delta_json(j->id, j->created, q->model, c->index, d, NULL, lp, lp ? 1 : 0,
+                                        q->include_usage));
+    if (lp) lp_free(lp);
+}
+
+// The reply parser failed (a call it had begun went bad: with the call
+// grammar on, an engine bug): the choice ends in a 500, or the stream's
+// error event, and its generation stops.
+static void choice_tool_error(job *j, choice *c) {
+    const char *msg = ct_reply_error(c->reply);
+    log_line("error", "completion", "tool call unreadable request=%s choice=%d: %s", j->id, c->index, msg);
+    if (!j->tool_err[0]) snprintf(j->tool_err, sizeof j->tool_err, "%s", msg);
+    c->error = 1;
+    if (!c->done) job_cancel_choice(j, (int)(c - j->choices));
+}
+
+// Text through the reply parser: its events become deltas (streamed) or
+// the answer's parts. A streamed token whose text made no chunk (held
+// back, or a tag) still sends its logprob, with an empty delta.
+static void choice_parse(job *j, choice *c, const char *p, size_t n, api_token_logprob *lp) {
+    if (!j->streaming) {
+        if (lp && lp_list_push(&c->lps, lp) != 0) c->error = 1;
+    } else {
+        c->lp = lp;
+    }
+    if (n && ct_reply_feed(c->reply, p, n) != 0) choice_tool_error(j, c);
+    if (c->lp && !c->error) {
+        api_delta none = {.call_index = -1};
+        choice_send_delta(c, &none);
+    } else if (c->lp) {
+        lp_free(c->lp);
+        c->lp = NULL;
+    }
+}
+
 // Text (and the logprob of the token that produced it) ready for the client.
 static void choice_emit(job *j, choice *c, const char *p, size_t n, api_token_logprob *lp) {
     const api_request *q = &j->req;
+    if (c->reply) {
+        choice_parse(j, c, p, n, lp);
+        return;
+    }
     if (j->streaming) {
         if (n == 0 && !lp) return;
         char *json = q->kind == API_CHAT
@@ -184,28 +206,13 @@ static void choice_emit(job *j, choice *c, const char *p, size_t n, api_token_lo
                          : api_completion_chunk_json(j->id, j->created, q->model, c->index, p, n, NULL, lp,
                                                      lp ? 1 : 0, q->include_usage);
         sse_send(j, json);
-        if (lp) free_logprob(lp);
+        if (lp) lp_free(lp);
         return;
     }
     util_buf_put(&c->text, p, n);
     if (c->text.oom) c->error = 1;
-    if (lp) {
-        if (c->n_lps == c->cap_lps) {
-            int cap = c->cap_lps ? c->cap_lps * 2 : 64;
-            api_token_logprob *t = realloc(c->lps, (size_t)cap * sizeof *t);
-            if (!t) {
-                free_logprob(lp);
-                c->error = 1;
-                return;
-            }
-            c->lps = t;
-            c->cap_lps = cap;
-        }
-        c->lps[c->n_lps++] = *lp;
-    }
+    if (lp && lp_list_push(&c->lps, lp) != 0) c->error = 1;
 }
-
-static void job_cancel_choice(job *j, int ci);
 
 // Passes new text through the stop strings: text that might be the start
 // of a stop string is held back; a complete one ends the choice there
@@ -215,7 +222,7 @@ static void choice_text(job *j, choice *c, const char *p, size_t n, api_token_lo
     util_buf_put(h, p, n);
     if (h->oom) {
         c->error = 1;
-        if (lp) free_logprob(lp);
+        if (lp) lp_free(lp);
         return;
     }
     const api_request *q = &j->req;
@@ -259,6 +266,15 @@ static const char *finish_name(srv_finish r) {
     return r == SRV_FINISH_LENGTH ? "length" : "stop";
 }
 
+// The answer to a choice that failed: the engine, or a tool call the
+// reply parser could not read.
+static void job_error_500(const job *j, api_error *e) {
+    if (j->tool_err[0])
+        api_err_set(e, 500, "server_error", NULL, NULL, "the model's tool call could not be read: %s", j->tool_err);
+    else
+        api_err_set(e, 500, "server_error", NULL, NULL, "the generation engine failed on this request");
+}
+
 static void job_respond(job *j) {
     const api_request *q = &j->req;
     api_usage usage = {.prompt_tokens = j->prompt_tokens};
@@ -270,7 +286,7 @@ static void job_respond(job *j) {
     if (j->streaming) {
         if (error) {
             api_error e;
-            api_err_set(&e, 500, "server_error", NULL, NULL, "the generation engine failed on this request");
+            job_error_500(j, &e);
             sse_send(j, api_error_json(&e));
         } else if (q->include_usage) {
             sse_send(j, q->kind == API_CHAT ? api_chat_usage_chunk_json(j->id, j->created, q->model, &usage)
@@ -283,7 +299,7 @@ static void job_respond(job *j) {
         return;
     }
     if (error) {
-        api_err_set(&j->err, 500, "server_error", NULL, NULL, "the generation engine failed on this request");
+        job_error_500(j, &j->err);
         job_reply_error(j);
         return;
     }
@@ -296,10 +312,17 @@ static void job_respond(job *j) {
     for (int i = 0; i < j->n_choices; i++) {
         choice *c = &j->choices[i];
         ch[i] = (api_choice){.index = c->index, .text = c->text.p ? c->text.p : "", .len = c->text.len,
-                             .finish_reason = c->finish, .logprobs = q->logprobs ? c->lps : NULL,
-                             .n_logprobs = c->n_lps};
+                             .finish_reason = c->finish, .logprobs = q->logprobs ? c->lps.v : NULL,
+                             .n_logprobs = c->lps.n};
         static const api_token_logprob none;
-        if (q->logprobs && !c->lps) ch[i].logprobs = &none; // an empty list, not null
+        if (q->logprobs && !c->lps.v) ch[i].logprobs = &none; // an empty list, not null
+        if (c->reply && ct_reply_choice(c->reply, &ch[i]) != 0) error = 1;
+    }
+    if (error) {
+        free(ch);
+        api_err_set(&j->err, 500, "server_error", NULL, NULL, "out of memory");
+        job_reply_error(j);
+        return;
     }
     char *json = q->kind == API_CHAT ? api_chat_completion_json(j->id, j->created, q->model, ch, j->n_choices, &usage)
                                      : api_text_completion_json(j->id, j->created, q->model, ch, j->n_choices, &usage);
@@ -324,19 +347,19 @@ static void job_maybe_done(job *j) {
 // ---- jobs: the engine's sink ----------------------------------------------------
 
 static void choice_token(job *j, job_gen *g, choice *c, const sampler_result *r) {
-    if (c->done || c->cut || j->closed || c->tokens >= g->r.max_tokens) return;
+    if (c->done || c->cut || c->error || j->closed || c->tokens >= g->r.max_tokens) return;
     if (r->finish == SAMPLER_FINISH_STOP) return; // EOS: counted by on_finish, never shown
     c->tokens++;
     api_token_logprob lp, *lpp = NULL;
     if (j->req.logprobs) {
-        if (make_logprob(&j->s->env, r, &lp) == 0) lpp = &lp;
-        else free_logprob(&lp);
+        if (lp_make(j->s->env.tok, r, &lp) == 0) lpp = &lp;
+        else lp_free(&lp);
     }
     size_t n = 0;
     const char *text = tok_stream_push(c->ts, r->token, &n);
     if (!text) {
         c->error = 1;
-        if (lpp) free_logprob(lpp);
+        if (lpp) lp_free(lpp);
         return;
     }
     choice_text(j, c, text, n, lpp);
@@ -375,7 +398,22 @@ static void sink_finish(void *ctx, int index, srv_finish reason, int completion_
             choice_emit(j, c, c->held.p, c->held.len, NULL);
             c->held.len = 0;
         }
+        if (c->reply && !c->error && ct_reply_finish(c->reply) != 0) {
+            // A call cut short by max_tokens or a stop string is the
+            // request's limit, not a fault: the finished calls stand.
+            if (c->cut || reason == SRV_FINISH_LENGTH)
+                log_line("info", "completion", "tool call cut short request=%s choice=%d: %s", j->id, c->index,
+                         ct_reply_error(c->reply));
+            else
+                choice_tool_error(j, c);
+        }
+    }
+    if (!j->closed && !c->error) {
         if (!c->finish) c->finish = finish_name(reason);
+        // A reply that made calls and was not cut by max_tokens asks the
+        // client to run them (OpenAI's "tool_calls"; a stop string counts
+        // as stopping).
+        if (c->reply && ct_reply_calls(c->reply) > 0 && strcmp(c->finish, "length") != 0) c->finish = "tool_calls";
         if (j->streaming) {
             const api_request *q = &j->req;
             sse_send(j, q->kind == API_CHAT ? api_chat_chunk_json(j->id, j->created, q->model, c->index, 0, NULL, 0,
@@ -414,11 +452,16 @@ static void job_on_close(http_res *res, void *ud) {
 
 // ---- jobs: tokenizing (thread pool) ------------------------------------------------
 
-// The response_format grammar (compiled or cached; gcache.h). A schema
-// the engine refuses is the client's error: 400 naming the schema.
+// The response_format grammar and the tools' call grammar (compiled or
+// cached; gcache.h). A schema the engine refuses is the client's error:
+// 400 naming the schema.
 static int job_compile(job *j) {
     const api_request *q = &j->req;
     err_t err = {{0}};
+    if (ct_compile(j->s->gc, q, j->s->env.family, COMPLETION_WS_MAX, j->id, &j->call_grammar, &j->err) != 0) {
+        j->failed = 1;
+        return -1;
+    }
     if (!q->schema) return 0;
     j->grammar = gc_get(j->s->gc, q->schema, &err);
     if (j->grammar) return 0;
@@ -445,15 +488,9 @@ static void job_tokenize(uv_work_t *w) {
         size_t n = 0;
         int32_t *ids = NULL;
         if (q->kind == API_CHAT) {
-            chat_msg *msgs = calloc((size_t)q->n_messages, sizeof *msgs);
-            if (!msgs) goto oom;
-            for (int m = 0; m < q->n_messages; m++)
-                msgs[m] = (chat_msg){api_role_name(q->messages[m].role), q->messages[m].content, NULL};
             chat_opts opts = {.add_generation_prompt = 1, .enable_thinking = q->enable_thinking, .bos_token = s->bos};
-            chat_prompt *prompt = chat_render_segments(s->family, msgs, q->n_messages, &opts, &err);
-            free(msgs);
+            chat_prompt *prompt = ct_render(q, s->family, &opts, &j->err);
             if (!prompt) {
-                api_err_invalid(&j->err, "messages", "%s", err.msg);
                 j->failed = 1;
                 return;
             }
@@ -595,6 +632,7 @@ static void job_tokenized(uv_work_t *w, int status) {
                                  .max_tokens = (int)mt, .n = j->req.n,
                                  .grammar = j->grammar, .think_end = think_end(j),
                                  .sink = {.ctx = g, .on_token = sink_token, .on_finish = sink_finish}};
+            ct_constrain(&g->r, &j->req, s->env.family, s->env.tok, j->call_grammar);
         }
         if (!j->failed) job_generate(j); // fills each request's sampling and submits
     }
@@ -653,6 +691,7 @@ void completion_handle(completion *s, const http_req *q, http_res *res, const tn
         rc = api_err_invalid(&j->err, "messages",
                              "This model has no supported chat template: use /v1/completions, or start the server "
                              "with --chat-template NAME.");
+    if (rc == 0 && kind == API_CHAT) rc = ct_check(&j->req, s->env.family, s->env.tok, &j->err);
     if (rc == 0) rc = check_prompt_ids(&s->env, &j->req, &j->err);
     if (rc != 0) {
         j->state = JOB_DONE;
@@ -673,9 +712,15 @@ void completion_handle(completion *s, const http_req *q, http_res *res, const tn
         j->gens[i].job = j;
         j->gens[i].first = i * j->req.n;
     }
+    int parses = ct_parses(&j->req, s->env.family);
     for (int i = 0; ok && i < j->n_choices; i++) {
-        j->choices[i].index = i;
-        ok = (j->choices[i].ts = tok_stream_new(s->env.tok, 1)) != NULL;
+        choice *c = &j->choices[i];
+        c->index = i;
+        c->job = j;
+        ok = (c->ts = tok_stream_new(s->env.tok, 1)) != NULL;
+        if (ok && parses)
+            ok = (c->reply = ct_reply_new(&j->req, s->env.family, util_rng_next(&s->rng),
+                                          j->req.stream ? choice_send_delta : NULL, c)) != NULL;
     }
     if (!ok) {
         j->n_choices = j->choices ? j->n_choices : 0;

@@ -20,6 +20,18 @@
 // reference to its adapter's registry entry until it is freed, so it
 // finishes on the version it was resolved to.
 //
+// Tools (completion_tools.h): tools on a chat template without a tool
+// format are a 400 "tools" before the job is queued; the prompt renders
+// the tools and the history's calls; one call's grammar is compiled like
+// response_format's (a strict tool's refused schema: 400
+// "tools[i].function.parameters"), held like it, and handed to the engine
+// with the tool-call constraint. Each choice's text, after the stop
+// strings, goes through a reply parser into content, reasoning_content and
+// tool_calls (finish_reason "tool_calls" when calls completed and the
+// model stopped), streamed as OpenAI's deltas; Qwen3 chat replies always
+// do, so that reasoning lands in reasoning_content. A call the parser had
+// begun that then breaks is a 500 (the stream's error event).
+//
 // Owns the jobs in flight and the request-id and seed generator; borrows
 // everything in completion_env and the engine. Threading: the loop thread
 // only, except the tokenizing, which runs on the libuv thread pool and reads
