@@ -22,8 +22,14 @@
 
 // ---- one sequence's constraint -----------------------------------------------------
 //
-// Each choice walks its own phases (sched_int.h), after a reasoning block
-// when think_end >= 0 (THINK, then as below with up to SRV_THINK_WS blanks):
+// Each choice walks its own phases (sched_int.h). When think_end >= 0 the
+// reply may open with a reasoning block: its first token may also be
+// think_open, which leads to THINK (free until think_end, then as below
+// with up to SRV_THINK_WS blanks); any other first token starts the
+// constraint at once. (A reasoning model does not always reason: a Qwen3
+// adapter trained on the template's renderings, which give an assistant
+// turn before a tool result no think block, opens a call straight away,
+// and that call must be held to its grammar.)
 //
 //   response_format  WS -> ON, a stop id once the value is complete
 //   Hermes AUTO      FREE -call_open-> WS -> ON -complete-> [CLOSE] -call_close-> FREE
@@ -125,6 +131,7 @@ static void seq_mask(sched *e, seq *s) {
     if (s->gphase == SEQ_G_WS || s->gphase == SEQ_G_ON) mask_value(e, s, b);
     else if (s->gphase == SEQ_G_FIRST) mask_first(e, s, b);
     else mask_tags(e, s, b);
+    if (s->think_first && e->think_open >= 0) set_bit(b, e->think_open, 1);
     size_t n = 0;
     for (size_t w = 0; w < e->mask_words; w++) n += (size_t)__builtin_popcount(b[w]);
     s->n_allowed = n;
@@ -238,8 +245,8 @@ int sched_grammar_seq_open(sched *e, seq *s, err_t *err) {
         sched_grammar_seq_close(s);
         return err_set(err, "out of memory");
     }
-    if (r->think_end >= 0) enter(e, s, SEQ_G_THINK, 0);
-    else enter_start(e, s, 0);
+    s->think_first = r->think_end >= 0 && e->think_open >= 0;
+    enter_start(e, s, 0);
     pthread_mutex_lock(&e->mu);
     if (tools == SRV_TOOLS_OFF) e->st.grammar_sequences++;
     else e->st.tool_sequences++;
@@ -330,6 +337,10 @@ static int took_in_phase(sched *e, seq *s, int32_t id) {
 
 int sched_grammar_took(sched *e, seq *s, const sampler_result *res) {
     if (!s->gphase || res->finish == SAMPLER_FINISH_STOP) return 0;
+    if (s->think_first) {
+        s->think_first = 0;
+        if (res->token == e->think_open) return enter(e, s, SEQ_G_THINK, 0), 0;
+    }
     return took_in_phase(e, s, res->token);
 }
 
@@ -373,6 +384,7 @@ static void find_tokens(sched *e, const tok *t) {
 int sched_grammar_init(sched *e, const tok *t, err_t *err) {
     e->gtok = t;
     e->python_tag = t ? tok_token_id(t, "<|python_tag|>") : -1;
+    e->think_open = t ? tok_token_id(t, "<think>") : -1;
     int n = t ? tok_vocab_size(t) : 0;
     if (n < e->V) n = e->V;
     e->mask_words = ((size_t)n + 31) / 32;

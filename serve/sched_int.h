@@ -70,6 +70,8 @@ typedef struct seq {
     int n_calls;        // tools: calls opened so far
     int gphase;         // SEQ_G_*: where the sequence is in its constraint; 0 = unconstrained
     int ws_left;        // WS, FIRST, OPEN, CLOSE (and ON just before CLOSE): whitespace tokens still allowed
+    int think_first;    // think_end >= 0 and nothing generated yet: the first token may open a
+                        // reasoning block (think_open) instead of starting the constraint
     uint32_t *allowed;  // (mask_words) this step's allowed tokens; NULL when unconstrained
     size_t n_allowed;   // bits set in allowed
     struct seq *next;   // inbox / waiting list
@@ -152,6 +154,7 @@ struct sched {
     uint32_t *ws_bits;         // tokens made of whitespace only (after a reasoning block, around calls)
     uint32_t *brace_bits;      // tokens whose bytes start with '{' after any blanks (Llama 3.1 calls)
     int32_t python_tag;        // Llama 3.1's <|python_tag|>, -1 if none: toolcall.h reads a call after it
+    int32_t think_open;        // Qwen3's <think>, -1 if none: the token that opens a reasoning block
     pthread_t *mthreads;
     int n_mthreads;
     pthread_mutex_t mmu;       // the step's mask jobs

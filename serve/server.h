@@ -118,8 +118,11 @@ typedef struct srv_request {
     gm_grammar *grammar;
     // With a grammar: -1, the constraint holds from the first token; else
     // the id of the token that closes a reasoning block (Qwen3's </think>):
-    // tokens up to it are free, then up to SRV_THINK_WS whitespace-only
-    // tokens (the template's "\n\n"), then the grammar.
+    // the reply may open with one (its first token is then the
+    // tokenizer's <think>): tokens up to think_end are free, then up to
+    // SRV_THINK_WS whitespace-only tokens (the template's "\n\n"), then
+    // the grammar. A reply whose first token is not <think> is held to
+    // the grammar from that token.
     int32_t think_end;
     // Tool calls (sched_grammar.c; exclusive with grammar). call_grammar
     // is one call's JSON object (borrowed like grammar): Hermes
