@@ -165,19 +165,29 @@ await step('mixed batch', async () => {
 // ---- Qwen3's think block ---------------------------------------------------------------------
 
 await step('think block first, then the value', async () => {
-    // With thinking on, the model may write anything up to </think>; the
-    // bias makes it close the block at once (after it, the mask never
-    // allows </think> again, a special token), then the value is JSON.
+    // With thinking on, the reply may open with <think> and write anything
+    // up to </think>; the biases make it open the block (the first mask is
+    // the grammar's tokens plus <think>: </think> is not among them) and
+    // close it at once, then the value is JSON, and the reasoning parser
+    // takes the block out of the content.
+    const open = idOf('<think>'), think = idOf('</think>');
+    check(Number.isInteger(open) && Number.isInteger(think), 'the tokenizer has <think> and </think>');
+    const r = await api.chat.completions.create({ model: 'tiny', messages: MSG, max_tokens: MAX, temperature: 1, seed: 21,
+                                                  logit_bias: { [open]: 50, [think]: 100 }, response_format: rf('tag', tagSchema) });
+    const m = r.choices[0].message;
+    check(!m.reasoning_content || m.reasoning_content.trim() === '', `an empty block: ${JSON.stringify(m.reasoning_content)}`);
+    validChoice(r.choices[0], m.content, tagSchema, 'after </think>');
+});
+
+await step('no think block: the value from the first token', async () => {
+    // The same bias on </think> alone: the first token is not <think>, so
+    // the grammar holds from it and </think> is never allowed.
     const think = idOf('</think>');
-    check(Number.isInteger(think), 'the tokenizer has </think>');
     const r = await api.chat.completions.create({ model: 'tiny', messages: MSG, max_tokens: MAX, temperature: 1, seed: 21,
                                                   logit_bias: { [think]: 100 }, response_format: rf('tag', tagSchema) });
-    // The reply never opened the block with <think>, so the reasoning
-    // parser (which reads a leading block only) leaves the bare </think>
-    // in the content: the value is what follows it.
     const content = r.choices[0].message.content;
-    check(content.startsWith('</think>'), `the block closed first: ${JSON.stringify(content)}`);
-    validChoice(r.choices[0], content.slice('</think>'.length), tagSchema, 'after </think>');
+    check(!content.includes('think>'), `no think tag: ${JSON.stringify(content)}`);
+    validChoice(r.choices[0], content, tagSchema, 'no block');
 });
 
 // ---- errors ------------------------------------------------------------------------------------
