@@ -325,7 +325,7 @@ static void test_bad_lines(void) {
     CHECK(has_bad(&rep, 10, "messages[0].content: expected a string or an array of text parts, got 42"));
     CHECK(has_bad(&rep, 11, "messages[1].weight: bad weight 0.5"));
     CHECK(has_bad(&rep, 12, "format alpaca, but the file is openai-chat"));
-    CHECK(has_bad(&rep, 14, "tool calls are not supported"));
+    CHECK(has_bad(&rep, 14, "messages[1].tool_calls[0].function: expected an object"));
     CHECK(has_bad(&rep, 16, "invalid UTF-8 at column 47"));
     static const int good_lines[] = {1, 13, 15};
     for (int i = 0; ds && i < 3; i++) CHECK(data_get(ds, i)->line == good_lines[i]);
@@ -407,7 +407,7 @@ static void test_bad_lines(void) {
     path = tmpfile_with(sg, sizeof sg - 1);
     ds = data_load(path, &o, &rep, &e);
     CHECK(!ds && strstr(e.msg, "no usable examples") && rep.bad == 5 && rep.format == DATA_FMT_NONE, "%s", e.msg);
-    CHECK(has_bad(&rep, 1, "conversations[0].from: unknown role \"observation\""));
+    CHECK(has_bad(&rep, 1, "conversations[0]: an observation that answers no earlier function_call"));
     CHECK(has_bad(&rep, 2, "conversations[1].value: expected a string, got 5"));
     CHECK(has_bad(&rep, 3, "conversations[1].value: empty content"));
     CHECK(has_bad(&rep, 4, "no assistant message"));

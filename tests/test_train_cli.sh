@@ -56,7 +56,7 @@ for p in "lines: 16 (1 blank, skipped)" "examples: 3 ok, 12 bad" "bad lines:" \
          "    line 9: messages[0].content: empty content" "    line 10: messages[0].content: expected a string" \
          "    line 11: messages[1].weight: bad weight 0.5 (expected 0 or 1)" \
          "    line 12: format alpaca, but the file is openai-chat (set by line 1)" \
-         "    line 14: messages[1].tool_calls: tool calls are not supported" "    line 16: invalid UTF-8 at column 47" \
+         "    line 14: messages[1].tool_calls[0].function: expected an object" "    line 16: invalid UTF-8 at column 47" \
          "examples: 3 train, 0 validation" "dry run: nothing trained"; do
     expect mixed "$p" "$tmp/mixed.out"
 done

@@ -4,6 +4,7 @@
 // read the line, check its bytes, parse it into messages, render them with
 // the chat template into segments, tokenize markup and content apart.
 #include "data.h"
+#include "data_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,11 +18,7 @@
 #include "utf8.h"
 #include "util.h"
 
-// What a step that reads one line returns besides 0 (the line is good).
-enum { TD_BLANK = 1, TD_BAD = -1, TD_OOM = -2 };
-
-// A bad line's reason: sets why, returns TD_BAD.
-__attribute__((format(printf, 2, 3))) static int bad(err_t *why, const char *fmt, ...) {
+int td_bad(err_t *why, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     if (why) vsnprintf(why->msg, sizeof why->msg, fmt, ap);
@@ -44,8 +41,7 @@ struct data_set {
     data_format format;
 };
 
-// Grows *p (an array of *cap elements of size elem) to hold need elements.
-static int grow(void **p, int *cap, int need, size_t elem) {
+int td_grow(void **p, int *cap, int need, size_t elem) {
     if (need <= *cap) return 0;
     int c = *cap ? *cap : 16;
     while (c < need) c = c > INT32_MAX / 2 ? need : c * 2;
@@ -121,14 +117,14 @@ static int rd_line(td_reader *r, size_t max, int *too_long) {
 // strings, and it stops at a NUL byte as if the line ended there. Those are
 // refused here, and so is the escape \u0000, which cJSON would decode into a
 // NUL that silently cuts the C string short.
-static int json_prescan(const char *s, size_t n, err_t *why) {
+int td_json_prescan(const char *s, size_t n, err_t *why) {
     int in_str = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (in_str) {
             if (c == '\\') {
                 if (i + 5 < n && memcmp(s + i + 1, "u0000", 5) == 0)
-                    return bad(why, "invalid JSON: \\u0000 (NUL) in a string at column %zu", i + 1);
+                    return td_bad(why, "invalid JSON: \\u0000 (NUL) in a string at column %zu", i + 1);
                 i++;
             } else if (c == '"') {
                 in_str = 0;
@@ -153,7 +149,7 @@ static int is_blank(const char *s, size_t n) {
 
 // A string from the data, quoted for a one-line message: at most about 32
 // bytes, cut at a character boundary, control characters escaped.
-static const char *clip(const char *s, char *buf, size_t n) {
+const char *td_clip(const char *s, char *buf, size_t n) {
     size_t w = 0, i = 0;
     buf[w++] = '"';
     while (s[i] && w + 8 < n && i < 32) {
@@ -169,48 +165,41 @@ static const char *clip(const char *s, char *buf, size_t n) {
 
 // A short description of a JSON value for messages: its type, or the value
 // itself for numbers and strings.
-static const char *json_desc(const cJSON *v, char *buf, size_t n) {
+const char *td_desc(const cJSON *v, char *buf, size_t n) {
     if (!v) return "nothing";
     if (cJSON_IsNull(v)) return "null";
     if (cJSON_IsBool(v)) return cJSON_IsTrue(v) ? "true" : "false";
     if (cJSON_IsNumber(v)) return snprintf(buf, n, "%g", v->valuedouble), buf;
-    if (cJSON_IsString(v)) return clip(v->valuestring, buf, n);
+    if (cJSON_IsString(v)) return td_clip(v->valuestring, buf, n);
     if (cJSON_IsArray(v)) return "an array";
     return "an object";
 }
 
-static const cJSON *get(const cJSON *obj, const char *key) {
+const cJSON *td_get(const cJSON *obj, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(obj, key);
 }
 
 // ---------------------------------------------------------------------------
 // Lines to conversations
 
-// The messages of one line. Strings are borrowed from the cJSON tree or
-// owned (those built here: joined parts, Alpaca's user turn).
-typedef struct conv {
-    chat_msg *msgs;
-    int *weights;
-    int n, cap_msgs, cap_weights;
-    char **owned;
-    int n_owned, cap_owned;
-} conv;
-
-static void conv_reset(conv *c) {
+static void td_conv_reset(td_conv *c) {
     for (int i = 0; i < c->n_owned; i++) free(c->owned[i]);
     c->n = c->n_owned = 0;
+    td_tools_reset(&c->tools);
 }
 
-static void conv_free(conv *c) {
-    conv_reset(c);
+static void td_conv_free(td_conv *c) {
+    td_conv_reset(c);
     free(c->msgs);
     free(c->weights);
     free(c->owned);
+    free(c->tools.defs);
+    free(c->tools.calls);
 }
 
-static int conv_add(conv *c, const char *role, const char *content, int weight) {
-    if (grow((void **)&c->msgs, &c->cap_msgs, c->n + 1, sizeof *c->msgs) ||
-        grow((void **)&c->weights, &c->cap_weights, c->n + 1, sizeof *c->weights))
+int td_conv_add(td_conv *c, const char *role, const char *content, int weight) {
+    if (td_grow((void **)&c->msgs, &c->cap_msgs, c->n + 1, sizeof *c->msgs) ||
+        td_grow((void **)&c->weights, &c->cap_weights, c->n + 1, sizeof *c->weights))
         return TD_OOM;
     c->msgs[c->n] = (chat_msg){.role = role, .content = content, .reasoning = NULL};
     c->weights[c->n++] = weight;
@@ -218,8 +207,8 @@ static int conv_add(conv *c, const char *role, const char *content, int weight) 
 }
 
 // Takes ownership of s (freed with the conversation); NULL on out of memory.
-static char *conv_own(conv *c, char *s) {
-    if (!s || grow((void **)&c->owned, &c->cap_owned, c->n_owned + 1, sizeof *c->owned)) {
+static char *td_conv_own(td_conv *c, char *s) {
+    if (!s || td_grow((void **)&c->owned, &c->cap_owned, c->n_owned + 1, sizeof *c->owned)) {
         free(s);
         return NULL;
     }
@@ -227,59 +216,59 @@ static char *conv_own(conv *c, char *s) {
 }
 
 // a + sep + b as a new string owned by c.
-static char *conv_join(conv *c, const char *a, const char *sep, const char *b) {
+static char *td_conv_join(td_conv *c, const char *a, const char *sep, const char *b) {
     size_t la = strlen(a), ls = strlen(sep), lb = strlen(b);
     char *s = malloc(la + ls + lb + 1);
     if (s) memcpy(s, a, la), memcpy(s + la, sep, ls), memcpy(s + la + ls, b, lb + 1);
-    return conv_own(c, s);
+    return td_conv_own(c, s);
 }
 
 // A message's text: a non-empty string, or (OpenAI) an array of
 // {"type": "text", "text": ...} parts joined with "\n".
-static int read_content(conv *c, const cJSON *v, const char *path, const char **out, err_t *why) {
+int td_read_content(td_conv *c, const cJSON *v, const char *path, const char **out, err_t *why) {
     char d[48];
     if (!v) return err_set(why, "%s: missing", path);
     if (cJSON_IsString(v)) {
-        if (!*v->valuestring) return bad(why, "%s: empty content", path);
+        if (!*v->valuestring) return td_bad(why, "%s: empty content", path);
         *out = v->valuestring;
         return 0;
     }
     if (!cJSON_IsArray(v))
-        return bad(why, "%s: expected a string or an array of text parts, got %s", path,
-                   json_desc(v, d, sizeof d));
+        return td_bad(why, "%s: expected a string or an array of text parts, got %s", path,
+                   td_desc(v, d, sizeof d));
     const char *text = "";
     int j = 0;
     for (const cJSON *p = v->child; p; p = p->next, j++) {
-        const cJSON *type = get(p, "type"), *t = get(p, "text");
+        const cJSON *type = td_get(p, "type"), *t = td_get(p, "text");
         if (!cJSON_IsObject(p) || !cJSON_IsString(type))
-            return bad(why, "%s[%d]: expected {\"type\": \"text\", \"text\": \"...\"}, got %s", path, j,
-                       json_desc(p, d, sizeof d));
+            return td_bad(why, "%s[%d]: expected {\"type\": \"text\", \"text\": \"...\"}, got %s", path, j,
+                       td_desc(p, d, sizeof d));
         if (strcmp(type->valuestring, "text") != 0)
-            return bad(why, "%s[%d].type: unsupported content part %s (only \"text\")", path, j,
-                       clip(type->valuestring, d, sizeof d));
+            return td_bad(why, "%s[%d].type: unsupported content part %s (only \"text\")", path, j,
+                       td_clip(type->valuestring, d, sizeof d));
         if (!cJSON_IsString(t))
-            return bad(why, "%s[%d].text: expected a string, got %s", path, j, json_desc(t, d, sizeof d));
-        if (!(text = j == 0 ? t->valuestring : conv_join(c, text, "\n", t->valuestring))) return TD_OOM;
+            return td_bad(why, "%s[%d].text: expected a string, got %s", path, j, td_desc(t, d, sizeof d));
+        if (!(text = j == 0 ? t->valuestring : td_conv_join(c, text, "\n", t->valuestring))) return TD_OOM;
     }
-    if (!*text) return bad(why, "%s: empty content", path);
+    if (!*text) return td_bad(why, "%s: empty content", path);
     *out = text;
     return 0;
 }
 
 // An optional string field: 0 with *out = NULL when absent or null.
 static int read_opt_string(const cJSON *obj, const char *key, const char **out, err_t *why) {
-    const cJSON *v = get(obj, key);
+    const cJSON *v = td_get(obj, key);
     char d[48];
     *out = NULL;
     if (!v || cJSON_IsNull(v)) return 0;
     if (!cJSON_IsString(v))
-        return bad(why, "%s: expected a string, got %s", key, json_desc(v, d, sizeof d));
+        return td_bad(why, "%s: expected a string, got %s", key, td_desc(v, d, sizeof d));
     *out = v->valuestring;
     return 0;
 }
 
 // A present field that is not null, false or an empty array.
-static int present(const cJSON *v) {
+int td_present(const cJSON *v) {
     return v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsArray(v) && !v->child);
 }
 
@@ -291,132 +280,167 @@ static const char *known_role(const char *r) {
     return NULL;
 }
 
-static int parse_openai(const cJSON *root, conv *c, err_t *why) {
-    char d[48], path[64];
-    if (present(get(root, "tools")) || present(get(root, "functions")))
-        return bad(why, "%s: tool definitions are not supported", present(get(root, "tools")) ? "tools" : "functions");
-    const cJSON *ms = get(root, "messages");
-    if (!cJSON_IsArray(ms)) return bad(why, "messages: expected an array, got %s", json_desc(ms, d, sizeof d));
-    if (!ms->child) return bad(why, "messages: empty");
-    int i = 0;
-    for (const cJSON *m = ms->child; m; m = m->next, i++) {
-        if (!cJSON_IsObject(m))
-            return bad(why, "messages[%d]: expected an object, got %s", i, json_desc(m, d, sizeof d));
-        const cJSON *r = get(m, "role");
-        if (!cJSON_IsString(r))
-            return bad(why, "messages[%d].role: expected a string, got %s", i, json_desc(r, d, sizeof d));
-        const char *role = known_role(r->valuestring);
-        if (!role)
-            return bad(why, "messages[%d].role: unknown role %s (expected system, user or assistant)", i,
-                       clip(r->valuestring, d, sizeof d));
-        if (present(get(m, "tool_calls")) || present(get(m, "function_call")))
-            return bad(why, "messages[%d].%s: tool calls are not supported", i,
-                       present(get(m, "tool_calls")) ? "tool_calls" : "function_call");
-        const char *text;
-        snprintf(path, sizeof path, "messages[%d].content", i);
-        int rc = read_content(c, get(m, "content"), path, &text, why);
-        if (rc) return rc;
-        int weight = 1;
-        const cJSON *w = get(m, "weight");
-        if (w) {
-            if (role != chat_roles[2])
-                return bad(why, "messages[%d].weight: only assistant messages take a weight", i);
-            if (!cJSON_IsNumber(w) || (w->valuedouble != 0 && w->valuedouble != 1))
-                return bad(why, "messages[%d].weight: bad weight %s (expected 0 or 1)", i, json_desc(w, d, sizeof d));
-            weight = w->valuedouble != 0;
-        }
-        if ((rc = conv_add(c, role, text, weight))) return rc;
-    }
+// OpenAI's roles; "function" is the legacy form of "tool".
+static const char *openai_role(const char *r) {
+    static const char *const extra[] = {"tool", "function"};
+    for (int i = 0; i < 2; i++)
+        if (strcmp(r, extra[i]) == 0) return extra[i];
+    return known_role(r);
+}
+
+// An assistant message's weight: 1 unless "weight" says 0.
+static int read_weight(const cJSON *m, int i, const char *role, int *weight, err_t *why) {
+    char d[48];
+    const cJSON *w = td_get(m, "weight");
+    *weight = 1;
+    if (!w) return 0;
+    if (role != chat_roles[2]) return td_bad(why, "messages[%d].weight: only assistant messages take a weight", i);
+    if (!cJSON_IsNumber(w) || (w->valuedouble != 0 && w->valuedouble != 1))
+        return td_bad(why, "messages[%d].weight: bad weight %s (expected 0 or 1)", i, td_desc(w, d, sizeof d));
+    *weight = w->valuedouble != 0;
     return 0;
 }
 
-static int parse_alpaca(const cJSON *root, conv *c, err_t *why) {
+// One message of an OpenAI line. An assistant message with tool calls may
+// have no content (null, absent or "").
+static int openai_message(const cJSON *m, int i, td_conv *c, err_t *why) {
+    char d[48], path[64];
+    if (!cJSON_IsObject(m)) return td_bad(why, "messages[%d]: expected an object, got %s", i, td_desc(m, d, sizeof d));
+    const cJSON *r = td_get(m, "role");
+    if (!cJSON_IsString(r))
+        return td_bad(why, "messages[%d].role: expected a string, got %s", i, td_desc(r, d, sizeof d));
+    const char *role = openai_role(r->valuestring);
+    if (!role)
+        return td_bad(why, "messages[%d].role: unknown role %s (expected system, user, assistant, tool or function)",
+                      i, td_clip(r->valuestring, d, sizeof d));
+    int weight, n_calls = 0, rc = read_weight(m, i, role, &weight, why);
+    if (rc) return rc;
+    if (strcmp(role, "tool") == 0 || strcmp(role, "function") == 0)
+        return td_openai_result(c, m, i, strcmp(role, "function") == 0, why);
+    if (role == chat_roles[2] && (rc = td_openai_calls(c, m, i, &n_calls, why))) return rc;
+    if (role != chat_roles[2] && (td_present(td_get(m, "tool_calls")) || td_present(td_get(m, "function_call"))))
+        return td_bad(why, "messages[%d].%s: only assistant messages make tool calls", i,
+                      td_present(td_get(m, "tool_calls")) ? "tool_calls" : "function_call");
+    const cJSON *content = td_get(m, "content");
+    const char *text = NULL;
+    snprintf(path, sizeof path, "messages[%d].content", i);
+    int none = !content || cJSON_IsNull(content) || (cJSON_IsString(content) && !*content->valuestring);
+    if (!(n_calls > 0 && none) && (rc = td_read_content(c, content, path, &text, why))) return rc;
+    return td_conv_add(c, role, text, weight);
+}
+
+static int parse_openai(const cJSON *root, td_conv *c, err_t *why) {
     char d[48];
-    const cJSON *ins = get(root, "instruction"), *out = get(root, "output"), *hist = get(root, "history");
+    int rc = td_tools_openai(c, root, why);
+    if (rc) return rc;
+    const cJSON *ms = td_get(root, "messages");
+    if (!cJSON_IsArray(ms)) return td_bad(why, "messages: expected an array, got %s", td_desc(ms, d, sizeof d));
+    if (!ms->child) return td_bad(why, "messages: empty");
+    int i = 0;
+    for (const cJSON *m = ms->child; m && !rc; m = m->next, i++) rc = openai_message(m, i, c, why);
+    return rc;
+}
+
+static int parse_alpaca(const cJSON *root, td_conv *c, err_t *why) {
+    char d[48];
+    const cJSON *ins = td_get(root, "instruction"), *out = td_get(root, "output"), *hist = td_get(root, "history");
     const char *input, *system;
     if (!cJSON_IsString(ins))
-        return bad(why, "instruction: expected a string, got %s", json_desc(ins, d, sizeof d));
-    if (!*ins->valuestring) return bad(why, "instruction: empty content");
-    if (!cJSON_IsString(out)) return bad(why, "output: expected a string, got %s", json_desc(out, d, sizeof d));
-    if (!*out->valuestring) return bad(why, "output: empty content");
+        return td_bad(why, "instruction: expected a string, got %s", td_desc(ins, d, sizeof d));
+    if (!*ins->valuestring) return td_bad(why, "instruction: empty content");
+    if (!cJSON_IsString(out)) return td_bad(why, "output: expected a string, got %s", td_desc(out, d, sizeof d));
+    if (!*out->valuestring) return td_bad(why, "output: empty content");
     int rc = read_opt_string(root, "input", &input, why);
     if (!rc) rc = read_opt_string(root, "system", &system, why);
     if (rc) return rc;
-    if (system && *system && (rc = conv_add(c, "system", system, 1))) return rc;
+    if (system && *system && (rc = td_conv_add(c, "system", system, 1))) return rc;
     if (hist && !cJSON_IsNull(hist)) {
         if (!cJSON_IsArray(hist))
-            return bad(why, "history: expected an array of [instruction, output], got %s",
-                       json_desc(hist, d, sizeof d));
+            return td_bad(why, "history: expected an array of [instruction, output], got %s",
+                       td_desc(hist, d, sizeof d));
         int i = 0;
         for (const cJSON *h = hist->child; h; h = h->next, i++) {
             const cJSON *q = cJSON_GetArrayItem(h, 0), *a = cJSON_GetArrayItem(h, 1);
             if (!cJSON_IsArray(h) || cJSON_GetArraySize(h) != 2 || !cJSON_IsString(q) || !cJSON_IsString(a))
-                return bad(why, "history[%d]: expected [instruction, output] (two strings), got %s", i,
-                           json_desc(h, d, sizeof d));
+                return td_bad(why, "history[%d]: expected [instruction, output] (two strings), got %s", i,
+                           td_desc(h, d, sizeof d));
             if (!*q->valuestring || !*a->valuestring)
-                return bad(why, "history[%d][%d]: empty content", i, *q->valuestring ? 1 : 0);
-            if ((rc = conv_add(c, "user", q->valuestring, 1)) || (rc = conv_add(c, "assistant", a->valuestring, 1)))
+                return td_bad(why, "history[%d][%d]: empty content", i, *q->valuestring ? 1 : 0);
+            if ((rc = td_conv_add(c, "user", q->valuestring, 1)) || (rc = td_conv_add(c, "assistant", a->valuestring, 1)))
                 return rc;
         }
     }
     const char *user = ins->valuestring;
-    if (input && *input && !(user = conv_join(c, user, "\n\n", input))) return TD_OOM;
-    if ((rc = conv_add(c, "user", user, 1)) || (rc = conv_add(c, "assistant", out->valuestring, 1))) return rc;
+    if (input && *input && !(user = td_conv_join(c, user, "\n\n", input))) return TD_OOM;
+    if ((rc = td_conv_add(c, "user", user, 1)) || (rc = td_conv_add(c, "assistant", out->valuestring, 1))) return rc;
     return 0;
 }
 
 // ShareGPT's speaker names, with the OpenAI ones accepted too.
+// function_call and observation are tool turns (LLaMA-Factory's names).
 static const char *sharegpt_role(const char *from) {
     if (strcmp(from, "human") == 0) return "user";
     if (strcmp(from, "gpt") == 0) return "assistant";
+    if (strcmp(from, "function_call") == 0) return "function_call";
+    if (strcmp(from, "observation") == 0) return "observation";
     return known_role(from);
 }
 
-static int parse_sharegpt(const cJSON *root, conv *c, err_t *why) {
+// conversations[i]. *calls: this entry was a function_call (the next one,
+// if a function_call too, joins its message as a parallel call).
+static int sharegpt_entry(const cJSON *m, int i, td_conv *c, int *calls, err_t *why) {
     char d[48], path[64];
-    const cJSON *cs = get(root, "conversations");
+    if (!cJSON_IsObject(m))
+        return td_bad(why, "conversations[%d]: expected an object, got %s", i, td_desc(m, d, sizeof d));
+    const cJSON *f = td_get(m, "from");
+    if (!cJSON_IsString(f))
+        return td_bad(why, "conversations[%d].from: expected a string, got %s", i, td_desc(f, d, sizeof d));
+    const char *role = sharegpt_role(f->valuestring);
+    if (!role)
+        return td_bad(why, "conversations[%d].from: unknown role %s (expected system, human, gpt, user, "
+                      "assistant, function_call or observation)", i, td_clip(f->valuestring, d, sizeof d));
+    const cJSON *v = td_get(m, "value");
+    snprintf(path, sizeof path, "conversations[%d].value", i);
+    if (v && !cJSON_IsString(v)) return td_bad(why, "%s: expected a string, got %s", path, td_desc(v, d, sizeof d));
+    const char *text;
+    int rc = td_read_content(c, v, path, &text, why), join = *calls;
+    *calls = strcmp(role, "function_call") == 0;
+    if (rc) return rc;
+    if (*calls) return td_sharegpt_call(c, text, i, join, why);
+    if (strcmp(role, "observation") == 0) return td_sharegpt_result(c, text, i, why);
+    return td_conv_add(c, role, text, 1);
+}
+
+static int parse_sharegpt(const cJSON *root, td_conv *c, err_t *why) {
+    char d[48];
+    const cJSON *cs = td_get(root, "conversations");
     const char *system;
     int rc = read_opt_string(root, "system", &system, why);
+    if (!rc) rc = td_tools_sharegpt(c, root, why);
     if (rc) return rc;
     if (!cJSON_IsArray(cs))
-        return bad(why, "conversations: expected an array, got %s", json_desc(cs, d, sizeof d));
-    if (!cs->child) return bad(why, "conversations: empty");
-    if (system && *system && (rc = conv_add(c, "system", system, 1))) return rc;
-    int i = 0;
-    for (const cJSON *m = cs->child; m; m = m->next, i++) {
-        if (!cJSON_IsObject(m))
-            return bad(why, "conversations[%d]: expected an object, got %s", i, json_desc(m, d, sizeof d));
-        const cJSON *f = get(m, "from");
-        if (!cJSON_IsString(f))
-            return bad(why, "conversations[%d].from: expected a string, got %s", i, json_desc(f, d, sizeof d));
-        const char *role = sharegpt_role(f->valuestring);
-        if (!role)
-            return bad(why, "conversations[%d].from: unknown role %s (expected system, human, gpt, user "
-                       "or assistant)", i, clip(f->valuestring, d, sizeof d));
-        const cJSON *v = get(m, "value");
-        snprintf(path, sizeof path, "conversations[%d].value", i);
-        if (v && !cJSON_IsString(v))
-            return bad(why, "%s: expected a string, got %s", path, json_desc(v, d, sizeof d));
-        const char *text;
-        if ((rc = read_content(c, v, path, &text, why)) || (rc = conv_add(c, role, text, 1))) return rc;
-    }
-    return 0;
+        return td_bad(why, "conversations: expected an array, got %s", td_desc(cs, d, sizeof d));
+    if (!cs->child) return td_bad(why, "conversations: empty");
+    if (system && *system && (rc = td_conv_add(c, "system", system, 1))) return rc;
+    int i = 0, calls = 0;
+    for (const cJSON *m = cs->child; m && !rc; m = m->next, i++) rc = sharegpt_entry(m, i, c, &calls, why);
+    return rc;
 }
 
 static data_format detect_format(const cJSON *root) {
-    if (get(root, "messages")) return DATA_FMT_OPENAI;
-    if (get(root, "conversations")) return DATA_FMT_SHAREGPT;
-    if (get(root, "instruction") || get(root, "output")) return DATA_FMT_ALPACA;
+    if (td_get(root, "messages")) return DATA_FMT_OPENAI;
+    if (td_get(root, "conversations")) return DATA_FMT_SHAREGPT;
+    if (td_get(root, "instruction") || td_get(root, "output")) return DATA_FMT_ALPACA;
     return DATA_FMT_NONE;
 }
 
 // Every example needs something to learn: an assistant message with weight 1.
-static int check_assistant(const conv *c, err_t *why) {
+static int check_assistant(const td_conv *c, err_t *why) {
     int any = 0, weighted = 0;
     for (int i = 0; i < c->n; i++)
         if (strcmp(c->msgs[i].role, "assistant") == 0) any = 1, weighted |= c->weights[i] != 0;
-    if (!any) return bad(why, "no assistant message");
-    if (!weighted) return bad(why, "no assistant message with weight 1 (all have weight 0)");
+    if (!any) return td_bad(why, "no assistant message");
+    if (!weighted) return td_bad(why, "no assistant message with weight 1 (all have weight 0)");
     return 0;
 }
 
@@ -447,14 +471,14 @@ static int check_markers(const data_opts *o, err_t *err) {
     return 0;
 }
 
-// Renders and tokenizes one conversation into *ex: chat_encode over the
-// rendering's segments, with the assistant messages of weight 0 untrained.
-// TD_BAD with why, or TD_OOM.
-static int encode_conv(const data_opts *o, const chat_msg *m, const int *weights, int n, data_example *ex,
-                       err_t *why) {
+// Renders and tokenizes one conversation (with its tools and calls; tools
+// may be NULL) into *ex: chat_encode over the rendering's segments, with the
+// assistant messages of weight 0 untrained. TD_BAD with why, or TD_OOM.
+static int encode_conv(const data_opts *o, const chat_msg *m, const int *weights, int n, const chat_tools *tools,
+                       data_example *ex, err_t *why) {
     memset(ex, 0, sizeof *ex);
     const chat_opts co = {.add_generation_prompt = 0, .enable_thinking = -1, .bos_token = o->bos_token};
-    chat_prompt *p = chat_render_segments(o->family, m, n, &co, why);
+    chat_prompt *p = chat_render_tools(o->family, m, n, &co, tools, why);
     if (!p) return strstr(why->msg, "out of memory") ? TD_OOM : TD_BAD;
     for (int s = 0; weights && s < p->n_segs; s++)
         if (p->segs[s].msg_index >= 0 && weights[p->segs[s].msg_index] == 0) p->segs[s].trained = 0;
@@ -504,7 +528,7 @@ int data_encode_chat(const data_opts *opts, const chat_msg *msgs, const int *wei
         any |= strcmp(msgs[i].role, "assistant") == 0 && (!weights || weights[i] != 0);
     }
     if (!any) return err_set(err, "no assistant message with weight 1");
-    int rc = encode_conv(opts, msgs, weights, n, ex, err);
+    int rc = encode_conv(opts, msgs, weights, n, NULL, ex, err);
     if (rc == TD_OOM) err_set(err, "out of memory");
     return rc ? -1 : 0;
 }
@@ -525,8 +549,24 @@ typedef struct loader {
     const data_opts *o;
     data_set *ds;
     data_report *rep;
-    conv c;
+    td_conv c;
 } loader;
+
+// The line's conversation, tools and calls into *ex.
+static int encode_line(loader *L, data_example *ex, err_t *why) {
+    chat_tools tools;
+    chat_calls *per_msg;
+    chat_tool_call *flat;
+    if (td_tools_view(&L->c, &tools, &per_msg, &flat)) return TD_OOM;
+    int rc = encode_conv(L->o, L->c.msgs, L->c.weights, L->c.n, &tools, ex, why);
+    free(per_msg);
+    free(flat);
+    if (rc) return rc;
+    ex->n_tools = L->c.tools.n_defs;
+    ex->n_calls = L->c.tools.n_calls;
+    ex->n_results = L->c.tools.n_results;
+    return 0;
+}
 
 // One line through every check into an example. 0 (added), TD_BLANK,
 // TD_BAD with why, TD_OOM.
@@ -536,34 +576,35 @@ static int load_line(loader *L, char *line, size_t len, int too_long, err_t *why
     if (len && line[len - 1] == '\r') line[--len] = '\0';
     if (is_blank(line, len)) return TD_BLANK;
     size_t bad_at = utf8_bad_at(line, len);
-    if (bad_at < len) return bad(why, "invalid UTF-8 at column %zu", bad_at + 1);
-    if (json_prescan(line, len, why)) return TD_BAD;
+    if (bad_at < len) return td_bad(why, "invalid UTF-8 at column %zu", bad_at + 1);
+    if (td_json_prescan(line, len, why)) return TD_BAD;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(line, len + 1, &end, 1);
-    if (!root) return bad(why, "invalid JSON at column %zu", end ? (size_t)(end - line) + 1 : (size_t)1);
+    if (!root) return td_bad(why, "invalid JSON at column %zu", end ? (size_t)(end - line) + 1 : (size_t)1);
     int rc = 0;
     char d[48];
     data_format f = detect_format(root);
-    conv_reset(&L->c);
+    td_conv_reset(&L->c);
     if (!cJSON_IsObject(root)) {
-        rc = bad(why, "not a JSON object (got %s)", json_desc(root, d, sizeof d));
+        rc = td_bad(why, "not a JSON object (got %s)", td_desc(root, d, sizeof d));
     } else if (f == DATA_FMT_NONE) {
-        rc = bad(why, "unknown format: expected \"messages\" (openai-chat), \"conversations\" (sharegpt) "
+        rc = td_bad(why, "unknown format: expected \"messages\" (openai-chat), \"conversations\" (sharegpt) "
                  "or \"instruction\" and \"output\" (alpaca)");
     } else if (L->rep->format != DATA_FMT_NONE && f != L->rep->format) {
-        rc = bad(why, "format %s, but the file is %s (set by line %" PRId64 ")", data_format_name(f),
+        rc = td_bad(why, "format %s, but the file is %s (set by line %" PRId64 ")", data_format_name(f),
                  data_format_name(L->rep->format), L->rep->format_line);
     } else {
         rc = f == DATA_FMT_OPENAI ? parse_openai(root, &L->c, why)
            : f == DATA_FMT_ALPACA ? parse_alpaca(root, &L->c, why)
                                   : parse_sharegpt(root, &L->c, why);
         if (!rc) rc = check_assistant(&L->c, why);
+        if (!rc) rc = td_tools_check(&L->c, L->o->family, why);
     }
     data_example ex;
-    if (!rc) rc = encode_conv(L->o, L->c.msgs, L->c.weights, L->c.n, &ex, why);
+    if (!rc) rc = encode_line(L, &ex, why);
     cJSON_Delete(root);
     if (rc) return rc;
-    if (grow((void **)&L->ds->ex, &L->ds->cap, L->ds->n + 1, sizeof *L->ds->ex)) {
+    if (td_grow((void **)&L->ds->ex, &L->ds->cap, L->ds->n + 1, sizeof *L->ds->ex)) {
         data_example_free(&ex);
         return TD_OOM;
     }
@@ -607,6 +648,7 @@ void data_report_stats(data_report *rep, const data_set *ds) {
     rep->len_min = rep->len_max = rep->len_p50 = rep->len_p90 = rep->len_p99 = 0;
     rep->msg_min = rep->msg_max = 0;
     rep->len_mean = rep->msg_mean = 0;
+    rep->tool_examples = rep->tool_defs = rep->tool_calls = rep->tool_results = 0;
     if (n == 0) return;
     int *len = malloc((size_t)n * sizeof *len);
     int64_t msgs = 0;
@@ -617,6 +659,10 @@ void data_report_stats(data_report *rep, const data_set *ds) {
         rep->tokens += e->n;
         rep->trained += e->n_trained;
         rep->truncated += e->truncated;
+        rep->tool_examples += e->n_tools > 0;
+        rep->tool_defs += e->n_tools;
+        rep->tool_calls += e->n_calls;
+        rep->tool_results += e->n_results;
         msgs += e->n_messages;
         rep->msg_min = e->n_messages < rep->msg_min ? e->n_messages : rep->msg_min;
         rep->msg_max = e->n_messages > rep->msg_max ? e->n_messages : rep->msg_max;
@@ -686,14 +732,14 @@ data_set *data_load(const char *path, const data_opts *opts, data_report *rep, e
     fclose(rd->f);
     free(rd->line);
     free(rd);
-    conv_free(&L.c);
+    td_conv_free(&L.c);
     if (!rep) data_report_free(&local);
     return L.ds;
 fail:
     if (rd && rd->f) fclose(rd->f);
     if (rd) free(rd->line);
     free(rd);
-    conv_free(&L.c);
+    td_conv_free(&L.c);
     data_free(L.ds);
     if (!rep) data_report_free(&local);
     return NULL;
@@ -775,6 +821,9 @@ void data_report_print(FILE *f, const data_report *r, int max_listed) {
                 r->len_max, r->len_mean, r->len_p50, r->len_p90, r->len_p99);
         fprintf(f, "  messages per example: min %d, max %d, mean %.1f\n", r->msg_min, r->msg_max, r->msg_mean);
     }
+    fprintf(f, "  tools: %" PRId64 " example%s with tools, %" PRId64 " tool definitions, %" PRId64
+               " calls, %" PRId64 " tool results\n", r->tool_examples, r->tool_examples == 1 ? "" : "s", r->tool_defs,
+            r->tool_calls, r->tool_results);
     fprintf(f, "  truncated at max-seq-len %d: %" PRId64 "\n", r->max_seq_len, r->truncated);
     if (r->bad == 0) return;
     fprintf(f, "  bad lines:\n");

@@ -3,31 +3,64 @@
 // One JSON object per line, in one of three formats, detected from the
 // first good line of the file (a later line in another format is bad):
 //
-//   openai-chat  {"messages": [{"role": "system"|"user"|"assistant",
+//   openai-chat  {"messages": [{"role": "system"|"user"|"assistant"|"tool",
 //                 "content": "..." | [{"type": "text", "text": "..."}, ...],
-//                 "weight": 0|1 (assistant only; 0 = no loss on it)}, ...]}
+//                 "weight": 0|1 (assistant only; 0 = no loss on it)}, ...],
+//                 "tools"?, "functions"?, "parallel_tool_calls"?}
 //                Text parts are joined with "\n" (as vLLM does).
 //   alpaca       {"instruction", "input"?, "output", "system"?,
 //                 "history"?: [[instruction, output], ...]}: earlier turns
 //                from history, then user = instruction + "\n\n" + input (when
 //                input is not empty), assistant = output.
 //   sharegpt     {"conversations": [{"from": "system"|"human"|"gpt"|"user"|
-//                 "assistant", "value": "..."}, ...], "system"?: "..."}
+//                 "assistant"|"function_call"|"observation", "value": "..."},
+//                 ...], "system"?: "...", "tools"?}
+//
+// Tool calling (OpenAI's function-calling fine-tuning format, and ShareGPT
+// as LLaMA-Factory writes it), read by data_tools.c:
+//   tools        openai-chat: [{"type": "function", "function": {"name",
+//                "description"?, "parameters"?}}], rendered as given; legacy
+//                "functions": [{"name", "description"?, "parameters"?}], each
+//                rendered as {"type": "function", "function": F} (give one of
+//                the two). sharegpt: "tools" is a JSON string or an array of
+//                such function definitions (or of OpenAI tools). Names follow
+//                OpenAI's rule (1-64 of a-z A-Z 0-9 _ -), each declared once;
+//                parameters, when given, is an object.
+//   calls        an assistant message's "tool_calls": [{"id"?, "type":
+//                "function", "function": {"name", "arguments"}}] or legacy
+//                "function_call": {"name", "arguments"}; its content may then
+//                be null, absent or "". arguments is a JSON string holding
+//                an object (the object itself is taken too). sharegpt:
+//                "function_call" entries whose value is JSON {"name",
+//                "arguments"} or an array of them; consecutive ones are the
+//                parallel calls of one assistant message (content null).
+//                "parallel_tool_calls": false allows one call per message.
+//   results      a "tool" message with "tool_call_id" answers the earliest
+//                unanswered call with that id; legacy role "function" with
+//                "name" answers the latest unanswered call of that name;
+//                sharegpt's "observation" answers the earliest unanswered
+//                call. A result must answer a call made before it.
+// Only the qwen2.5, qwen3 and llama3.1 templates have a tool format (see
+// chat.h: llama3.1 takes one call per message, and its tools ride in the
+// first user message); on another template a line that uses tools is bad.
 //
 // Each example is rendered with the model's chat template into segments
-// (core/chat.h chat_render_segments) and tokenized by chat_encode; the mask
-// is 1 on the tokens of the trained segments of every assistant message with
-// weight != 0 — its content and end-of-turn marker, what chat_span covers
-// (for Qwen3 that includes the think block) — and 0 elsewhere.
+// (core/chat.h chat_render_tools, with the line's tools and calls) and
+// tokenized by chat_encode; the mask is 1 on the tokens of the trained
+// segments of every assistant message with weight != 0 — its content, its
+// tool calls with their markup (<tool_call>...</tool_call>, llama3.1's JSON)
+// and its end-of-turn marker, what chat_span covers (for Qwen3 that
+// includes the think block) — and 0 elsewhere (tool results included).
 //
 // Special tokens: only in the template's markup (<|im_start|>, <|im_end|>,
-// Qwen3's <think> and </think> of its think block, Llama 3's bos,
-// <|start_header_id|>, <|end_header_id|>, <|eot_id|>) do added tokens become
-// their ids; message content is always plain text, so a line whose user
-// content says "<|im_end|>" cannot forge a turn. The text between two such
-// markers is tokenized as one piece, so the ids are exactly those of
-// tok_encode(rendered, parse_special=1) whenever no content contains
-// added-token text (tests check this).
+// Qwen3's <think> and </think> of its think block, <tool_call> and
+// <tool_response> tags, Llama 3's bos, <|start_header_id|>,
+// <|end_header_id|>, <|eot_id|>) do added tokens become their ids; message
+// content, tool definitions and call arguments are always plain text, so a
+// line whose user content says "<|im_end|>" cannot forge a turn. The text
+// between two such markers is tokenized as one piece, so the ids are exactly
+// those of tok_encode(rendered, parse_special=1) whenever no content
+// contains added-token text (tests check this).
 //
 // A token is in the loss if any of its bytes lies in a trained segment (a
 // token that straddles the span start, e.g. "\n\n" when ChatML content
@@ -36,15 +69,21 @@
 // Lines: numbered from 1 as an editor shows them (blank lines included).
 // Blank lines (empty or only JSON whitespace) are skipped and counted, not
 // treated as bad: they lose no data and editors leave them. Every other line
-// that cannot be used is a bad line with a reason: too long, invalid UTF-8,
-// invalid JSON (Python's json.loads rules for control characters; "\u0000"
-// is refused), not an object, unknown format, a field missing or of the
-// wrong type, unknown role, empty content, bad weight, tool calls, no
-// (weighted) assistant message, or no trained token left within max_seq_len
-// (the example is dropped: all its assistant tokens lie past the cut).
-// Bad lines are skipped and counted; with strict, any bad line fails the load.
-// Only messages with roles system, user and assistant are read (no tool
-// turns); content that is "" is refused for every role.
+// that cannot be used is a bad line with a reason naming the field: too
+// long, invalid UTF-8, invalid JSON (Python's json.loads rules for control
+// characters; "\u0000" is refused; the same for JSON inside strings: tool
+// arguments, sharegpt's tools and function_call values), not an object,
+// unknown format, a field missing or of the wrong type, unknown role, empty
+// content, bad weight, a bad tool definition, a call to a tool the line
+// does not declare, arguments that are not a JSON object, a tool result
+// that answers no earlier call, more calls in a message than
+// parallel_tool_calls allows, tools on a template without a tool format, a
+// conversation the template cannot render, no (weighted) assistant
+// message, or no trained token left within max_seq_len (the example is
+// dropped: all its assistant tokens lie past the cut). Bad lines are
+// skipped and counted; with strict, any bad line fails the load. Content
+// that is "" is refused for every role (but an assistant message's with
+// tool calls).
 #ifndef TESSERA_DATA_H
 #define TESSERA_DATA_H
 
@@ -88,6 +127,9 @@ typedef struct data_example {
     int n_messages;  // messages in the source line
     int line;        // 1-based line in the file (0 when not from a file)
     int truncated;   // 1 if it was longer than max_seq_len and cut
+    int n_tools;     // tool definitions on its line
+    int n_calls;     // tool calls its assistant messages make
+    int n_results;   // tool messages (results of calls)
 } data_example;
 
 typedef struct data_bad {
@@ -112,6 +154,10 @@ typedef struct data_report {
     double len_mean;
     int msg_min, msg_max;
     double msg_mean;
+    int64_t tool_examples;  // kept examples whose line declares tools
+    int64_t tool_defs;      // tool definitions over the kept examples
+    int64_t tool_calls;     // calls over the kept examples
+    int64_t tool_results;   // tool messages over the kept examples
     data_bad *bad_lines;  // the first DATA_BAD_KEPT bad lines, in order
     int n_bad_lines;
 } data_report;
@@ -130,9 +176,9 @@ int data_count(const data_set *ds);
 const data_example *data_get(const data_set *ds, int i);
 data_format data_set_format(const data_set *ds);
 
-// Renders and tokenizes one conversation (the step data_load runs per line).
-// msgs: roles system/user/assistant (others are refused); weights (NULL =
-// all 1) per message.
+// Renders and tokenizes one conversation without tools (the step data_load
+// runs per line). msgs: roles system/user/assistant (others are refused);
+// weights (NULL = all 1) per message.
 // Fills *ex with new ids/mask (free with data_example_free), truncated at
 // opts->max_seq_len (ex->line = 0). Returns 0, or -1 with err naming the
 // problem (no weighted assistant message, nothing trained within
@@ -151,7 +197,8 @@ int data_split(data_set *ds, double frac, uint64_t seed, data_set **val, err_t *
 // lengths, messages) from ds, e.g. after a split; the line counts stay.
 void data_report_stats(data_report *rep, const data_set *ds);
 
-// Writes the report as lines of text to f, listing at most max_listed bad
+// Writes the report as lines of text to f (with a "tools:" line counting
+// examples with tools, tool definitions, calls and tool results), listing at most max_listed bad
 // lines ("line N: reason") and then "... and K more".
 void data_report_print(FILE *f, const data_report *rep, int max_listed);
 void data_report_free(data_report *rep);
