@@ -24,13 +24,13 @@ tools = [
     {"type": "function", "function": {
         "name": "get_order_status", "description": "Get an order's status",
         "parameters": {"type": "object", "properties": {"order_id": {"type": "string", "pattern": "^[0-9]{5}$"}},
-                       "required": ["order_id"], "additionalProperties": False}}},
+                       "required": ["order_id"]}}},
     {"type": "function", "function": {
         "name": "get_weather", "description": "Get a city's weather",
         "parameters": {"type": "object", "properties": {
             "city": {"type": "string", "maxLength": 20},
             "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-            "required": ["city", "unit"], "additionalProperties": False}}},
+            "required": ["city", "unit"]}}},
 ]
 
 
