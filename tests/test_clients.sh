@@ -5,8 +5,10 @@
 # LangChain) and curl.sh run, in open mode and with
 # clients/tenants.example.json, and print the adapter's greedy answer
 # (= `serve --generate` with that adapter), streamed and not; a key whose
-# tenant may not use the model gets the 404, not an answer. The Python
-# ones are byte-compiled only (no openai/langchain Python packages here).
+# tenant may not use the model gets the 404, not an answer. The
+# tool-calling JS examples (tools-bot, a random adapter here) run to an
+# answer. The Python ones are byte-compiled only (no openai/langchain
+# Python packages here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
