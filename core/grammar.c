@@ -53,6 +53,7 @@ gm_grammar *gm_grammar_from_schema(gm_vocab *v, js_schema *s, const gm_opts *o, 
     g->v = v;
     g->s = s;
     g->ws_max = o ? o->ws_max : -1;
+    g->ws_after = o && o->ws_after > 0 ? o->ws_after : 0;
     if (check_nodes(s, err) < 0 || info_init(g, err) < 0 || gm_keys_init(g, err) < 0) {
         gm_grammar_unref(g);
         return NULL;

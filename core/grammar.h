@@ -68,6 +68,12 @@ typedef struct gm_opts {
     // tokens: -1 unbounded (MaskBench, validation), 0 compact output. A bound
     // keeps a sampling model from filling max_tokens with blanks.
     int ws_max;
+    // Most whitespace bytes allowed after the root value (0: none, the
+    // value is the whole text). For a value a template continues with
+    // blanks (a Hermes tool call: "...}\n</tool_call>"): a tokenizer fuses
+    // them with the value's last bytes ("}}\n" is one Qwen token), which
+    // only a grammar that takes them lets through.
+    int ws_after;
 } gm_opts;
 
 // Compiles a JSON Schema (a cJSON object, or true / false). NULL with err

@@ -154,6 +154,7 @@ struct gm_grammar {
     gm_dfainfo *info; // [s->n_dfas]
     gm_keyinfo *keys; // [s->n_nodes], filled for JS_OBJECT nodes
     int ws_max;
+    int ws_after;     // blanks allowed after the root value (gm_opts)
 };
 
 // ---- matcher --------------------------------------------------------------

@@ -402,8 +402,7 @@ static void lex_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8
         if (!d->accept[f->state]) return;
         const gm_frame *p = lex_end(g, a, f);
         if (!p) return;
-        if (p == &done_frame) return; // nothing may follow the root value
-        gm_thread pt = {p, 0};
+        gm_thread pt = {p == &done_frame ? NULL : p, 0}; // the root value done: only ws_after blanks follow
         gm_thread_step(g, a, &pt, b, out);
         return;
     }
@@ -530,7 +529,10 @@ static void arr_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8
 
 void gm_thread_step(const gm_grammar *g, gm_arena *a, const gm_thread *t, uint8_t b, gm_set *out) {
     const gm_frame *f = t->top;
-    if (!f) return; // nothing may follow the root value
+    if (!f) { // the root value is done: only blanks may follow, ws_after of them
+        if (is_ws(b) && t->ws < g->ws_after) set_add(g, out, NULL, t->ws + 1);
+        return;
+    }
     switch (f->kind) {
     case FR_VALUE:
         if (is_ws(b)) {

@@ -455,6 +455,7 @@ static int run(tc_parser *p) {
         if (r == NEED) break;
         pos += (size_t)r;
     }
+    if (pos == 0) return 0; // also keeps an empty (NULL) buffer out of memmove
     memmove(p->buf.s, p->buf.s + pos, p->buf.n - pos);
     p->buf.n -= pos;
     return 0;

@@ -245,45 +245,59 @@ int api_read_message_tools(const cJSON *m, int i, api_message *out, api_error *e
 
 // ---- answers -------------------------------------------------------------------------
 
-// The latest call before message i with this id that is not answered yet
-// (answered[] is indexed by message, then call, through base[]); -1: none.
-static int find_open_call(const api_request *r, int i, const char *id, const int *base, const char *answered) {
-    for (int k = i - 1; k >= 0; k--) {
+// One call made or answered: the check sorts these by id, then by message,
+// and walks each id's run keeping the count of open calls. Sorting keeps it
+// O(n log n) whatever the ids (a history may hold tens of thousands of
+// calls within the body limit).
+typedef struct call_event {
+    const char *id;
+    int msg;   // the message's index
+    int delta; // +1 a call, -1 an answer
+} call_event;
+
+static int event_cmp(const void *pa, const void *pb) {
+    const call_event *a = pa, *b = pb;
+    int c = strcmp(a->id, b->id);
+    return c ? c : (a->msg > b->msg) - (a->msg < b->msg);
+}
+
+// The events of r in message order; *n set to their count.
+static call_event *list_events(const api_request *r, int *n) {
+    int total = 0;
+    for (int k = 0; k < r->n_messages; k++)
+        total += r->messages[k].role == API_ROLE_TOOL ? 1 : r->messages[k].n_tool_calls;
+    call_event *ev = malloc(((size_t)total + 1) * sizeof *ev);
+    if (!ev) return NULL;
+    *n = 0;
+    for (int k = 0; k < r->n_messages; k++) {
         const api_message *m = &r->messages[k];
-        for (int j = m->n_tool_calls - 1; j >= 0; j--)
-            if (!answered[base[k] + j] && strcmp(m->tool_calls[j].id, id) == 0) return base[k] + j;
+        if (m->role == API_ROLE_TOOL) ev[(*n)++] = (call_event){.id = m->tool_call_id, .msg = k, .delta = -1};
+        for (int j = 0; j < m->n_tool_calls; j++)
+            ev[(*n)++] = (call_event){.id = m->tool_calls[j].id, .msg = k, .delta = +1};
     }
-    return -1;
+    return ev;
 }
 
 int api_check_tool_answers(const api_request *r, api_error *e) {
-    int total = 0, rc = 0;
-    for (int k = 0; k < r->n_messages; k++) total += r->messages[k].n_tool_calls;
-    int *base = calloc((size_t)r->n_messages + 1, sizeof *base);
-    char *answered = calloc((size_t)total + 1, 1);
-    if (!base || !answered) {
-        rc = oom(e);
-        goto done;
-    }
-    for (int k = 0, b = 0; k < r->n_messages; b += r->messages[k].n_tool_calls, k++) base[k] = b;
-    for (int i = 0; i < r->n_messages && rc == 0; i++) {
-        const api_message *m = &r->messages[i];
-        if (m->role != API_ROLE_TOOL) continue;
-        int at = find_open_call(r, i, m->tool_call_id, base, answered);
-        if (at >= 0) {
-            answered[at] = 1;
-            continue;
+    int n = 0, bad = -1; // bad: the first message answering nothing
+    call_event *ev = list_events(r, &n);
+    if (!ev) return oom(e);
+    qsort(ev, (size_t)n, sizeof *ev, event_cmp);
+    for (int k = 0, open = 0; k < n; k++) {
+        if (k == 0 || strcmp(ev[k].id, ev[k - 1].id) != 0) open = 0;
+        open += ev[k].delta;
+        if (open < 0) {
+            if (bad < 0 || ev[k].msg < bad) bad = ev[k].msg;
+            open = 0;
         }
-        char p[64];
-        snprintf(p, sizeof p, "messages[%d].tool_call_id", i);
-        rc = api_err_invalid(e, p, "Invalid '%s': '%s' answers no earlier tool call. Messages with role 'tool' must "
-                                   "be a response to a preceding message with 'tool_calls', each call answered once.",
-                             p, m->tool_call_id);
     }
-done:
-    free(base);
-    free(answered);
-    return rc;
+    free(ev);
+    if (bad < 0) return 0;
+    char p[64];
+    snprintf(p, sizeof p, "messages[%d].tool_call_id", bad);
+    return api_err_invalid(e, p, "Invalid '%s': '%s' answers no earlier tool call. Messages with role 'tool' must be "
+                                 "a response to a preceding message with 'tool_calls', each call answered once.",
+                           p, r->messages[bad].tool_call_id);
 }
 
 void api_tools_free(api_request *r) {

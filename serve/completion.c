@@ -458,7 +458,7 @@ static void job_on_close(http_res *res, void *ud) {
 static int job_compile(job *j) {
     const api_request *q = &j->req;
     err_t err = {{0}};
-    if (ct_compile(j->s->gc, q, j->s->env.family, j->id, &j->call_grammar, &j->err) != 0) {
+    if (ct_compile(j->s->gc, q, j->s->env.family, COMPLETION_WS_MAX, j->id, &j->call_grammar, &j->err) != 0) {
         j->failed = 1;
         return -1;
     }

@@ -185,34 +185,56 @@ static char *calls_text(const api_request *q, chat_family f, const uint8_t *loos
     return text;
 }
 
-static gm_grammar *compile_text(gc_cache *gc, char *text, err_t *err) {
+// Compiles (or finds) a call schema text, which it frees. A Hermes call
+// is followed by the template's "\n" before </tool_call>, and the
+// tokenizer fuses it with the call's last bytes ("}}\n" is one Qwen
+// token): its grammar takes up to SRV_CALL_WS blanks after the value.
+static gm_grammar *compile_text(gc_cache *gc, chat_family f, int ws_max, char *text, err_t *err) {
     if (!text) {
         err_set(err, "out of memory");
         return NULL;
     }
-    gm_grammar *g = gc_get(gc, text, err);
+    gm_opts o = {.ws_max = ws_max, .ws_after = is_hermes(f) ? SRV_CALL_WS : 0};
+    gm_grammar *g = gc_get_opts(gc, text, &o, err);
     free(text);
     return g;
+}
+
+// The compiler's "KEYWORD at POINTER: reason" points into the call's
+// schema; the client wrote the parameters: the pointer is made relative to
+// them (dropping "/properties/arguments" and the "/allOf/0" args_schema
+// may have wrapped them in).
+static void params_pointer(char *msg, chat_family f) {
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, " at /properties/%s", f == CHAT_LLAMA31 ? "parameters" : "arguments");
+    char *at = strstr(msg, prefix);
+    if (!at) return;
+    char *rest = at + strlen(prefix);
+    if (strncmp(rest, "/allOf/0", 8) == 0) rest += 8;
+    const char *root = *rest == '/' ? "" : "/";
+    memmove(at + 4 + strlen(root), rest, strlen(rest) + 1);
+    memcpy(at + 4, root, strlen(root));
 }
 
 // The combined grammar failed: finds the tools whose own call the engine
 // refuses. A strict one is the client's error (400 naming its parameters);
 // a non-strict one is marked loose and logged. Returns the number marked,
 // or -1 with e filled.
-static int find_refused(gc_cache *gc, const api_request *q, chat_family f, const char *request_id, uint8_t *loose,
-                        api_error *e) {
+static int find_refused(gc_cache *gc, const api_request *q, chat_family f, int ws_max, const char *request_id,
+                        uint8_t *loose, api_error *e) {
     int marked = 0;
     char names[256] = "", reason[sizeof ((err_t *)0)->msg] = "";
     for (int i = 0; i < q->n_tools; i++) {
         if (loose[i] || (q->tool_choice == API_TOOLS_NAMED && i != q->tool_choice_index)) continue;
         cJSON *one = call_schema(q, f, i, 0);
         err_t err = {{0}};
-        gm_grammar *g = compile_text(gc, cJSON_PrintUnformatted(one), &err);
+        gm_grammar *g = compile_text(gc, f, ws_max, cJSON_PrintUnformatted(one), &err);
         cJSON_Delete(one);
         if (g) {
             gm_grammar_unref(g);
             continue;
         }
+        params_pointer(err.msg, f);
         if (q->tools[i].strict) {
             char param[96];
             snprintf(param, sizeof param, "tools[%d].function.parameters", i);
@@ -229,17 +251,17 @@ static int find_refused(gc_cache *gc, const api_request *q, chat_family f, const
     return marked;
 }
 
-int ct_compile(gc_cache *gc, const api_request *q, chat_family f, const char *request_id, gm_grammar **out,
-               api_error *e) {
+int ct_compile(gc_cache *gc, const api_request *q, chat_family f, int ws_max, const char *request_id,
+               gm_grammar **out, api_error *e) {
     *out = NULL;
     if (q->kind != API_CHAT || !may_call(q) || q->schema) return 0;
     uint8_t *loose = calloc((size_t)q->n_tools, 1);
     if (!loose) return api_err_set(e, 500, "server_error", NULL, NULL, "out of memory");
     err_t err = {{0}};
-    *out = compile_text(gc, calls_text(q, f, loose), &err);
+    *out = compile_text(gc, f, ws_max, calls_text(q, f, loose), &err);
     if (!*out) {
-        int marked = find_refused(gc, q, f, request_id, loose, e);
-        if (marked > 0) *out = compile_text(gc, calls_text(q, f, loose), &err);
+        int marked = find_refused(gc, q, f, ws_max, request_id, loose, e);
+        if (marked > 0) *out = compile_text(gc, f, ws_max, calls_text(q, f, loose), &err);
         if (marked < 0) {
             free(loose);
             return -1;

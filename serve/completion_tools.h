@@ -58,9 +58,12 @@ chat_prompt *ct_render(const api_request *q, chat_family f, const chat_opts *opt
 
 // The call grammar of q into *out (a new reference: gm_grammar_unref), or
 // *out = NULL when the reply may not call (no tools, tool_choice "none").
-// Returns 0, or -1 with e filled. request_id names the request in the log.
-int ct_compile(gc_cache *gc, const api_request *q, chat_family f, const char *request_id, gm_grammar **out,
-               api_error *e);
+// ws_max as gm_opts.ws_max; a Hermes call's grammar also takes up to
+// SRV_CALL_WS blanks after the object (gm_opts.ws_after: the template's
+// "\n" before </tool_call> fuses with the object's last bytes). Returns 0,
+// or -1 with e filled. request_id names the request in the log.
+int ct_compile(gc_cache *gc, const api_request *q, chat_family f, int ws_max, const char *request_id,
+               gm_grammar **out, api_error *e);
 
 // Fills r's tools_mode, call_grammar (borrowed: the caller keeps its
 // reference until every choice has finished), call_open, call_close and

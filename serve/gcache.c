@@ -11,6 +11,7 @@
 typedef struct entry {
     uint64_t hash;
     char *text;
+    gm_opts o;           // what it was compiled with (part of the key)
     gm_grammar *g;       // the cache's reference
     size_t bytes;
     struct entry *prev, *next; // most recently used first
@@ -60,7 +61,8 @@ void gc_free(gc_cache *c) {
 static uint64_t schema_hash(const char *text, const gm_opts *o) {
     uint64_t h = 1469598103934665603ULL;
     for (const unsigned char *p = (const unsigned char *)text; *p; p++) h = (h ^ *p) * 1099511628211ULL;
-    return (h ^ (uint64_t)(uint32_t)o->ws_max) * 1099511628211ULL;
+    h = (h ^ (uint64_t)(uint32_t)o->ws_max) * 1099511628211ULL;
+    return (h ^ (uint64_t)(uint32_t)o->ws_after) * 1099511628211ULL;
 }
 
 // The vocab, built by the first caller; the others wait for it.
@@ -88,10 +90,10 @@ static void push_front(gc_cache *c, entry *e) {
     if (!c->tail) c->tail = e;
 }
 
-// Under mu: the entry for (hash, text), moved to the front, or NULL.
-static entry *find_locked(gc_cache *c, uint64_t hash, const char *text) {
+// Under mu: the entry for (hash, text, o), moved to the front, or NULL.
+static entry *find_locked(gc_cache *c, uint64_t hash, const char *text, const gm_opts *o) {
     for (entry *e = c->head; e; e = e->next)
-        if (e->hash == hash && strcmp(e->text, text) == 0) {
+        if (e->hash == hash && strcmp(e->text, text) == 0 && e->o.ws_max == o->ws_max && e->o.ws_after == o->ws_after) {
             unlink_entry(c, e);
             push_front(c, e);
             return e;
@@ -113,7 +115,7 @@ static void evict_locked(gc_cache *c) {
 }
 
 // Compiles text outside the lock. NULL + err.
-static gm_grammar *compile(gc_cache *c, const char *text, err_t *err) {
+static gm_grammar *compile(gc_cache *c, const char *text, const gm_opts *o, err_t *err) {
     gm_vocab *v = vocab_get(c, err);
     if (!v) return NULL;
     cJSON *schema = cJSON_Parse(text);
@@ -121,15 +123,17 @@ static gm_grammar *compile(gc_cache *c, const char *text, err_t *err) {
         err_set(err, "the schema is not valid JSON");
         return NULL;
     }
-    gm_grammar *g = gm_compile_json_schema(v, schema, &c->o, err);
+    gm_grammar *g = gm_compile_json_schema(v, schema, o, err);
     cJSON_Delete(schema);
     return g;
 }
 
-gm_grammar *gc_get(gc_cache *c, const char *text, err_t *err) {
-    uint64_t h = schema_hash(text, &c->o);
+gm_grammar *gc_get(gc_cache *c, const char *text, err_t *err) { return gc_get_opts(c, text, &c->o, err); }
+
+gm_grammar *gc_get_opts(gc_cache *c, const char *text, const gm_opts *o, err_t *err) {
+    uint64_t h = schema_hash(text, o);
     pthread_mutex_lock(&c->mu);
-    entry *e = find_locked(c, h, text);
+    entry *e = find_locked(c, h, text, o);
     if (e) {
         gm_grammar_ref(e->g);
         c->st.hits++;
@@ -141,7 +145,7 @@ gm_grammar *gc_get(gc_cache *c, const char *text, err_t *err) {
     // Two requests with the same new schema may both compile it; the second
     // finds the first's entry below and keeps that one.
     double t0 = util_now_s();
-    gm_grammar *g = compile(c, text, err);
+    gm_grammar *g = compile(c, text, o, err);
     int64_t us = (int64_t)((util_now_s() - t0) * 1e6);
     entry *ne = g ? calloc(1, sizeof *ne) : NULL;
     char *copy = ne ? strdup(text) : NULL;
@@ -157,13 +161,13 @@ gm_grammar *gc_get(gc_cache *c, const char *text, err_t *err) {
         if (g) gm_grammar_unref(g);
         return NULL;
     }
-    if ((e = find_locked(c, h, text))) { // someone was first
+    if ((e = find_locked(c, h, text, o))) { // someone was first
         gm_grammar_unref(g);
         free(ne);
         free(copy);
         g = e->g;
     } else {
-        *ne = (entry){.hash = h, .text = copy, .g = g, .bytes = gm_grammar_bytes(g)};
+        *ne = (entry){.hash = h, .text = copy, .o = *o, .g = g, .bytes = gm_grammar_bytes(g)};
         push_front(c, ne);
         c->st.bytes += ne->bytes;
         c->st.entries++;

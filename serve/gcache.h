@@ -1,10 +1,10 @@
-// gcache: the compiled grammars behind response_format (core/grammar.h),
-// shared by every request of the server.
+// gcache: the compiled grammars behind response_format and tool calls
+// (core/grammar.h), shared by every request of the server.
 //
 // One gm_vocab for the served tokenizer, built on the first constrained
 // request (on the thread pool, never on the loop thread; a server that
 // never sees one never pays for it). Grammars are cached by a 64-bit hash
-// of the schema text and the options (the full text is compared too, so a
+// of the schema text and the options (text and options are compared too, so a
 // hash collision is a miss, never a wrong grammar), least recently used
 // first out once their gm_grammar_bytes pass the bound. A grammar is
 // refcounted: gc_get hands the caller its own reference, so one evicted
@@ -38,6 +38,10 @@ void gc_free(gc_cache *c);
 // refuses the schema (err holds the compiler's "KEYWORD at POINTER: reason"),
 // or the vocab could not be built. May take milliseconds: not on the loop.
 gm_grammar *gc_get(gc_cache *c, const char *schema_text, err_t *err);
+// gc_get with other compile options than the cache's (o copied; part of
+// the key): a Hermes tool call's grammar takes the template's blanks
+// after it (gm_opts.ws_after).
+gm_grammar *gc_get_opts(gc_cache *c, const char *schema_text, const gm_opts *o, err_t *err);
 
 typedef struct gc_stats {
     int64_t hits, misses, compile_errors, evictions;

@@ -30,7 +30,8 @@
 //   Hermes REQUIRED  OPEN -call_open-> WS -> ON -> [CLOSE] -call_close-> OPEN, or a stop id
 //   Hermes BAN       FREE with call_open masked (also AUTO once max_calls calls opened)
 //   Llama AUTO, BAN  FIRST -'{' (AUTO only)-> ON, a stop id once complete;
-//                    FIRST -any other token-> FREE
+//                    FIRST -any other token (but a few blanks or
+//                    <|python_tag|>)-> FREE
 //   Llama REQUIRED   ON, a stop id once complete
 //
 // A Hermes tag is an ordinary token whose bytes the matcher would take
@@ -84,8 +85,9 @@ static void mask_value(sched *e, seq *s, uint32_t *b) {
         for (size_t w = 0; w < e->mask_words; w++) b[w] |= e->ws_bits[w];
 }
 
-// Llama's first token: anything that does not start with '{' (blanks only
-// while ws_left lasts); under AUTO also the '{' tokens the call may start with.
+// Llama's first token: anything that does not start with '{' (blanks and
+// <|python_tag|>, which the reply parser lets a call follow, only while
+// ws_left lasts); under AUTO also the '{' tokens the call may start with.
 static void mask_first(sched *e, seq *s, uint32_t *b) {
     if (s->tools == SRV_TOOLS_AUTO) {
         gm_mask(s->gm, b);
@@ -95,6 +97,7 @@ static void mask_first(sched *e, seq *s, uint32_t *b) {
         b[w] |= ~(e->brace_bits[w] | e->ws_bits[w]);
         if (s->ws_left > 0) b[w] |= e->ws_bits[w];
     }
+    if (e->python_tag >= 0) set_bit(b, e->python_tag, s->ws_left > 0);
 }
 
 // Hermes' bitsets made of a few known tokens: between required calls
@@ -294,7 +297,7 @@ static int took_in_phase(sched *e, seq *s, int32_t id) {
         if (free_banned(s)) return id == r->call_open || id == r->call_close ? refused(s, id, "banned") : 0;
         return id == r->call_open ? open_call(e, s) : 0; // a stray call_close in free text is text
     case SEQ_G_FIRST:
-        if (ws && s->ws_left > 0) return s->ws_left--, 0;
+        if ((ws || id == e->python_tag) && s->ws_left > 0) return s->ws_left--, 0;
         if (!has_bit(e->brace_bits, id)) return enter(e, s, SEQ_G_FREE, 0), 0;
         if (s->tools != SRV_TOOLS_AUTO) return refused(s, id, "banned");
         s->gphase = SEQ_G_ON;
@@ -369,6 +372,7 @@ static void find_tokens(sched *e, const tok *t) {
 
 int sched_grammar_init(sched *e, const tok *t, err_t *err) {
     e->gtok = t;
+    e->python_tag = t ? tok_token_id(t, "<|python_tag|>") : -1;
     int n = t ? tok_vocab_size(t) : 0;
     if (n < e->V) n = e->V;
     e->mask_words = ((size_t)n + 31) / 32;

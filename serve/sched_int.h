@@ -40,8 +40,9 @@ enum { SEQ_WAIT, SEQ_RUN, SEQ_DONE };
 //   FREE   tools: free text; Hermes: call_open opens a call (masked under
 //          SRV_TOOLS_BAN and at max_calls)
 //   FIRST  tools, Llama 3.1: the reply's first token (after ws_left blank
-//          ones): one starting with '{' opens the call, any other makes
-//          the rest free text
+//          ones, or a <|python_tag|>, which a call may follow): one
+//          starting with '{' opens the call, any other makes the rest
+//          free text
 //   OPEN   tools, Hermes SRV_TOOLS_REQUIRED, between calls: whitespace
 //          (ws_left more), call_open, or a stop id once a call is done
 //   CLOSE  tools, Hermes: the call is complete: whitespace (ws_left more)
@@ -150,6 +151,7 @@ struct sched {
     const tok *gtok;           // the tokenizer the bitsets index (dead-end logs)
     uint32_t *ws_bits;         // tokens made of whitespace only (after a reasoning block, around calls)
     uint32_t *brace_bits;      // tokens whose bytes start with '{' after any blanks (Llama 3.1 calls)
+    int32_t python_tag;        // Llama 3.1's <|python_tag|>, -1 if none: toolcall.h reads a call after it
     pthread_t *mthreads;
     int n_mthreads;
     pthread_mutex_t mmu;       // the step's mask jobs

@@ -172,8 +172,9 @@ await step('think block first, then the value', async () => {
     check(Number.isInteger(think), 'the tokenizer has </think>');
     const r = await api.chat.completions.create({ model: 'tiny', messages: MSG, max_tokens: MAX, temperature: 1, seed: 21,
                                                   logit_bias: { [think]: 100 }, response_format: rf('tag', tagSchema) });
-    // The content keeps the reasoning block (no reasoning parser, as vLLM
-    // without one): the value is what follows </think>.
+    // The reply never opened the block with <think>, so the reasoning
+    // parser (which reads a leading block only) leaves the bare </think>
+    // in the content: the value is what follows it.
     const content = r.choices[0].message.content;
     check(content.startsWith('</think>'), `the block closed first: ${JSON.stringify(content)}`);
     validChoice(r.choices[0], content.slice('</think>'.length), tagSchema, 'after </think>');
@@ -200,7 +201,9 @@ await step('bad schemas', async () => {
     await bad({ response_format: rf('a b', {}) }, 'response_format.json_schema.name', 'does not match pattern', 'name');
     await bad({ response_format: { type: 'json_schema' } }, 'response_format.json_schema', 'Missing required', 'no json_schema');
     await bad({ response_format: { type: 'yaml' } }, 'response_format.type', 'json_schema', 'type');
-    await bad({ tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools', 'not supported', 'tools');
+    // One grammar per reply: tool calls or a response format, not both.
+    await bad({ tools: [{ type: 'function', function: { name: 'f' } }], response_format: rf('tag', tagSchema) },
+              'response_format', 'cannot be combined', 'tools and a schema');
 });
 
 // ---- /metrics ------------------------------------------------------------------------------------

@@ -4,13 +4,14 @@
 // several seeds, with tool schemas whose values end (enums, bounded
 // integers, short strings, nested objects). What it checks, per family
 // (FAMILY=qwen3: the Qwen3 template, Hermes <tool_call> blocks;
-// FAMILY=llama3.1: Llama 3.1's JSON calls):
+// FAMILY=qwen2.5: the same calls, no reasoning; FAMILY=llama3.1: Llama
+// 3.1's JSON calls):
 //   - tool_choice "required" and a named tool: only calls, each naming a
 //     declared tool (the named one) with arguments that parse and match
 //     its parameters (ajv), ids call_..., finish_reason "tool_calls",
 //     content null;
 //   - parallel_tool_calls false caps the calls at one;
-//   - "none" never returns tool_calls, even with the call tag pushed by
+//   - "none" renders the tools yet never returns tool_calls, even with the call tag pushed by
 //     logit_bias; "auto" returns well-formed calls when it calls;
 //   - streaming with a seed = non-streaming with that seed (content,
 //     reasoning, names, arguments, finish); each call's first delta has
@@ -59,8 +60,12 @@ const MSG = [{ role: 'user', content: 'What is the weather in Paris, and where i
 const NO_THINK = { chat_template_kwargs: { enable_thinking: false } };
 const MAX = 400;
 const SEEDS = [1, 2, 3, 4, 5, 6];
-const base = (extra) => ({ model: 'tiny', messages: MSG, tools: TOOLS, max_tokens: MAX, temperature: 1, ...NO_THINK,
-                           ...extra });
+// After a Hermes call the model may open another or stop; a random one
+// opens call after call until max_tokens, so requests push it to stop
+// (the parallel-calls check below asks without the push).
+const STOP = HERMES ? { [idOf('<|im_end|>')]: 4 } : {};
+const base = (extra = {}) => ({ model: 'tiny', messages: MSG, tools: TOOLS, max_tokens: MAX, temperature: 1, ...NO_THINK,
+                                ...extra, logit_bias: { ...STOP, ...extra.logit_bias } });
 
 // A call as a client reads it: id, type, a declared name, arguments that
 // parse to an object matching the tool's parameters.
@@ -107,7 +112,7 @@ function jsonScan(s, st) {
 async function streamed(body, what) {
     const s = await api.chat.completions.create({ ...body, stream: true });
     let content = '', reasoning = '', fin = null, sawContent = false;
-    const calls = [], states = [];
+    const calls = [], states = [], lps = [];
     for await (const ch of s) {
         for (const x of ch.choices) {
             const d = x.delta;
@@ -127,10 +132,11 @@ async function streamed(body, what) {
                 check(!frag.includes('\ufffd'), `${what}: fragment with a broken character ${JSON.stringify(frag)}`);
                 check(jsonScan(frag, states[t.index]).esc === 0, `${what}: fragment ends mid-escape ${JSON.stringify(frag)}`);
             }
+            for (const t of x.logprobs?.content ?? []) lps.push(t.token);
             if (x.finish_reason) fin = x.finish_reason;
         }
     }
-    return { content: sawContent || !calls.length ? content : null, reasoning, calls, fin };
+    return { content: sawContent || !calls.length ? content : null, reasoning, calls, fin, lps };
 }
 
 // ---- forced calls --------------------------------------------------------------------------
@@ -149,6 +155,14 @@ await step('named: one call of that tool', async () => {
     }
 });
 
+await step('n = 2: each choice its own calls', async () => {
+    const r = await api.chat.completions.create(base({ seed: 7, n: 2, tool_choice: 'required' }));
+    eq(r.choices.length, 2, 'n=2: choices');
+    for (const c of r.choices) callsOnly({ choices: [c] }, `n=2 choice ${c.index}`);
+    const ids = r.choices.flatMap((c) => c.message.tool_calls ?? []).map((t) => t.id);
+    eq(new Set(ids).size, ids.length, 'n=2: call ids are unique');
+});
+
 await step('parallel_tool_calls false: at most one call', async () => {
     let many = 0;
     for (const seed of SEEDS) {
@@ -156,12 +170,44 @@ await step('parallel_tool_calls false: at most one call', async () => {
                                                                          parallel_tool_calls: false })),
                                 `parallel false seed ${seed}`);
         eq(calls.length, 1, `parallel false seed ${seed}: one call`);
-        const all = await api.chat.completions.create(base({ seed, tool_choice: 'required' }));
+        const all = await api.chat.completions.create({ ...base({ seed, tool_choice: 'required' }), logit_bias: {} });
         many = Math.max(many, all.choices[0].message.tool_calls?.length ?? 0);
     }
     // Llama 3.1 makes one call per reply; Hermes replies may hold several.
     if (HERMES) check(many >= 2, `some required reply made parallel calls (most: ${many})`);
     else eq(many, 1, 'llama3.1: one call per reply');
+});
+
+await step('a tool schema with $defs and $ref (as zod and pydantic write them)', async () => {
+    // Nested in the call's schema, its "#/$defs/..." refs must still point
+    // into it.
+    const place = fn('find_place', { type: 'object', properties: { loc: { $ref: '#/$defs/city' },
+                                                                    near: { type: 'array', items: { $ref: '#/$defs/city' }, maxItems: 2 } },
+                                     required: ['loc'], additionalProperties: false,
+                                     $defs: { city: { enum: ['Oslo', 'Rome'] } } }, { strict: true });
+    schemaOf.find_place = place.function.parameters;
+    for (const seed of SEEDS.slice(0, 3)) {
+        const r = await api.chat.completions.create(base({ seed, tools: [TOOLS[0], place],
+                                                           tool_choice: { type: 'function', function: { name: 'find_place' } } }));
+        eq(callsOnly(r, `$ref seed ${seed}`, ['find_place']).length, 1, `$ref seed ${seed}: one call`);
+    }
+});
+
+await step('a call cut by max_tokens or a stop string is no error', async () => {
+    // The request's own limit, not a fault: 200, finish_reason "length"
+    // (or "stop"), and only finished calls listed.
+    // (Cut inside the arguments, after the call has begun: the first '}'
+    // closes them at the earliest; test_serve_tools.sh finds the log line.)
+    for (const [extra, fin] of [[{ max_tokens: 40 }, 'length'], [{ stop: ['}'] }, 'stop']]) {
+        for (const seed of SEEDS.slice(0, 2)) {
+            const what = `cut ${JSON.stringify(extra)} seed ${seed}`;
+            const r = await api.chat.completions.create(base({ seed, tool_choice: 'required', ...extra }));
+            eq(r.choices[0].finish_reason, fin, `${what}: finish_reason`);
+            (r.choices[0].message.tool_calls ?? []).forEach((tc, i) => validCall(tc, `${what} call ${i}`));
+            const st = await streamed(base({ seed, tool_choice: 'required', ...extra }), what);
+            eq(st.fin, fin, `${what}: streamed finish_reason`);
+        }
+    }
 });
 
 // ---- none and auto ---------------------------------------------------------------------------
@@ -171,6 +217,13 @@ const OPEN = HERMES ? idOf('<tool_call>') : idOf('{');
 
 await step('none: never a call, even pushed', async () => {
     check(Number.isInteger(OPEN), 'the tokenizer has the call-opening token');
+    // The tools are still in the prompt (as OpenAI and vLLM do: the model
+    // knows them, the engine bans the calls).
+    const bare = { model: 'tiny', messages: MSG, max_tokens: 1, ...NO_THINK };
+    const without = await api.chat.completions.create(bare);
+    const withNone = await api.chat.completions.create({ ...bare, tools: TOOLS, tool_choice: 'none' });
+    check(withNone.usage.prompt_tokens > without.usage.prompt_tokens + 50,
+          `none renders the tools: ${withNone.usage.prompt_tokens} vs ${without.usage.prompt_tokens} prompt tokens`);
     for (const seed of SEEDS.slice(0, 3)) {
         const r = await api.chat.completions.create(base({ seed, tool_choice: 'none', max_tokens: 40,
                                                            logit_bias: { [OPEN]: 100 } }));
@@ -206,7 +259,7 @@ await step('auto: well-formed calls when it calls', async () => {
 
 await step('stream = non-stream with the same seed', async () => {
     const bodies = [
-        base({ seed: 31, tool_choice: 'required' }),
+        base({ seed: 31, tool_choice: 'required', logprobs: true }),
         base({ seed: 32, tool_choice: { type: 'function', function: { name: 'get_order_status' } } }),
         base({ seed: 33, tool_choice: 'auto', parallel_tool_calls: false, max_tokens: 60, logit_bias: { [OPEN]: 100 } }),
         base({ seed: 34, tool_choice: 'none', max_tokens: 30 }),
@@ -222,19 +275,22 @@ await step('stream = non-stream with the same seed', async () => {
         const strip = (cs) => (cs ?? []).map((c) => [c.function.name, c.function.arguments]);
         eq(strip(s.calls), strip(m.tool_calls), `${what}: calls`);
         s.calls.forEach((tc, k) => validCall(tc, `${what} call ${k}`));
+        // Every sampled token's logprob comes once, in order, whatever
+        // part of the reply it fed.
+        if (body.logprobs) eq(s.lps, r.choices[0].logprobs.content.map((t) => t.token), `${what}: logprob tokens`);
     }
 });
 
 // ---- Qwen3 reasoning ----------------------------------------------------------------------------
 
 await step('reasoning goes to reasoning_content', async () => {
-    if (!HERMES) return;
+    if (FAMILY !== 'qwen3') return;
     const open = idOf('<think>'), close = idOf('</think>');
     // Pushed (not forced) so that some seeds open a block and close it.
     let blocks = 0;
     for (const seed of [41, 42, 43, 44, 45, 46, 47, 48]) {
         const body = { model: 'tiny', messages: MSG, tools: TOOLS, tool_choice: 'required', max_tokens: MAX,
-                       temperature: 1, seed, logprobs: true, logit_bias: { [open]: 9, [close]: 9 } };
+                       temperature: 1, seed, logprobs: true, logit_bias: { [open]: 9, [close]: 9, ...STOP } };
         const r = await api.chat.completions.create(body);
         const c = r.choices[0], m = c.message;
         const toks = c.logprobs.content.map((t) => t.token);
@@ -292,7 +348,13 @@ const UNIQUE = { type: 'object', properties: { tags: { type: 'array', items: { e
 
 await step('a strict schema the engine refuses is a 400', async () => {
     await bad({ tools: [TOOLS[0], fn('tag', UNIQUE, { strict: true })], tool_choice: 'required' },
-              'tools[1].function.parameters', 'uniqueItems', 'strict uniqueItems');
+              'tools[1].function.parameters', 'uniqueItems at /properties/tags:', 'strict uniqueItems');
+    // Parameters without "type": "object" (held to an object by the call's
+    // schema): the pointer still names their own path.
+    const { type, ...untyped } = UNIQUE;
+    void type;
+    await bad({ tools: [fn('tag', untyped, { strict: true })], tool_choice: 'auto' },
+              'tools[0].function.parameters', 'uniqueItems at /properties/tags:', 'untyped strict uniqueItems');
 });
 
 await step('a non-strict one falls back to any object', async () => {

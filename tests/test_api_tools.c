@@ -311,6 +311,32 @@ static void test_history_invalid(void) {
         "messages[1].tool_calls[2].function", "Missing");
 }
 
+// A long agent history (20000 calls sharing one id, each answered once)
+// checks quickly, and one answer too many is named by its index.
+static void test_history_large(void) {
+    enum { N = 20000 };
+    char *body = malloc((size_t)N * 120 + 256);
+    for (int extra = 0; extra <= 1; extra++) {
+        int k = sprintf(body, "{\"model\":\"m\",\"messages\":[" USER ",{\"role\":\"assistant\",\"tool_calls\":[");
+        for (int i = 0; i < N; i++) k += sprintf(body + k, "%s" CALL("c", "f", "{}"), i ? "," : "");
+        k += sprintf(body + k, "]}");
+        for (int i = 0; i < N + extra; i++) k += sprintf(body + k, "," ANSWER("c"));
+        sprintf(body + k, "]}");
+        if (!extra) {
+            api_request r;
+            api_error e;
+            CHECK(parse(body, &r, &e) == 0, "%s", e.message);
+            CHECK(r.n_messages == N + 2 && r.messages[1].n_tool_calls == N);
+            api_request_free(&r);
+        } else {
+            char param[64];
+            snprintf(param, sizeof param, "messages[%d].tool_call_id", N + 2);
+            bad(body, param, "answers no earlier tool call");
+        }
+    }
+    free(body);
+}
+
 // ---- responses ---------------------------------------------------------------------
 
 static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectItemCaseSensitive(o, k); }
@@ -477,6 +503,7 @@ int main(void) {
     test_tool_choice_invalid();
     test_legacy_refused();
     test_history_invalid();
+    test_history_large();
     test_completion_calls_json();
     test_delta_json();
     test_chunk_is_delta();

@@ -58,6 +58,27 @@ static void test_hit_and_miss(const tok *t) {
     gc_free(c);
 }
 
+// Options are part of the key: the same text with ws_after (a tool call's
+// grammar) is another grammar, which takes blanks after the value.
+static void test_opts(const tok *t) {
+    gm_opts o = {.ws_max = 12}, call = {.ws_max = 12, .ws_after = 2};
+    gc_cache *c = gc_new(t, &o, 0);
+    err_t err = {{0}};
+    gm_grammar *a = gc_get(c, OBJ, &err), *b = gc_get_opts(c, OBJ, &call, &err), *b2 = gc_get_opts(c, OBJ, &call, &err);
+    CHECK(a && b && b2, "%s", err.msg);
+    CHECK(a != b && b == b2, "options in the key");
+    if (a) works(a, "{\"a\": true}", "{\"a\": true}\n", "no blanks after the value");
+    if (b) works(b, "{\"a\": true}\n", "{\"a\": true}\n\n\n", "ws_after 2");
+    gc_stats st;
+    gc_get_stats(c, &st);
+    CHECK(st.hits == 1 && st.misses == 2 && st.entries == 2, "hits %lld misses %lld", (long long)st.hits,
+          (long long)st.misses);
+    if (a) gm_grammar_unref(a);
+    if (b) gm_grammar_unref(b);
+    if (b2) gm_grammar_unref(b2);
+    gc_free(c);
+}
+
 // A bound of 1 byte keeps only the newest grammar; an evicted one held by
 // a caller still works, and a later request compiles it again.
 static void test_eviction(const tok *t) {
@@ -126,6 +147,7 @@ int main(void) {
     CHECK(t != NULL, "%s", err.msg);
     if (!t) return check_finish("test_gcache");
     test_hit_and_miss(t);
+    test_opts(t);
     test_eviction(t);
     test_threads(t);
     tok_free(t);

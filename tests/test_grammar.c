@@ -234,6 +234,38 @@ static void test_person(gm_vocab *v, const tok *t) {
     gm_grammar_unref(g);
 }
 
+// ws_after: blanks after the root value, as a template writes them (a
+// Hermes tool call's "}\n</tool_call>"); a token fusing the value's end
+// with them ("}\n") is allowed, and counted.
+static void test_ws_after(gm_vocab *v, const tok *t) {
+    gm_opts o = {.ws_max = 2, .ws_after = 2};
+    err_t e = {0};
+    gm_grammar *g = gm_grammar_from_schema(v, schema_person(), &o, &e);
+    CHECK(g, "%s", e.msg);
+    if (!g) return;
+    expect(g, "{\"name\": \"a\"}", 1);
+    expect(g, "{\"name\": \"a\"} ", 1);
+    expect(g, "{\"name\": \"a\"}\n\n", 1);
+    expect(g, "{\"name\": \"a\"}\n\n\n", -1); // past ws_after
+    expect(g, "{\"name\": \"a\"}\nx", -1);
+    expect(g, " {\"name\": \"a\"}", -1);        // still none before it
+    brute_mask(t, v, g, "{\"name\": \"abc\", \"tags\": [\"x\"]}\n");
+    brute_mask(t, v, g, "{\"name\": \"abc\"}\n\n");
+    gm_grammar_unref(g);
+    js_schema *num = NULL;
+    cJSON *js = cJSON_Parse("{\"type\": \"integer\"}");
+    num = js_compile(js, &e);
+    cJSON_Delete(js);
+    g = num ? gm_grammar_from_schema(v, num, &o, &e) : NULL;
+    CHECK(g, "%s", e.msg);
+    if (!g) return;
+    expect(g, "12", 1);
+    expect(g, "12 ", 1);  // a blank ends a root number
+    expect(g, "12 3", -1);
+    brute_mask(t, v, g, "42\n");
+    gm_grammar_unref(g);
+}
+
 static void test_anyof(gm_vocab *v, const tok *t) {
     gm_grammar *g = grammar(v, schema_anyof(), -1);
     expect(g, "\"hi\"", 1);
@@ -513,6 +545,7 @@ static void test_tokenizer(const char *path) {
     CHECK(v, "%s", e.msg);
     CHECK(gm_mask_words(v) == ((size_t)tok_vocab_size(t) + 31) / 32);
     test_person(v, t);
+    test_ws_after(v, t);
     test_anyof(v, t);
     test_patterns(v, t);
     test_compiled(v, t);

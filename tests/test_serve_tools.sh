@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Tool calling through the real engine on tiny random-weight models, the
-# Qwen3 template (Hermes <tool_call> blocks, reasoning) and Llama 3.1's
-# (JSON calls), judged by the openai SDK and ajv: tests/serve_tools.mjs
-# says what it checks. Here too: a template without a tool format refuses
-# tools with a 400 naming it, and the engine never refused a token its own
-# masks allowed.
+# Qwen3 and Qwen2.5 templates (Hermes <tool_call> blocks; Qwen3's
+# reasoning) and Llama 3.1's (JSON calls), judged by the openai SDK and
+# ajv: tests/serve_tools.mjs says what it checks. Here too: a template
+# without a tool format refuses tools with a 400 naming it, and the engine
+# never refused a token its own masks allowed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -29,11 +29,14 @@ run_family() {
     serve_start "$tmp/serve-$fam.log" --model "$model" --served-model-name tiny "$@"
     PORT=$port FAMILY=$fam TOKENIZER="$model" node tests/serve_tools.mjs || bad "tests/serve_tools.mjs ($fam)"
     grep -q "grammar refused" "$log" && bad "$fam: the engine refused a token its own mask allowed (see the log)"
-    grep -q "tool arguments unconstrained.*tools=tag" "$log" || bad "$fam: the non-strict fallback was not logged"
+    grep -q "tool arguments unconstrained.*tools=tag reason=uniqueItems at /properties/tags:" "$log" || bad "$fam: the non-strict fallback was not logged"
+    grep -q "tool call cut short" "$log" || bad "$fam: no call was cut inside its arguments"
+    grep -q "tool call unreadable" "$log" && bad "$fam: a reply parser failed (see the log)"
     serve_stop
 }
 
 run_family qwen3 "$tmp/qwen3"
+run_family qwen2.5 "$tmp/qwen3" --chat-template qwen2.5
 run_family llama3.1 "$tmp/llama3" --chat-template llama3.1
 
 # The original Llama 3 template has no tool format: 400 naming it.

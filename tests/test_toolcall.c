@@ -208,6 +208,21 @@ static void test_after_error(void) {
     drop(&o);
 }
 
+// An empty reply (max_tokens 1 on a token that decodes to nothing, a
+// stop string at once) finishes with no event: the parser was never fed.
+static void test_empty_reply(void) {
+    for (int f = 0; f < 2; f++) {
+        outcome o;
+        memset(&o, 0, sizeof o);
+        tc_opts opts = {.format = f ? TC_LLAMA3 : TC_HERMES, .tool_names = TOOLS, .n_tools = 3, .emit = on_event,
+                        .ud = &o};
+        tc_parser *p = tc_new(&opts);
+        CHECK(tc_finish(p) == 0 && o.n == 0 && tc_n_calls(p) == 0, "format %d", f);
+        tc_free(p);
+        drop(&o);
+    }
+}
+
 static void test_text_before_call(void) {
     outcome o;
     parse_all(&o, TC_HERMES, 0, "Let me check the weather <tag>.\n<tool_call>\n" WEATHER "\n</tool_call>");
@@ -404,6 +419,7 @@ int main(void) {
     test_held_whole();
     test_llama3();
     test_after_error();
+    test_empty_reply();
     test_random_replies();
     return check_finish("test_toolcall");
 }
