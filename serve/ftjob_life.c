@@ -107,16 +107,17 @@ static void metrics_line(ftjob *j, const char *line) {
 typedef struct file_report {
     int seen;
     long long ok, bad, tokens;
+    long long tool_examples, tool_calls; // from "  tools: N examples with tools, D tool definitions, C calls"
     util_buf bad_lines; // "line N: reason; ..." (the first FT_BAD_LISTED)
     int listed;
     char first_lines[256]; // "3, 7, 9"
 } file_report;
 
 // Reads the dry run's report: a section per file ("data: PATH", then
-// "  examples: N ok, B bad", "  tokens: T total, ...", "    line N: why"),
-// the training file's first, then the validation file's (train reads them
-// in that order; sections are told apart by order because the report may
-// shorten long paths).
+// "  examples: N ok, B bad", "  tokens: T total, ...", "  tools: ...",
+// "    line N: why"), the training file's first, then the validation
+// file's (train reads them in that order; sections are told apart by order
+// because the report may shorten long paths).
 static void parse_report(const char *text, file_report *tr, file_report *va) {
     file_report *cur = NULL;
     int sections = 0;
@@ -135,6 +136,10 @@ static void parse_report(const char *text, file_report *tr, file_report *va) {
             cur->bad = b;
         } else if (cur && sscanf(line, "  tokens: %lld total", &a) == 1) {
             cur->tokens = a;
+        } else if (cur && sscanf(line, "  tools: %lld", &a) == 1) {
+            const char *defs = strstr(line, " tool definitions, ");
+            cur->tool_examples = a;
+            if (defs && sscanf(defs + strlen(" tool definitions, "), "%lld calls", &b) == 1) cur->tool_calls = b;
         } else if (cur && sscanf(line, "    line %lld:", &a) == 1 && cur->listed < FT_BAD_LISTED) {
             const char *why = strchr(line, ':') + 1;
             char num[24];
@@ -198,9 +203,12 @@ static void validate_done(ftjob *j, ftrun *c) {
         j->resolved = 1;
         j->total_steps = (j->n_train + j->batch_size - 1) / j->batch_size * j->n_epochs;
         j->status = ST_QUEUED;
+        char tools[96] = "";
+        if (tr.tool_examples > 0)
+            snprintf(tools, sizeof tools, " (%lld with tools, %lld tool calls)", tr.tool_examples, tr.tool_calls);
         ftstate_event(j, "info", NULL,
-                      "Files validated: %lld training examples, %lld tokens; moving job to queued state", tr.ok,
-                      tr.tokens);
+                      "Files validated: %lld training examples%s, %lld tokens; moving job to queued state", tr.ok,
+                      tools, tr.tokens);
         ftstate_persist(j);
     }
     free(tr.bad_lines.p);

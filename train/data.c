@@ -2,7 +2,9 @@
 // the formats, the bad-line rules and how special tokens are kept out of
 // message content. The file reads top to bottom as a line goes through it:
 // read the line, check its bytes, parse it into messages, render them with
-// the chat template into segments, tokenize markup and content apart.
+// the chat template into segments, tokenize markup and content apart. The
+// tool-calling fields of a line are read in data_tools.c, the report is
+// counted and printed in data_report.c (data_int.h joins them).
 #include "data.h"
 #include "data_int.h"
 
@@ -235,17 +237,17 @@ int td_read_content(td_conv *c, const cJSON *v, const char *path, const char **o
     }
     if (!cJSON_IsArray(v))
         return td_bad(why, "%s: expected a string or an array of text parts, got %s", path,
-                   td_desc(v, d, sizeof d));
+                      td_desc(v, d, sizeof d));
     const char *text = "";
     int j = 0;
     for (const cJSON *p = v->child; p; p = p->next, j++) {
         const cJSON *type = td_get(p, "type"), *t = td_get(p, "text");
         if (!cJSON_IsObject(p) || !cJSON_IsString(type))
             return td_bad(why, "%s[%d]: expected {\"type\": \"text\", \"text\": \"...\"}, got %s", path, j,
-                       td_desc(p, d, sizeof d));
+                          td_desc(p, d, sizeof d));
         if (strcmp(type->valuestring, "text") != 0)
             return td_bad(why, "%s[%d].type: unsupported content part %s (only \"text\")", path, j,
-                       td_clip(type->valuestring, d, sizeof d));
+                          td_clip(type->valuestring, d, sizeof d));
         if (!cJSON_IsString(t))
             return td_bad(why, "%s[%d].text: expected a string, got %s", path, j, td_desc(t, d, sizeof d));
         if (!(text = j == 0 ? t->valuestring : td_conv_join(c, text, "\n", t->valuestring))) return TD_OOM;
@@ -357,16 +359,17 @@ static int parse_alpaca(const cJSON *root, td_conv *c, err_t *why) {
     if (hist && !cJSON_IsNull(hist)) {
         if (!cJSON_IsArray(hist))
             return td_bad(why, "history: expected an array of [instruction, output], got %s",
-                       td_desc(hist, d, sizeof d));
+                          td_desc(hist, d, sizeof d));
         int i = 0;
         for (const cJSON *h = hist->child; h; h = h->next, i++) {
             const cJSON *q = cJSON_GetArrayItem(h, 0), *a = cJSON_GetArrayItem(h, 1);
             if (!cJSON_IsArray(h) || cJSON_GetArraySize(h) != 2 || !cJSON_IsString(q) || !cJSON_IsString(a))
                 return td_bad(why, "history[%d]: expected [instruction, output] (two strings), got %s", i,
-                           td_desc(h, d, sizeof d));
+                              td_desc(h, d, sizeof d));
             if (!*q->valuestring || !*a->valuestring)
                 return td_bad(why, "history[%d][%d]: empty content", i, *q->valuestring ? 1 : 0);
-            if ((rc = td_conv_add(c, "user", q->valuestring, 1)) || (rc = td_conv_add(c, "assistant", a->valuestring, 1)))
+            if ((rc = td_conv_add(c, "user", q->valuestring, 1)) ||
+                (rc = td_conv_add(c, "assistant", a->valuestring, 1)))
                 return rc;
         }
     }
@@ -589,10 +592,10 @@ static int load_line(loader *L, char *line, size_t len, int too_long, err_t *why
         rc = td_bad(why, "not a JSON object (got %s)", td_desc(root, d, sizeof d));
     } else if (f == DATA_FMT_NONE) {
         rc = td_bad(why, "unknown format: expected \"messages\" (openai-chat), \"conversations\" (sharegpt) "
-                 "or \"instruction\" and \"output\" (alpaca)");
+                    "or \"instruction\" and \"output\" (alpaca)");
     } else if (L->rep->format != DATA_FMT_NONE && f != L->rep->format) {
         rc = td_bad(why, "format %s, but the file is %s (set by line %" PRId64 ")", data_format_name(f),
-                 data_format_name(L->rep->format), L->rep->format_line);
+                    data_format_name(L->rep->format), L->rep->format_line);
     } else {
         rc = f == DATA_FMT_OPENAI ? parse_openai(root, &L->c, why)
            : f == DATA_FMT_ALPACA ? parse_alpaca(root, &L->c, why)
@@ -612,71 +615,6 @@ static int load_line(loader *L, char *line, size_t len, int too_long, err_t *why
     L->ds->ex[L->ds->n++] = ex;
     if (L->rep->format == DATA_FMT_NONE) L->rep->format = f, L->rep->format_line = L->rep->lines;
     return 0;
-}
-
-static void note_bad(data_report *rep, int64_t line, const char *reason) {
-    rep->bad++;
-    if (rep->n_bad_lines >= DATA_BAD_KEPT) return;
-    if (!rep->bad_lines && !(rep->bad_lines = calloc(DATA_BAD_KEPT, sizeof *rep->bad_lines))) return;
-    data_bad *b = &rep->bad_lines[rep->n_bad_lines++];
-    b->line = line;
-    // Cut a long reason at a character boundary.
-    size_t n = strlen(reason);
-    if (n >= sizeof b->reason) {
-        n = sizeof b->reason - 1;
-        while (n > 0 && ((unsigned char)reason[n] & 0xC0) == 0x80) n--;
-    }
-    memcpy(b->reason, reason, n);
-    b->reason[n] = '\0';
-}
-
-static int cmp_int(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
-}
-
-// Nearest-rank percentile of n sorted values.
-static int percentile(const int *v, int n, double q) {
-    int k = (int)ceil(q * n);
-    return v[k < 1 ? 0 : k - 1];
-}
-
-void data_report_stats(data_report *rep, const data_set *ds) {
-    int n = ds ? ds->n : 0;
-    rep->ok = n;
-    rep->tokens = rep->trained = rep->truncated = 0;
-    rep->len_min = rep->len_max = rep->len_p50 = rep->len_p90 = rep->len_p99 = 0;
-    rep->msg_min = rep->msg_max = 0;
-    rep->len_mean = rep->msg_mean = 0;
-    rep->tool_examples = rep->tool_defs = rep->tool_calls = rep->tool_results = 0;
-    if (n == 0) return;
-    int *len = malloc((size_t)n * sizeof *len);
-    int64_t msgs = 0;
-    rep->msg_min = INT32_MAX;
-    for (int i = 0; i < n; i++) {
-        const data_example *e = &ds->ex[i];
-        if (len) len[i] = e->n;
-        rep->tokens += e->n;
-        rep->trained += e->n_trained;
-        rep->truncated += e->truncated;
-        rep->tool_examples += e->n_tools > 0;
-        rep->tool_defs += e->n_tools;
-        rep->tool_calls += e->n_calls;
-        rep->tool_results += e->n_results;
-        msgs += e->n_messages;
-        rep->msg_min = e->n_messages < rep->msg_min ? e->n_messages : rep->msg_min;
-        rep->msg_max = e->n_messages > rep->msg_max ? e->n_messages : rep->msg_max;
-    }
-    rep->len_mean = (double)rep->tokens / n;
-    rep->msg_mean = (double)msgs / n;
-    if (!len) return;  // out of memory: no percentiles
-    qsort(len, (size_t)n, sizeof *len, cmp_int);
-    rep->len_min = len[0];
-    rep->len_max = len[n - 1];
-    rep->len_p50 = percentile(len, n, 0.50);
-    rep->len_p90 = percentile(len, n, 0.90);
-    rep->len_p99 = percentile(len, n, 0.99);
-    free(len);
 }
 
 data_set *data_load(const char *path, const data_opts *opts, data_report *rep, err_t *err) {
@@ -715,7 +653,7 @@ data_set *data_load(const char *path, const data_opts *opts, data_report *rep, e
             goto fail;
         }
         if (rc == TD_BLANK) R->blank++;
-        else if (rc == TD_BAD) note_bad(R, R->lines, why.msg);
+        else if (rc == TD_BAD) td_note_bad(R, R->lines, why.msg);
     }
     L.ds->format = R->format;
     data_report_stats(R, L.ds);
@@ -801,41 +739,4 @@ int data_split(data_set *ds, double frac, uint64_t seed, data_set **val, err_t *
     free(pick);
     *val = v;
     return 0;
-}
-
-// ---------------------------------------------------------------------------
-// The report
-
-void data_report_print(FILE *f, const data_report *r, int max_listed) {
-    fprintf(f, "data: %s\n", r->path);
-    if (r->format != DATA_FMT_NONE)
-        fprintf(f, "  format: %s (detected from line %" PRId64 ")\n", data_format_name(r->format), r->format_line);
-    else
-        fprintf(f, "  format: none detected\n");
-    fprintf(f, "  lines: %" PRId64 " (%" PRId64 " blank, skipped)\n", r->lines, r->blank);
-    fprintf(f, "  examples: %" PRId64 " ok, %" PRId64 " bad\n", r->ok, r->bad);
-    fprintf(f, "  tokens: %" PRId64 " total, %" PRId64 " trained (%.1f%%)\n", r->tokens, r->trained,
-            r->tokens ? 100.0 * (double)r->trained / (double)r->tokens : 0.0);
-    if (r->ok > 0) {
-        fprintf(f, "  tokens per example: min %d, max %d, mean %.1f, p50 %d, p90 %d, p99 %d\n", r->len_min,
-                r->len_max, r->len_mean, r->len_p50, r->len_p90, r->len_p99);
-        fprintf(f, "  messages per example: min %d, max %d, mean %.1f\n", r->msg_min, r->msg_max, r->msg_mean);
-    }
-    fprintf(f, "  tools: %" PRId64 " example%s with tools, %" PRId64 " tool definitions, %" PRId64
-               " calls, %" PRId64 " tool results\n", r->tool_examples, r->tool_examples == 1 ? "" : "s", r->tool_defs,
-            r->tool_calls, r->tool_results);
-    fprintf(f, "  truncated at max-seq-len %d: %" PRId64 "\n", r->max_seq_len, r->truncated);
-    if (r->bad == 0) return;
-    fprintf(f, "  bad lines:\n");
-    int shown = 0;
-    for (int i = 0; i < r->n_bad_lines && shown < max_listed; i++, shown++)
-        fprintf(f, "    line %" PRId64 ": %s\n", r->bad_lines[i].line, r->bad_lines[i].reason);
-    if (r->bad > shown) fprintf(f, "    ... and %" PRId64 " more\n", r->bad - shown);
-}
-
-void data_report_free(data_report *rep) {
-    if (!rep) return;
-    free(rep->bad_lines);
-    rep->bad_lines = NULL;
-    rep->n_bad_lines = 0;
 }

@@ -198,8 +198,8 @@ int data_split(data_set *ds, double frac, uint64_t seed, data_set **val, err_t *
 void data_report_stats(data_report *rep, const data_set *ds);
 
 // Writes the report as lines of text to f (with a "tools:" line counting
-// examples with tools, tool definitions, calls and tool results), listing at most max_listed bad
-// lines ("line N: reason") and then "... and K more".
+// examples with tools, tool definitions, calls and tool results), listing
+// at most max_listed bad lines ("line N: reason") and then "... and K more".
 void data_report_print(FILE *f, const data_report *rep, int max_listed);
 void data_report_free(data_report *rep);
 

@@ -1,7 +1,8 @@
-// data_int: private to train/data.c and train/data_tools.c. The helpers
-// that read a line's JSON (shared by both), the conversation a line becomes
-// (td_conv), and the tool-calling side of it that data_tools.c reads and
-// checks: tool definitions, assistant calls, tool results.
+// data_int: private to train/data.c, data_tools.c and data_report.c. The
+// helpers that read a line's JSON (shared by the first two), the
+// conversation a line becomes (td_conv), the tool-calling side of it that
+// data_tools.c reads and checks (tool definitions, assistant calls, tool
+// results), and the bad-line list data_report.c keeps.
 //
 // Every td_ reader returns 0, TD_BAD with a reason in why that names the
 // field ("messages[2].tool_calls[0].function.name: ..."), or TD_OOM.
@@ -15,6 +16,7 @@
 #include <stddef.h>
 
 #include "chat.h"
+#include "data.h"
 #include "err.h"
 
 struct cJSON;
@@ -36,6 +38,8 @@ const char *td_desc(const struct cJSON *v, char *buf, size_t n);
 const struct cJSON *td_get(const struct cJSON *obj, const char *key);
 // A field that is there and not null, false or [].
 int td_present(const struct cJSON *v);
+// data_report.c: counts a bad line in rep, keeping the first DATA_BAD_KEPT.
+void td_note_bad(data_report *rep, int64_t line, const char *reason);
 
 // One call of an assistant message: name and id borrowed from the line,
 // arguments owned by td_tools.owned.

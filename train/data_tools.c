@@ -160,9 +160,11 @@ int td_tools_openai(td_conv *c, const cJSON *root, err_t *why) {
     }
     if (td_present(tools) && td_present(fns))
         return td_bad(why, "tools and functions: give one (functions is the legacy form of tools)");
-    if (tools && !cJSON_IsNull(tools)) return read_tool_list(t, tools, "tools", 0, why);
-    if (fns && !cJSON_IsNull(fns)) return read_tool_list(t, fns, "functions", 1, why);
-    return 0;
+    // One of them at most holds tools; the other may still be [] or null.
+    int rc = 0;
+    if (tools && !cJSON_IsNull(tools)) rc = read_tool_list(t, tools, "tools", 0, why);
+    if (!rc && fns && !cJSON_IsNull(fns)) rc = read_tool_list(t, fns, "functions", 1, why);
+    return rc;
 }
 
 // ShareGPT's tools: LLaMA-Factory writes a JSON string of function
