@@ -5,8 +5,10 @@
 # LangChain) and curl.sh run, in open mode and with
 # clients/tenants.example.json, and print the adapter's greedy answer
 # (= `serve --generate` with that adapter), streamed and not; a key whose
-# tenant may not use the model gets the 404, not an answer. The Python
-# ones are byte-compiled only (no openai/langchain Python packages here).
+# tenant may not use the model gets the 404, not an answer. The
+# tool-calling JS examples (tools-bot, a random adapter here) run to an
+# answer. The Python ones are byte-compiled only (no openai/langchain
+# Python packages here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -24,16 +26,22 @@ done
 # The examples' defaults are the README's main command.
 grep -qF -- '--port 8000' README.md && grep -qF '"model": "support-bot"' README.md ||
     bad "README.md no longer serves support-bot on port 8000: update the defaults in clients/"
+grep -qF '"model": "tools-bot"' README.md ||
+    bad "README.md's tool-calling example no longer uses tools-bot: update the defaults in clients/"
 for f in clients/*.py clients/*.mjs clients/curl.sh; do
     grep -qF '127.0.0.1:8000/v1' "$f" || bad "$f: its base URL differs from the README's server"
-    case "$f" in clients/finetune.*) continue ;; esac # fine-tunes the base: no adapter name
-    grep -qF 'support-bot' "$f" || bad "$f: its default adapter differs from the README's"
+    case "$f" in
+    clients/finetune.*) continue ;; # fine-tunes the base: no adapter name
+    clients/*tools* | clients/*agent*) want=tools-bot ;; # README's tool-calling adapter
+    *) want=support-bot ;;
+    esac
+    grep -qF "$want" "$f" || bad "$f: its default adapter differs from the README's ($want)"
 done
 
 # ---- fixtures: the demo's names -----------------------------------------------------------
 "$build/tools/mkmodel" --arch qwen3 --out "$tmp/tiny-qwen3" --seed 1 --final-norm 16 >/dev/null
 mkdir -p "$tmp/adapters"
-for a in support-bot:1 globex-bot:2; do
+for a in support-bot:1 globex-bot:2 tools-bot:3; do
     "$build/tools/mkadapter" --model "$tmp/tiny-qwen3" --out "$tmp/adapters/${a%%:*}" --rank 8 --alpha 16 \
         --targets q_proj,v_proj --seed "${a#*:}" >/dev/null
 done
@@ -63,10 +71,22 @@ run_js() {
 
 # ---- open mode: the defaults (any key, model support-bot) --------------------------------
 start
-expect open-openai support-bot "globex-bot support-bot tiny-qwen3"
+expect open-openai support-bot "globex-bot support-bot tiny-qwen3 tools-bot"
 run_js open-openai clients/openai_chat.mjs
 expect open-langchain support-bot
 run_js open-langchain clients/langchain_chat.mjs
+# The tool-calling flows (a random tools-bot here: whether it calls a tool
+# is up to its weights; tests/test_tools_e2e.sh runs them on a trained one):
+# they run to an answer, and the streamed first turn agrees with the loop's.
+for f in clients/openai_tools.mjs clients/langchain_agent.mjs; do
+    if ! TESSERA_BASE_URL="http://127.0.0.1:$port/v1" node "$f" >"$tmp/tools.out" 2>"$tmp/tools.err"; then
+        bad "$f failed: $(tail -n 5 "$tmp/tools.err")"
+    elif ! grep -q '^answer: ' "$tmp/tools.out"; then
+        bad "$f printed no answer: $(head -c 300 "$tmp/tools.out")"
+    elif grep -q '^call: ' "$tmp/tools.out" && ! grep -q '^streamed call: ' "$tmp/tools.out"; then
+        bad "$f: the streamed first turn made no call where the non-streamed one did"
+    fi
+done
 if TESSERA_BASE_URL="http://127.0.0.1:$port/v1" clients/curl.sh >"$tmp/curl.out" 2>&1; then
     for want in '"object":"list"' '"object":"chat.completion"' '"object":"chat.completion.chunk"' \
                 'data: [DONE]' '"object":"text_completion"' '"usage":{"prompt_tokens"'; do
