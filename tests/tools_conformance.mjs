@@ -14,13 +14,13 @@
 //   several); no call where none is needed; tool_choice "required",
 //   named, "none"; nested-object arguments (a third tool, named); a tool
 //   message answering no call is a 400.
-// The auto cases send Qwen3's default prompt, the one the adapter was
-// trained on (the template renders a call turn without a think block). The
-// cases that need the engine's constraint (tool_choice, parallel_tool_calls
-// false, nested arguments) send chat_template_kwargs.enable_thinking false:
-// with thinking on the constraint starts only after </think>, and a reply
-// that never opens a think block (this adapter's) is not constrained at all
-// (reported; README "Tool calling").
+// Every adapter case sends Qwen3's default prompt (thinking on), the one
+// the adapter was trained on: the template renders a call turn without a
+// think block, so the adapter calls at once, and the engine holds that
+// call to its grammar from the first token (a reply may open with <think>;
+// one that does not is constrained at once). The base-model cases send
+// chat_template_kwargs.enable_thinking false: a random model that opens a
+// think block never closes it.
 // Env: PORT, ADAPTER, BASE (the base model's name), FIXTURE.
 import fs from 'node:fs';
 import Ajv from 'ajv';
@@ -55,7 +55,7 @@ const resultsOf = (q) => trained(q).filter((m) => m.role === 'tool').map((m) => 
 const CLOSED = world.tools.map((t) => ({ ...t, function: { ...t.function,
     parameters: { ...t.function.parameters, additionalProperties: false } } }));
 const validators = Object.fromEntries([...TOOLS, NESTED].map((t) => [t.function.name, ajv.compile(t.function.parameters)]));
-const extra = { chat_template_kwargs: { enable_thinking: false } };
+const RANDOM = { chat_template_kwargs: { enable_thinking: false } }; // the base model's cases
 
 const ask = (q) => [{ role: 'system', content: world.system }, { role: 'user', content: q }];
 const body = (q, more = {}) => ({ model: env.ADAPTER, messages: ask(q), tools: TOOLS, temperature: 0, max_tokens: 80,
@@ -162,7 +162,7 @@ await step('single call', async () => {
 // on the base model with tool_choice "required", where the random model
 // opens call after call (greedy: five complete calls, then the end).
 await step('parallel calls', async () => {
-    const b = { ...body(ORDER_Q, { tools: CLOSED, tool_choice: 'required', max_tokens: 600, ...extra }), model: env.BASE };
+    const b = { ...body(ORDER_Q, { tools: CLOSED, tool_choice: 'required', max_tokens: 600, ...RANDOM }), model: env.BASE };
     const r = await api.chat.completions.create(b);
     const calls = callsReply(r, 'parallel', ALL);
     check(calls.length >= 2, `parallel: ${calls.length} calls, want several`);
@@ -186,22 +186,22 @@ await step('no call needed', async () => {
 });
 
 await step('tool_choice', async () => {
-    const req = await api.chat.completions.create(body('Hello!', { tool_choice: 'required', max_tokens: 200, ...extra }));
+    const req = await api.chat.completions.create(body('Hello!', { tool_choice: 'required', max_tokens: 200 }));
     callsReply(req, 'required on a greeting', ALL);
     const named = { type: 'function', function: { name: 'get_weather' } };
-    const n = await api.chat.completions.create(body(ORDER_Q, { tool_choice: named, ...extra }));
+    const n = await api.chat.completions.create(body(ORDER_Q, { tool_choice: named }));
     callsReply(n, 'named get_weather on an order question', ['get_weather'], 1);
-    const ns = await streamed(body(ORDER_Q, { tool_choice: named, ...extra }), 'named, streamed');
+    const ns = await streamed(body(ORDER_Q, { tool_choice: named }), 'named, streamed');
     check(same(ns.choices[0].message.tool_calls, n.choices[0].message.tool_calls), 'named: streamed != non-streamed');
-    const none = await api.chat.completions.create(body(ORDER_Q, { tool_choice: 'none', ...extra }));
+    const none = await api.chat.completions.create(body(ORDER_Q, { tool_choice: 'none' }));
     textReply(none, 'none on an order question');
-    const nones = await streamed(body(ORDER_Q, { tool_choice: 'none', ...extra }), 'none, streamed');
+    const nones = await streamed(body(ORDER_Q, { tool_choice: 'none' }), 'none, streamed');
     check(!nones.choices[0].message.tool_calls, 'none, streamed: tool_calls');
 });
 
 await step('nested arguments', async () => {
     const b = body('Deliver order 10234 on Friday morning.', {
-        tools: [...TOOLS, NESTED], max_tokens: 120, ...extra,
+        tools: [...TOOLS, NESTED], max_tokens: 120,
         tool_choice: { type: 'function', function: { name: 'schedule_delivery' } },
     });
     const [c] = callsReply(await api.chat.completions.create(b), 'nested', ['schedule_delivery'], 1);

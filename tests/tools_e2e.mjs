@@ -180,8 +180,8 @@ async function heldOut() {
 // grammar alone must make every call schema-valid. The tools get
 // additionalProperties false here: with any key allowed, a random model
 // spells one key until max_tokens. With Qwen3's non-thinking prompt: with
-// thinking on, the constraint starts after </think>, and a random model
-// never closes a think block (reported: such a reply is not constrained).
+// thinking on, a reply may open a think block, which a random model never
+// closes (the constraint would start after it).
 const closed = world.tools.map((t) => ({ ...t, function: { ...t.function,
     parameters: { ...t.function.parameters, additionalProperties: false } } }));
 async function baseRequired() {
