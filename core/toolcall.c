@@ -49,6 +49,7 @@ struct tc_parser {
     tc_emit_fn emit;
     void *ud;
     int state, final, failed;
+    int think_lead; // S_THINK: the newlines right after <think> are still dropped
     sbuf buf;  // bytes fed and not yet consumed
     sbuf hold; // the current call's raw text (tag and all) while undecided
     sbuf args; // the current call's arguments text so far
@@ -198,11 +199,49 @@ static int h_start(tc_parser *p, const char *s, size_t n) {
     int m = match(s, n, "<think>");
     if (m == 1) {
         p->state = S_THINK;
+        p->think_lead = 1;
         return 7;
     }
     if (m == 0 && !p->final) return NEED;
     p->state = S_TEXT;
     return 0;
+}
+
+static size_t trim_newlines(const char *s, size_t n) {
+    while (n > 0 && s[n - 1] == '\n') n--;
+    return n;
+}
+
+// Reasoning up to </think>, less the newlines at its two ends: Qwen3's
+// template writes a block as "<think>\n" + reasoning.strip('\n') +
+// "\n</think>", so the model's empty block "<think>\n\n</think>" is no
+// reasoning, and a reasoning_content sent back renders as it was written.
+// A run of newlines waits until text after it shows it is not the end.
+static int h_think(tc_parser *p, const char *s, size_t n) {
+    size_t i = 0;
+    if (p->think_lead) {
+        while (i < n && s[i] == '\n') i++;
+        if (i == n && !p->final) return i ? (int)i : NEED;
+        p->think_lead = 0;
+        return (int)i;
+    }
+    for (; i < n; i++) {
+        if (s[i] != '<') continue;
+        int m = match(s + i, n - i, "</think>");
+        if (m == 1) {
+            emit_text(p, TC_REASONING, s, trim_newlines(s, i));
+            p->state = S_POST;
+            return (int)(i + strlen("</think>"));
+        }
+        if (m == 0 && !p->final) break; // may be the tag: wait from here
+    }
+    if (p->final && i == n) { // an unclosed block: all of it
+        emit_text(p, TC_REASONING, s, n);
+        return (int)n;
+    }
+    size_t keep = trim_newlines(s, u8_cut(s, i));
+    emit_text(p, TC_REASONING, s, keep);
+    return keep ? (int)keep : NEED;
 }
 
 static int h_post(tc_parser *p, const char *s, size_t n) {
@@ -433,7 +472,7 @@ static int h_lnext(tc_parser *p, const char *s, size_t n) {
 static int step(tc_parser *p, const char *s, size_t n) {
     switch (p->state) {
     case S_START: return h_start(p, s, n);
-    case S_THINK: return text_until(p, s, n, "</think>", TC_REASONING, S_POST);
+    case S_THINK: return h_think(p, s, n);
     case S_POST: return h_post(p, s, n);
     case S_LSTART: return h_lstart(p, s, n);
     case S_TEXT: return h_text(p, s, n);
@@ -494,6 +533,7 @@ tc_parser *tc_new(const tc_opts *o) {
     p->emit = o->emit;
     p->ud = o->ud;
     p->state = o->format == TC_LLAMA3 ? S_LSTART : o->in_think ? S_THINK : S_START;
+    p->think_lead = p->state == S_THINK;
     p->names = calloc(o->n_tools > 0 ? (size_t)o->n_tools : 1, sizeof *p->names);
     if (!p->names) {
         free(p);

@@ -6,7 +6,9 @@
 //   TC_HERMES  Qwen2.5 / Qwen3: content text, then zero or more
 //              <tool_call>\n{"name": N, "arguments": {...}}\n</tool_call>
 //              blocks; a leading <think>...</think> (Qwen3) is reasoning,
-//              reported apart as vLLM's reasoning_content is.
+//              reported apart as vLLM's reasoning_content is, less the
+//              newlines at its two ends (the template strips them when
+//              it renders reasoning back: an empty block is no reasoning).
 //   TC_LLAMA3  Llama 3.1 JSON calls, as vLLM's llama3_json parser reads
 //              them when streaming: the reply is a call only when it
 //              starts with '{' (after an optional <|python_tag|>; leading

@@ -234,13 +234,23 @@ static void test_text_before_call(void) {
 static void test_think(void) {
     outcome o;
     parse_all(&o, TC_HERMES, 0, "<think>\nThe user wants <b>weather</b>.\n</think>\n\n<tool_call>\n" WEATHER "\n</tool_call>");
-    CHECK(o.rc == 0 && strcmp(text_of(&o, TC_REASONING, 0), "\nThe user wants <b>weather</b>.\n") == 0);
+    CHECK(o.rc == 0 && strcmp(text_of(&o, TC_REASONING, 0), "The user wants <b>weather</b>.") == 0);
     CHECK(count(&o, TC_CONTENT) == 0 && call_is(&o, 0, "get_weather", WEATHER_ARGS));
     drop(&o);
     // The template opened <think> in the prompt: the reply starts inside it.
     parse_all(&o, TC_HERMES, 1, "just say hi</think>\n\nHello 世界!");
     CHECK(o.rc == 0 && strcmp(text_of(&o, TC_REASONING, 0), "just say hi") == 0);
     CHECK(strcmp(text_of(&o, TC_CONTENT, 0), "Hello 世界!") == 0);
+    drop(&o);
+    // The newlines at the block's ends are the template's; those inside are the model's.
+    parse_all(&o, TC_HERMES, 0, "<think>\n\n</think>\n\nHi");
+    CHECK(o.rc == 0 && count(&o, TC_REASONING) == 0 && strcmp(text_of(&o, TC_CONTENT, 0), "Hi") == 0);
+    drop(&o);
+    parse_all(&o, TC_HERMES, 0, "<think>\n\na\n\nb <c\n\n\n</think>x");
+    CHECK(o.rc == 0 && strcmp(text_of(&o, TC_REASONING, 0), "a\n\nb <c") == 0 && strcmp(text_of(&o, TC_CONTENT, 0), "x") == 0);
+    drop(&o);
+    parse_all(&o, TC_HERMES, 1, "\nplan\n</think>\n\nok");
+    CHECK(o.rc == 0 && strcmp(text_of(&o, TC_REASONING, 0), "plan") == 0);
     drop(&o);
     // An unclosed think block stays reasoning.
     parse_all(&o, TC_HERMES, 0, "<think>still thinking </thi");
