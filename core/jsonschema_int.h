@@ -124,6 +124,10 @@ int32_t cx_array(js_cx *cx, const cJSON *s, const char *ptr);
 int32_t cx_literals(js_cx *cx, const cJSON *const *vals, int n, const char *ptr);
 // A number member as a double; 0 absent, 1 found, -1 not a number.
 int cx_num(const cJSON *s, const char *key, double *out);
+// A count keyword (minLength, maxItems, minProperties, ...): 0 absent,
+// 1 with *out (values past int64 clamp to INT64_MAX), or -1 failed (not
+// a non-negative integer: cx_fail names it).
+int cx_count(js_cx *cx, const cJSON *s, const char *key, const char *ptr, int64_t *out);
 
 // jsonschema_ref.c
 int cx_draft_of(const cJSON *doc);

@@ -221,9 +221,7 @@ int32_t cx_object(js_cx *cx, const cJSON *s, const char *ptr) {
     if (b.props && !cJSON_IsObject(b.props)) return cx_fail(cx, "properties", ptr, "expected an object"), -1;
     if (b.pats && !cJSON_IsObject(b.pats)) return cx_fail(cx, "patternProperties", ptr, "expected an object"), -1;
     int64_t lo = 0, hi = -1;
-    double d;
-    if (cx_num(s, "minProperties", &d) > 0) lo = (int64_t)d;
-    if (cx_num(s, "maxProperties", &d) > 0) hi = (int64_t)d;
+    if (cx_count(cx, s, "minProperties", ptr, &lo) < 0 || cx_count(cx, s, "maxProperties", ptr, &hi) < 0) return -1;
     if (property_names(cx, s, ptr, &b, &hi) < 0) return -1;
     const cJSON *ad = cJSON_GetObjectItemCaseSensitive(s, "additionalProperties");
     b.addl = !ad || cJSON_IsTrue(ad) ? cx_any(cx) : cJSON_IsFalse(ad) ? -1 : sub_schema(cx, ad, ptr, "additionalProperties", NULL);
@@ -298,9 +296,7 @@ static void array_parts(js_cx *cx, const cJSON *s, const cJSON **prefix, const c
 
 int32_t cx_array(js_cx *cx, const cJSON *s, const char *ptr) {
     int64_t lo = 0, hi = -1;
-    double d;
-    if (cx_num(s, "minItems", &d) > 0) lo = (int64_t)d;
-    if (cx_num(s, "maxItems", &d) > 0) hi = (int64_t)d;
+    if (cx_count(cx, s, "minItems", ptr, &lo) < 0 || cx_count(cx, s, "maxItems", ptr, &hi) < 0) return -1;
     if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "uniqueItems")) && (hi < 0 || hi > 1))
         return cx_fail(cx, "uniqueItems", ptr, "not supported (needs comparing items)"), -1;
     if (hi >= 0 && lo > hi) return cx_never(cx);

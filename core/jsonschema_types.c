@@ -21,7 +21,7 @@ int cx_num(const cJSON *s, const char *key, double *out) {
 }
 
 // A non-negative integer member; 0 absent, 1 found, -1 bad.
-static int count_of(js_cx *cx, const cJSON *s, const char *key, const char *ptr, int64_t *out) {
+int cx_count(js_cx *cx, const cJSON *s, const char *key, const char *ptr, int64_t *out) {
     double d;
     int r = cx_num(s, key, &d);
     if (r == 0) return 0;
@@ -228,7 +228,7 @@ static int32_t length_narrow(js_cx *cx, const cJSON *s, int32_t d, int64_t lo, i
 
 static int32_t string_node(js_cx *cx, const cJSON *s, const char *ptr) {
     int64_t lo = 0, hi = -1;
-    if (count_of(cx, s, "minLength", ptr, &lo) < 0 || count_of(cx, s, "maxLength", ptr, &hi) < 0) return -1;
+    if (cx_count(cx, s, "minLength", ptr, &lo) < 0 || cx_count(cx, s, "maxLength", ptr, &hi) < 0) return -1;
     if (hi >= 0 && lo > hi) return cx_never(cx);
     int32_t d = cx_string_dfa(cx, s, ptr);
     if (d >= 0) d = length_narrow(cx, s, d, lo, hi, ptr);
