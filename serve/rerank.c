@@ -180,6 +180,8 @@ static void job_on_close(http_res *res, void *ud) {
     (void)res;
     j->closed = 1;
     if (!j->generating) return; // a tokenizing job is dropped when its work returns
+    log_line("info", "http", "client gone, cancelling rerank id=%s conn=%llu documents=%d", j->id,
+             (unsigned long long)j->q->conn_id, j->n_docs);
     job_cancel_all(j);
     job_maybe_done(j);
 }

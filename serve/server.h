@@ -2,7 +2,7 @@
 // wires http (transport), api (JSON), tenants (keys), registry (the
 // current set of adapters), watcher (the adapters folder), access (which
 // model a key may use), completion (generation jobs and streaming), admin
-// (runtime adapters), files and ftjobs (fine-tuning) and, through the
+// (runtime adapters), rerank (/v1/rerank), files and ftjobs (fine-tuning) and, through the
 // interface below, a generation engine.
 //
 // Routes:
@@ -17,6 +17,9 @@
 //   POST /v1/completions         against the context, then handed to the
 //                                engine (503 when none is plugged in);
 //                                completion.h
+//   POST /v1/rerank, /rerank     Jina/Cohere-style reranking, scored as
+//                                Qwen3-Reranker (rerank.h), through the
+//                                same engine and access rule as chat
 //   POST /v1/load_lora_adapter   vLLM's: {"lora_name","lora_path"} registers
 //                                an adapter folder from any server path
 //                                (validated off the loop; 400 if invalid or
