@@ -14,9 +14,10 @@ const char *reply_endpoint(const char *p) {
                                         "/v1/models",       "/v1/chat/completions",
                                         "/v1/completions",  "/v1/load_lora_adapter",
                                         "/v1/unload_lora_adapter", "/v1/files",
-                                        "/v1/fine_tuning/jobs"};
+                                        "/v1/fine_tuning/jobs", "/v1/rerank"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcmp(p, fixed[i]) == 0) return fixed[i];
+    if (strcmp(p, "/rerank") == 0) return "/v1/rerank"; // its alias
     if (strncmp(p, "/v1/models/", 11) == 0) return "/v1/models/{id}";
     if (strncmp(p, "/v1/files/", 10) == 0) return "/v1/files/{id}";
     if (strncmp(p, "/v1/fine_tuning/", 16) == 0) return "/v1/fine_tuning/jobs/{id}";

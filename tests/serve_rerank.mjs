@@ -134,4 +134,9 @@ await step('client gone mid-request', async () => {
     const { status } = await post('/v1/rerank', { model: 'tiny', query: Q, documents: [DOCS[1]] });
     eq(status, 200, 'served after an aborted request');
 });
+await step('metrics label', async () => {
+    const text = await (await fetch(`${BASE}/metrics`)).text();
+    check(/endpoint="\/v1\/rerank",status="200"/.test(text) || /status="200"[^\n]*endpoint="\/v1\/rerank"/.test(text),
+          'requests counted under endpoint /v1/rerank');
+});
 finish('serve_rerank');
