@@ -65,6 +65,9 @@ struct rr_job {
     int n_docs, n_done;
     int64_t prompt_tokens;
     api_error err;
+    sampler_params sp;     // every document's (borrows bias)
+    int next_doc;          // the first document not yet submitted
+    int in_flight;         // submitted, not finished
     int failed, closed, generating, replied, holds;
 };
 
@@ -132,6 +135,8 @@ static void job_maybe_done(rr_job *j) {
     job_free(j);
 }
 
+static void job_pump(rr_job *j);
+
 // ---- the engine's sink ----------------------------------------------------------
 
 // The one token of a document: its top two logprobs are "yes" and "no"
@@ -152,6 +157,7 @@ static void sink_finish(void *ctx, int index, srv_finish reason, int completion_
     (void)completion_tokens;
     d->done = 1;
     j->n_done++;
+    j->in_flight--;
     if (!j->failed && (reason == SRV_FINISH_ERROR || reason == SRV_FINISH_CANCEL)) {
         api_err_set(&j->err, 500, "server_error", NULL, NULL, "the engine failed document %d", (int)(d - j->docs));
         j->failed = 1;
@@ -162,6 +168,9 @@ static void sink_finish(void *ctx, int index, srv_finish reason, int completion_
     } else if (!j->failed) {
         d->score = 1.0 / (1.0 + exp((double)d->lp_no - (double)d->lp_yes));
     }
+    j->holds++;
+    job_pump(j); // the engine has room for one more
+    j->holds--;
     job_maybe_done(j);
 }
 
@@ -186,47 +195,65 @@ static void job_on_close(http_res *res, void *ud) {
     job_maybe_done(j);
 }
 
-// Submits every document; on a refusal the rest are never submitted and
-// those out are cancelled (the answer is the refusal's).
-static void job_submit(rr_job *j) {
+// Submits the documents not yet submitted, in order, as far as the engine
+// takes them. A BUSY while some of the job's documents are in flight only
+// pauses: each of them, finishing, calls this again, so a list longer than
+// the engine's queue goes through in waves. A BUSY with none in flight (the
+// queue is full of others' work) is the client's 429; any other refusal a
+// 503. On a failure, a client gone or a server stopping, the rest are
+// never submitted (counted done) and those in flight are cancelled.
+static void job_pump(rr_job *j) {
     rerank *s = j->s;
-    sampler_params sp = sampler_params_default();
-    sp.temperature = 0; // greedy: nothing random; the logprobs do not depend on it
-    sp.logit_bias = j->bias;
-    sp.n_logit_bias = 2;
-    sp.top_logprobs = 2;
-    sp.seed = util_rng_next(&s->rng);
-    j->generating = 1;
-    j->holds++;
-    for (int i = 0; i < j->n_docs; i++) {
-        rr_doc *d = &j->docs[i];
+    while (j->next_doc < j->n_docs && !j->failed && !j->closed && !s->stopping) {
+        rr_doc *d = &j->docs[j->next_doc];
         err_t err = {{0}};
-        int rc = -1;
-        if (!j->failed) {
-            d->r = (srv_request){.id = ++s->next_req_id, .prompt = d->ids, .n_prompt = d->n_ids,
-                                 .adapter = j->adapter ? j->adapter->name : NULL, .adapter_entry = j->adapter,
-                                 .sampling = sp, .max_tokens = 1, .n = 1, .think_end = -1,
-                                 .call_open = -1, .call_close = -1,
-                                 .sink = {.ctx = d, .on_token = sink_token, .on_finish = sink_finish}};
-            rc = s->engine->submit(s->engine->ctx, &d->r, &err);
-        }
+        d->r = (srv_request){.id = ++s->next_req_id, .prompt = d->ids, .n_prompt = d->n_ids,
+                             .adapter = j->adapter ? j->adapter->name : NULL, .adapter_entry = j->adapter,
+                             .sampling = j->sp, .max_tokens = 1, .n = 1, .think_end = -1,
+                             .call_open = -1, .call_close = -1,
+                             .sink = {.ctx = d, .on_token = sink_token, .on_finish = sink_finish}};
+        int rc = s->engine->submit(s->engine->ctx, &d->r, &err);
         if (rc == SRV_SUBMIT_OK) {
             d->submitted = 1;
-            continue;
-        }
-        if (!j->failed && rc == SRV_SUBMIT_BUSY) {
+            j->in_flight++;
+            j->next_doc++;
+        } else if (rc == SRV_SUBMIT_BUSY && j->in_flight > 0) {
+            return;
+        } else if (rc == SRV_SUBMIT_BUSY) {
             api_err_set(&j->err, 429, "server_error", NULL, "server_busy",
                         "The server is busy with other requests. Please retry shortly.");
             j->err.retry_after = 1;
-        } else if (!j->failed) {
+            j->failed = 1;
+        } else {
             api_err_set(&j->err, 503, "server_error", NULL, NULL, "%s", err.msg);
             j->err.retry_after = 1;
+            j->failed = 1;
         }
-        j->failed = 1;
-        d->done = 1;
-        j->n_done++;
     }
-    if (j->failed) job_cancel_all(j);
+    if (j->next_doc == j->n_docs) return;
+    if (!j->failed && !j->closed) { // the server is stopping
+        api_err_set(&j->err, 503, "server_error", NULL, NULL, "the server is shutting down");
+        j->failed = 1;
+    }
+    j->n_done += j->n_docs - j->next_doc;
+    j->next_doc = j->n_docs;
+    if (!j->closed) job_cancel_all(j); // a client gone: job_on_close has cancelled them
+
+}
+
+// Starts the job's documents through the engine: greedy (nothing random;
+// the logprobs do not depend on temperature), the bias on "yes" and "no",
+// their two logprobs reported.
+static void job_submit(rr_job *j) {
+    j->sp = sampler_params_default();
+    j->sp.temperature = 0;
+    j->sp.logit_bias = j->bias;
+    j->sp.n_logit_bias = 2;
+    j->sp.top_logprobs = 2;
+    j->sp.seed = util_rng_next(&j->s->rng);
+    j->generating = 1;
+    j->holds++;
+    job_pump(j);
     j->holds--;
 }
 

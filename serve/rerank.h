@@ -22,7 +22,8 @@
 // leaves their difference, so the softmax of the two, unchanged, and makes
 // them the two most likely tokens) and top_logprobs 2, which the sampler
 // takes after the bias and before temperature (sampler.h); then
-// P(yes) = 1 / (1 + exp(lp(no) - lp(yes))).
+// P(yes) = 1 / (1 + exp(lp(no) - lp(yes))). (The f32 logits carry the
+// +100, so the difference is exact to about 1e-5.)
 //
 // Checks, each a 400 naming the field: the body, "model" (404
 // model_not_found through access.h, like chat), "query", "documents" (a
@@ -30,7 +31,9 @@
 // string "text"), "top_n", "return_documents", "instruction"; a tokenizer
 // without single "yes" and "no" tokens is a 400 "model"; a prompt over the
 // context is a 400 "documents[i]". Tokenizing runs on the libuv thread
-// pool; the rest on the loop thread. A client that goes away cancels the
+// pool; the rest on the loop thread. Documents go to the engine as far as
+// its queue takes them, the rest as earlier ones finish; a queue full of
+// other work is a 429. A client that goes away cancels the
 // documents in flight; the job is freed once the engine has finished each.
 //
 // Owns its jobs; borrows everything in completion_env and the engine.

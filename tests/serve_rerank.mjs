@@ -63,6 +63,22 @@ async function checkScores(model, path = '/v1/rerank', extra = {}) {
     return json;
 }
 
+if (process.env.WAVES) {
+    // A server started with --max-queue 2: 12 documents go through in
+    // waves (no 429), each score still P(yes).
+    await step('more documents than the queue', async () => {
+        const docs = Array.from({ length: 12 }, (_, i) => `${DOCS[i % DOCS.length]} (${i})`);
+        const { status, json } = await post('/v1/rerank', { model: 'tiny', query: Q, documents: docs });
+        eq(status, 200, `status (${JSON.stringify(json)})`);
+        eq(json.results.length, 12, 'every document scored');
+        for (const r of json.results.slice(0, 3)) {
+            const a = await pyes('tiny', prompt(Q, docs[r.index]), 100);
+            check(Math.abs(r.relevance_score - a.p) < 1e-6, `doc ${r.index}: score = P(yes)`);
+        }
+    });
+    finish('serve_rerank waves');
+}
+
 let base, adapted;
 await step('base', async () => { base = await checkScores('tiny'); });
 await step('adapter', async () => { adapted = await checkScores('acme-a'); });

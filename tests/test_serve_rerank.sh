@@ -2,7 +2,8 @@
 # POST /v1/rerank on the real engine with a tiny random Qwen3 model and an
 # adapter (tests/serve_rerank.mjs, plain fetch): shapes, order, top_n,
 # return_documents, errors, and every score equal to P(yes) computed
-# independently through /v1/completions' logprobs.
+# independently through /v1/completions' logprobs; then a server whose
+# queue is smaller than the list of documents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tests/lib.sh
@@ -18,5 +19,10 @@ mkdir -p "$tmp/adapters"
 
 serve_start "$tmp/serve.log" --model "$tmp/tiny" --served-model-name tiny --adapters "$tmp/adapters"
 PORT=$port TOKENIZER="$tmp/tiny" node tests/serve_rerank.mjs || bad "tests/serve_rerank.mjs"
+serve_stop
+
+# A queue smaller than the list: the documents go through in waves.
+serve_start "$tmp/serve-queue.log" --model "$tmp/tiny" --served-model-name tiny --max-queue 2
+WAVES=1 PORT=$port TOKENIZER="$tmp/tiny" node tests/serve_rerank.mjs || bad "tests/serve_rerank.mjs (waves)"
 serve_stop
 t_done
