@@ -26,7 +26,8 @@ static const char RR_SUFFIX[] = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n<
 static const char RR_INSTRUCT[] = "Given a web search query, retrieve relevant passages that answer the query";
 
 // The bias put on "yes" and "no": the most the sampler takes. Both move
-// by the same amount, so their difference, all the score reads, is exact.
+// by the same amount, so their difference, all the score reads, is kept
+// (to the f32 rounding of a logit near 100: about 1e-5).
 #define RR_BIAS 100.0f
 
 typedef struct rr_job rr_job;
@@ -435,6 +436,9 @@ rerank *rerank_open(const completion_env *env) {
     rerank *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->env = *env;
+    // srv_request ids are unique in the process (the engine's logs):
+    // completion's count from 1, these from 2^48.
+    r->next_req_id = (uint64_t)1 << 48;
     util_rng_seed(&r->rng, uv_hrtime() ^ ((uint64_t)getpid() << 16));
     return r;
 }
