@@ -43,6 +43,7 @@
 #ifndef TESSERA_SCHED_H
 #define TESSERA_SCHED_H
 
+#include "embed.h"
 #include "err.h"
 #include "metrics.h"
 #include "model.h"
@@ -57,6 +58,7 @@ typedef struct sched_opts {
     int kv_blocks;          // blocks in the KV pool (default: enough for max_num_seqs sequences
                             // of max_model_len, at most 1 GiB of KV at the model's
                             // kv_bytes_per_token: bf16 fits twice the blocks of f32)
+    emb_pooling pooling;    // embedding requests' pooling (default EMB_POOL_LAST: Qwen3-Embedding's)
 } sched_opts;
 
 // The defaults above (0 fields mean the default in sched_new too).

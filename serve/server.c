@@ -19,6 +19,7 @@
 #include "api.h"
 #include "chat.h"
 #include "completion.h"
+#include "embeddings.h"
 #include "files.h"
 #include "ftjobs.h"
 #include "http.h"
@@ -49,6 +50,7 @@ struct srv {
     access_ctx access;    // which model a key may use (over base_id, adapters, ftjobs)
     watcher *watcher;     // the adapters folder; NULL without one
     completion *gen;      // chat and completions
+    embeddings *emb;      // /v1/embeddings
     admin_env admin;      // load/unload_lora_adapter
 
     // tenants reload
@@ -234,6 +236,7 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
         route_finetune(s, q, res);
         return;
     } else if (strcmp(p, "/v1/chat/completions") == 0 || strcmp(p, "/v1/completions") == 0 ||
+               strcmp(p, "/v1/embeddings") == 0 ||
                strcmp(p, "/v1/load_lora_adapter") == 0 || strcmp(p, "/v1/unload_lora_adapter") == 0) {
         allow = post ? NULL : "POST";
     } else {
@@ -257,6 +260,7 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
     else if (strncmp(p, "/v1/models/", 11) == 0) route_model(s, q, res, tn, p + 11);
     else if (strcmp(p, "/v1/load_lora_adapter") == 0) admin_lora(&s->admin, q, res, tn, 1);
     else if (strcmp(p, "/v1/unload_lora_adapter") == 0) admin_lora(&s->admin, q, res, tn, 0);
+    else if (strcmp(p, "/v1/embeddings") == 0) embeddings_handle(s->emb, q, res, tn);
     else completion_handle(s->gen, q, res, tn, strcmp(p, "/v1/chat/completions") == 0 ? API_CHAT : API_COMPLETION);
 }
 
@@ -315,6 +319,7 @@ void srv_stop(srv *s) {
     if (s->stopping) return;
     s->stopping = 1;
     completion_stop(s->gen);
+    embeddings_stop(s->emb);
     // Connections first: their close callbacks cancel the jobs behind them.
     if (s->http) http_server_close(s->http, NULL, NULL);
     s->http = NULL;
@@ -433,6 +438,9 @@ static int open_rooms(srv *s, err_t *err) {
                          .tok = s->tok, .has_chat = s->has_chat, .family = s->family, .bos = s->bos,
                          .eos = s->eos, .n_eos = s->n_eos};
     if (!(s->gen = completion_open(&ce))) return err_set(err, "out of memory");
+    embeddings_env ee = {.loop = &s->loop, .requests = &s->requests, .access = &s->access, .model = &s->model,
+                         .tok = s->tok};
+    if (!(s->emb = embeddings_open(&ee))) return err_set(err, "out of memory");
     s->admin = (admin_env){.loop = &s->loop, .requests = &s->requests, .model = &s->model, .adapters = s->adapters,
                            .access = &s->access, .data_dir = s->data_dir, .adapters_dir = s->adapters_dir,
                            .lora_roots = s->cfg.lora_roots, .open_mode = !s->tenants_path,
@@ -507,6 +515,7 @@ void srv_set_engine(srv *s, const srv_engine *e) {
     s->engine = *e;
     s->has_engine = 1;
     completion_set_engine(s->gen, &s->engine);
+    embeddings_set_engine(s->emb, &s->engine);
 }
 
 uv_loop_t *srv_loop(srv *s) { return &s->loop; }
@@ -526,6 +535,7 @@ void srv_free(srv *s) {
     files_free(s->files);
     watcher_free(s->watcher);
     completion_free(s->gen);
+    embeddings_free(s->emb);
     reg_set_free(s->adapters);
     tn_free(s->tenants);
     tok_free(s->tok);
