@@ -17,6 +17,9 @@
 //   POST /v1/completions         against the context, then handed to the
 //                                engine (503 when none is plugged in);
 //                                completion.h
+//   POST /v1/embeddings          the same access rules; embedding requests
+//                                (srv_request.embed) to the engine;
+//                                embeddings.h
 //   POST /v1/load_lora_adapter   vLLM's: {"lora_name","lora_path"} registers
 //                                an adapter folder from any server path
 //                                (validated off the loop; 400 if invalid or

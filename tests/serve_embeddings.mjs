@@ -110,6 +110,15 @@ await step('LangChain OpenAIEmbeddings: embedQuery and embedDocuments', async ()
     close(docs[1], ref(ids(TEXTS[2])), 'embedDocuments[1]');
 });
 
+await step('embeddings batched beside generation equal embedref', async () => {
+    const [c, e] = await Promise.all([
+        acme.completions.create({ model: 'acme-emb', prompt: TEXTS[1], max_tokens: 12, temperature: 0 }),
+        acme.embeddings.create({ model: 'tiny', input: TEXTS, encoding_format: 'float' }),
+    ]);
+    eq(c.choices[0].finish_reason, 'length', 'the completion ran');
+    for (let i = 0; i < TEXTS.length; i++) close(e.data[i].embedding, ref(ids(TEXTS[i])), `input ${i}`);
+});
+
 await step('400s name the field', async () => {
     const bad = async (body, param) => {
         const r = await fetchJson('/v1/embeddings', { method: 'POST', key: 'sk-acme-0001', body: JSON.stringify(body) });
