@@ -27,6 +27,12 @@
 //      tokens and finishes to an outbox that the loop thread drains on a
 //      uv_async_t (the sink is only ever called on the loop thread).
 //
+// Embedding requests (srv_request.embed) are sequences like the others
+// (admitted, given KV, chunked, preempted) with nothing to sample: each
+// step their chunks run in a model_forward_hidden of their own after the
+// generation forward, and their rows are pooled per sched_opts.pooling
+// (sched_embed.c).
+//
 // Adapters are keyed by registry entry (srv_request.adapter_entry): a new
 // version on disk is a new entry, so it gets a slot of its own for new
 // requests while requests resolved to the old one finish on the old
