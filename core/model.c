@@ -691,13 +691,9 @@ static void logits_forward(model *m, int N, float *logits) {
     }
 }
 
-int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, err_t *err) {
-    int n_runs = 0;
-    int n_want = prepare_batch(m, kv, b, &n_runs, err);
-    if (n_want < 0) return -1;
-    if (!logits && n_want > (m->bk->host_memory ? m->logits_rows : m->max_tokens))
-        return err_set(err, "model_forward: %d rows of logits wanted, model_reserve_logits reserved %d", n_want,
-                       m->logits_rows);
+// The decoder layers over a prepared batch of T tokens: x (T, C) holds the
+// last layer's output (before the final norm) afterwards.
+static void layers_forward(model *m, kv_cache *kv, const model_batch *b, int n_want, int n_runs) {
     int T = b->n;
     model_acts *a = &m->a;
     upload_step(m, b, n_want); // the one upload of the step's metadata
@@ -708,9 +704,44 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, e
         attention_forward(m, kv, l, T, n_runs);
         mlp_forward(m, l, T, n_runs);
     }
-    if (n_want > 0) logits_forward(m, n_want, logits);
-    for (int t = 0; t < T; t++)
+}
+
+static void kv_advance(kv_cache *kv, const model_batch *b) {
+    for (int t = 0; t < b->n; t++)
         if (kv->len[b->seq[t]] < b->pos[t] + 1) kv->len[b->seq[t]] = b->pos[t] + 1;
+}
+
+int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, err_t *err) {
+    int n_runs = 0;
+    int n_want = prepare_batch(m, kv, b, &n_runs, err);
+    if (n_want < 0) return -1;
+    if (!logits && n_want > (m->bk->host_memory ? m->logits_rows : m->max_tokens))
+        return err_set(err, "model_forward: %d rows of logits wanted, model_reserve_logits reserved %d", n_want,
+                       m->logits_rows);
+    layers_forward(m, kv, b, n_want, n_runs);
+    if (n_want > 0) logits_forward(m, n_want, logits);
+    kv_advance(kv, b);
+    return 0;
+}
+
+// The same layers; the wanted rows of x go through the final norm (as
+// logits_forward does) and are downloaded instead of meeting lm_head. Every
+// backend has gather_rows, rmsnorm and download, so this needs no kernel of
+// its own on cuda.
+int model_forward_hidden(model *m, kv_cache *kv, const model_batch *b, float *hidden, err_t *err) {
+    int n_runs = 0;
+    int n_want = prepare_batch(m, kv, b, &n_runs, err);
+    if (n_want < 0) return -1;
+    if (!hidden) return err_set(err, "model_forward_hidden: hidden must not be NULL");
+    const model_config *c = &m->cfg;
+    model_acts *a = &m->a;
+    layers_forward(m, kv, b, n_want, n_runs);
+    if (n_want > 0) {
+        m->bk->gather_rows(a->xn, a->x, a->rows, n_want, c->hidden_size);
+        m->bk->rmsnorm(a->xn, a->xn, m->norm, n_want, c->hidden_size, (float)c->rms_norm_eps);
+        m->bk->download(hidden, a->xn, (size_t)n_want * (size_t)c->hidden_size * sizeof(float));
+    }
+    kv_advance(kv, b);
     return 0;
 }
 

@@ -125,6 +125,13 @@ typedef struct model_batch {
 // thread runs a model's forwards (the activations are the model's).
 int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, err_t *err);
 
+// The same forward, for embeddings: instead of logits it writes the wanted
+// tokens' final hidden states, after the final norm (what lm_head would
+// read), in batch order, to hidden (n_wanted x hidden_size floats, host
+// memory). The K/V are stored as model_forward stores them. Same
+// validation, errors and threading rules.
+int model_forward_hidden(model *m, kv_cache *kv, const model_batch *b, float *hidden, err_t *err);
+
 // Room in backend memory for `rows` rows of logits of forwards called with
 // logits NULL (on the CPU a buffer of rows x vocab_size floats; a device
 // backend keeps them in its activations, max_tokens rows). Call between

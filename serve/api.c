@@ -310,7 +310,7 @@ static void request_init(api_request *r, api_kind kind) {
 }
 
 // Parses the body as one JSON object; a 400 when it is not one.
-static cJSON *parse_body(const char *body, size_t len, api_error *e) {
+cJSON *api_parse_body(const char *body, size_t len, api_error *e) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (root && end) {
@@ -464,7 +464,7 @@ static int refuse_unsupported_chat(const cJSON *o, api_error *e) {
 
 int api_parse_chat(const char *body, size_t len, api_request *r, api_error *e) {
     request_init(r, API_CHAT);
-    cJSON *o = parse_body(body, len, e);
+    cJSON *o = api_parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
     const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(o, "messages");
@@ -577,7 +577,7 @@ static int read_prompt(const cJSON *o, api_request *r, api_error *e) {
 
 int api_parse_completion(const char *body, size_t len, api_request *r, api_error *e) {
     request_init(r, API_COMPLETION);
-    cJSON *o = parse_body(body, len, e);
+    cJSON *o = api_parse_body(body, len, e);
     if (!o) return -1;
     int rc = -1;
     if (read_prompt(o, r, e) != 0 || read_common(o, r, e) != 0 || read_response_format(o, r, e) != 0) goto done;

@@ -193,6 +193,24 @@ int api_parse_chat(const char *body, size_t len, api_request *out, api_error *e)
 int api_parse_completion(const char *body, size_t len, api_request *out, api_error *e);
 void api_request_free(api_request *r);
 
+// POST /v1/embeddings (api_embed.c): `model` (required), `input` a string,
+// a list of strings, a list of token ids or a list of lists of token ids
+// (each an api_prompt; an empty string or list is refused, at most
+// API_MAX_PROMPTS inputs, as completions' prompt), `encoding_format`
+// "float" (default) or "base64", `dimensions` >= 1 (0 = not given; the
+// upper bound, hidden_size, is checked by the caller, who knows the
+// model), `user` ignored.
+typedef struct api_embed_request {
+    char *model;
+    api_prompt *inputs;
+    int n_inputs;
+    int base64;
+    int dimensions;
+} api_embed_request;
+
+int api_parse_embeddings(const char *body, size_t len, api_embed_request *out, api_error *e);
+void api_embed_request_free(api_embed_request *r);
+
 // The sampler parameters a request asks for (arrays borrowed from r). Range
 // checks that need the vocabulary are the caller's: sampler_params_check.
 sampler_params api_sampler_params(const api_request *r);

@@ -3,6 +3,7 @@
 //
 //   api.c        errors, the body, the common fields, messages, response_format,
 //                completions, api_request_free
+//   api_embed.c  /v1/embeddings' body
 //   api_tools.c  tool calling: tools, tool_choice, parallel_tool_calls, the
 //                history's tool_calls and tool_call_id
 //
@@ -16,6 +17,10 @@
 #include <string.h>
 
 #include "api.h"
+
+// The body as one JSON object with valid UTF-8 strings (a new tree,
+// cJSON_Delete), or NULL + a 400 in e.
+cJSON *api_parse_body(const char *body, size_t len, api_error *e);
 
 // ---- field readers ----------------------------------------------------------------
 

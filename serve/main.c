@@ -36,6 +36,7 @@ typedef struct serve_args {
     const char *device, *quant;
     const char *kv_dtype, *lora_dtype; // bk_dtype names
     const char *matmul, *lm_head; // generate_apply_matmul's
+    const char *pooling;   // emb_pooling_parse's
 } serve_args;
 
 static const char *const quants[] = {"nf4", "none", NULL};
@@ -43,6 +44,7 @@ static const char *const dtypes[] = {"bf16", "f32", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
 static const char *const matmuls[] = {"q8", "exact", NULL};
 static const char *const lm_heads[] = {"bf16", "q8", NULL};
+static const char *const poolings[] = {"last", "mean", NULL};
 
 // --adapter (repeatable): appended to the inspect_opts' list.
 static int parse_adapter(const opts_opt *opt, const char *v, void *field, err_t *err) {
@@ -136,6 +138,9 @@ static int parse_args(int argc, char **argv, serve_args *a) {
          .choices = dtypes},
         {.name = "--lora-dtype", .type = OPTS_CHOICE, .field = &a->lora_dtype, .arg = "bf16|f32",
          .help = "adapter slots' LoRA A / B element type (f32 math either way)", .choices = dtypes},
+        {.name = "--pooling", .type = OPTS_CHOICE, .field = &a->pooling, .arg = "last|mean",
+         .help = "/v1/embeddings: the last token's final hidden state (Qwen3-Embedding's)\n"
+                 "or the mean of every token's, L2-normalized either way", .choices = poolings, .def = "last"},
         {.name = "--max-queue", .type = OPTS_INT, .field = &a->so.max_queue, .arg = "N",
          .help = "waiting choices beyond which requests get 429", LIMIT},
         {.help = "fine-tuning:"},
@@ -205,7 +210,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--generate") == 0) return generate_main(argc - 1, argv + 1);
     serve_args a = {.sc = {.port = 8000}, .mo = model_opts_default(), .so = sched_opts_default(), .echo_ms = -1,
                     .device = "cpu", .quant = "nf4", .kv_dtype = "bf16", .lora_dtype = "bf16",
-                    .matmul = "q8"};
+                    .matmul = "q8", .pooling = "last"};
     int status = parse_args(argc, argv, &a);
     if (status >= 0) return status;
     inspect_opts o = a.io;
@@ -224,6 +229,7 @@ int main(int argc, char **argv) {
     bk_dtype_parse(a.lora_dtype, &mo.lora_dtype);
     o.kv_dtype = mo.kv_dtype;
     sched_opts so = a.so;
+    emb_pooling_parse(a.pooling, &so.pooling); // a name from `poolings`: always parses
     err_t err = {{0}};
     if (inspect) {
         if (inspect_run(&o, &err) != 0) {

@@ -14,7 +14,7 @@ const char *reply_endpoint(const char *p) {
                                         "/v1/models",       "/v1/chat/completions",
                                         "/v1/completions",  "/v1/load_lora_adapter",
                                         "/v1/unload_lora_adapter", "/v1/files",
-                                        "/v1/fine_tuning/jobs", "/v1/rerank"};
+                                        "/v1/fine_tuning/jobs", "/v1/rerank", "/v1/embeddings"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcmp(p, fixed[i]) == 0) return fixed[i];
     if (strcmp(p, "/rerank") == 0) return "/v1/rerank"; // its alias

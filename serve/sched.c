@@ -49,6 +49,9 @@ static void deliver(sched *e) {
         if (ev->finish) {
             k->on_finish(k->ctx, ev->index, ev->reason, ev->count); // r may be gone after this
             if (++q->delivered == q->n) free(q);
+        } else if (ev->vec) {
+            if (k->on_embedding) k->on_embedding(k->ctx, ev->vec, ev->dim);
+            free(ev->vec);
         } else {
             k->on_token(k->ctx, ev->index, &ev->res);
         }
@@ -58,6 +61,8 @@ static void deliver(sched *e) {
 }
 
 static void on_async(uv_async_t *a) { deliver(a->data); }
+
+void sched_post_locked(sched *e, event *ev) { post_locked(e, ev); }
 
 // ---- sequences ------------------------------------------------------------------
 
@@ -102,6 +107,8 @@ static void seq_finish(sched *e, seq *s, srv_finish reason) {
     s->ss = NULL;
     free(s->gen);
     s->gen = NULL;
+    free(s->pool);
+    s->pool = NULL;
     sched_grammar_seq_close(s);
     event *ev = calloc(1, sizeof *ev);
     pthread_mutex_lock(&e->mu);
@@ -117,6 +124,8 @@ static void seq_finish(sched *e, seq *s, srv_finish reason) {
         log_line(reason == SRV_FINISH_ERROR ? "warn" : "info", "sched", "finished request=%llu choice=%d reason=%s generated=%d",
               (unsigned long long)s->q->r->id, s->index, reason_name(reason), s->n_gen);
 }
+
+void sched_seq_finish(sched *e, seq *s, srv_finish reason) { seq_finish(e, s, reason); }
 
 // Back to the front of the waiting list; its KV is recomputed on readmission
 // (the sampler state and generated tokens are kept, so results are the same).
@@ -298,7 +307,15 @@ static void step(sched *e) {
     if (n == 0) return;
     double t0 = util_now_s();
     qsort(e->order, (size_t)n, sizeof *e->order, slot_cmp); // one LoRA segment per slot
-    int T = 0, W = 0, prompt_tokens = 0;
+    // Embedding sequences go apart (sched_embed.c); order keeps the rest.
+    int n_emb = 0, n_gen = 0;
+    for (int i = 0; i < n; i++) {
+        if (e->order[i]->q->r->embed) e->emb[n_emb++] = e->order[i];
+        else e->order[n_gen++] = e->order[i];
+    }
+    n = n_gen;
+    int T = 0, W = 0, prompt_tokens = n_emb > 0 ? sched_embed_step(e, e->emb, n_emb) : 0;
+    if (n == 0) goto stats;
     for (int i = 0; i < n; i++) {
         seq *s = e->order[i];
         const srv_request *r = s->q->r;
@@ -326,6 +343,7 @@ static void step(sched *e) {
     }
     for (int i = 0; i < n; i++) e->order[i]->n_past += e->order[i]->planned;
     sample_wanted(e, W);
+stats:;
     double dt = util_now_s() - t0;
     pthread_mutex_lock(&e->mu);
     e->st.steps++;
@@ -392,6 +410,7 @@ static void sreq_free(sreq *q) {
     for (int i = 0; i < q->n; i++) {
         sampler_state_free(q->seqs[i].ss);
         free(q->seqs[i].gen);
+        free(q->seqs[i].pool);
         sched_grammar_seq_close(&q->seqs[i]);
     }
     free(q);
@@ -415,6 +434,15 @@ static int sched_submit(void *ctx, srv_request *r, err_t *err) {
     for (int i = 0; i < r->n; i++) {
         seq *s = &q->seqs[i];
         *s = (seq){.q = q, .index = i, .state = SEQ_WAIT, .kvs = -1, .slot = -1};
+        if (r->embed) { // prefill only: no sampler, no grammar
+            s->gen = malloc(1);
+            if (!s->gen || sched_embed_open(e, s, err) < 0) {
+                if (!s->gen) err_set(err, "out of memory");
+                sreq_free(q);
+                return -1;
+            }
+            continue;
+        }
         s->ss = sampler_state_new(e->V, r->sampling.seed + (uint64_t)i, err);
         s->gen = malloc((size_t)cap * sizeof *s->gen + 1);
         if (!s->ss || !s->gen || sampler_state_prompt(s->ss, r->prompt, r->n_prompt, err) < 0 ||
@@ -539,7 +567,9 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
     e->b_want = malloc(T);
     e->jobs = malloc(S * sizeof *e->jobs);
     e->results = malloc(S * sizeof *e->results);
-    if (!e->slots || !e->run || !e->order || !e->wanted || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_ad ||
+    e->emb = calloc(S, sizeof *e->emb);
+    e->hid = malloc(T * (size_t)e->cfg->hidden_size * sizeof *e->hid);
+    if (!e->emb || !e->hid ||!e->slots || !e->run || !e->order || !e->wanted || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_ad ||
         !e->b_want || !e->jobs || !e->results) {
         err_set(err, "out of memory");
         goto fail;
@@ -563,7 +593,8 @@ sched *sched_new(srv *s, model *m, const sched_opts *o, err_t *err) {
     }
     e->started = 1;
     srv_engine eng = {.ctx = e, .submit = sched_submit, .cancel = sched_cancel, .stop = sched_stop,
-                      .stats = sched_engine_stats, .max_lora_rank = model_max_lora_rank(e->m)};
+                      .stats = sched_engine_stats, .max_lora_rank = model_max_lora_rank(e->m),
+                      .embeddings = 1};
     srv_set_engine(s, &eng);
     log_line("info", "sched",
           "engine=model max_num_seqs=%d max_num_batched_tokens=%d max_model_len=%d kv_blocks=%d kv_block_size=%d "
@@ -594,6 +625,8 @@ void sched_free(sched *e) {
     free(e->b_want);
     free(e->jobs);
     free(e->results);
+    free(e->emb);
+    free(e->hid);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     pthread_cond_destroy(&e->lcv);

@@ -27,6 +27,12 @@
 //      tokens and finishes to an outbox that the loop thread drains on a
 //      uv_async_t (the sink is only ever called on the loop thread).
 //
+// Embedding requests (srv_request.embed) are sequences like the others
+// (admitted, given KV, chunked, preempted) with nothing to sample: each
+// step their chunks run in a model_forward_hidden of their own after the
+// generation forward, and their rows are pooled per sched_opts.pooling
+// (sched_embed.c).
+//
 // Adapters are keyed by registry entry (srv_request.adapter_entry): a new
 // version on disk is a new entry, so it gets a slot of its own for new
 // requests while requests resolved to the old one finish on the old
@@ -43,6 +49,7 @@
 #ifndef TESSERA_SCHED_H
 #define TESSERA_SCHED_H
 
+#include "embed.h"
 #include "err.h"
 #include "metrics.h"
 #include "model.h"
@@ -57,6 +64,7 @@ typedef struct sched_opts {
     int kv_blocks;          // blocks in the KV pool (default: enough for max_num_seqs sequences
                             // of max_model_len, at most 1 GiB of KV at the model's
                             // kv_bytes_per_token: bf16 fits twice the blocks of f32)
+    emb_pooling pooling;    // embedding requests' pooling (default EMB_POOL_LAST: Qwen3-Embedding's)
 } sched_opts;
 
 // The defaults above (0 fields mean the default in sched_new too).

@@ -5,6 +5,7 @@
 //                     one step (plan, forward, sample), create/free
 //   sched_adapters.c  adapters: the load list, the loader thread, the slot
 //                     table
+//   sched_embed.c     embedding requests: their forward and pooling
 //   sched_grammar.c   structured output and tool calls: each constrained
 //                     sequence's phase, matcher and allowed-token bitset,
 //                     and the mask workers that fill the bitsets while the
@@ -74,6 +75,8 @@ typedef struct seq {
                         // reasoning block (think_open) instead of starting the constraint
     uint32_t *allowed;  // (mask_words) this step's allowed tokens; NULL when unconstrained
     size_t n_allowed;   // bits set in allowed
+    float *pool;        // embedding requests: (hidden_size) the sum of the rows so far (mean pooling) or
+                        // the last row (last pooling); NULL for generation
     struct seq *next;   // inbox / waiting list
 } seq;
 
@@ -93,6 +96,8 @@ typedef struct event {
     srv_finish reason;
     int count;
     sampler_result res;
+    float *vec;         // an embedding (owned; dim floats) instead of a token, when not NULL
+    int dim;
     struct event *next;
 } event;
 
@@ -162,6 +167,9 @@ struct sched {
     seq **mjobs;               // (max_num_seqs) posted for this step
     int n_mjobs, mnext, mfinished, mquit;
     double mbusy;              // seconds spent in gm_mask this step
+    // embeddings (sched_embed.c)
+    seq **emb;                 // (max_num_seqs) this step's embedding sequences
+    float *hid;                // (max_batched_tokens, hidden_size) their wanted rows' hidden states
 };
 
 // ---- adapters (sched_adapters.c) ---------------------------------------------
@@ -193,6 +201,22 @@ void sched_loads_prune(sched *e);
 // The loader thread's body (arg: the sched): builds queued loads' weights
 // with reg_entry_load until quit.
 void *sched_loader_main(void *arg);
+
+// ---- sched.c, for the other files ------------------------------------------------
+
+// Ends s and posts its finish (seq_finish). Engine thread; must not hold mu.
+void sched_seq_finish(sched *e, seq *s, srv_finish reason);
+// Appends ev to the outbox; mu held.
+void sched_post_locked(sched *e, event *ev);
+
+// ---- embeddings (sched_embed.c) ----------------------------------------------------
+
+// An embedding request's sequence at submit: its pool. 0, or -1 + err.
+int sched_embed_open(sched *e, seq *s, err_t *err);
+// Runs this step's n embedding sequences (planned > 0) in one forward,
+// folds their rows into their pools and finishes those whose prompt is
+// done (posting the vector first). Returns the prompt tokens it computed.
+int sched_embed_step(sched *e, seq **emb, int n);
 
 // ---- structured output (sched_grammar.c) -----------------------------------------
 

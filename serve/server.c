@@ -20,6 +20,7 @@
 #include "chat.h"
 #include "completion.h"
 #include "rerank.h"
+#include "embeddings.h"
 #include "files.h"
 #include "ftjobs.h"
 #include "http.h"
@@ -51,6 +52,7 @@ struct srv {
     watcher *watcher;     // the adapters folder; NULL without one
     completion *gen;      // chat and completions
     rerank *rr;           // /v1/rerank
+    embeddings *emb;      // /v1/embeddings
     admin_env admin;      // load/unload_lora_adapter
 
     // tenants reload
@@ -237,7 +239,7 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
         return;
     } else if (strcmp(p, "/v1/chat/completions") == 0 || strcmp(p, "/v1/completions") == 0 ||
                strcmp(p, "/v1/load_lora_adapter") == 0 || strcmp(p, "/v1/unload_lora_adapter") == 0 ||
-               strcmp(p, "/v1/rerank") == 0 || strcmp(p, "/rerank") == 0) {
+               strcmp(p, "/v1/rerank") == 0 || strcmp(p, "/rerank") == 0 || strcmp(p, "/v1/embeddings") == 0) {
         allow = post ? NULL : "POST";
     } else {
         api_err_set(&e, 404, "invalid_request_error", NULL, NULL, "Invalid URL (%s %s)", q->method, p);
@@ -261,6 +263,7 @@ static void on_request(const http_req *q, http_res *res, void *ud) {
     else if (strcmp(p, "/v1/load_lora_adapter") == 0) admin_lora(&s->admin, q, res, tn, 1);
     else if (strcmp(p, "/v1/unload_lora_adapter") == 0) admin_lora(&s->admin, q, res, tn, 0);
     else if (strcmp(p, "/v1/rerank") == 0 || strcmp(p, "/rerank") == 0) rerank_handle(s->rr, q, res, tn);
+    else if (strcmp(p, "/v1/embeddings") == 0) embeddings_handle(s->emb, q, res, tn);
     else completion_handle(s->gen, q, res, tn, strcmp(p, "/v1/chat/completions") == 0 ? API_CHAT : API_COMPLETION);
 }
 
@@ -320,6 +323,7 @@ void srv_stop(srv *s) {
     s->stopping = 1;
     completion_stop(s->gen);
     rerank_stop(s->rr);
+    embeddings_stop(s->emb);
     // Connections first: their close callbacks cancel the jobs behind them.
     if (s->http) http_server_close(s->http, NULL, NULL);
     s->http = NULL;
@@ -439,6 +443,9 @@ static int open_rooms(srv *s, err_t *err) {
                          .eos = s->eos, .n_eos = s->n_eos};
     if (!(s->gen = completion_open(&ce))) return err_set(err, "out of memory");
     if (!(s->rr = rerank_open(&ce))) return err_set(err, "out of memory");
+    embeddings_env ee = {.loop = &s->loop, .requests = &s->requests, .access = &s->access, .model = &s->model,
+                         .tok = s->tok};
+    if (!(s->emb = embeddings_open(&ee))) return err_set(err, "out of memory");
     s->admin = (admin_env){.loop = &s->loop, .requests = &s->requests, .model = &s->model, .adapters = s->adapters,
                            .access = &s->access, .data_dir = s->data_dir, .adapters_dir = s->adapters_dir,
                            .lora_roots = s->cfg.lora_roots, .open_mode = !s->tenants_path,
@@ -514,6 +521,7 @@ void srv_set_engine(srv *s, const srv_engine *e) {
     s->has_engine = 1;
     completion_set_engine(s->gen, &s->engine);
     rerank_set_engine(s->rr, &s->engine);
+    embeddings_set_engine(s->emb, &s->engine);
 }
 
 uv_loop_t *srv_loop(srv *s) { return &s->loop; }
@@ -534,6 +542,7 @@ void srv_free(srv *s) {
     watcher_free(s->watcher);
     completion_free(s->gen);
     rerank_free(s->rr);
+    embeddings_free(s->emb);
     reg_set_free(s->adapters);
     tn_free(s->tenants);
     tok_free(s->tok);

@@ -20,6 +20,9 @@
 //   POST /v1/rerank, /rerank     Jina/Cohere-style reranking, scored as
 //                                Qwen3-Reranker (rerank.h), through the
 //                                same engine and access rule as chat
+//   POST /v1/embeddings          the same access rules; embedding requests
+//                                (srv_request.embed) to the engine;
+//                                embeddings.h
 //   POST /v1/load_lora_adapter   vLLM's: {"lora_name","lora_path"} registers
 //                                an adapter folder from any server path
 //                                (validated off the loop; 400 if invalid or
@@ -96,6 +99,10 @@ typedef struct srv_sink {
     // Choice `index` is over. completion_tokens counts every token sampled
     // for it (EOS included, as vLLM counts).
     void (*on_finish)(void *ctx, int index, srv_finish reason, int completion_tokens);
+    // Embedding requests only (srv_request.embed): the pooled, L2-normalized
+    // vector (dim = hidden_size floats, borrowed for the call), once,
+    // before on_finish(SRV_FINISH_STOP, 0). Not called when it fails.
+    void (*on_embedding)(void *ctx, const float *v, int dim);
 } srv_sink;
 
 // A validated generation request: one prompt, n independent choices.
@@ -152,6 +159,11 @@ typedef struct srv_request {
     gm_grammar *call_grammar;
     int32_t call_open, call_close; // Hermes' <tool_call>, </tool_call>; -1 for Llama 3.1
     int max_calls;              // 0 = no cap
+    // 1: an embedding request (engines with srv_engine.embeddings): n is 1;
+    // the prompt is prefilled and nothing is sampled (sampling, max_tokens,
+    // grammar and tools are ignored); the engine pools the final hidden
+    // states of the prompt (its --pooling) into sink.on_embedding.
+    int embed;
     srv_sink sink;
     void *engine_data;          // the engine's own
 } srv_request;
@@ -183,6 +195,9 @@ typedef struct srv_engine {
     // The largest adapter rank it serves (0: no limit): a request for an
     // adapter of a higher rank is answered 400 before it is submitted.
     int max_lora_rank;
+    // 1: submit takes embedding requests (srv_request.embed); 0: the server
+    // answers /v1/embeddings 503 without submitting.
+    int embeddings;
 } srv_engine;
 
 // ---- the server ---------------------------------------------------------------
